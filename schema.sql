@@ -1,0 +1,2 @@
+-- xsmon's SQLite schema (host-collector's history).
+-- Filled by issue 5 (host-collector); empty until then.

@@ -1,0 +1,437 @@
+//! The test harness: real daemons for xsmon's integration tests and demo.
+//!
+//! [`Xenstored`] runs Xen's own oxenstored (via `scripts/xenstored-run`) and
+//! [`Snmpd`] runs Debian's net-snmp snmpd (via `scripts/snmpd-run`), each in a
+//! private directory under `target/xsmon-harness/`. A daemon is started when
+//! a test asks for it, is waited for until it answers (never a fixed sleep),
+//! and is stopped by its pid when the handle drops, also when the test
+//! panics. A run that was killed outright leaves pid files behind; the next
+//! run finds those daemons by pid file (checked against the instance
+//! directory in their command line, never by process name) and stops them.
+//!
+//! Every test gets its own daemon, so tests run in parallel safely.
+//! If a daemon cannot start, the error carries its own log: tests fail, they
+//! never skip.
+
+use std::fs;
+use std::io::Read as _;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Where the workspace's binaries were built (`target/debug` in tests).
+pub fn bin_dir() -> PathBuf {
+    // Test executables live in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("current exe");
+    let deps = exe.parent().expect("exe dir");
+    if deps.ends_with("deps") {
+        deps.parent().expect("profile dir").to_path_buf()
+    } else {
+        deps.to_path_buf()
+    }
+}
+
+/// A workspace binary, built by `cargo build --workspace` before the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace` before the tests (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+fn harness_root() -> PathBuf {
+    repo_root().join("target").join("xsmon-harness")
+}
+
+/// A fresh private directory for one daemon instance, marked with the pid
+/// of the process that owns it.
+fn instance_dir(kind: &str) -> Result<PathBuf> {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(reap_leftovers);
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = harness_root().join(format!("{kind}-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::write(dir.join("owner"), std::process::id().to_string())?;
+    Ok(dir)
+}
+
+/// Stops daemons left behind by earlier runs whose owning process is gone.
+fn reap_leftovers() {
+    let Ok(entries) = fs::read_dir(harness_root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let owner = fs::read_to_string(dir.join("owner"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        let owner_alive = owner.is_some_and(|pid| kill(Pid::from_raw(pid), None).is_ok());
+        if owner_alive {
+            continue;
+        }
+        if let Some(pid) = fs::read_to_string(dir.join("daemon.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            if pid_runs_in(pid, &dir) {
+                eprintln!(
+                    "harness: stopping leftover daemon {pid} of {}",
+                    dir.display()
+                );
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// Is `pid` still the daemon started for `dir` (and not a recycled pid)?
+fn pid_runs_in(pid: i32, dir: &Path) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmd| {
+            let needle = dir.as_os_str().as_encoded_bytes();
+            cmd.windows(needle.len()).any(|w| w == needle)
+        })
+        .unwrap_or(false)
+}
+
+/// A daemon process owned by a test.
+struct Daemon {
+    name: &'static str,
+    child: Option<Child>,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(name: &'static str, dir: PathBuf, log: PathBuf, mut cmd: Command) -> Result<Daemon> {
+        let out = fs::File::create(dir.join("stdout.log"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        // If the test process dies without unwinding, take the daemon along.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
+        fs::write(dir.join("daemon.pid"), child.id().to_string())?;
+        Ok(Daemon {
+            name,
+            child: Some(child),
+            dir,
+            log,
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The daemon's logs, for error messages.
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for f in [self.dir.join("stdout.log"), self.log.clone()] {
+            if let Ok(mut file) = fs::File::open(&f) {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let tail: String = text
+                    .lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                s.push_str(&format!("--- {} ---\n{tail}\n", f.display()));
+            }
+        }
+        s
+    }
+
+    /// Fails with the logs if the daemon has exited.
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{} exited during start-up ({status})\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls `ready` until it succeeds, the daemon dies, or 15 s pass.
+    fn wait_until(&mut self, mut ready: impl FnMut() -> Result<()>) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            self.check_alive()?;
+            match ready() {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    bail!(
+                        "{} did not answer within 15 s: {e:#}\n{}",
+                        self.name,
+                        self.logs()
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn stop(&mut self, signal: Signal) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop(Signal::SIGTERM);
+        if !std::thread::panicking() && std::env::var_os("XSMON_KEEP_HARNESS").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A running oxenstored with its own socket.
+pub struct Xenstored {
+    daemon: Daemon,
+    socket: PathBuf,
+}
+
+impl Xenstored {
+    /// Starts a private oxenstored and waits until it answers.
+    pub fn start() -> Result<Xenstored> {
+        let dir = instance_dir("xenstored")?;
+        let mut cmd = Command::new(repo_root().join("scripts/xenstored-run"));
+        cmd.arg(&dir);
+        let log = dir.join("xenstored.log");
+        let daemon = Daemon::spawn("oxenstored", dir.clone(), log, cmd)?;
+        let mut xs = Xenstored {
+            daemon,
+            socket: dir.join("socket"),
+        };
+        let socket = xs.socket.clone();
+        xs.daemon.wait_until(|| {
+            let mut c = xsmon_xenstore::Client::open(&socket)?;
+            c.set_timeout(Duration::from_millis(500));
+            xsmon_xenstore::Store::directory(&mut c, "/")?;
+            Ok(())
+        })?;
+        Ok(xs)
+    }
+
+    /// The daemon's unix socket (what `XENSTORED_PATH` should point at).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// A new client connection.
+    pub fn client(&self) -> Result<xsmon_xenstore::Client> {
+        Ok(xsmon_xenstore::Client::open(&self.socket)?)
+    }
+
+    /// A command (e.g. `xenstore-ls`) set up to talk to this daemon.
+    pub fn tool(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("XENSTORED_PATH", &self.socket);
+        cmd
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
+    }
+
+    /// Kills the daemon outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.daemon.stop(Signal::SIGKILL);
+    }
+
+    pub fn logs(&self) -> String {
+        self.daemon.logs()
+    }
+}
+
+/// The SNMPv2c community the harness configures.
+pub const COMMUNITY: &str = "xsmon-test";
+
+/// A running snmpd on a loopback UDP port.
+pub struct Snmpd {
+    daemon: Daemon,
+    port: u16,
+    host: String,
+}
+
+impl Snmpd {
+    /// Starts snmpd on 127.0.0.1 with a read-only community and the given
+    /// extra config lines (e.g. `extend` lines), and waits until it answers.
+    pub fn start(extra_conf: &str) -> Result<Snmpd> {
+        Snmpd::start_on("127.0.0.1", None, extra_conf)
+    }
+
+    /// As [`Snmpd::start`], on `host`, optionally inside network namespace
+    /// `netns`.
+    pub fn start_on(host: &str, netns: Option<&str>, extra_conf: &str) -> Result<Snmpd> {
+        let dir = instance_dir("snmpd")?;
+        let port = free_udp_port(host)?;
+        let conf = dir.join("snmpd.conf");
+        fs::write(
+            &conf,
+            format!(
+                "# written by the xsmon test harness\n\
+                 rocommunity {COMMUNITY} default\n\
+                 dontLogTCPWrappersConnects yes\n\
+                 {extra_conf}\n"
+            ),
+        )?;
+        let script = repo_root().join("scripts/snmpd-run");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&script);
+                c
+            }
+            None => Command::new(&script),
+        };
+        cmd.arg(&dir).arg(&conf).arg(format!("udp:{host}:{port}"));
+        let log = dir.join("snmpd.log");
+        let daemon = Daemon::spawn("snmpd", dir, log, cmd)?;
+        let mut snmpd = Snmpd {
+            daemon,
+            port,
+            host: host.to_string(),
+        };
+        let target = snmpd.target();
+        let netns = netns.map(str::to_string);
+        snmpd.daemon.wait_until(|| {
+            // sysUpTime.0 answers as soon as the agent is up.
+            snmp_command(
+                "snmpget",
+                netns.as_deref(),
+                &target,
+                &[".1.3.6.1.2.1.1.3.0"],
+            )
+            .map(drop)
+        })?;
+        Ok(snmpd)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host:port`, as snmpget and the poller take it.
+    pub fn target(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Walks `oid` with snmpwalk (numeric OIDs), returning its output lines.
+    pub fn walk(&self, oid: &str) -> Result<String> {
+        snmp_command("snmpwalk", None, &self.target(), &[oid])
+    }
+
+    /// Gets `oids` with snmpget (numeric OIDs).
+    pub fn get(&self, oids: &[&str]) -> Result<String> {
+        snmp_command("snmpget", None, &self.target(), oids)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
+    }
+
+    pub fn logs(&self) -> String {
+        self.daemon.logs()
+    }
+}
+
+/// Runs a net-snmp client tool with the harness's community and numeric
+/// output, optionally inside a network namespace.
+pub fn snmp_command(
+    tool: &str,
+    netns: Option<&str>,
+    target: &str,
+    args: &[&str],
+) -> Result<String> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, tool]);
+            c
+        }
+        None => Command::new(tool),
+    };
+    cmd.env("MIBS", "")
+        .args([
+            "-v2c",
+            "-c",
+            COMMUNITY,
+            "-On",
+            "-t",
+            "1",
+            "-r",
+            "1",
+            "-m",
+            "",
+            "-M",
+            "/nonexistent",
+        ])
+        .arg(target)
+        .args(args);
+    let out = cmd.output().with_context(|| format!("running {tool}"))?;
+    if !out.status.success() {
+        bail!(
+            "{tool} {target} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A UDP port free on `host` right now. snmpd binds it a moment later; a
+/// collision would show as a start-up failure with snmpd's log.
+fn free_udp_port(host: &str) -> Result<u16> {
+    if host != "127.0.0.1" {
+        // Inside a namespace of the test's own, any port is free.
+        static NEXT: AtomicU32 = AtomicU32::new(16100);
+        return Ok(NEXT.fetch_add(1, Ordering::Relaxed) as u16);
+    }
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    Ok(sock.local_addr()?.port())
+}

@@ -1,0 +1,601 @@
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::error::{Error, Result};
+use crate::perms::Perm;
+use crate::wire::{
+    encode_request, Frame, FrameError, FrameReader, MsgType, XsErrno, ABS_PATH_MAX, HEADER_LEN,
+    PAYLOAD_MAX,
+};
+
+/// How long a request may wait for its reply unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where Xen's own tools look for xenstore, in their order: `XENSTORED_PATH`
+/// alone when it is set, otherwise the daemon's sockets, then the guest's
+/// xenbus device.
+pub fn default_paths() -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("XENSTORED_PATH") {
+        return vec![PathBuf::from(p)];
+    }
+    [
+        "/run/xenstored/socket",
+        "/var/run/xenstored/socket",
+        "/dev/xen/xenbus",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect()
+}
+
+/// The byte stream to xenstored: a unix socket on dom0, the xenbus character
+/// device in a guest. Both carry the same protocol.
+trait Stream: Read + Write + AsFd + Send {}
+impl<T: Read + Write + AsFd + Send> Stream for T {}
+
+/// A connection to xenstore.
+pub struct Client {
+    stream: Box<dyn Stream>,
+    path: PathBuf,
+    reader: FrameReader,
+    next_req_id: u32,
+    timeout: Duration,
+    poisoned: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("path", &self.path)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects the way Xen's tools do (see [`default_paths`]).
+    pub fn open_default() -> Result<Client> {
+        let candidates = default_paths();
+        let explicit = std::env::var_os("XENSTORED_PATH").is_some();
+        for path in &candidates {
+            if !explicit && !path.exists() {
+                continue;
+            }
+            return Client::open(path);
+        }
+        Err(Error::NoConnection {
+            tried: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Connects to a unix socket or opens a xenbus device at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Client> {
+        let path = path.as_ref();
+        let connect_err = |source| Error::Connect {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(connect_err)?;
+        let stream: Box<dyn Stream> = if meta.file_type().is_socket() {
+            let s = UnixStream::connect(path).map_err(connect_err)?;
+            // A request is at most 4112 bytes; a write that blocks longer
+            // than this means the daemon stopped reading.
+            s.set_write_timeout(Some(DEFAULT_TIMEOUT))
+                .map_err(connect_err)?;
+            Box::new(s)
+        } else {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(connect_err)?;
+            Box::new(f)
+        };
+        Ok(Client {
+            stream,
+            path: path.to_path_buf(),
+            reader: FrameReader::new(),
+            next_req_id: 1,
+            timeout: DEFAULT_TIMEOUT,
+            poisoned: None,
+        })
+    }
+
+    /// Where this client is connected.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sets how long each request may wait for its reply.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The path of domain `domid`'s home, e.g. `/local/domain/7`.
+    pub fn get_domain_path(&mut self, domid: u32) -> Result<String> {
+        let arg = domid.to_string();
+        let reply = self.request(0, MsgType::GetDomainPath, &arg, &nul_terminated(&arg))?;
+        string_reply("get-domain-path", &arg, reply)
+    }
+
+    /// Runs `body` in a transaction and commits it, retrying the whole
+    /// transaction when xenstored reports a conflict (EAGAIN), at most
+    /// `max_attempts` times. An error from `body` aborts the transaction.
+    pub fn transaction<T>(
+        &mut self,
+        max_attempts: u32,
+        mut body: impl FnMut(&mut Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        for attempt in 1..=max_attempts.max(1) {
+            let id = self.transaction_start()?;
+            let outcome = body(&mut Transaction { client: self, id });
+            match outcome {
+                Ok(value) => match self.transaction_end(id, true) {
+                    Ok(()) => return Ok(value),
+                    Err(e) if e.is_conflict() => {
+                        tracing::debug!(attempt, "xenstore transaction conflict, retrying");
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) => {
+                    // Abort; the body's error is the one worth reporting.
+                    let _ = self.transaction_end(id, false);
+                    if !e.is_conflict() {
+                        return Err(e);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 5));
+        }
+        Err(Error::TooManyConflicts {
+            attempts: max_attempts.max(1),
+        })
+    }
+
+    /// Starts a transaction by hand; prefer [`Client::transaction`].
+    pub fn transaction_start(&mut self) -> Result<u32> {
+        let reply = self.request(0, MsgType::TransactionStart, "", b"\0")?;
+        let text = string_reply("transaction-start", "", reply)?;
+        text.parse::<u32>().map_err(|_| Error::Protocol {
+            op: "transaction-start",
+            path: String::new(),
+            detail: format!("transaction id {text:?} is not a number"),
+        })
+    }
+
+    /// Ends transaction `id`, committing it when `commit` is true.
+    pub fn transaction_end(&mut self, id: u32, commit: bool) -> Result<()> {
+        let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
+        self.request(id, MsgType::TransactionEnd, "", arg).map(drop)
+    }
+
+    /// Sends one request and waits for its reply. Every operation goes
+    /// through here.
+    fn request(
+        &mut self,
+        tx_id: u32,
+        msg_type: MsgType,
+        path: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>> {
+        let op = op_name(msg_type);
+        if let Some(why) = &self.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        if payload.len() > PAYLOAD_MAX {
+            return Err(Error::RequestTooLarge {
+                op,
+                path: path.to_string(),
+                len: payload.len(),
+            });
+        }
+        let req_id = self.next_req_id;
+        self.next_req_id = self.next_req_id.wrapping_add(1).max(1);
+        let bytes = encode_request(msg_type, req_id, tx_id, payload);
+        if let Err(source) = self.stream.write_all(&bytes) {
+            let err = if matches!(
+                source.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                Error::Timeout {
+                    op,
+                    path: path.to_string(),
+                    timeout: DEFAULT_TIMEOUT,
+                }
+            } else {
+                Error::Io {
+                    op,
+                    path: path.to_string(),
+                    source,
+                }
+            };
+            return Err(self.poison(err));
+        }
+        let frame = self.read_reply(req_id, op, path)?;
+        match MsgType::from_u32(frame.header.msg_type) {
+            Some(MsgType::Error) => Err(Error::Xs {
+                op,
+                path: path.to_string(),
+                errno: XsErrno::from_payload(&frame.payload),
+            }),
+            Some(t) if t == msg_type => Ok(frame.payload),
+            _ => Err(self.poison(Error::Protocol {
+                op,
+                path: path.to_string(),
+                detail: format!("reply of type {} to a {op} request", frame.header.msg_type),
+            })),
+        }
+    }
+
+    /// Reads frames until the reply to `req_id` arrives or the timeout runs
+    /// out. Watch events and stale replies (to requests that timed out
+    /// earlier) are skipped.
+    fn read_reply(&mut self, req_id: u32, op: &'static str, path: &str) -> Result<Frame> {
+        let deadline = Instant::now() + self.timeout;
+        let mut buf = [0u8; HEADER_LEN + PAYLOAD_MAX];
+        loop {
+            loop {
+                let frame = match self.reader.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(FrameError::TooLong(header)) if header.req_id != req_id => {
+                        tracing::debug!(len = header.len, "discarding an over-long frame");
+                        continue;
+                    }
+                    Err(e) => {
+                        // The payload is discarded as it arrives, so the
+                        // connection stays usable for the next request.
+                        return Err(Error::Protocol {
+                            op,
+                            path: path.to_string(),
+                            detail: e.to_string(),
+                        });
+                    }
+                };
+                if frame.header.msg_type == MsgType::WatchEvent as u32 {
+                    tracing::trace!("skipping an unrequested watch event");
+                } else if frame.header.req_id != req_id {
+                    tracing::debug!(
+                        got = frame.header.req_id,
+                        want = req_id,
+                        "skipping a stale reply"
+                    );
+                } else {
+                    return Ok(frame);
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero()
+                || !wait_readable(self.stream.as_fd(), remaining).map_err(|source| Error::Io {
+                    op,
+                    path: path.to_string(),
+                    source,
+                })?
+            {
+                return Err(Error::Timeout {
+                    op,
+                    path: path.to_string(),
+                    timeout: self.timeout,
+                });
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    return Err(self.poison(Error::Closed {
+                        op,
+                        path: path.to_string(),
+                    }))
+                }
+                Ok(n) => self.reader.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(self.poison(Error::Io {
+                        op,
+                        path: path.to_string(),
+                        source,
+                    }))
+                }
+            }
+        }
+    }
+
+    /// Marks the connection unusable: after a broken frame or a closed
+    /// stream nothing that follows can be trusted to line up.
+    fn poison(&mut self, err: Error) -> Error {
+        self.poisoned = Some(err.to_string());
+        err
+    }
+}
+
+/// Waits until `fd` is readable; `Ok(false)` on timeout.
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // Round up so a sub-millisecond remainder still waits a little.
+        let ms = remaining
+            .as_millis()
+            .saturating_add(1)
+            .min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+}
+
+/// A transaction in progress, handed to the body of [`Client::transaction`].
+pub struct Transaction<'c> {
+    client: &'c mut Client,
+    id: u32,
+}
+
+impl Transaction<'_> {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+/// The node operations, the same inside and outside a transaction.
+pub trait Store {
+    #[doc(hidden)]
+    fn raw_request(&mut self, msg_type: MsgType, path: &str, payload: &[u8]) -> Result<Vec<u8>>;
+
+    /// Reads a node's value: bytes, not assumed to be UTF-8.
+    fn read(&mut self, path: &str) -> Result<Vec<u8>> {
+        check_path("read", path)?;
+        self.raw_request(MsgType::Read, path, &nul_terminated(path))
+    }
+
+    /// Reads a node, `Ok(None)` when it does not exist.
+    fn read_opt(&mut self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.read(path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a value, creating the node and its parents as needed.
+    fn write(&mut self, path: &str, value: &[u8]) -> Result<()> {
+        check_path("write", path)?;
+        let mut payload = Vec::with_capacity(path.len() + 1 + value.len());
+        payload.extend_from_slice(path.as_bytes());
+        payload.push(0);
+        payload.extend_from_slice(value);
+        self.raw_request(MsgType::Write, path, &payload).map(drop)
+    }
+
+    /// Lists a node's children. Lists too long for one reply are read in
+    /// parts (`XS_DIRECTORY_PART`), restarting if the node changes meanwhile.
+    fn directory(&mut self, path: &str) -> Result<Vec<String>> {
+        check_path("directory", path)?;
+        match self.raw_request(MsgType::Directory, path, &nul_terminated(path)) {
+            Ok(reply) => split_names("directory", path, &reply),
+            Err(e) if e.errno() == Some(&XsErrno::E2big) => directory_in_parts(self, path),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a node (and its parents) with an empty value; fine if it exists.
+    fn mkdir(&mut self, path: &str) -> Result<()> {
+        check_path("mkdir", path)?;
+        self.raw_request(MsgType::Mkdir, path, &nul_terminated(path))
+            .map(drop)
+    }
+
+    /// Removes a node and everything under it; fine if it does not exist.
+    fn rm(&mut self, path: &str) -> Result<()> {
+        check_path("rm", path)?;
+        match self.raw_request(MsgType::Rm, path, &nul_terminated(path)) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// A node's permission list (owner first).
+    fn get_perms(&mut self, path: &str) -> Result<Vec<Perm>> {
+        check_path("get-perms", path)?;
+        let reply = self.raw_request(MsgType::GetPerms, path, &nul_terminated(path))?;
+        split_names("get-perms", path, &reply)?
+            .iter()
+            .map(|s| {
+                s.parse::<Perm>().map_err(|detail| Error::Protocol {
+                    op: "get-perms",
+                    path: path.to_string(),
+                    detail,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces a node's permission list (owner first).
+    fn set_perms(&mut self, path: &str, perms: &[Perm]) -> Result<()> {
+        check_path("set-perms", path)?;
+        let mut payload = nul_terminated(path);
+        for p in perms {
+            payload.extend_from_slice(p.to_string().as_bytes());
+            payload.push(0);
+        }
+        self.raw_request(MsgType::SetPerms, path, &payload)
+            .map(drop)
+    }
+}
+
+impl Store for Client {
+    fn raw_request(&mut self, msg_type: MsgType, path: &str, payload: &[u8]) -> Result<Vec<u8>> {
+        self.request(0, msg_type, path, payload)
+    }
+}
+
+impl Store for Transaction<'_> {
+    fn raw_request(&mut self, msg_type: MsgType, path: &str, payload: &[u8]) -> Result<Vec<u8>> {
+        self.client.request(self.id, msg_type, path, payload)
+    }
+}
+
+fn directory_in_parts<S: Store + ?Sized>(store: &mut S, path: &str) -> Result<Vec<String>> {
+    // A guest's home can hold at most ~1000 nodes, dom0 can write far more;
+    // give up after a bounded number of restarts rather than loop forever.
+    'restart: for _ in 0..8 {
+        let mut names = Vec::new();
+        let mut offset = 0usize;
+        let mut generation: Option<Vec<u8>> = None;
+        loop {
+            let mut payload = nul_terminated(path);
+            payload.extend_from_slice(offset.to_string().as_bytes());
+            payload.push(0);
+            let reply = store.raw_request(MsgType::DirectoryPart, path, &payload)?;
+            let (gen, rest) = match reply.iter().position(|&b| b == 0) {
+                Some(i) => (reply[..i].to_vec(), &reply[i + 1..]),
+                None => {
+                    return Err(protocol(
+                        "directory",
+                        path,
+                        "directory part without generation",
+                    ))
+                }
+            };
+            match &generation {
+                Some(g) if *g != gen => continue 'restart,
+                _ => generation = Some(gen),
+            }
+            // The list ends with an empty name (two NULs in a row).
+            let done = rest.is_empty() || rest.ends_with(b"\0\0") || rest == b"\0";
+            let chunk = if done {
+                rest.strip_suffix(b"\0").unwrap_or(rest)
+            } else {
+                rest
+            };
+            let chunk_names = split_names("directory", path, chunk)?;
+            if chunk.is_empty() && !done {
+                return Err(protocol("directory", path, "empty directory part"));
+            }
+            offset += chunk.len();
+            names.extend(chunk_names);
+            if done {
+                return Ok(names);
+            }
+        }
+    }
+    Err(protocol(
+        "directory",
+        path,
+        "node kept changing while being listed",
+    ))
+}
+
+fn protocol(op: &'static str, path: &str, detail: &str) -> Error {
+    Error::Protocol {
+        op,
+        path: path.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+fn check_path(op: &'static str, path: &str) -> Result<()> {
+    let reason = if path.is_empty() {
+        "empty"
+    } else if path.len() > ABS_PATH_MAX {
+        "longer than 3072 bytes"
+    } else if path.bytes().any(|b| b == 0) {
+        "contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidPath {
+        op,
+        path: path.chars().take(200).collect(),
+        reason,
+    })
+}
+
+fn nul_terminated(s: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(s.len() + 1);
+    v.extend_from_slice(s.as_bytes());
+    v.push(0);
+    v
+}
+
+/// Splits a reply made of NUL-terminated names. Node names are restricted
+/// by xenstored to a small ASCII set, so anything not UTF-8 is an error.
+fn split_names(op: &'static str, path: &str, reply: &[u8]) -> Result<Vec<String>> {
+    let body = reply.strip_suffix(&[0]).unwrap_or(reply);
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    body.split(|&b| b == 0)
+        .map(|name| {
+            String::from_utf8(name.to_vec()).map_err(|_| Error::Protocol {
+                op,
+                path: path.to_string(),
+                detail: "node name is not UTF-8".into(),
+            })
+        })
+        .collect()
+}
+
+fn string_reply(op: &'static str, path: &str, reply: Vec<u8>) -> Result<String> {
+    let body = reply.strip_suffix(&[0]).unwrap_or(&reply);
+    String::from_utf8(body.to_vec()).map_err(|_| Error::Protocol {
+        op,
+        path: path.to_string(),
+        detail: "reply is not UTF-8".into(),
+    })
+}
+
+fn op_name(t: MsgType) -> &'static str {
+    match t {
+        MsgType::Read => "read",
+        MsgType::Write => "write",
+        MsgType::Directory | MsgType::DirectoryPart => "directory",
+        MsgType::Mkdir => "mkdir",
+        MsgType::Rm => "rm",
+        MsgType::GetPerms => "get-perms",
+        MsgType::SetPerms => "set-perms",
+        MsgType::GetDomainPath => "get-domain-path",
+        MsgType::TransactionStart => "transaction-start",
+        MsgType::TransactionEnd => "transaction-end",
+        _ => "request",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_on_nul() {
+        assert_eq!(split_names("d", "/", b"a\0bb\0").unwrap(), vec!["a", "bb"]);
+        assert!(split_names("d", "/", b"").unwrap().is_empty());
+        assert!(split_names("d", "/", b"\xff\0").is_err());
+    }
+
+    #[test]
+    fn paths_are_checked_before_sending() {
+        assert!(check_path("read", "").is_err());
+        assert!(check_path("read", "/a\0b").is_err());
+        assert!(check_path("read", &"a".repeat(ABS_PATH_MAX + 1)).is_err());
+        assert!(check_path("read", "/local/domain/7/data").is_ok());
+    }
+}
