@@ -1,0 +1,467 @@
+//! # The xenstore key layout, version 1
+//!
+//! This page is the contract between `guest-probe` (which writes) and
+//! `host-collector` (which reads). Each probe run replaces the whole tree
+//! in one xenstore transaction, so a reader never sees half a run.
+//!
+//! **Where.** By default under the guest's own home, which Xen toolstacks
+//! make writable by that guest only:
+//!
+//! ```text
+//! /local/domain/<domid>/data/xsmon/          (BASE; "data/xsmon" relative to the home)
+//! ```
+//!
+//! Optionally (for sites running the 2010 scripts) also or instead under the
+//! legacy shared path, which every guest can write, so dom0 reads it only
+//! when told to and never trusts the `<name>` in it to identify a guest:
+//!
+//! ```text
+//! /tool/myManagement/domUunsecureFiles/basicMonitoring/<name>/
+//! ```
+//!
+//! **Keys** (relative to BASE; every value is printable UTF-8, no control
+//! characters, at most the bytes shown):
+//!
+//! | key | value | max |
+//! |---|---|---|
+//! | `version` | layout version, `1` | 8 |
+//! | `probe` | the writer, e.g. `guest-probe 0.1.0` | 64 |
+//! | `time` | end of the run, Unix seconds (UTC) | 20 |
+//! | `seq` | run sequence number, +1 each run | 20 |
+//! | `check/<id>/kind` | `cpu`, `swap`, `disk`, `net` (or another `[a-z]` word) | 16 |
+//! | `check/<id>/status` | `ok`, `warning`, `error`, `unknown` | 8 |
+//! | `check/<id>/target` | what was checked: a mount point, a gateway; may be empty | 512 |
+//! | `check/<id>/message` | one line for a human | 256 |
+//! | `check/<id>/values` | space-separated `name=number`, name `[a-z0-9_]`, number a finite decimal | 1024 |
+//!
+//! `<id>` is `[a-z0-9]`, 1 to 16 characters (`cpu`, `swap`, `disk0`..,
+//! `net0`..). At most [`MAX_CHECKS`] checks per run.
+//!
+//! **Quota.** A run uses 6 + 6 per check xenstore entries (BASE, its 4 keys,
+//! `check`; each check node and its 5 keys): a guest with
+//! 50 filesystems and 8 gateways (60 checks with cpu and swap) writes 366
+//! entries, well inside
+//! Xen's default of 1000 per domain; every value is far below the default
+//! 2048-byte limit.
+//!
+//! **Trust.** Everything under BASE was written by the guest and is hostile
+//! input to dom0: [`decode`] accepts only the keys and syntax above, bounds
+//! every size before looking at the content, and reports the first key that
+//! breaks a rule.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::check::{CheckResult, Status, Value};
+use crate::text::{self, TextError};
+
+/// The layout version written in `version`.
+pub const VERSION: u32 = 1;
+/// BASE, relative to a domain's home (`/local/domain/<domid>`).
+pub const DATA_SUBPATH: &str = "data/xsmon";
+/// The 2010 design's shared directory (one subdirectory per guest name).
+pub const LEGACY_ROOT: &str = "/tool/myManagement/domUunsecureFiles/basicMonitoring";
+
+pub const MAX_CHECKS: usize = 100;
+pub const MAX_ID: usize = 16;
+pub const MAX_KIND: usize = 16;
+pub const MAX_PROBE: usize = 64;
+pub const MAX_TARGET: usize = 512;
+pub const MAX_MESSAGE: usize = 256;
+pub const MAX_VALUES: usize = 1024;
+pub const MAX_NUMBER: usize = 20;
+/// xenstore entries one run uses, for a number of checks.
+pub fn entries_for(checks: usize) -> usize {
+    // BASE, version, probe, time, seq; `check`; per check its node + 5 keys.
+    5 + 1 + checks * 6
+}
+
+/// One probe run, as stored under BASE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub probe: String,
+    /// Unix seconds when the run finished.
+    pub time: i64,
+    pub seq: u64,
+    pub checks: Vec<CheckResult>,
+}
+
+/// A run that cannot be encoded (a bug in the writer, not bad luck).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("cannot encode {key}: {problem}")]
+pub struct EncodeError {
+    pub key: String,
+    pub problem: String,
+}
+
+/// Guest data that breaks the layout: which key, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{key}: {problem}")]
+pub struct DecodeError {
+    pub key: String,
+    pub problem: String,
+}
+
+/// Encodes a run into (key relative to BASE, value) pairs.
+///
+/// Free text (message, target) is cleaned and cut to size, since a mount
+/// point may contain anything; ids, kinds and value names must already be
+/// valid.
+pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+    if run.checks.len() > MAX_CHECKS {
+        return Err(EncodeError {
+            key: "check".into(),
+            problem: format!("{} checks, at most {MAX_CHECKS}", run.checks.len()),
+        });
+    }
+    let mut out = vec![
+        ("version".to_string(), VERSION.to_string().into_bytes()),
+        ("probe".to_string(), text::clean(&run.probe, MAX_PROBE).into_bytes()),
+        ("time".to_string(), run.time.to_string().into_bytes()),
+        ("seq".to_string(), run.seq.to_string().into_bytes()),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for c in &run.checks {
+        let key = |k: &str| format!("check/{}/{k}", c.id);
+        if !valid_word(&c.id, MAX_ID, |b| b.is_ascii_lowercase() || b.is_ascii_digit()) || !seen.insert(&c.id) {
+            return Err(EncodeError {
+                key: format!("check/{}", text::clean(&c.id, 40)),
+                problem: "id must be unique, [a-z0-9], 1 to 16 characters".into(),
+            });
+        }
+        if !valid_word(&c.kind, MAX_KIND, |b| b.is_ascii_lowercase()) {
+            return Err(EncodeError {
+                key: key("kind"),
+                problem: "kind must be [a-z], 1 to 16 characters".into(),
+            });
+        }
+        let values = encode_values(&c.values).map_err(|problem| EncodeError {
+            key: key("values"),
+            problem,
+        })?;
+        out.push((key("kind"), c.kind.clone().into_bytes()));
+        out.push((key("status"), c.status.as_str().as_bytes().to_vec()));
+        out.push((key("target"), text::clean(&c.target, MAX_TARGET).into_bytes()));
+        out.push((key("message"), text::clean(&c.message, MAX_MESSAGE).into_bytes()));
+        out.push((key("values"), values.into_bytes()));
+    }
+    Ok(out)
+}
+
+fn valid_word(s: &str, max: usize, ok: impl Fn(u8) -> bool) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(ok)
+}
+
+fn valid_value_name(s: &str) -> bool {
+    valid_word(s, 32, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn encode_values(values: &[Value]) -> Result<String, String> {
+    let mut out = String::new();
+    for v in values {
+        if !valid_value_name(&v.name) {
+            return Err(format!("value name {:?} must be [a-z0-9_], 1 to 32 characters", v.name));
+        }
+        if !v.value.is_finite() {
+            return Err(format!("value {} is not a finite number", v.name));
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        // Rounded to what a human or a graph needs; keeps the line short.
+        let rounded = (v.value * 1000.0).round() / 1000.0;
+        out.push_str(&format!("{}={}", v.name, rounded));
+    }
+    if out.len() > MAX_VALUES {
+        return Err(format!("{} bytes, at most {MAX_VALUES}", out.len()));
+    }
+    Ok(out)
+}
+
+/// Parses a `values` string, rejecting anything but `name=number` pairs.
+pub fn parse_values(s: &str) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for pair in s.split(' ').filter(|p| !p.is_empty()) {
+        let (name, num) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{:?} is not name=number", text::clean(pair, 40)))?;
+        if !valid_value_name(name) {
+            return Err(format!("value name {:?} is not [a-z0-9_]", text::clean(name, 40)));
+        }
+        let value = parse_number(num).ok_or_else(|| format!("{name}: {:?} is not a finite number", text::clean(num, 40)))?;
+        if out.iter().any(|v: &Value| v.name == name) {
+            return Err(format!("value {name} appears twice"));
+        }
+        out.push(Value {
+            name: name.to_string(),
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// A plain decimal number: digits, one optional sign, dot and exponent.
+/// (f64's own parser also takes `inf` and `NaN`, which are not figures.)
+fn parse_number(s: &str) -> Option<f64> {
+    if s.is_empty() || s.len() > MAX_NUMBER * 2 || !s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Where [`decode`] reads from: xenstore on dom0, a map in tests. Keys are
+/// relative to BASE.
+pub trait Source {
+    type Error: fmt::Display;
+    /// The value of `key`, `None` if it does not exist.
+    fn read(&mut self, key: &str) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// The children of `key` (empty if it does not exist).
+    fn list(&mut self, key: &str) -> Result<Vec<String>, Self::Error>;
+}
+
+/// In-memory source, for tests and tools.
+impl Source for BTreeMap<String, Vec<u8>> {
+    type Error = std::convert::Infallible;
+    fn read(&mut self, key: &str) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(self.get(key).cloned())
+    }
+    fn list(&mut self, key: &str) -> Result<Vec<String>, Self::Error> {
+        let prefix = format!("{key}/");
+        let mut names: Vec<String> = self
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+/// Reads and validates one run from a guest. Returns `Ok(None)` when the
+/// guest has written nothing at all (no `version`), and an error naming the
+/// first offending key otherwise.
+pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
+    let Some(version) = read_text(src, "version", 8)? else {
+        return Ok(None);
+    };
+    if version != VERSION.to_string() {
+        return Err(err("version", format!("layout version {version:?} is not {VERSION}")));
+    }
+    let probe = require(read_text(src, "probe", MAX_PROBE)?, "probe")?;
+    let time = require(read_text(src, "time", MAX_NUMBER)?, "time")?;
+    let time: i64 = time.parse().map_err(|_| err("time", format!("{time:?} is not Unix seconds")))?;
+    let seq = require(read_text(src, "seq", MAX_NUMBER)?, "seq")?;
+    let seq: u64 = seq.parse().map_err(|_| err("seq", format!("{seq:?} is not a sequence number")))?;
+
+    let ids = src.list("check").map_err(|e| err("check", format!("cannot list: {e}")))?;
+    if ids.len() > MAX_CHECKS {
+        return Err(err("check", format!("{} checks, at most {MAX_CHECKS}", ids.len())));
+    }
+    let mut checks = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !valid_word(&id, MAX_ID, |b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+            return Err(err("check", format!("check id {:?} is not [a-z0-9]{{1,16}}", text::clean(&id, 40))));
+        }
+        checks.push(decode_check(src, &id)?);
+    }
+    checks.sort_by(|a, b| check_order(a).cmp(&check_order(b)));
+    Ok(Some(Run { probe, time, seq, checks }))
+}
+
+fn decode_check<S: Source>(src: &mut S, id: &str) -> Result<CheckResult, DecodeError> {
+    let key = |k: &str| format!("check/{id}/{k}");
+    let kind = require(read_text(src, &key("kind"), MAX_KIND)?, &key("kind"))?;
+    if !valid_word(&kind, MAX_KIND, |b| b.is_ascii_lowercase()) {
+        return Err(err(&key("kind"), format!("{kind:?} is not [a-z]")));
+    }
+    let status = require(read_text(src, &key("status"), 8)?, &key("status"))?;
+    let status: Status = status.parse().map_err(|e| err(&key("status"), e))?;
+    let target = read_text(src, &key("target"), MAX_TARGET)?.unwrap_or_default();
+    let message = require(read_text(src, &key("message"), MAX_MESSAGE)?, &key("message"))?;
+    let values = read_text(src, &key("values"), MAX_VALUES)?.unwrap_or_default();
+    let values = parse_values(&values).map_err(|e| err(&key("values"), e))?;
+    Ok(CheckResult {
+        id: id.to_string(),
+        kind,
+        target,
+        status,
+        message,
+        values,
+    })
+}
+
+/// cpu, swap, then disks, then gateways, numbered ids in numeric order.
+fn check_order(c: &CheckResult) -> (u8, String, usize, String) {
+    let rank = match c.kind.as_str() {
+        "cpu" => 0,
+        "swap" => 1,
+        "mem" => 2,
+        "disk" => 3,
+        "net" => 4,
+        _ => 5,
+    };
+    let digits = c.id.trim_start_matches(|ch: char| ch.is_ascii_lowercase());
+    let prefix = c.id[..c.id.len() - digits.len()].to_string();
+    (rank, prefix, digits.parse().unwrap_or(0), c.id.clone())
+}
+
+fn read_text<S: Source>(src: &mut S, key: &str, max: usize) -> Result<Option<String>, DecodeError> {
+    let bytes = src.read(key).map_err(|e| err(key, format!("cannot read: {e}")))?;
+    match bytes {
+        None => Ok(None),
+        Some(b) => text::validate(&b, max)
+            .map(|s| Some(s.to_string()))
+            .map_err(|e: TextError| err(key, format!("value {e}"))),
+    }
+}
+
+fn require(v: Option<String>, key: &str) -> Result<String, DecodeError> {
+    v.ok_or_else(|| err(key, "missing".into()))
+}
+
+fn err(key: &str, problem: String) -> DecodeError {
+    DecodeError {
+        key: key.to_string(),
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(n_disks: usize, n_gws: usize) -> Run {
+        let mut checks = Vec::new();
+        let mut cpu = CheckResult::new("cpu", "cpu", "");
+        cpu.message = "load 0.52 per cpu, iowait 1.3%, steal 0.0%".into();
+        cpu.value("load1", 0.52).value("iowait_pct", 1.3).value("steal_pct", 0.0);
+        checks.push(cpu);
+        let mut swap = CheckResult::new("swap", "swap", "");
+        swap.status = Status::Warning;
+        swap.message = "swapping 120 pages/s".into();
+        swap.value("pages_per_s", 120.0);
+        checks.push(swap);
+        for i in 0..n_disks {
+            let mut d = CheckResult::new(format!("disk{i}"), "disk", format!("/srv/data/volume-{i:03}/with/a/longish/path"));
+            d.message = format!("{i}% used, 12% inodes");
+            d.value("used_pct", i as f64).value("inodes_pct", 12.0).value("size_bytes", 1.0e12);
+            checks.push(d);
+        }
+        for i in 0..n_gws {
+            let mut g = CheckResult::new(format!("net{i}"), "net", format!("10.0.{i}.1"));
+            g.status = Status::Error;
+            g.message = "gateway 10.0.0.1 unreachable (3/3 lost)".into();
+            g.value("loss_pct", 100.0);
+            checks.push(g);
+        }
+        Run {
+            probe: "guest-probe 0.1.0".into(),
+            time: 1_764_097_200,
+            seq: 42,
+            checks,
+        }
+    }
+
+    fn to_map(pairs: Vec<(String, Vec<u8>)>) -> BTreeMap<String, Vec<u8>> {
+        pairs.into_iter().collect()
+    }
+
+    #[test]
+    fn round_trip() {
+        let run = sample(3, 2);
+        let decoded = decode(&mut to_map(encode(&run).unwrap())).unwrap().unwrap();
+        assert_eq!(decoded, run);
+    }
+
+    #[test]
+    fn fifty_filesystems_and_eight_gateways_fit_the_default_quotas() {
+        let run = sample(50, 8);
+        let pairs = encode(&run).unwrap();
+        assert_eq!(entries_for(run.checks.len()), 366);
+        assert!(entries_for(run.checks.len()) < 1000);
+        assert!(pairs.iter().all(|(_, v)| v.len() <= 2048));
+        // 4 top keys + 5 keys per check, plus the directory nodes counted
+        // by entries_for.
+        assert_eq!(pairs.len(), 4 + 5 * run.checks.len());
+    }
+
+    #[test]
+    fn nothing_written_is_none() {
+        assert_eq!(decode(&mut BTreeMap::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn hostile_values_are_rejected_with_the_key() {
+        let base = to_map(encode(&sample(1, 1)).unwrap());
+        let cases: Vec<(&str, &[u8], &str)> = vec![
+            ("check/disk0/message", b"ok\nFORGED line", "control character"),
+            ("check/disk0/target", b"\xff\xfe", "not valid UTF-8"),
+            ("check/cpu/status", b"fine", "unknown status"),
+            ("check/cpu/values", b"load1=inf", "not a finite number"),
+            ("check/cpu/values", b"load1=1 load1=2", "twice"),
+            ("check/cpu/values", b"LOAD=1", "not [a-z0-9_]"),
+            ("time", b"yesterday", "not Unix seconds"),
+            ("version", b"2", "layout version"),
+        ];
+        for (key, value, expect) in cases {
+            let mut m = base.clone();
+            m.insert(key.to_string(), value.to_vec());
+            let e = decode(&mut m).unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(e.problem.contains(expect), "{key}: {}", e.problem);
+        }
+        let mut m = base.clone();
+        m.insert("check/cpu/message".into(), vec![b'a'; MAX_MESSAGE + 1]);
+        assert!(decode(&mut m).unwrap_err().problem.contains("more than"));
+        let mut m = base.clone();
+        m.insert("check/BAD/status".into(), b"ok".to_vec());
+        assert_eq!(decode(&mut m).unwrap_err().key, "check");
+        let mut m = base;
+        m.remove("check/net0/status");
+        assert_eq!(decode(&mut m).unwrap_err().key, "check/net0/status");
+    }
+
+    #[test]
+    fn too_many_checks_are_rejected() {
+        let mut m = to_map(encode(&sample(0, 0)).unwrap());
+        for i in 0..=MAX_CHECKS {
+            m.insert(format!("check/x{i}/status"), b"ok".to_vec());
+        }
+        assert!(decode(&mut m).unwrap_err().problem.contains("at most"));
+    }
+
+    #[test]
+    fn free_text_is_cleaned_on_encode() {
+        let mut run = sample(1, 0);
+        run.checks[2].target = "/mnt/evil\nmount".into();
+        let m = to_map(encode(&run).unwrap());
+        assert_eq!(m["check/disk0/target"], b"/mnt/evil?mount");
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics_on_arbitrary_values(
+            msg in proptest::collection::vec(any::<u8>(), 0..400),
+            values in "[ -~]{0,80}",
+            status in "[a-z]{0,10}",
+        ) {
+            let mut m = to_map(encode(&sample(1, 1)).unwrap());
+            m.insert("check/disk0/message".into(), msg);
+            m.insert("check/cpu/values".into(), values.into_bytes());
+            m.insert("check/net0/status".into(), status.into_bytes());
+            let _ = decode(&mut m);
+        }
+
+        #[test]
+        fn values_round_trip(v in proptest::collection::vec((r"[a-z][a-z0-9_]{0,10}", -1.0e9f64..1.0e9), 0..8)) {
+            let mut seen = std::collections::HashSet::new();
+            let vals: Vec<Value> = v.into_iter().filter(|(n, _)| seen.insert(n.clone()))
+                .map(|(name, value)| Value { name, value: (value * 1000.0).round() / 1000.0 }).collect();
+            let s = encode_values(&vals).unwrap();
+            prop_assert_eq!(parse_values(&s).unwrap(), vals);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The contracts between xsmon's programs.
+//!
+//! * [`check`]: what one check yields (status, message, numeric values);
+//! * [`layout`]: the xenstore key layout guest-probe writes and
+//!   host-collector reads, with the validation dom0 applies to guest data;
+//! * [`text`]: the rules for text that crosses a trust boundary.
+
+pub mod check;
+pub mod layout;
+pub mod text;
+
+pub use check::{CheckResult, Status, Value};
