@@ -1,12 +1,223 @@
-use clap::Parser;
+//! guest-probe: runs in every Xen guest from cron every five minutes,
+//! checks CPU, swap, disks and gateways, and writes the results into the
+//! guest's own xenstore area for dom0's host-collector.
 
-/// PLACEHOLDER
-#[derive(Parser)]
-#[command(version)]
-struct Cli {}
+mod checks;
+mod config;
+mod ping;
+mod publish;
+mod state;
+mod sys;
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("not implemented yet");
-    std::process::exit(3);
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, ValueEnum};
+use xsmon_proto::layout::{Run, DATA_SUBPATH, LEGACY_ROOT};
+use xsmon_proto::{CheckResult, Status};
+
+use crate::checks::Interval;
+use crate::config::Config;
+use crate::state::StateFile;
+use crate::sys::Sys;
+
+/// Check this Xen guest (CPU, swap, disks, gateways) and write the results
+/// into xenstore for dom0 to collect.
+///
+/// Run from cron every five minutes (`*/5 * * * * root guest-probe`). By
+/// default the results go under the guest's own xenstore home
+/// (`data/xsmon`, writable by this guest only) in one transaction, with a
+/// timestamp and a sequence number. With --print or --format json nothing is
+/// written; the results are printed instead.
+///
+/// Exit status: 0 when the results were written (or printed), whatever they
+/// say; 1 when they could not be written; 2 for a usage or config error.
+#[derive(Parser, Debug)]
+#[command(version, max_term_width = 100)]
+struct Cli {
+    /// Config file (TOML). A missing default file means all defaults.
+    #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+
+    /// Print the results for a human instead of writing them.
+    #[arg(long)]
+    print: bool,
+
+    /// Print the results in this format instead of writing them.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+
+    /// xenstore to use: a unix socket or the xenbus device. Default: as Xen's
+    /// tools do (XENSTORED_PATH, /run/xenstored/socket, /dev/xen/xenbus).
+    #[arg(long, value_name = "PATH", env = "XENSTORED_PATH")]
+    xenstore: Option<PathBuf>,
+
+    /// Write as this domain, e.g. /local/domain/7 (for dom0-side tests and
+    /// demos). Default: the guest's own home, by relative xenstore paths.
+    #[arg(long, value_name = "PATH")]
+    domain_path: Option<String>,
+
+    /// Read /proc and /sys (and statvfs mount points) under this directory.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+
+    /// State file for counters between runs (default from the config, else
+    /// /var/lib/xsmon/probe.state).
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<PathBuf>,
+
+    /// More logging on stderr (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let config = match Config::load(&cli.config, cli.config.as_os_str() != config::DEFAULT_PATH) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("guest-probe: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&cli, &config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guest-probe: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("XSMON_LOG").unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(cli: &Cli, config: &Config) -> Result<()> {
+    let sys = Sys::new(&cli.root);
+    let state_path = cli
+        .state_file
+        .clone()
+        .or_else(|| config.state_file.clone())
+        .unwrap_or_else(|| PathBuf::from(state::DEFAULT_PATH));
+    let mut run = Run {
+        probe: format!("guest-probe {}", env!("CARGO_PKG_VERSION")),
+        time: 0,
+        seq: 0,
+        checks: run_checks(&sys, config, &StateFile::new(state_path)),
+    };
+    run.time = (sys::now_ms() / 1000) as i64;
+
+    if cli.print || matches!(cli.format, Some(Format::Text)) {
+        print_text(&run);
+        return Ok(());
+    }
+    if matches!(cli.format, Some(Format::Json)) {
+        println!("{}", serde_json::to_string_pretty(&json_of(&run))?);
+        return Ok(());
+    }
+    let mut xs = match &cli.xenstore {
+        Some(p) => xsmon_xenstore::Client::open(p)?,
+        None => xsmon_xenstore::Client::open_default()?,
+    };
+    xs.set_timeout(Duration::from_secs(config.xenstore.timeout_secs.max(1)));
+    let bases = bases(cli, config, &sys);
+    publish::publish(&mut xs, &bases, &mut run)?;
+    tracing::info!(seq = run.seq, checks = run.checks.len(), "results written");
+    Ok(())
+}
+
+/// Runs every check; none can stop the others.
+fn run_checks(sys: &Sys, config: &Config, state: &StateFile) -> Vec<CheckResult> {
+    let interval = interval(sys, config, state);
+    let interval_ref = interval.as_ref();
+    let mut out = vec![
+        checks::cpu::check(sys, &config.cpu, interval_ref),
+        checks::swap::check(sys, &config.swap, interval_ref),
+    ];
+    out.extend(checks::disk::checks(sys, &config.disk));
+    out.extend(checks::net::checks(sys, &config.net));
+    out
+}
+
+/// The interval since the last run, or a short sample on a first run.
+fn interval(sys: &Sys, config: &Config, state: &StateFile) -> Result<Interval> {
+    let now = sys.sample()?;
+    let (prev, now, note) = match state.load().filter(|p| p.usable_before(&now)) {
+        Some(prev) => (prev, now, None),
+        None => {
+            std::thread::sleep(Duration::from_millis(config.cpu.first_sample_ms.max(100)));
+            let later = sys.sample()?;
+            (now, later, Some("first run: short sample, no previous state".to_string()))
+        }
+    };
+    if let Err(e) = state.save(&now) {
+        tracing::warn!("cannot save state, next run will sample afresh: {e:#}");
+    }
+    Ok(Interval { prev, now, note })
+}
+
+/// Where to write: the guest's home (relative path unless --domain-path),
+/// and/or the legacy shared path.
+fn bases(cli: &Cli, config: &Config, sys: &Sys) -> Vec<String> {
+    let mut out = Vec::new();
+    if config.xenstore.home {
+        out.push(match &cli.domain_path {
+            Some(home) => format!("{}/{DATA_SUBPATH}", home.trim_end_matches('/')),
+            None => DATA_SUBPATH.to_string(),
+        });
+    }
+    if config.xenstore.legacy {
+        let name = config
+            .xenstore
+            .legacy_name
+            .clone()
+            .or_else(|| sys.read_string("proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)))
+            .unwrap_or_else(|| "unknown".to_string());
+        out.push(format!("{LEGACY_ROOT}/{name}"));
+    }
+    out
+}
+
+fn print_text(run: &Run) {
+    let worst = run.checks.iter().map(|c| c.status).max().unwrap_or(Status::Unknown);
+    println!("guest-probe: overall {worst}");
+    for c in &run.checks {
+        println!("{:<6} {:<8} {}", c.id, c.status.as_str(), c.message);
+    }
+}
+
+fn json_of(run: &Run) -> serde_json::Value {
+    serde_json::json!({
+        "probe": run.probe,
+        "time": run.time,
+        "checks": run.checks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

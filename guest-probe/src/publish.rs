@@ -1,0 +1,39 @@
+//! Writing one run into xenstore: all keys in one transaction (retried on
+//! conflict), replacing the previous run, so the collector never sees half
+//! a run. The key layout is `xsmon_proto::layout`.
+
+use anyhow::{Context, Result};
+use xsmon_proto::layout::{self, Run};
+use xsmon_xenstore::{Client, Store};
+
+/// Transaction attempts before giving up (conflicts are rare: only this
+/// guest writes its area).
+const ATTEMPTS: u32 = 5;
+
+/// Writes `run` under each of `bases`, in one transaction. The sequence
+/// number is the previous one under the first base plus one, so it keeps
+/// counting even if the state file is lost.
+pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run) -> Result<()> {
+    let first = bases.first().context("nowhere to write: both home and legacy are off in the config")?;
+    xs.transaction(ATTEMPTS, |t| {
+        let prev = t
+            .read_opt(&format!("{first}/seq"))?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        run.seq = prev.wrapping_add(1);
+        let pairs = layout::encode(run).map_err(|e| xsmon_xenstore::Error::Protocol {
+            op: "write",
+            path: first.clone(),
+            detail: e.to_string(),
+        })?;
+        for base in bases {
+            t.rm(base)?;
+            for (key, value) in &pairs {
+                t.write(&format!("{base}/{key}"), value)?;
+            }
+        }
+        Ok(())
+    })
+    .with_context(|| format!("writing results to xenstore under {} ({})", bases.join(" and "), xs.path().display()))
+}
