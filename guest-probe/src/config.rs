@@ -160,12 +160,17 @@ pub struct MacRule {
 impl MacRule {
     /// Does this rule's network hold `ip`?
     pub fn contains(&self, ip: Ipv4Addr) -> Result<bool> {
-        let (net, len) = self
-            .network
-            .split_once('/')
-            .with_context(|| format!("mac rule network {:?} is not address/prefix", self.network))?;
-        let net: Ipv4Addr = net.parse().with_context(|| format!("mac rule network {:?}", self.network))?;
-        let len: u32 = len.parse().ok().filter(|l| *l <= 32).with_context(|| format!("mac rule prefix {:?}", self.network))?;
+        let (net, len) = self.network.split_once('/').with_context(|| {
+            format!("mac rule network {:?} is not address/prefix", self.network)
+        })?;
+        let net: Ipv4Addr = net
+            .parse()
+            .with_context(|| format!("mac rule network {:?}", self.network))?;
+        let len: u32 = len
+            .parse()
+            .ok()
+            .filter(|l| *l <= 32)
+            .with_context(|| format!("mac rule prefix {:?}", self.network))?;
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
         Ok(u32::from(ip) & mask == u32::from(net) & mask)
     }
@@ -201,8 +206,12 @@ impl Config {
     pub fn load(path: &Path, must_exist: bool) -> Result<Config> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(Config::default()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read config {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read config {}", path.display()))
+            }
         };
         Config::parse(&text).with_context(|| format!("invalid config {}", path.display()))
     }
@@ -245,16 +254,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.disk.used_pct.warning, 70.0);
         assert_eq!(c.disk.mount[0].path, PathBuf::from("/var/log"));
-        assert!(c.net.mac_rules[0].contains("172.19.10.77".parse().unwrap()).unwrap());
-        assert!(!c.net.mac_rules[0].contains("172.19.11.77".parse().unwrap()).unwrap());
+        assert!(c.net.mac_rules[0]
+            .contains("172.19.10.77".parse().unwrap())
+            .unwrap());
+        assert!(!c.net.mac_rules[0]
+            .contains("172.19.11.77".parse().unwrap())
+            .unwrap());
     }
 
     #[test]
     fn a_broken_config_names_the_line() {
-        let err = Config::parse("[disk]\nused_pct = 12\n").unwrap_err().to_string();
+        let err = Config::parse("[disk]\nused_pct = 12\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
-        let err = Config::parse("[cpu]\n\nbogus = 1\n").unwrap_err().to_string();
+        let err = Config::parse("[cpu]\n\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
-        assert!(Config::parse("[net]\nmac_rules = [{ network = \"10.0.0.0\", gateway = \"10.0.0.1\" }]").is_err());
+        assert!(Config::parse(
+            "[net]\nmac_rules = [{ network = \"10.0.0.0\", gateway = \"10.0.0.1\" }]"
+        )
+        .is_err());
     }
 }

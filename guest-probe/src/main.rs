@@ -104,8 +104,12 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("XSMON_LOG").unwrap_or_else(|_| level.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("XSMON_LOG").unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(cli: &Cli, config: &Config) -> Result<()> {
@@ -163,7 +167,11 @@ fn interval(sys: &Sys, config: &Config, state: &StateFile) -> Result<Interval> {
         None => {
             std::thread::sleep(Duration::from_millis(config.cpu.first_sample_ms.max(100)));
             let later = sys.sample()?;
-            (now, later, Some("first run: short sample, no previous state".to_string()))
+            (
+                now,
+                later,
+                Some("first run: short sample, no previous state".to_string()),
+            )
         }
     };
     if let Err(e) = state.save(&now) {
@@ -187,8 +195,16 @@ fn bases(cli: &Cli, config: &Config, sys: &Sys) -> Vec<String> {
             .xenstore
             .legacy_name
             .clone()
-            .or_else(|| sys.read_string("proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()))
-            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)))
+            .or_else(|| {
+                sys.read_string("proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .filter(|n| {
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            })
             .unwrap_or_else(|| "unknown".to_string());
         out.push(format!("{LEGACY_ROOT}/{name}"));
     }
@@ -196,7 +212,12 @@ fn bases(cli: &Cli, config: &Config, sys: &Sys) -> Vec<String> {
 }
 
 fn print_text(run: &Run) {
-    let worst = run.checks.iter().map(|c| c.status).max().unwrap_or(Status::Unknown);
+    let worst = run
+        .checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Unknown);
     println!("guest-probe: overall {worst}");
     for c in &run.checks {
         println!("{:<6} {:<8} {}", c.id, c.status.as_str(), c.message);

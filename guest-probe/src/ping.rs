@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{connect, recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn};
+use nix::sys::socket::{
+    connect, recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType,
+    SockaddrIn,
+};
 
 /// What came back from one host.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +79,11 @@ pub fn ping_all(targets: &[Ipv4Addr], count: u32, timeout: Duration) -> Vec<Ping
             next_seq += 1;
             continue;
         }
-        if probes.iter().all(|p| p.done || (next_seq > count && p.got[1..].iter().all(|g| *g))) || now >= deadline {
+        if probes
+            .iter()
+            .all(|p| p.done || (next_seq > count && p.got[1..].iter().all(|g| *g)))
+            || now >= deadline
+        {
             break;
         }
         let until_send = if next_seq <= count {
@@ -108,13 +115,23 @@ fn open_probe(target: Ipv4Addr, count: u32, ident: u16) -> Probe {
         done: false,
     };
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-    let opened = socket(AddressFamily::Inet, SockType::Datagram, flags, SockProtocol::Icmp)
-        .map(|fd| (fd, false))
-        .or_else(|dgram_err| {
-            socket(AddressFamily::Inet, SockType::Raw, flags, SockProtocol::Icmp)
-                .map(|fd| (fd, true))
-                .map_err(|raw_err| (dgram_err, raw_err))
-        });
+    let opened = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        flags,
+        SockProtocol::Icmp,
+    )
+    .map(|fd| (fd, false))
+    .or_else(|dgram_err| {
+        socket(
+            AddressFamily::Inet,
+            SockType::Raw,
+            flags,
+            SockProtocol::Icmp,
+        )
+        .map(|fd| (fd, true))
+        .map_err(|raw_err| (dgram_err, raw_err))
+    });
     match opened {
         Ok((fd, raw)) => {
             let addr = SockaddrIn::from(SocketAddrV4::new(target, 0));
@@ -153,7 +170,9 @@ fn send_echo(p: &mut Probe, seq: u16) {
 }
 
 fn wait_and_receive(probes: &mut [Probe], wait: Duration) {
-    let active: Vec<usize> = (0..probes.len()).filter(|&i| probes[i].fd.is_some() && !probes[i].done).collect();
+    let active: Vec<usize> = (0..probes.len())
+        .filter(|&i| probes[i].fd.is_some() && !probes[i].done)
+        .collect();
     if active.is_empty() {
         std::thread::sleep(wait);
         return;
@@ -161,11 +180,26 @@ fn wait_and_receive(probes: &mut [Probe], wait: Duration) {
     let ready: Vec<bool> = {
         let mut fds: Vec<PollFd> = active
             .iter()
-            .map(|&i| PollFd::new(probes[i].fd.as_ref().expect("active probe has a socket").as_fd(), PollFlags::POLLIN))
+            .map(|&i| {
+                PollFd::new(
+                    probes[i]
+                        .fd
+                        .as_ref()
+                        .expect("active probe has a socket")
+                        .as_fd(),
+                    PollFlags::POLLIN,
+                )
+            })
             .collect();
         let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
-            Ok(n) if n > 0 => fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect(),
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) if n > 0 => fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect(),
             _ => return,
         }
     };
@@ -183,7 +217,11 @@ fn drain(p: &mut Probe) {
     loop {
         match recv(raw_fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
             Ok(n) => {
-                let icmp = if p.raw { strip_ip_header(&buf[..n]) } else { Some(&buf[..n]) };
+                let icmp = if p.raw {
+                    strip_ip_header(&buf[..n])
+                } else {
+                    Some(&buf[..n])
+                };
                 if let Some((seq, ident)) = icmp.and_then(parse_echo_reply) {
                     // A datagram socket's id is the kernel's; a raw socket
                     // sees every echo reply on the host, so check ours.
@@ -203,7 +241,10 @@ fn drain(p: &mut Probe) {
             Err(e) => {
                 // An ICMP error for our echo (host or net unreachable).
                 p.stats.error = Some(e.desc().to_lowercase());
-                if matches!(e, Errno::EHOSTUNREACH | Errno::ENETUNREACH | Errno::ECONNREFUSED) {
+                if matches!(
+                    e,
+                    Errno::EHOSTUNREACH | Errno::ENETUNREACH | Errno::ECONNREFUSED
+                ) {
                     p.done = true;
                 }
                 return;
@@ -242,7 +283,12 @@ fn strip_ip_header(pkt: &[u8]) -> Option<&[u8]> {
 
 /// (sequence, identifier) of an echo reply, `None` for anything else.
 fn parse_echo_reply(icmp: &[u8]) -> Option<(u16, u16)> {
-    (icmp.len() >= 8 && icmp[0] == 0).then(|| (u16::from_be_bytes([icmp[6], icmp[7]]), u16::from_be_bytes([icmp[4], icmp[5]])))
+    (icmp.len() >= 8 && icmp[0] == 0).then(|| {
+        (
+            u16::from_be_bytes([icmp[6], icmp[7]]),
+            u16::from_be_bytes([icmp[4], icmp[5]]),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -269,7 +315,11 @@ mod tests {
 
     #[test]
     fn loopback_answers() {
-        let stats = ping_all(&["127.0.0.1".parse().unwrap()], 2, Duration::from_millis(1000));
+        let stats = ping_all(
+            &["127.0.0.1".parse().unwrap()],
+            2,
+            Duration::from_millis(1000),
+        );
         let s = &stats[0];
         if s.not_permitted {
             // Neither socket kind is allowed to this user: the probe reports

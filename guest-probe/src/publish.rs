@@ -14,7 +14,9 @@ const ATTEMPTS: u32 = 5;
 /// number is the previous one under the first base plus one, so it keeps
 /// counting even if the state file is lost.
 pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run) -> Result<()> {
-    let first = bases.first().context("nowhere to write: both home and legacy are off in the config")?;
+    let first = bases
+        .first()
+        .context("nowhere to write: both home and legacy are off in the config")?;
     xs.transaction(ATTEMPTS, |t| {
         let prev = t
             .read_opt(&format!("{first}/seq"))?
@@ -35,5 +37,11 @@ pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run) -> Result<()> {
         }
         Ok(())
     })
-    .with_context(|| format!("writing results to xenstore under {} ({})", bases.join(" and "), xs.path().display()))
+    .with_context(|| {
+        format!(
+            "writing results to xenstore under {} ({})",
+            bases.join(" and "),
+            xs.path().display()
+        )
+    })
 }

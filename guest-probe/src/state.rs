@@ -23,7 +23,15 @@ pub struct Sample {
     pub pswpout: u64,
 }
 
-const FIELDS: [&str; 7] = ["time_ms", "btime", "cpu_total", "cpu_iowait", "cpu_steal", "pswpin", "pswpout"];
+const FIELDS: [&str; 7] = [
+    "time_ms",
+    "btime",
+    "cpu_total",
+    "cpu_iowait",
+    "cpu_steal",
+    "pswpin",
+    "pswpout",
+];
 
 impl Sample {
     fn fields(&self) -> [u64; 7] {
@@ -101,7 +109,8 @@ impl StateFile {
         }
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("renaming to {}", self.path.display()))?;
         Ok(())
     }
 }

@@ -36,7 +36,8 @@ impl Sys {
     }
 
     pub fn loadavg(&self) -> Result<procfs_core::LoadAverage> {
-        procfs_core::LoadAverage::from_read(self.open("proc/loadavg")?).context("cannot parse proc/loadavg")
+        procfs_core::LoadAverage::from_read(self.open("proc/loadavg")?)
+            .context("cannot parse proc/loadavg")
     }
 
     pub fn kernel_stats(&self) -> Result<procfs_core::KernelStats> {
@@ -46,15 +47,18 @@ impl Sys {
             page_size: 4096,
             is_little_endian: cfg!(target_endian = "little"),
         };
-        procfs_core::KernelStats::from_buf_read(self.open("proc/stat")?, &si).context("cannot parse proc/stat")
+        procfs_core::KernelStats::from_buf_read(self.open("proc/stat")?, &si)
+            .context("cannot parse proc/stat")
     }
 
     pub fn vmstat(&self) -> Result<procfs_core::VmStat> {
-        procfs_core::VmStat::from_buf_read(self.open("proc/vmstat")?).context("cannot parse proc/vmstat")
+        procfs_core::VmStat::from_buf_read(self.open("proc/vmstat")?)
+            .context("cannot parse proc/vmstat")
     }
 
     pub fn meminfo(&self) -> Result<procfs_core::Meminfo> {
-        procfs_core::Meminfo::from_buf_read(self.open("proc/meminfo")?).context("cannot parse proc/meminfo")
+        procfs_core::Meminfo::from_buf_read(self.open("proc/meminfo")?)
+            .context("cannot parse proc/meminfo")
     }
 
     pub fn mountinfo(&self) -> Result<procfs_core::process::MountInfos> {
@@ -63,7 +67,8 @@ impl Sys {
     }
 
     pub fn routes(&self) -> Result<procfs_core::net::RouteEntries> {
-        procfs_core::net::RouteEntries::from_buf_read(self.open("proc/net/route")?).context("cannot parse proc/net/route")
+        procfs_core::net::RouteEntries::from_buf_read(self.open("proc/net/route")?)
+            .context("cannot parse proc/net/route")
     }
 
     /// Cumulative CPU and swap counters now. A missing vmstat leaves the
@@ -80,7 +85,12 @@ impl Sys {
             + t.softirq.unwrap_or(0)
             + t.steal.unwrap_or(0);
         let vm = self.vmstat().ok();
-        let vmget = |k: &str| vm.as_ref().and_then(|v| v.0.get(k)).map(|v| (*v).max(0) as u64).unwrap_or(0);
+        let vmget = |k: &str| {
+            vm.as_ref()
+                .and_then(|v| v.0.get(k))
+                .map(|v| (*v).max(0) as u64)
+                .unwrap_or(0)
+        };
         Ok(Sample {
             time_ms: now_ms(),
             btime: stats.btime,
@@ -94,5 +104,8 @@ impl Sys {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -26,6 +26,9 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub mod netns;
+pub use netns::Netns;
+
 /// The repository's top directory.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -434,4 +437,87 @@ fn free_udp_port(host: &str) -> Result<u16> {
     }
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     Ok(sock.local_addr()?.port())
+}
+
+/// Sets up `/local/domain/<domid>` as a Xen toolstack does for a running
+/// guest: `name` and `domid` written by dom0, the home readable by the
+/// guest, and `data` owned by the guest (so only it, and dom0, may write
+/// there).
+pub fn add_domain(xs: &mut xsmon_xenstore::Client, domid: u32, name: &str) -> Result<()> {
+    use xsmon_xenstore::{Access, Perm, Store};
+    let home = format!("/local/domain/{domid}");
+    xs.mkdir(&home)?;
+    xs.set_perms(
+        &home,
+        &[Perm::new(0, Access::None), Perm::new(domid, Access::Read)],
+    )?;
+    xs.write(&format!("{home}/name"), name.as_bytes())?;
+    xs.write(&format!("{home}/domid"), domid.to_string().as_bytes())?;
+    xs.mkdir(&format!("{home}/data"))?;
+    xs.set_perms(&format!("{home}/data"), &[Perm::new(domid, Access::None)])?;
+    Ok(())
+}
+
+/// Removes a domain's home, as the toolstack does when a guest goes away.
+pub fn remove_domain(xs: &mut xsmon_xenstore::Client, domid: u32) -> Result<()> {
+    xsmon_xenstore::Store::rm(xs, &format!("/local/domain/{domid}"))?;
+    Ok(())
+}
+
+/// A guest root for `guest-probe --root`: a copy of one fixture sample
+/// (`tests/fixtures/probe/<fixture>/<sample>`) with a routing table whose
+/// gateways are `gateways` (so no test ever pings a real gateway).
+pub fn probe_root(fixture: &str, sample: &str, gateways: &[&str]) -> Result<tempfile::TempDir> {
+    let src = repo_root()
+        .join("tests/fixtures/probe")
+        .join(fixture)
+        .join(sample);
+    let dir = tempfile::Builder::new().prefix("xsmon-root-").tempdir()?;
+    copy_tree(&src, dir.path())?;
+    write_routes(dir.path(), gateways)?;
+    Ok(dir)
+}
+
+/// Rewrites `<root>/proc/net/route` with one gateway route per address.
+pub fn write_routes(root: &Path, gateways: &[&str]) -> Result<()> {
+    let mut text = String::from(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n",
+    );
+    for (i, gw) in gateways.iter().enumerate() {
+        let ip: std::net::Ipv4Addr = gw.parse().with_context(|| format!("gateway {gw}"))?;
+        let hex = u32::from_ne_bytes(ip.octets());
+        // The first is the default route; others are network routes.
+        let dest = if i == 0 {
+            0
+        } else {
+            u32::from_ne_bytes([10, 100, i as u8, 0])
+        };
+        let mask = if i == 0 {
+            0
+        } else {
+            u32::from_ne_bytes([255, 255, 255, 0])
+        };
+        text.push_str(&format!(
+            "eth{i}\t{dest:08X}\t{hex:08X}\t0003\t0\t0\t0\t{mask:08X}\t0\t0\t0\n"
+        ));
+    }
+    fs::create_dir_all(root.join("proc/net"))?;
+    fs::write(root.join("proc/net/route"), text)?;
+    Ok(())
+}
+
+/// Copies a directory tree (files and directories only).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst)?;
+    for entry in fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let entry = entry?;
+        let to = dst.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &to)?;
+        } else {
+            fs::copy(entry.path(), &to)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }

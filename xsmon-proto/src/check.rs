@@ -47,7 +47,10 @@ impl FromStr for Status {
             "warning" => Ok(Status::Warning),
             "unknown" => Ok(Status::Unknown),
             "error" => Ok(Status::Error),
-            other => Err(format!("unknown status {:?}", crate::text::clean(other, 20))),
+            other => Err(format!(
+                "unknown status {:?}",
+                crate::text::clean(other, 20)
+            )),
         }
     }
 }
@@ -87,7 +90,12 @@ impl CheckResult {
     }
 
     /// A check that could not run; the reason says why.
-    pub fn unknown(id: impl Into<String>, kind: &str, target: impl Into<String>, reason: impl fmt::Display) -> CheckResult {
+    pub fn unknown(
+        id: impl Into<String>,
+        kind: &str,
+        target: impl Into<String>,
+        reason: impl fmt::Display,
+    ) -> CheckResult {
         let mut r = CheckResult::new(id, kind, target);
         r.status = Status::Unknown;
         r.message = format!("check could not run: {reason}");
@@ -113,7 +121,11 @@ mod tests {
 
     #[test]
     fn status_order_and_parse() {
-        assert!(Status::Error > Status::Unknown && Status::Unknown > Status::Warning && Status::Warning > Status::Ok);
+        assert!(
+            Status::Error > Status::Unknown
+                && Status::Unknown > Status::Warning
+                && Status::Warning > Status::Ok
+        );
         for s in [Status::Ok, Status::Warning, Status::Unknown, Status::Error] {
             assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
         }

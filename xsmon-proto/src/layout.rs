@@ -118,14 +118,20 @@ pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
     }
     let mut out = vec![
         ("version".to_string(), VERSION.to_string().into_bytes()),
-        ("probe".to_string(), text::clean(&run.probe, MAX_PROBE).into_bytes()),
+        (
+            "probe".to_string(),
+            text::clean(&run.probe, MAX_PROBE).into_bytes(),
+        ),
         ("time".to_string(), run.time.to_string().into_bytes()),
         ("seq".to_string(), run.seq.to_string().into_bytes()),
     ];
     let mut seen = std::collections::HashSet::new();
     for c in &run.checks {
         let key = |k: &str| format!("check/{}/{k}", c.id);
-        if !valid_word(&c.id, MAX_ID, |b| b.is_ascii_lowercase() || b.is_ascii_digit()) || !seen.insert(&c.id) {
+        if !valid_word(&c.id, MAX_ID, |b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit()
+        }) || !seen.insert(&c.id)
+        {
             return Err(EncodeError {
                 key: format!("check/{}", text::clean(&c.id, 40)),
                 problem: "id must be unique, [a-z0-9], 1 to 16 characters".into(),
@@ -143,8 +149,14 @@ pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
         })?;
         out.push((key("kind"), c.kind.clone().into_bytes()));
         out.push((key("status"), c.status.as_str().as_bytes().to_vec()));
-        out.push((key("target"), text::clean(&c.target, MAX_TARGET).into_bytes()));
-        out.push((key("message"), text::clean(&c.message, MAX_MESSAGE).into_bytes()));
+        out.push((
+            key("target"),
+            text::clean(&c.target, MAX_TARGET).into_bytes(),
+        ));
+        out.push((
+            key("message"),
+            text::clean(&c.message, MAX_MESSAGE).into_bytes(),
+        ));
         out.push((key("values"), values.into_bytes()));
     }
     Ok(out)
@@ -155,14 +167,19 @@ fn valid_word(s: &str, max: usize, ok: impl Fn(u8) -> bool) -> bool {
 }
 
 fn valid_value_name(s: &str) -> bool {
-    valid_word(s, 32, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    valid_word(s, 32, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
+    })
 }
 
 fn encode_values(values: &[Value]) -> Result<String, String> {
     let mut out = String::new();
     for v in values {
         if !valid_value_name(&v.name) {
-            return Err(format!("value name {:?} must be [a-z0-9_], 1 to 32 characters", v.name));
+            return Err(format!(
+                "value name {:?} must be [a-z0-9_], 1 to 32 characters",
+                v.name
+            ));
         }
         if !v.value.is_finite() {
             return Err(format!("value {} is not a finite number", v.name));
@@ -188,9 +205,13 @@ pub fn parse_values(s: &str) -> Result<Vec<Value>, String> {
             .split_once('=')
             .ok_or_else(|| format!("{:?} is not name=number", text::clean(pair, 40)))?;
         if !valid_value_name(name) {
-            return Err(format!("value name {:?} is not [a-z0-9_]", text::clean(name, 40)));
+            return Err(format!(
+                "value name {:?} is not [a-z0-9_]",
+                text::clean(name, 40)
+            ));
         }
-        let value = parse_number(num).ok_or_else(|| format!("{name}: {:?} is not a finite number", text::clean(num, 40)))?;
+        let value = parse_number(num)
+            .ok_or_else(|| format!("{name}: {:?} is not a finite number", text::clean(num, 40)))?;
         if out.iter().any(|v: &Value| v.name == name) {
             return Err(format!("value {name} appears twice"));
         }
@@ -205,7 +226,12 @@ pub fn parse_values(s: &str) -> Result<Vec<Value>, String> {
 /// A plain decimal number: digits, one optional sign, dot and exponent.
 /// (f64's own parser also takes `inf` and `NaN`, which are not figures.)
 fn parse_number(s: &str) -> Option<f64> {
-    if s.is_empty() || s.len() > MAX_NUMBER * 2 || !s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) {
+    if s.is_empty()
+        || s.len() > MAX_NUMBER * 2
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+    {
         return None;
     }
     s.parse::<f64>().ok().filter(|v| v.is_finite())
@@ -239,6 +265,28 @@ impl Source for BTreeMap<String, Vec<u8>> {
     }
 }
 
+/// Reads BASE from xenstore (dom0's collector, tests).
+#[cfg(feature = "xenstore")]
+pub struct XenstoreSource<'a> {
+    pub client: &'a mut xsmon_xenstore::Client,
+    /// Absolute BASE, e.g. `/local/domain/7/data/xsmon`.
+    pub base: String,
+}
+
+#[cfg(feature = "xenstore")]
+impl Source for XenstoreSource<'_> {
+    type Error = xsmon_xenstore::Error;
+    fn read(&mut self, key: &str) -> Result<Option<Vec<u8>>, Self::Error> {
+        xsmon_xenstore::Store::read_opt(self.client, &format!("{}/{key}", self.base))
+    }
+    fn list(&mut self, key: &str) -> Result<Vec<String>, Self::Error> {
+        match xsmon_xenstore::Store::directory(self.client, &format!("{}/{key}", self.base)) {
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            other => other,
+        }
+    }
+}
+
 /// Reads and validates one run from a guest. Returns `Ok(None)` when the
 /// guest has written nothing at all (no `version`), and an error naming the
 /// first offending key otherwise.
@@ -247,27 +295,52 @@ pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
         return Ok(None);
     };
     if version != VERSION.to_string() {
-        return Err(err("version", format!("layout version {version:?} is not {VERSION}")));
+        return Err(err(
+            "version",
+            format!("layout version {version:?} is not {VERSION}"),
+        ));
     }
     let probe = require(read_text(src, "probe", MAX_PROBE)?, "probe")?;
     let time = require(read_text(src, "time", MAX_NUMBER)?, "time")?;
-    let time: i64 = time.parse().map_err(|_| err("time", format!("{time:?} is not Unix seconds")))?;
+    let time: i64 = time
+        .parse()
+        .map_err(|_| err("time", format!("{time:?} is not Unix seconds")))?;
     let seq = require(read_text(src, "seq", MAX_NUMBER)?, "seq")?;
-    let seq: u64 = seq.parse().map_err(|_| err("seq", format!("{seq:?} is not a sequence number")))?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| err("seq", format!("{seq:?} is not a sequence number")))?;
 
-    let ids = src.list("check").map_err(|e| err("check", format!("cannot list: {e}")))?;
+    let ids = src
+        .list("check")
+        .map_err(|e| err("check", format!("cannot list: {e}")))?;
     if ids.len() > MAX_CHECKS {
-        return Err(err("check", format!("{} checks, at most {MAX_CHECKS}", ids.len())));
+        return Err(err(
+            "check",
+            format!("{} checks, at most {MAX_CHECKS}", ids.len()),
+        ));
     }
     let mut checks = Vec::with_capacity(ids.len());
     for id in ids {
-        if !valid_word(&id, MAX_ID, |b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-            return Err(err("check", format!("check id {:?} is not [a-z0-9]{{1,16}}", text::clean(&id, 40))));
+        if !valid_word(&id, MAX_ID, |b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit()
+        }) {
+            return Err(err(
+                "check",
+                format!(
+                    "check id {:?} is not [a-z0-9]{{1,16}}",
+                    text::clean(&id, 40)
+                ),
+            ));
         }
         checks.push(decode_check(src, &id)?);
     }
-    checks.sort_by(|a, b| check_order(a).cmp(&check_order(b)));
-    Ok(Some(Run { probe, time, seq, checks }))
+    checks.sort_by_key(check_order);
+    Ok(Some(Run {
+        probe,
+        time,
+        seq,
+        checks,
+    }))
 }
 
 fn decode_check<S: Source>(src: &mut S, id: &str) -> Result<CheckResult, DecodeError> {
@@ -279,7 +352,10 @@ fn decode_check<S: Source>(src: &mut S, id: &str) -> Result<CheckResult, DecodeE
     let status = require(read_text(src, &key("status"), 8)?, &key("status"))?;
     let status: Status = status.parse().map_err(|e| err(&key("status"), e))?;
     let target = read_text(src, &key("target"), MAX_TARGET)?.unwrap_or_default();
-    let message = require(read_text(src, &key("message"), MAX_MESSAGE)?, &key("message"))?;
+    let message = require(
+        read_text(src, &key("message"), MAX_MESSAGE)?,
+        &key("message"),
+    )?;
     let values = read_text(src, &key("values"), MAX_VALUES)?.unwrap_or_default();
     let values = parse_values(&values).map_err(|e| err(&key("values"), e))?;
     Ok(CheckResult {
@@ -308,7 +384,9 @@ fn check_order(c: &CheckResult) -> (u8, String, usize, String) {
 }
 
 fn read_text<S: Source>(src: &mut S, key: &str, max: usize) -> Result<Option<String>, DecodeError> {
-    let bytes = src.read(key).map_err(|e| err(key, format!("cannot read: {e}")))?;
+    let bytes = src
+        .read(key)
+        .map_err(|e| err(key, format!("cannot read: {e}")))?;
     match bytes {
         None => Ok(None),
         Some(b) => text::validate(&b, max)
@@ -337,7 +415,9 @@ mod tests {
         let mut checks = Vec::new();
         let mut cpu = CheckResult::new("cpu", "cpu", "");
         cpu.message = "load 0.52 per cpu, iowait 1.3%, steal 0.0%".into();
-        cpu.value("load1", 0.52).value("iowait_pct", 1.3).value("steal_pct", 0.0);
+        cpu.value("load1", 0.52)
+            .value("iowait_pct", 1.3)
+            .value("steal_pct", 0.0);
         checks.push(cpu);
         let mut swap = CheckResult::new("swap", "swap", "");
         swap.status = Status::Warning;
@@ -345,9 +425,15 @@ mod tests {
         swap.value("pages_per_s", 120.0);
         checks.push(swap);
         for i in 0..n_disks {
-            let mut d = CheckResult::new(format!("disk{i}"), "disk", format!("/srv/data/volume-{i:03}/with/a/longish/path"));
+            let mut d = CheckResult::new(
+                format!("disk{i}"),
+                "disk",
+                format!("/srv/data/volume-{i:03}/with/a/longish/path"),
+            );
             d.message = format!("{i}% used, 12% inodes");
-            d.value("used_pct", i as f64).value("inodes_pct", 12.0).value("size_bytes", 1.0e12);
+            d.value("used_pct", i as f64)
+                .value("inodes_pct", 12.0)
+                .value("size_bytes", 1.0e12);
             checks.push(d);
         }
         for i in 0..n_gws {
@@ -397,7 +483,11 @@ mod tests {
     fn hostile_values_are_rejected_with_the_key() {
         let base = to_map(encode(&sample(1, 1)).unwrap());
         let cases: Vec<(&str, &[u8], &str)> = vec![
-            ("check/disk0/message", b"ok\nFORGED line", "control character"),
+            (
+                "check/disk0/message",
+                b"ok\nFORGED line",
+                "control character",
+            ),
             ("check/disk0/target", b"\xff\xfe", "not valid UTF-8"),
             ("check/cpu/status", b"fine", "unknown status"),
             ("check/cpu/values", b"load1=inf", "not a finite number"),

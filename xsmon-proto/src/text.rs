@@ -22,14 +22,21 @@ pub enum TextError {
 
 /// Is `c` allowed in xsmon text? Printable characters and plain spaces.
 fn allowed(c: char) -> bool {
-    !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}')
+    !c.is_control()
+        && !matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
+        )
 }
 
 /// Checks bytes from an untrusted source: UTF-8, no control characters
 /// (newlines, tabs, escapes, bidi overrides), at most `max` bytes.
 pub fn validate(bytes: &[u8], max: usize) -> Result<&str, TextError> {
     if bytes.len() > max {
-        return Err(TextError::TooLong { len: bytes.len(), max });
+        return Err(TextError::TooLong {
+            len: bytes.len(),
+            max,
+        });
     }
     let s = std::str::from_utf8(bytes).map_err(|_| TextError::NotUtf8)?;
     if let Some(c) = s.chars().find(|&c| !allowed(c)) {
@@ -64,9 +71,15 @@ mod tests {
         assert_eq!(validate(b"a\rb", 100), Err(TextError::Control(13)));
         assert_eq!(validate(b"a\tb", 100), Err(TextError::Control(9)));
         assert_eq!(validate(b"\x1b[31m", 100), Err(TextError::Control(27)));
-        assert_eq!(validate("x\u{202e}y".as_bytes(), 100), Err(TextError::Control(0x202e)));
+        assert_eq!(
+            validate("x\u{202e}y".as_bytes(), 100),
+            Err(TextError::Control(0x202e))
+        );
         assert_eq!(validate(b"\xff\xfe", 100), Err(TextError::NotUtf8));
-        assert_eq!(validate(b"abcdef", 5), Err(TextError::TooLong { len: 6, max: 5 }));
+        assert_eq!(
+            validate(b"abcdef", 5),
+            Err(TextError::TooLong { len: 6, max: 5 })
+        );
     }
 
     #[test]

@@ -9,20 +9,31 @@ use super::{grade, Interval};
 use crate::config::CpuConfig;
 use crate::sys::Sys;
 
-pub fn check(sys: &Sys, cfg: &CpuConfig, interval: Result<&Interval, &anyhow::Error>) -> CheckResult {
+pub fn check(
+    sys: &Sys,
+    cfg: &CpuConfig,
+    interval: Result<&Interval, &anyhow::Error>,
+) -> CheckResult {
     match run(sys, cfg, interval) {
         Ok(r) => r,
         Err(e) => CheckResult::unknown("cpu", "cpu", "", format!("{e:#}")),
     }
 }
 
-fn run(sys: &Sys, cfg: &CpuConfig, interval: Result<&Interval, &anyhow::Error>) -> Result<CheckResult> {
+fn run(
+    sys: &Sys,
+    cfg: &CpuConfig,
+    interval: Result<&Interval, &anyhow::Error>,
+) -> Result<CheckResult> {
     let interval = interval.map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let load = sys.loadavg()?;
     let ncpu = sys.kernel_stats()?.cpu_time.len().max(1) as f64;
     let per_cpu = load.five as f64 / ncpu;
 
-    let d_total = interval.now.cpu_total.saturating_sub(interval.prev.cpu_total) as f64;
+    let d_total = interval
+        .now
+        .cpu_total
+        .saturating_sub(interval.prev.cpu_total) as f64;
     let pct = |now: u64, prev: u64| {
         if d_total > 0.0 {
             100.0 * now.saturating_sub(prev) as f64 / d_total

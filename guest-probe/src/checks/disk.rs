@@ -20,10 +20,38 @@ pub const MAX_DISKS: usize = 80;
 
 /// Filesystem types that hold no user data worth watching.
 const PSEUDO: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "ramfs", "securityfs", "cgroup", "cgroup2", "pstore", "bpf",
-    "debugfs", "tracefs", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs", "binfmt_misc", "rpc_pipefs",
-    "nfsd", "efivarfs", "selinuxfs", "xenfs", "nsfs", "squashfs", "iso9660", "overlay", "fuse.gvfsd-fuse",
-    "fuse.portal", "fuse.lxcfs", "rootfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "tmpfs",
+    "ramfs",
+    "securityfs",
+    "cgroup",
+    "cgroup2",
+    "pstore",
+    "bpf",
+    "debugfs",
+    "tracefs",
+    "configfs",
+    "fusectl",
+    "mqueue",
+    "hugetlbfs",
+    "autofs",
+    "binfmt_misc",
+    "rpc_pipefs",
+    "nfsd",
+    "efivarfs",
+    "selinuxfs",
+    "xenfs",
+    "nsfs",
+    "squashfs",
+    "iso9660",
+    "overlay",
+    "fuse.gvfsd-fuse",
+    "fuse.portal",
+    "fuse.lxcfs",
+    "rootfs",
 ];
 
 /// One filesystem to check.
@@ -41,8 +69,8 @@ pub fn real_mounts(sys: &Sys, cfg: &DiskConfig) -> anyhow::Result<Vec<Mount>> {
     for m in infos.0 {
         let point = unescape_octal(&m.mount_point.to_string_lossy());
         let skip = PSEUDO.contains(&m.fs_type.as_str())
-            || cfg.exclude_fstypes.iter().any(|t| *t == m.fs_type)
-            || cfg.exclude.iter().any(|p| *p == point)
+            || cfg.exclude_fstypes.contains(&m.fs_type)
+            || cfg.exclude.contains(&point)
             || point.to_string_lossy().contains(".snapshot")
             // A filesystem mounted twice (bind mounts, also of a
             // subdirectory) has the same figures: it is checked once.
@@ -64,8 +92,13 @@ pub fn unescape_octal(s: &str) -> PathBuf {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             if let Ok(byte) = u8::try_from(v) {
                 out.push(byte);
                 i += 4;
@@ -84,7 +117,12 @@ pub fn checks(sys: &Sys, cfg: &DiskConfig) -> Vec<CheckResult> {
         Err(e) => return vec![CheckResult::unknown("disk0", "disk", "", format!("{e:#}"))],
     };
     if mounts.is_empty() {
-        return vec![CheckResult::unknown("disk0", "disk", "", "no real filesystem found in mountinfo")];
+        return vec![CheckResult::unknown(
+            "disk0",
+            "disk",
+            "",
+            "no real filesystem found in mountinfo",
+        )];
     }
     let extra = mounts.len().saturating_sub(MAX_DISKS);
     let mounts = &mounts[..mounts.len().min(MAX_DISKS)];
@@ -98,7 +136,9 @@ pub fn checks(sys: &Sys, cfg: &DiskConfig) -> Vec<CheckResult> {
         .collect();
     if extra > 0 {
         if let Some(last) = out.last_mut() {
-            last.message.push_str(&format!(" (and {extra} more filesystems not checked: limit {MAX_DISKS})"));
+            last.message.push_str(&format!(
+                " (and {extra} more filesystems not checked: limit {MAX_DISKS})"
+            ));
         }
     }
     out
@@ -114,14 +154,19 @@ pub struct Usage {
 }
 
 fn usage_of(path: &Path) -> Result<Usage, String> {
-    let st = nix::sys::statvfs::statvfs(path).map_err(|e| format!("statvfs {}: {e}", path.display()))?;
+    let st =
+        nix::sys::statvfs::statvfs(path).map_err(|e| format!("statvfs {}: {e}", path.display()))?;
     let frsize = st.fragment_size() as f64;
     let blocks = st.blocks() as f64;
     let free = st.blocks_free() as f64;
     let avail = st.blocks_available() as f64;
     let used = blocks - free;
     // As df counts it: the root-reserved blocks are not available to users.
-    let used_pct = if used + avail > 0.0 { 100.0 * used / (used + avail) } else { 0.0 };
+    let used_pct = if used + avail > 0.0 {
+        100.0 * used / (used + avail)
+    } else {
+        0.0
+    };
     let files = st.files() as f64;
     let inodes_pct = (files > 0.0).then(|| 100.0 * (files - st.files_free() as f64) / files);
     Ok(Usage {
@@ -152,7 +197,12 @@ fn statvfs_all(sys: &Sys, mounts: &[Mount], timeout: Duration) -> Vec<Result<Usa
     drop(tx);
     let mut out: Vec<Result<Usage, String>> = mounts
         .iter()
-        .map(|m| Err(format!("statvfs {} did not return within {timeout:?} (hung network filesystem?)", m.point.display())))
+        .map(|m| {
+            Err(format!(
+                "statvfs {} did not return within {timeout:?} (hung network filesystem?)",
+                m.point.display()
+            ))
+        })
         .collect();
     let deadline = Instant::now() + timeout;
     while let Ok((i, r)) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -161,15 +211,22 @@ fn statvfs_all(sys: &Sys, mounts: &[Mount], timeout: Duration) -> Vec<Result<Usa
     out
 }
 
-fn thresholds_for<'a>(cfg: &'a DiskConfig, point: &Path) -> (Thresholds, Thresholds) {
+fn thresholds_for(cfg: &DiskConfig, point: &Path) -> (Thresholds, Thresholds) {
     let specific = cfg.mount.iter().find(|m| m.path == point);
     (
         specific.and_then(|m| m.used_pct).unwrap_or(cfg.used_pct),
-        specific.and_then(|m| m.inodes_pct).unwrap_or(cfg.inodes_pct),
+        specific
+            .and_then(|m| m.inodes_pct)
+            .unwrap_or(cfg.inodes_pct),
     )
 }
 
-fn grade_mount(id: String, m: &Mount, usage: Result<Usage, String>, cfg: &DiskConfig) -> CheckResult {
+fn grade_mount(
+    id: String,
+    m: &Mount,
+    usage: Result<Usage, String>,
+    cfg: &DiskConfig,
+) -> CheckResult {
     let target = m.point.to_string_lossy().into_owned();
     let u = match usage {
         Ok(u) => u,
@@ -178,8 +235,14 @@ fn grade_mount(id: String, m: &Mount, usage: Result<Usage, String>, cfg: &DiskCo
     let (space_t, inode_t) = thresholds_for(cfg, &m.point);
     let mut r = CheckResult::new(id, "disk", target.clone());
     r.status = grade(u.used_pct, space_t);
-    r.message = format!("{target} ({}) {:.0}% used of {}", m.fs_type, u.used_pct, human_bytes(u.size_bytes));
-    r.value("used_pct", u.used_pct).value("size_bytes", u.size_bytes);
+    r.message = format!(
+        "{target} ({}) {:.0}% used of {}",
+        m.fs_type,
+        u.used_pct,
+        human_bytes(u.size_bytes)
+    );
+    r.value("used_pct", u.used_pct)
+        .value("size_bytes", u.size_bytes);
     if let Some(ip) = u.inodes_pct {
         r.status = r.status.worst(grade(ip, inode_t));
         r.message.push_str(&format!(", inodes {ip:.0}% used"));
@@ -205,9 +268,15 @@ mod tests {
 
     #[test]
     fn octal_escapes_in_mount_points() {
-        assert_eq!(unescape_octal(r"/mnt/with\040space"), PathBuf::from("/mnt/with space"));
+        assert_eq!(
+            unescape_octal(r"/mnt/with\040space"),
+            PathBuf::from("/mnt/with space")
+        );
         assert_eq!(unescape_octal(r"/a\012b"), PathBuf::from("/a\nb"));
-        assert_eq!(unescape_octal(r"/trailing\04"), PathBuf::from(r"/trailing\04"));
+        assert_eq!(
+            unescape_octal(r"/trailing\04"),
+            PathBuf::from(r"/trailing\04")
+        );
         assert_eq!(unescape_octal(r"/x\777"), PathBuf::from(r"/x\777"));
     }
 
@@ -233,13 +302,24 @@ mod tests {
             used_pct: 55.0,
             inodes_pct: Some(1.0),
         };
-        assert_eq!(grade_mount("disk0".into(), &m, Ok(u), &cfg).status, xsmon_proto::Status::Warning);
+        assert_eq!(
+            grade_mount("disk0".into(), &m, Ok(u), &cfg).status,
+            xsmon_proto::Status::Warning
+        );
         let other = Mount {
             point: "/srv".into(),
             fs_type: "ext4".into(),
         };
-        assert_eq!(grade_mount("disk1".into(), &other, Ok(u), &cfg).status, xsmon_proto::Status::Ok);
-        let hung = grade_mount("disk2".into(), &other, Err("statvfs /srv did not return".into()), &cfg);
+        assert_eq!(
+            grade_mount("disk1".into(), &other, Ok(u), &cfg).status,
+            xsmon_proto::Status::Ok
+        );
+        let hung = grade_mount(
+            "disk2".into(),
+            &other,
+            Err("statvfs /srv did not return".into()),
+            &cfg,
+        );
         assert_eq!(hung.status, xsmon_proto::Status::Unknown);
         assert!(hung.message.contains("did not return"));
     }

@@ -59,7 +59,8 @@ pub fn ip_from_mac(mac: &str) -> Option<Ipv4Addr> {
         .map(|h| u8::from_str_radix(h, 16))
         .collect::<Result<_, _>>()
         .ok()?;
-    (bytes.len() == 6 && bytes[0] == 0x00 && bytes[1] == 0x16).then(|| Ipv4Addr::new(bytes[2], bytes[3], bytes[4], bytes[5]))
+    (bytes.len() == 6 && bytes[0] == 0x00 && bytes[1] == 0x16)
+        .then(|| Ipv4Addr::new(bytes[2], bytes[3], bytes[4], bytes[5]))
 }
 
 fn mac_convention_gateways(sys: &Sys, cfg: &NetConfig) -> anyhow::Result<Vec<Ipv4Addr>> {
@@ -75,7 +76,9 @@ fn mac_convention_gateways(sys: &Sys, cfg: &NetConfig) -> anyhow::Result<Vec<Ipv
         let Ok(mac) = sys.read_string(&format!("sys/class/net/{name}/address")) else {
             continue;
         };
-        let Some(ip) = ip_from_mac(&mac) else { continue };
+        let Some(ip) = ip_from_mac(&mac) else {
+            continue;
+        };
         for rule in &cfg.mac_rules {
             if rule.contains(ip)? {
                 out.push(rule.gateway);
@@ -97,13 +100,22 @@ pub fn checks(sys: &Sys, cfg: &NetConfig) -> Vec<CheckResult> {
         return vec![CheckResult::unknown("net0", "net", "", why)];
     }
     let stats = ping_all(&gws, cfg.count, Duration::from_millis(cfg.timeout_ms));
-    stats.iter().enumerate().map(|(i, s)| grade_ping(format!("net{i}"), s, cfg)).collect()
+    stats
+        .iter()
+        .enumerate()
+        .map(|(i, s)| grade_ping(format!("net{i}"), s, cfg))
+        .collect()
 }
 
 fn grade_ping(id: String, s: &PingStats, cfg: &NetConfig) -> CheckResult {
     let target = s.target.to_string();
     if s.not_permitted {
-        return CheckResult::unknown(id, "net", target, s.error.as_deref().unwrap_or("ICMP not permitted"));
+        return CheckResult::unknown(
+            id,
+            "net",
+            target,
+            s.error.as_deref().unwrap_or("ICMP not permitted"),
+        );
     }
     let mut r = CheckResult::new(id, "net", target.clone());
     let loss = s.loss_pct();
@@ -113,11 +125,17 @@ fn grade_ping(id: String, s: &PingStats, cfg: &NetConfig) -> CheckResult {
             let ms = rtt.as_secs_f64() * 1000.0;
             r.value("rtt_ms", ms);
             r.status = grade(loss, cfg.loss_pct).worst(grade(ms, cfg.rtt_ms));
-            r.message = format!("gateway {target}: {}/{} replies, {loss:.0}% loss, rtt {ms:.1} ms", s.received, s.sent);
+            r.message = format!(
+                "gateway {target}: {}/{} replies, {loss:.0}% loss, rtt {ms:.1} ms",
+                s.received, s.sent
+            );
         }
         None => {
             r.status = Status::Error;
-            r.message = format!("gateway {target} unreachable: {}/{} replies", s.received, s.sent);
+            r.message = format!(
+                "gateway {target} unreachable: {}/{} replies",
+                s.received, s.sent
+            );
             if let Some(e) = &s.error {
                 r.message.push_str(&format!(" ({e})"));
             }
@@ -132,7 +150,10 @@ mod tests {
 
     #[test]
     fn mac_convention() {
-        assert_eq!(ip_from_mac("00:16:ac:13:0a:05\n"), Some(Ipv4Addr::new(172, 19, 10, 5)));
+        assert_eq!(
+            ip_from_mac("00:16:ac:13:0a:05\n"),
+            Some(Ipv4Addr::new(172, 19, 10, 5))
+        );
         assert_eq!(ip_from_mac("52:54:00:12:34:56"), None);
         assert_eq!(ip_from_mac("00:16:zz:13:0a:05"), None);
         assert_eq!(ip_from_mac("00:16:ac"), None);

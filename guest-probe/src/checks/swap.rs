@@ -9,14 +9,22 @@ use super::{grade, Interval};
 use crate::config::SwapConfig;
 use crate::sys::Sys;
 
-pub fn check(sys: &Sys, cfg: &SwapConfig, interval: Result<&Interval, &anyhow::Error>) -> CheckResult {
+pub fn check(
+    sys: &Sys,
+    cfg: &SwapConfig,
+    interval: Result<&Interval, &anyhow::Error>,
+) -> CheckResult {
     match run(sys, cfg, interval) {
         Ok(r) => r,
         Err(e) => CheckResult::unknown("swap", "swap", "", format!("{e:#}")),
     }
 }
 
-fn run(sys: &Sys, cfg: &SwapConfig, interval: Result<&Interval, &anyhow::Error>) -> Result<CheckResult> {
+fn run(
+    sys: &Sys,
+    cfg: &SwapConfig,
+    interval: Result<&Interval, &anyhow::Error>,
+) -> Result<CheckResult> {
     let interval = interval.map_err(|e| anyhow::anyhow!("{e:#}"))?;
     // Without vmstat the counters would read as zero activity: a silent OK.
     sys.vmstat()?;

@@ -1,0 +1,108 @@
+//! Network namespaces the tests create for themselves: a namespace joined
+//! to the host by a veth pair on a private /24, so a test has addresses that
+//! answer (or do not) without sending anything off this machine.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{bail, Context, Result};
+
+/// A namespace with `host_ip` on the host's end of the veth and `ns_ip` on
+/// the namespace's end. Removed (with its veth) on drop.
+pub struct Netns {
+    pub name: String,
+    pub host_ip: String,
+    pub ns_ip: String,
+    /// An address on the same /24 that nobody holds: ARP goes unanswered,
+    /// so pings to it are lost, and nothing leaves the veth.
+    pub unused_ip: String,
+    host_if: String,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Netns {
+    /// Creates a namespace. Each one gets its own 10.231.N.0/24.
+    pub fn create() -> Result<Netns> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        // Subnet from pid and counter so parallel test processes differ.
+        let subnet = (pid.wrapping_mul(7).wrapping_add(n * 13)) % 250 + 1;
+        let tag = format!("{:x}{n}", pid % 0xfffff);
+        let name = format!("xsmon-{tag}");
+        let host_if = format!("xsh{tag}");
+        let ns_if = format!("xsn{tag}");
+        let ns = Netns {
+            name: name.clone(),
+            host_ip: format!("10.231.{subnet}.1"),
+            ns_ip: format!("10.231.{subnet}.2"),
+            unused_ip: format!("10.231.{subnet}.99"),
+            host_if: host_if.clone(),
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        ip(&["netns", "add", &name])?;
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ])?;
+        ip(&["link", "set", &ns_if, "netns", &name])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", ns.host_ip),
+            "dev",
+            &host_if,
+        ])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", ns.ns_ip),
+            "dev",
+            &ns_if,
+        ])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", &ns_if, "up"])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Can this process create namespaces? (Root in the initial namespace.)
+    pub fn available() -> bool {
+        match Netns::create() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("network namespaces unavailable: {e:#}");
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
