@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
+pub use xsmon_checks::disk::DiskConfig;
+pub use xsmon_checks::Thresholds;
 
 pub const DEFAULT_PATH: &str = "/etc/xsmon/probe.toml";
 
@@ -19,20 +21,6 @@ pub struct Config {
     pub xenstore: XenstoreConfig,
     /// Where the probe keeps counters between runs.
     pub state_file: Option<PathBuf>,
-}
-
-/// A warning and an error threshold; a figure at or above one is that bad.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Thresholds {
-    pub warning: f64,
-    pub error: f64,
-}
-
-impl Thresholds {
-    pub const fn new(warning: f64, error: f64) -> Thresholds {
-        Thresholds { warning, error }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,44 +63,6 @@ impl Default for SwapConfig {
             used_pct_warning: 80.0,
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DiskConfig {
-    /// Space used, percent (as df counts it).
-    pub used_pct: Thresholds,
-    /// Inodes used, percent.
-    pub inodes_pct: Thresholds,
-    /// Mount points not to check (exact paths).
-    pub exclude: Vec<PathBuf>,
-    /// Filesystem types not to check, beyond the built-in pseudo types.
-    pub exclude_fstypes: Vec<String>,
-    /// How long one statvfs may take (a hung NFS server blocks it).
-    pub statvfs_timeout_ms: u64,
-    /// Per-mount thresholds.
-    pub mount: Vec<MountConfig>,
-}
-
-impl Default for DiskConfig {
-    fn default() -> Self {
-        DiskConfig {
-            used_pct: Thresholds::new(85.0, 95.0),
-            inodes_pct: Thresholds::new(85.0, 95.0),
-            exclude: Vec::new(),
-            exclude_fstypes: Vec::new(),
-            statvfs_timeout_ms: 2000,
-            mount: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MountConfig {
-    pub path: PathBuf,
-    pub used_pct: Option<Thresholds>,
-    pub inodes_pct: Option<Thresholds>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

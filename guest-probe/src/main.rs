@@ -7,7 +7,6 @@ mod config;
 mod ping;
 mod publish;
 mod state;
-mod sys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +20,7 @@ use xsmon_proto::{CheckResult, Status};
 use crate::checks::Interval;
 use crate::config::Config;
 use crate::state::StateFile;
-use crate::sys::Sys;
+use xsmon_checks::Sys;
 
 /// Check this Xen guest (CPU, swap, disks, gateways) and write the results
 /// into xenstore for dom0 to collect.
@@ -125,7 +124,7 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
         seq: 0,
         checks: run_checks(&sys, config, &StateFile::new(state_path)),
     };
-    run.time = (sys::now_ms() / 1000) as i64;
+    run.time = (xsmon_checks::sys::now_ms() / 1000) as i64;
 
     if cli.print || matches!(cli.format, Some(Format::Text)) {
         print_text(&run);
@@ -154,19 +153,19 @@ fn run_checks(sys: &Sys, config: &Config, state: &StateFile) -> Vec<CheckResult>
         checks::cpu::check(sys, &config.cpu, interval_ref),
         checks::swap::check(sys, &config.swap, interval_ref),
     ];
-    out.extend(checks::disk::checks(sys, &config.disk));
+    out.extend(xsmon_checks::disk::checks(sys, &config.disk));
     out.extend(checks::net::checks(sys, &config.net));
     out
 }
 
 /// The interval since the last run, or a short sample on a first run.
 fn interval(sys: &Sys, config: &Config, state: &StateFile) -> Result<Interval> {
-    let now = sys.sample()?;
+    let now = state::sample(sys)?;
     let (prev, now, note) = match state.load().filter(|p| p.usable_before(&now)) {
         Some(prev) => (prev, now, None),
         None => {
             std::thread::sleep(Duration::from_millis(config.cpu.first_sample_ms.max(100)));
-            let later = sys.sample()?;
+            let later = state::sample(sys)?;
             (
                 now,
                 later,

@@ -70,6 +70,37 @@ impl Sample {
     }
 }
 
+/// Cumulative CPU and swap counters now. A missing vmstat leaves the swap
+/// counters at zero; the swap check reports that on its own.
+pub fn sample(sys: &xsmon_checks::Sys) -> Result<Sample> {
+    let stats = sys.kernel_stats()?;
+    let t = &stats.total;
+    let cpu_total = t.user
+        + t.nice
+        + t.system
+        + t.idle
+        + t.iowait.unwrap_or(0)
+        + t.irq.unwrap_or(0)
+        + t.softirq.unwrap_or(0)
+        + t.steal.unwrap_or(0);
+    let vm = sys.vmstat().ok();
+    let vmget = |k: &str| {
+        vm.as_ref()
+            .and_then(|v| v.0.get(k))
+            .map(|v| (*v).max(0) as u64)
+            .unwrap_or(0)
+    };
+    Ok(Sample {
+        time_ms: xsmon_checks::sys::now_ms(),
+        btime: stats.btime,
+        cpu_total,
+        cpu_iowait: t.iowait.unwrap_or(0),
+        cpu_steal: t.steal.unwrap_or(0),
+        pswpin: vmget("pswpin"),
+        pswpout: vmget("pswpout"),
+    })
+}
+
 /// The state file.
 pub struct StateFile {
     path: PathBuf,

@@ -12,7 +12,7 @@ use xsmon_proto::{CheckResult, Status};
 use super::grade;
 use crate::config::NetConfig;
 use crate::ping::{ping_all, PingStats};
-use crate::sys::Sys;
+use xsmon_checks::Sys;
 
 /// At most this many gateways are pinged.
 pub const MAX_GATEWAYS: usize = 16;

@@ -7,7 +7,7 @@ use xsmon_proto::{CheckResult, Status};
 
 use super::{grade, Interval};
 use crate::config::SwapConfig;
-use crate::sys::Sys;
+use xsmon_checks::Sys;
 
 pub fn check(
     sys: &Sys,

@@ -10,9 +10,48 @@ use std::time::{Duration, Instant};
 
 use xsmon_proto::CheckResult;
 
-use super::grade;
-use crate::config::{DiskConfig, Thresholds};
+use serde::Deserialize;
+
 use crate::sys::Sys;
+use crate::thresholds::Thresholds;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    /// Space used, percent (as df counts it).
+    pub used_pct: Thresholds,
+    /// Inodes used, percent.
+    pub inodes_pct: Thresholds,
+    /// Mount points not to check (exact paths).
+    pub exclude: Vec<PathBuf>,
+    /// Filesystem types not to check, beyond the built-in pseudo types.
+    pub exclude_fstypes: Vec<String>,
+    /// How long one statvfs may take (a hung NFS server blocks it).
+    pub statvfs_timeout_ms: u64,
+    /// Per-mount thresholds.
+    pub mount: Vec<MountConfig>,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            used_pct: Thresholds::new(85.0, 95.0),
+            inodes_pct: Thresholds::new(85.0, 95.0),
+            exclude: Vec::new(),
+            exclude_fstypes: Vec::new(),
+            statvfs_timeout_ms: 2000,
+            mount: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    pub path: PathBuf,
+    pub used_pct: Option<Thresholds>,
+    pub inodes_pct: Option<Thresholds>,
+}
 
 /// At most this many filesystems are reported (the xenstore layout allows
 /// 100 checks per run, and a few go to cpu, swap and gateways).
@@ -234,7 +273,7 @@ fn grade_mount(
     };
     let (space_t, inode_t) = thresholds_for(cfg, &m.point);
     let mut r = CheckResult::new(id, "disk", target.clone());
-    r.status = grade(u.used_pct, space_t);
+    r.status = space_t.grade(u.used_pct);
     r.message = format!(
         "{target} ({}) {:.0}% used of {}",
         m.fs_type,
@@ -244,7 +283,7 @@ fn grade_mount(
     r.value("used_pct", u.used_pct)
         .value("size_bytes", u.size_bytes);
     if let Some(ip) = u.inodes_pct {
-        r.status = r.status.worst(grade(ip, inode_t));
+        r.status = r.status.worst(inode_t.grade(ip));
         r.message.push_str(&format!(", inodes {ip:.0}% used"));
         r.value("inodes_pct", ip);
     }
@@ -288,11 +327,9 @@ mod tests {
 
     #[test]
     fn per_mount_thresholds_override() {
-        let cfg = crate::config::Config::parse(
-            "[[disk.mount]]\npath = \"/var\"\nused_pct = { warning = 50, error = 60 }\n",
-        )
-        .unwrap()
-        .disk;
+        let cfg: DiskConfig =
+            toml::from_str("[[mount]]\npath = \"/var\"\nused_pct = { warning = 50, error = 60 }\n")
+                .unwrap();
         let m = Mount {
             point: "/var".into(),
             fs_type: "ext4".into(),

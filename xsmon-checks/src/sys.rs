@@ -7,8 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use procfs_core::{ExplicitSystemInfo, FromBufRead, FromBufReadSI, FromRead};
 
-use crate::state::Sample;
-
 pub struct Sys {
     root: PathBuf,
 }
@@ -69,37 +67,6 @@ impl Sys {
     pub fn routes(&self) -> Result<procfs_core::net::RouteEntries> {
         procfs_core::net::RouteEntries::from_buf_read(self.open("proc/net/route")?)
             .context("cannot parse proc/net/route")
-    }
-
-    /// Cumulative CPU and swap counters now. A missing vmstat leaves the
-    /// swap counters at zero; the swap check reports that on its own.
-    pub fn sample(&self) -> Result<Sample> {
-        let stats = self.kernel_stats()?;
-        let t = &stats.total;
-        let cpu_total = t.user
-            + t.nice
-            + t.system
-            + t.idle
-            + t.iowait.unwrap_or(0)
-            + t.irq.unwrap_or(0)
-            + t.softirq.unwrap_or(0)
-            + t.steal.unwrap_or(0);
-        let vm = self.vmstat().ok();
-        let vmget = |k: &str| {
-            vm.as_ref()
-                .and_then(|v| v.0.get(k))
-                .map(|v| (*v).max(0) as u64)
-                .unwrap_or(0)
-        };
-        Ok(Sample {
-            time_ms: now_ms(),
-            btime: stats.btime,
-            cpu_total,
-            cpu_iowait: t.iowait.unwrap_or(0),
-            cpu_steal: t.steal.unwrap_or(0),
-            pswpin: vmget("pswpin"),
-            pswpout: vmget("pswpout"),
-        })
     }
 }
 
