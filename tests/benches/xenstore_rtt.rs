@@ -55,6 +55,15 @@ fn main() {
     ptimes.sort();
     let pmedian = percentile(&ptimes, 0.5);
 
+    // The same reads, pipelined (what host-collector does).
+    let reqs: Vec<xsmon_xenstore::Request> = (0..reads)
+        .map(|i| xsmon_xenstore::Request::Read(format!("/bench/key{}", i % 100)))
+        .collect();
+    let t = Instant::now();
+    let replies = c.pipeline(&reqs);
+    let pipelined = t.elapsed();
+    assert!(replies.iter().all(|r| r.is_ok()));
+
     println!("xenstore read round trip over the unix socket, real oxenstored");
     println!(
         "  client, {reads} reads:          median {:>9.1?}  p99 {:>9.1?}",
@@ -64,6 +73,11 @@ fn main() {
         "  xenstore-read, {procs} processes: median {:>9.1?}  p99 {:>9.1?}",
         pmedian,
         percentile(&ptimes, 0.99)
+    );
+    println!(
+        "  client, {reads} reads pipelined:  {:>9.1?} per read ({:.1?} in all)",
+        pipelined / reads as u32,
+        pipelined
     );
     println!(
         "  ratio (process per key / client), medians: {:.0}x",

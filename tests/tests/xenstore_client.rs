@@ -394,3 +394,36 @@ fn explicit_path_and_missing_paths_are_clear() {
         "{err}"
     );
 }
+
+#[test]
+fn pipelined_requests_come_back_in_request_order() {
+    use xsmon_xenstore::{Reply, Request};
+    let xs = Xenstored::start().unwrap();
+    let mut c = xs.client().unwrap();
+    for i in 0..300 {
+        c.write(&format!("/p/k{i}"), format!("v{i}").as_bytes())
+            .unwrap();
+    }
+    let mut reqs: Vec<Request> = (0..300)
+        .map(|i| Request::Read(format!("/p/k{i}")))
+        .collect();
+    reqs.push(Request::Read("/p/missing".into()));
+    reqs.push(Request::Directory("/p".into()));
+    reqs.push(Request::Read(String::new()));
+    let replies = c.pipeline(&reqs);
+    assert_eq!(replies.len(), 303);
+    for (i, r) in replies[..300].iter().enumerate() {
+        assert_eq!(
+            r.as_ref().unwrap(),
+            &Reply::Value(format!("v{i}").into_bytes())
+        );
+    }
+    assert!(replies[300].as_ref().unwrap_err().is_not_found());
+    match replies[301].as_ref().unwrap() {
+        Reply::Names(n) => assert_eq!(n.len(), 300),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(replies[302], Err(Error::InvalidPath { .. })));
+    // The connection is in step afterwards.
+    assert_eq!(c.read("/p/k7").unwrap(), b"v7");
+}

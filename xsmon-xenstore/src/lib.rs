@@ -24,7 +24,7 @@ mod error;
 mod perms;
 pub mod wire;
 
-pub use client::{default_paths, Client, Store, Transaction, DEFAULT_TIMEOUT};
+pub use client::{default_paths, Client, Reply, Request, Store, Transaction, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
 pub use perms::{Access, Perm};
 pub use wire::XsErrno;
