@@ -1,12 +1,333 @@
-use clap::Parser;
+//! host-collector: runs on each dom0 from cron, one minute after the
+//! guests' probes: reads every guest's results from xenstore, checks dom0,
+//! and keeps the history in SQLite.
 
-/// PLACEHOLDER
-#[derive(Parser)]
-#[command(version)]
-struct Cli {}
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("not implemented yet");
-    std::process::exit(3);
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use host_collector::collect::{self, ago, Inputs};
+use host_collector::config::{self, Config};
+use host_collector::db;
+use nix::fcntl::{Flock, FlockArg};
+
+/// Collect every Xen guest's health from xenstore, check dom0 itself, and
+/// keep the history in SQLite (like sar).
+///
+/// Run `host-collector collect` from cron one minute after the guests'
+/// probes (`1-56/5 * * * * root host-collector collect`). `status` shows the
+/// latest state (what snmp-extend serves); `history` a guest's figures.
+///
+/// Exit status: 0 success; 1 failure (xenstore or database; the message
+/// names which); 2 usage or config error; 3 another collect is still
+/// running (it holds the lock).
+#[derive(Parser, Debug)]
+#[command(version, max_term_width = 100)]
+struct Cli {
+    /// Config file (TOML). A missing default file means all defaults.
+    #[arg(long, global = true, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+
+    /// The history database (overrides the config's `db`).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+
+    /// More logging on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one collection cycle (what cron runs).
+    Collect {
+        /// xenstore socket or device (default: XENSTORED_PATH, then the
+        /// usual paths).
+        #[arg(long, value_name = "PATH", env = "XENSTORED_PATH")]
+        xenstore: Option<PathBuf>,
+        /// Read dom0's /proc, /sys and mount points under this directory.
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
+        /// Pretend the cycle runs at this Unix time (tests, simulations).
+        #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
+        now: Option<i64>,
+    },
+    /// Print the latest state of every guest and of dom0.
+    Status,
+    /// Print a guest's history (use Domain-0 for dom0 itself).
+    History {
+        /// The guest's name, as the toolstack knows it.
+        guest: String,
+        /// How far back: e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = parse_span)]
+        since: i64,
+        /// Only this check: cpu, swap, disk, net, mem or xen.
+        #[arg(long)]
+        check: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn parse_span(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 24h"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h, d or w")),
+    };
+    Ok(n * mult)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let mut config = match Config::load(&cli.config, cli.config.as_os_str() != config::DEFAULT_PATH)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("host-collector: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(db) = &cli.db {
+        config.db = db.clone();
+    }
+    let result = match &cli.command {
+        Command::Collect {
+            xenstore,
+            root,
+            now,
+        } => collect_cmd(&config, xenstore.as_deref(), root, *now),
+        Command::Status => status_cmd(&config),
+        Command::History {
+            guest,
+            since,
+            check,
+            format,
+        } => history_cmd(&config, guest, *since, check.as_deref(), *format),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("host-collector: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("XSMON_LOG").unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn collect_cmd(
+    config: &Config,
+    xenstore: Option<&std::path::Path>,
+    root: &std::path::Path,
+    at: Option<i64>,
+) -> Result<ExitCode> {
+    let lock_path = PathBuf::from(format!("{}.lock", config.db.display()));
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = File::create(&lock_path)
+        .with_context(|| format!("opening lock {}", lock_path.display()))?;
+    // Held until the end of this function: overlapping cron runs never
+    // interleave their cycles.
+    let _lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, errno)) => {
+            eprintln!(
+                "host-collector: another collect holds {} ({errno}); not starting a second one",
+                lock_path.display()
+            );
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if std::env::var_os("XSMON_TEST_HOLD_LOCK_MS").is_some() {
+        // Test hook: hold the lock a while so a second run meets it.
+        let ms = std::env::var("XSMON_TEST_HOLD_LOCK_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let mut conn = db::open_rw(&config.db)?;
+    let inputs = Inputs {
+        config,
+        xenstore,
+        root,
+        now: at.unwrap_or_else(now),
+    };
+    let record = collect::run_cycle(&mut conn, &inputs)?;
+    tracing::info!(
+        hosts = record.hosts.len(),
+        ms = record.duration_ms,
+        "cycle stored in {}",
+        config.db.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_cmd(config: &Config) -> Result<ExitCode> {
+    let conn = db::open_ro(&config.db, std::time::Duration::from_secs(2))?;
+    let Some(latest) = db::latest(&conn)? else {
+        println!(
+            "no collection cycle recorded yet in {}",
+            config.db.display()
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let now = now();
+    println!(
+        "dom0 {}: cycle at {}, {} hosts",
+        latest.dom0,
+        collect::when(latest.time, now),
+        latest.hosts.len()
+    );
+    if let Some(e) = &latest.error {
+        println!("COLLECTOR ERROR: {e}");
+    }
+    println!(
+        "{:<24} {:>5}  {:<8} {:<8} {:>8}  MESSAGE",
+        "HOST", "DOMID", "PROBE", "STATUS", "AGE"
+    );
+    for h in &latest.hosts {
+        let age = h
+            .probe_time
+            .map(|t| ago(now - t))
+            .unwrap_or_else(|| "-".into());
+        let domid = h.domid.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<24} {:>5}  {:<8} {:<8} {:>8}  {}",
+            h.name, domid, h.probe, h.status, age, h.message
+        );
+        for f in &h.findings {
+            println!(
+                "{:<24} {:>5}    {:<6} {:<8} {}",
+                "", "", f.check_id, f.status, f.message
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn history_cmd(
+    config: &Config,
+    guest: &str,
+    since: i64,
+    check: Option<&str>,
+    format: Format,
+) -> Result<ExitCode> {
+    let conn = db::open_ro(&config.db, std::time::Duration::from_secs(2))?;
+    let rows = db::history(&conn, guest, now() - since, check)?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Csv => {
+            println!("time,resolution,check,target,metric,value,min,max");
+            for r in &rows {
+                println!(
+                    "{},{},{},{},{},{},{},{}",
+                    r.time,
+                    r.resolution,
+                    r.kind,
+                    csv_field(&r.target),
+                    r.metric,
+                    r.value,
+                    r.min,
+                    r.max
+                );
+            }
+        }
+        Format::Table => {
+            println!(
+                "{:<16} {:<6} {:<5} {:<20} {:<14} {:>12} {:>12} {:>12}",
+                "TIME", "RES", "CHECK", "TARGET", "METRIC", "VALUE", "MIN", "MAX"
+            );
+            for r in &rows {
+                let t = chrono::DateTime::from_timestamp(r.time, 0)
+                    .map(|d| {
+                        d.with_timezone(&chrono::Local)
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{t:<16} {:<6} {:<5} {:<20} {:<14} {:>12.2} {:>12.2} {:>12.2}",
+                    r.resolution, r.kind, r.target, r.metric, r.value, r.min, r.max
+                );
+            }
+            if rows.is_empty() {
+                println!("(no figures for {guest} in that range)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Quotes a CSV field when it needs it (mount points may hold commas).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(parse_span("24h"), Ok(86400));
+        assert_eq!(parse_span("30m"), Ok(1800));
+        assert_eq!(parse_span("7d"), Ok(604800));
+        assert!(parse_span("x").is_err());
+        assert!(parse_span("5y").is_err());
+    }
+
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(csv_field("/var"), "/var");
+        assert_eq!(csv_field("/a,b"), "\"/a,b\"");
+    }
 }

@@ -521,3 +521,84 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes a probe run for a guest directly, in the layout guest-probe uses
+/// (for tests and benches that need many guests quickly; the probe itself
+/// is tested on its own).
+pub fn write_run(
+    xs: &mut xsmon_xenstore::Client,
+    domid: u32,
+    run: &xsmon_proto::layout::Run,
+) -> Result<()> {
+    let base = format!(
+        "/local/domain/{domid}/{}",
+        xsmon_proto::layout::DATA_SUBPATH
+    );
+    let pairs = xsmon_proto::layout::encode(run)?;
+    xs.transaction(5, |t| {
+        xsmon_xenstore::Store::rm(t, &base)?;
+        for (k, v) in &pairs {
+            xsmon_xenstore::Store::write(t, &format!("{base}/{k}"), v)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A plausible run with cpu, swap, `disks` disks and one gateway, all ok
+/// unless `status` says otherwise for the first disk.
+pub fn sample_run(
+    time: i64,
+    disks: usize,
+    disk_status: xsmon_proto::Status,
+) -> xsmon_proto::layout::Run {
+    use xsmon_proto::CheckResult;
+    let mut checks = Vec::new();
+    let mut cpu = CheckResult::new("cpu", "cpu", "");
+    cpu.message = "load 0.10 per cpu (2 cpus), iowait 0.5%, steal 0.2% over 300 s".into();
+    cpu.value("load_per_cpu", 0.1)
+        .value("iowait_pct", 0.5)
+        .value("steal_pct", 0.2);
+    checks.push(cpu);
+    let mut swap = CheckResult::new("swap", "swap", "");
+    swap.message = "0 pages/s swapped in+out, 3% of 1024 MiB swap used".into();
+    swap.value("pages_per_s", 0.0).value("used_pct", 3.0);
+    checks.push(swap);
+    for i in 0..disks {
+        let mut d = CheckResult::new(
+            format!("disk{i}"),
+            "disk",
+            if i == 0 {
+                "/".to_string()
+            } else {
+                format!("/srv/{i}")
+            },
+        );
+        d.status = if i == 0 {
+            disk_status
+        } else {
+            xsmon_proto::Status::Ok
+        };
+        let used = if d.status == xsmon_proto::Status::Ok {
+            40.0
+        } else {
+            97.0
+        };
+        d.message = format!(
+            "{} (ext4) {used:.0}% used of 20.0 GiB, inodes 5% used",
+            d.target
+        );
+        d.value("used_pct", used).value("inodes_pct", 5.0);
+        checks.push(d);
+    }
+    let mut net = CheckResult::new("net0", "net", "10.0.0.1");
+    net.message = "gateway 10.0.0.1: 3/3 replies, 0% loss, rtt 0.4 ms".into();
+    net.value("loss_pct", 0.0).value("rtt_ms", 0.4);
+    checks.push(net);
+    xsmon_proto::layout::Run {
+        probe: "guest-probe 0.1.0".into(),
+        time,
+        seq: 1,
+        checks,
+    }
+}

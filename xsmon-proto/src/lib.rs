@@ -6,6 +6,7 @@
 //! * [`text`]: the rules for text that crosses a trust boundary.
 
 pub mod check;
+pub mod cluster;
 pub mod layout;
 pub mod text;
 

@@ -1,0 +1,114 @@
+//! The collector's configuration (`/etc/xsmon/collector.toml`). Every key
+//! is optional; a missing file means all defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use xsmon_checks::disk::DiskConfig;
+use xsmon_checks::memory::MemoryConfig;
+
+pub const DEFAULT_PATH: &str = "/etc/xsmon/collector.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The history database.
+    pub db: PathBuf,
+    /// This dom0's name (default: the hostname).
+    pub dom0_name: Option<String>,
+    /// A guest whose last run is older than this is reported as not
+    /// reporting (default: two probe intervals).
+    pub stale_after_secs: u64,
+    /// The shared config directories (one folder per dom0 with its guests'
+    /// .cfg files), to tell a migrated guest from a lost one.
+    pub config_dirs: Vec<PathBuf>,
+    /// Also read the 2010 design's shared path for guests that write there.
+    pub legacy: bool,
+    pub retention: Retention,
+    pub dom0: Dom0Config,
+    pub xenstore_timeout_secs: u64,
+    /// Run `xl list` for per-domain CPU time (trusted, from the hypervisor).
+    pub xl: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db: PathBuf::from("/var/lib/xsmon/history.db"),
+            dom0_name: None,
+            stale_after_secs: 600,
+            config_dirs: vec![PathBuf::from("/data/config/auto")],
+            legacy: false,
+            retention: Retention::default(),
+            dom0: Dom0Config::default(),
+            xenstore_timeout_secs: 5,
+            xl: PathBuf::from("xl"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    pub raw_days: u32,
+    pub hourly_days: u32,
+    pub daily_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            raw_days: 7,
+            hourly_days: 90,
+            daily_days: 730,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dom0Config {
+    pub memory: MemoryConfig,
+    pub disk: DiskConfig,
+}
+
+impl Config {
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read config {}", path.display()))
+            }
+        };
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+
+    pub fn dom0_name(&self) -> String {
+        self.dom0_name
+            .clone()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| xsmon_proto::cluster::valid_name(s))
+            .unwrap_or_else(|| "dom0".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.stale_after_secs, 600);
+        assert_eq!(c.retention.raw_days, 7);
+        let e = toml::from_str::<Config>("stale_after_secs = 600\n[retention]\nraw = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+    }
+}

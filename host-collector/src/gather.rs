@@ -1,0 +1,234 @@
+//! Reading every running guest's results from xenstore.
+//!
+//! Everything under a guest's `data/xsmon` was written by the guest and is
+//! hostile: the key layout's decoder (`xsmon_proto::layout::decode`)
+//! accepts only documented keys and syntax with bounded sizes. The guest's
+//! name comes from `/local/domain/<id>/name`, which the toolstack writes
+//! and the guest may only read; never from guest data.
+//!
+//! Reads are pipelined (`Client::pipeline`): all guests' top keys in one
+//! batch, then all their checks' keys in another, so 200 guests cost a few
+//! round trips, not thousands.
+
+use std::collections::BTreeMap;
+
+use xsmon_proto::layout::{self, Run, Source, DATA_SUBPATH, LEGACY_ROOT, MAX_CHECKS};
+use xsmon_proto::{cluster, text};
+use xsmon_xenstore::{Client, Reply, Request, Store};
+
+/// Most domains read in one cycle.
+pub const MAX_DOMAINS: usize = 4096;
+
+/// What was found for one running domain.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    pub domid: u32,
+    /// The toolstack's name, or `None` if it was missing or not a plain name.
+    pub name: Option<String>,
+    /// Why the name could not be used, when it could not.
+    pub name_problem: Option<String>,
+    pub found: Found,
+}
+
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// A run that passed validation; `legacy` when read from the shared path.
+    Run { run: Run, legacy: bool },
+    /// Nothing written.
+    Nothing,
+    /// Written, but not by the rules: which key, what is wrong.
+    Invalid(String),
+}
+
+/// The running domains other than dom0, with their results.
+pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
+    let ids = domain_ids(xs)?;
+    let top_keys = ["version", "probe", "time", "seq"];
+    // Batch 1: each guest's name, top keys and check list.
+    let mut reqs = Vec::with_capacity(ids.len() * 6);
+    for id in &ids {
+        let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
+        reqs.push(Request::Read(format!("/local/domain/{id}/name")));
+        for k in top_keys {
+            reqs.push(Request::Read(format!("{base}/{k}")));
+        }
+        reqs.push(Request::Directory(format!("{base}/check")));
+    }
+    let mut replies = xs.pipeline(&reqs).into_iter();
+    let mut pre: Vec<(u32, Result<Vec<u8>, String>, Prefetched)> = Vec::with_capacity(ids.len());
+    for &id in &ids {
+        let name = value_of(replies.next());
+        let mut p = Prefetched::default();
+        for k in top_keys {
+            if let Ok(v) = value_of(replies.next()) {
+                p.values.insert(k.to_string(), v);
+            }
+        }
+        p.lists.insert("check".into(), names_of(replies.next()));
+        pre.push((id, name, p));
+    }
+
+    // Batch 2: the keys of every check of every guest that wrote a run
+    // with a sane number of checks (decode rejects the rest).
+    let fields = ["kind", "status", "target", "message", "values"];
+    let mut reqs = Vec::new();
+    let mut wanted: Vec<(usize, String)> = Vec::new();
+    for (i, (id, _, p)) in pre.iter().enumerate() {
+        if !p.values.contains_key("version") {
+            continue;
+        }
+        let Some(Ok(checks)) = p.lists.get("check") else {
+            continue;
+        };
+        if checks.len() > MAX_CHECKS {
+            continue;
+        }
+        for c in checks
+            .iter()
+            .filter(|c| c.len() <= layout::MAX_ID && c.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            for f in fields {
+                let key = format!("check/{c}/{f}");
+                reqs.push(Request::Read(format!(
+                    "/local/domain/{id}/{DATA_SUBPATH}/{key}"
+                )));
+                wanted.push((i, key));
+            }
+        }
+    }
+    for ((i, key), reply) in wanted.into_iter().zip(xs.pipeline(&reqs)) {
+        match reply {
+            Ok(Reply::Value(v)) => {
+                pre[i].2.values.insert(key, v);
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                pre[i].2.errors.insert(key, e.to_string());
+            }
+            Ok(Reply::Names(_)) => {}
+        }
+    }
+
+    let mut out = Vec::with_capacity(pre.len());
+    for (domid, name, mut p) in pre {
+        let (name, name_problem) = match name {
+            Ok(bytes) => match text::validate(&bytes, cluster::MAX_NAME) {
+                Ok(s) if cluster::valid_name(s) => (Some(s.to_string()), None),
+                Ok(s) => (
+                    None,
+                    Some(format!(
+                        "domain name {:?} is not a plain host name",
+                        text::clean(s, 80)
+                    )),
+                ),
+                Err(e) => (None, Some(format!("domain name {e}"))),
+            },
+            Err(e) => (None, Some(format!("cannot read its name: {e}"))),
+        };
+        let mut found = match layout::decode(&mut p) {
+            Ok(Some(run)) => Found::Run { run, legacy: false },
+            Ok(None) => Found::Nothing,
+            Err(e) => Found::Invalid(e.to_string()),
+        };
+        if legacy && matches!(found, Found::Nothing) {
+            if let Some(n) = &name {
+                found = read_legacy(xs, domid, n);
+            }
+        }
+        out.push(Guest {
+            domid,
+            name,
+            name_problem,
+            found,
+        });
+    }
+    Ok(out)
+}
+
+/// The numeric entries of /local/domain except 0.
+fn domain_ids(xs: &mut Client) -> anyhow::Result<Vec<u32>> {
+    // A dom0 with no domain yet may have no /local/domain at all.
+    let names = match xs.directory("/local/domain") {
+        Err(e) if e.is_not_found() => Vec::new(),
+        other => other?,
+    };
+    let mut ids: Vec<u32> = names
+        .iter()
+        .filter_map(|n| n.parse::<u32>().ok())
+        .filter(|&id| id != 0)
+        .collect();
+    ids.sort_unstable();
+    ids.truncate(MAX_DOMAINS);
+    Ok(ids)
+}
+
+/// Reads the 2010 shared path for a guest. Every guest may write anywhere
+/// under it, so the entry counts only if the domain named `name` owns it:
+/// a guest writing under another guest's name is a forgery, reported.
+fn read_legacy(xs: &mut Client, domid: u32, name: &str) -> Found {
+    let base = format!("{LEGACY_ROOT}/{name}");
+    match xs.get_perms(&base) {
+        Err(e) if e.is_not_found() => return Found::Nothing,
+        Err(e) => return Found::Invalid(format!("legacy path {base}: {e}")),
+        Ok(perms) => {
+            let owner = perms.first().map(|p| p.domid);
+            if owner != Some(domid) {
+                return Found::Invalid(format!(
+                    "legacy path {base} is owned by domain {}, not by domain {domid} named {name}: ignored as forged",
+                    owner.map(|o| o.to_string()).unwrap_or_else(|| "?".into())
+                ));
+            }
+        }
+    }
+    let mut src = layout::XenstoreSource {
+        client: xs,
+        base: base.clone(),
+    };
+    match layout::decode(&mut src) {
+        Ok(Some(run)) => Found::Run { run, legacy: true },
+        Ok(None) => Found::Nothing,
+        Err(e) => Found::Invalid(format!("legacy path: {e}")),
+    }
+}
+
+fn value_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<u8>, String> {
+    match r {
+        Some(Ok(Reply::Value(v))) => Ok(v),
+        Some(Ok(Reply::Names(_))) => Err("unexpected listing".into()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("no reply".into()),
+    }
+}
+
+fn names_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<String>, String> {
+    match r {
+        Some(Ok(Reply::Names(n))) => Ok(n),
+        Some(Err(e)) if e.is_not_found() => Ok(Vec::new()),
+        Some(Err(e)) => Err(e.to_string()),
+        _ => Err("no listing".into()),
+    }
+}
+
+/// One guest's keys read ahead of decoding.
+#[derive(Default)]
+struct Prefetched {
+    values: BTreeMap<String, Vec<u8>>,
+    lists: BTreeMap<String, Result<Vec<String>, String>>,
+    errors: BTreeMap<String, String>,
+}
+
+impl Source for Prefetched {
+    type Error = String;
+    fn read(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        if let Some(e) = self.errors.get(key) {
+            return Err(e.clone());
+        }
+        Ok(self.values.get(key).cloned())
+    }
+    fn list(&mut self, key: &str) -> Result<Vec<String>, String> {
+        self.lists
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+}

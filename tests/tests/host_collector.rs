@@ -1,0 +1,605 @@
+//! host-collector end to end: real oxenstored, guests written by the real
+//! guest-probe or raw writes (hostile cases), real SQLite.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rusqlite::Connection;
+use xsmon_proto::Status;
+use xsmon_tests::{add_domain, bin, probe_root, remove_domain, sample_run, write_run, Xenstored};
+use xsmon_xenstore::{Access, Perm, Store};
+
+/// One simulated dom0: its xenstore, database, config and shared config dir.
+struct Dom0 {
+    xs: Xenstored,
+    dir: tempfile::TempDir,
+    root: tempfile::TempDir,
+}
+
+impl Dom0 {
+    fn new(extra_config: &str) -> Dom0 {
+        let xs = Xenstored::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = probe_root("linux-host", "a", &[]).unwrap();
+        std::fs::create_dir_all(dir.path().join("auto/xen01")).unwrap();
+        std::fs::create_dir_all(dir.path().join("auto/xen02")).unwrap();
+        std::fs::write(
+            dir.path().join("collector.toml"),
+            format!(
+                "db = \"{}\"\ndom0_name = \"xen01\"\nconfig_dirs = [\"{}\"]\nxl = \"/nonexistent/xl\"\n{extra_config}\n",
+                dir.path().join("history.db").display(),
+                dir.path().join("auto").display()
+            ),
+        )
+        .unwrap();
+        Dom0 { xs, dir, root }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("host-collector"));
+        c.arg("--config")
+            .arg(self.dir.path().join("collector.toml"))
+            .args(args)
+            .env_remove("XENSTORED_PATH");
+        c
+    }
+
+    fn collect_at(&self, now: Option<i64>) -> Output {
+        let mut c = self.cmd(&[
+            "collect",
+            "--xenstore",
+            self.xs.socket().to_str().unwrap(),
+            "--root",
+            self.root.path().to_str().unwrap(),
+        ]);
+        if let Some(t) = now {
+            c.args(["--now", &t.to_string()]);
+        }
+        c.output().unwrap()
+    }
+
+    fn collect(&self) -> Output {
+        let out = self.collect_at(None);
+        assert!(
+            out.status.success(),
+            "collect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn db(&self) -> Connection {
+        Connection::open(self.dir.path().join("history.db")).unwrap()
+    }
+
+    fn cfg_file(&self, dom0: &str, guest: &str) {
+        std::fs::write(
+            self.dir
+                .path()
+                .join("auto")
+                .join(dom0)
+                .join(format!("{guest}.cfg")),
+            "name = \"x\"\n",
+        )
+        .unwrap();
+    }
+
+    /// (name, probe, status, message) of the latest cycle.
+    fn latest(&self) -> Vec<(String, String, String, String)> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT name, probe, status, message FROM latest ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    fn host(&self, name: &str) -> (String, String, String) {
+        let l = self.latest();
+        let h = l
+            .iter()
+            .find(|h| h.0 == name)
+            .unwrap_or_else(|| panic!("{name} not in {l:?}"));
+        (h.1.clone(), h.2.clone(), h.3.clone())
+    }
+}
+
+fn now() -> i64 {
+    chrono_now()
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn run_probe(d: &Dom0, domid: u32, config: &str) {
+    let root = probe_root("xen-guest", "a", &["127.0.0.1"]).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        format!("[cpu]\nfirst_sample_ms = 100\n{config}"),
+    )
+    .unwrap();
+    let out = Command::new(bin("guest-probe"))
+        .args(["--root", root.path().to_str().unwrap()])
+        .args(["--config", tmp.path().join("p.toml").to_str().unwrap()])
+        .args(["--state-file", tmp.path().join("s").to_str().unwrap()])
+        .args(["--xenstore", d.xs.socket().to_str().unwrap()])
+        .args(["--domain-path", &format!("/local/domain/{domid}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn guests_written_by_the_real_probe_are_collected() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    add_domain(&mut c, 1, "web01").unwrap();
+    add_domain(&mut c, 2, "db01").unwrap();
+    add_domain(&mut c, 3, "quiet").unwrap();
+    run_probe(&d, 1, "");
+    // db01's /srv/data crosses a (low) threshold: a warning with a finding.
+    run_probe(
+        &d,
+        2,
+        "[[disk.mount]]\npath = \"/srv/data\"\nused_pct = { warning = 0.0, error = 100.0 }\n",
+    );
+    d.collect();
+
+    let (probe, status, msg) = d.host("web01");
+    assert_eq!((probe.as_str(), status.as_str()), ("fresh", "ok"), "{msg}");
+    assert!(msg.starts_with("all 8 checks ok"), "{msg}");
+    let (_, status, msg) = d.host("db01");
+    assert_eq!(status, "warning");
+    assert!(msg.contains("/srv/data"), "{msg}");
+    let (probe, status, msg) = d.host("quiet");
+    assert_eq!((probe.as_str(), status.as_str()), ("missing", "error"));
+    assert_eq!(msg, "probe not reporting: no results in xenstore");
+    // dom0 itself, with the unavailable hypervisor figures said out loud.
+    let (probe, _, msg) = d.host("Domain-0");
+    assert_eq!(probe, "host");
+    assert!(msg.contains("per-domain CPU time unavailable"), "{msg}");
+
+    let db = d.db();
+    let findings: i64 = db
+        .query_row(
+            "SELECT count(*) FROM finding f JOIN host h ON h.id = f.host_id WHERE h.name = 'db01' AND f.target = '/srv/data'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(findings, 1);
+    let samples: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sample s JOIN host h ON h.id = s.host_id WHERE h.name = 'web01'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(samples >= 10, "{samples} samples");
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+
+    // The human status view shows the same.
+    let out = d.cmd(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dom0 xen01")
+            && text.contains("quiet")
+            && text.contains("probe not reporting"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_stale_guest_is_an_error_with_its_last_time() {
+    let d = Dom0::new("stale_after_secs = 600");
+    let mut c = d.xs.client().unwrap();
+    add_domain(&mut c, 4, "sleepy").unwrap();
+    let t = now();
+    write_run(&mut c, 4, &sample_run(t, 2, Status::Ok)).unwrap();
+    assert!(d.collect_at(Some(t + 60)).status.success());
+    assert_eq!(d.host("sleepy").0, "fresh");
+    // Eleven minutes later the guest has not written again.
+    let out = d.collect_at(Some(t + 660));
+    assert!(out.status.success());
+    let (probe, status, msg) = d.host("sleepy");
+    assert_eq!((probe.as_str(), status.as_str()), ("stale", "error"));
+    assert!(
+        msg.starts_with("probe not reporting since ") && msg.contains("11 min ago"),
+        "{msg}"
+    );
+
+    // Then the guest's results vanish entirely: still "since" its last run.
+    c.rm("/local/domain/4/data/xsmon").unwrap();
+    assert!(d.collect_at(Some(t + 960)).status.success());
+    let (probe, _, msg) = d.host("sleepy");
+    assert_eq!(probe, "missing");
+    assert!(msg.contains("since") && msg.contains("16 min ago"), "{msg}");
+}
+
+#[test]
+fn gone_and_migrated_guests_are_recorded() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    let t = now();
+    for (id, name) in [(1, "stays"), (2, "leaves"), (3, "moves")] {
+        add_domain(&mut c, id, name).unwrap();
+        write_run(&mut c, id, &sample_run(t, 1, Status::Ok)).unwrap();
+    }
+    d.cfg_file("xen01", "stays");
+    d.cfg_file("xen01", "leaves");
+    d.cfg_file("xen02", "moves");
+    assert!(d.collect_at(Some(t)).status.success());
+    remove_domain(&mut c, 2).unwrap();
+    remove_domain(&mut c, 3).unwrap();
+    assert!(d.collect_at(Some(t + 300)).status.success());
+
+    let db = d.db();
+    let state = |n: &str| -> String {
+        db.query_row("SELECT state FROM host WHERE name = ?1", [n], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(state("stays"), "running");
+    assert_eq!(state("leaves"), "gone");
+    assert_eq!(state("moves"), "migrated");
+    let detail: String = db
+        .query_row(
+            "SELECT detail FROM event WHERE kind = 'migrated'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(detail.contains("xen02"), "{detail}");
+    let news: i64 = db
+        .query_row("SELECT count(*) FROM event WHERE kind = 'new'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(news, 4, "three guests and dom0 appeared once each");
+
+    // The guest comes back.
+    add_domain(&mut c, 9, "leaves").unwrap();
+    assert!(d.collect_at(Some(t + 600)).status.success());
+    assert_eq!(state("leaves"), "running");
+    let back: i64 = db
+        .query_row("SELECT count(*) FROM event WHERE kind = 'back'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(back, 1);
+}
+
+#[test]
+fn hostile_guests_get_an_error_and_do_not_affect_others() {
+    let d = Dom0::new("legacy = true");
+    let mut c = d.xs.client().unwrap();
+    let t = now();
+    let names = [
+        "good", "newline", "notutf8", "huge", "manykeys", "forger", "victim", "fakename",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        add_domain(&mut c, i as u32 + 1, n).unwrap();
+    }
+    for id in 1..=5 {
+        write_run(&mut c, id, &sample_run(t, 1, Status::Ok)).unwrap();
+    }
+    // A newline that would forge a line for another guest, written with the
+    // stock tool as a guest's shell script would.
+    let st =
+        d.xs.tool("xenstore-write")
+            .args([
+                "/local/domain/2/data/xsmon/check/cpu/message",
+                "ok\nvictim ok all fine",
+            ])
+            .status()
+            .unwrap();
+    assert!(st.success());
+    c.write(
+        "/local/domain/3/data/xsmon/check/cpu/target",
+        b"\xff\xfe\xfd",
+    )
+    .unwrap();
+    // A value at the daemon's size limit, far over the layout's 256 bytes.
+    c.write(
+        "/local/domain/4/data/xsmon/check/cpu/message",
+        &vec![b'A'; 2048],
+    )
+    .unwrap();
+    // 10,000 keys under one guest (dom0 can write past a guest's quota).
+    for i in 0..10_000 {
+        c.write(
+            &format!("/local/domain/5/data/xsmon/check/x{i}/status"),
+            b"ok",
+        )
+        .unwrap();
+    }
+    // Guest 6 writes into the legacy shared path under guest 7's name.
+    let forged = format!("{}/victim", xsmon_proto::layout::LEGACY_ROOT);
+    write_legacy(&mut c, &forged, t);
+    c.set_perms(&forged, &[Perm::new(6, Access::None)]).unwrap();
+    // Guest 8 puts a `name` of its own among its results: ignored, the
+    // toolstack's name stands.
+    write_run(&mut c, 8, &sample_run(t, 1, Status::Ok)).unwrap();
+    c.write("/local/domain/8/data/xsmon/name", b"good").unwrap();
+
+    let out = d.collect();
+    assert!(out.status.success());
+    let l = d.latest();
+    let get = |n: &str| {
+        l.iter()
+            .find(|h| h.0 == n)
+            .unwrap_or_else(|| panic!("{n} missing from {l:?}"))
+            .clone()
+    };
+    assert_eq!(get("good").2, "ok");
+    assert_eq!(get("fakename").2, "ok");
+    assert_eq!(l.iter().filter(|h| h.0 == "good").count(), 1);
+    for (n, expect) in [
+        ("newline", "control character"),
+        ("notutf8", "not valid UTF-8"),
+        ("huge", "more than the 256 allowed"),
+        ("manykeys", "check"),
+        ("victim", "forged"),
+    ] {
+        let (_, probe, status, msg) = get(n);
+        assert_eq!(
+            (probe.as_str(), status.as_str()),
+            ("invalid", "error"),
+            "{n}: {msg}"
+        );
+        assert!(msg.contains(expect), "{n}: {msg}");
+        assert!(!msg.contains('\n'));
+    }
+    // Nothing a guest wrote made it into the database unchecked.
+    let db = d.db();
+    let bad: i64 = db
+        .query_row(
+            "SELECT count(*) FROM status WHERE instr(message, char(10)) > 0 OR instr(message, char(13)) > 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bad, 0);
+}
+
+fn write_legacy(c: &mut xsmon_xenstore::Client, base: &str, t: i64) {
+    for (k, v) in xsmon_proto::layout::encode(&sample_run(t, 1, Status::Ok)).unwrap() {
+        c.write(&format!("{base}/{k}"), &v).unwrap();
+    }
+}
+
+#[test]
+fn legacy_path_owned_by_the_guest_is_accepted() {
+    let d = Dom0::new("legacy = true");
+    let mut c = d.xs.client().unwrap();
+    add_domain(&mut c, 5, "oldstyle").unwrap();
+    let base = format!("{}/oldstyle", xsmon_proto::layout::LEGACY_ROOT);
+    write_legacy(&mut c, &base, now());
+    c.set_perms(&base, &[Perm::new(5, Access::None)]).unwrap();
+    d.collect();
+    let (probe, status, msg) = d.host("oldstyle");
+    assert_eq!((probe.as_str(), status.as_str()), ("fresh", "ok"));
+    assert!(msg.contains("legacy"), "{msg}");
+}
+
+#[test]
+fn overlapping_runs_do_not_interleave() {
+    let d = Dom0::new("");
+    let mut first = d.cmd(&[
+        "collect",
+        "--xenstore",
+        d.xs.socket().to_str().unwrap(),
+        "--root",
+        d.root.path().to_str().unwrap(),
+    ]);
+    first.env("XSMON_TEST_HOLD_LOCK_MS", "2000");
+    let mut child = first.spawn().unwrap();
+    // Wait until the first run holds the lock.
+    let lock = PathBuf::from(format!(
+        "{}.lock",
+        d.dir.path().join("history.db").display()
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !lock.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let second = d.collect_at(None);
+    assert_eq!(second.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another collect holds"));
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn unreachable_xenstore_is_recorded_and_fails() {
+    let mut d = Dom0::new("");
+    d.xs.kill();
+    let out = d.collect_at(None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read xenstore"), "{err}");
+    let e: Option<String> = d
+        .db()
+        .query_row(
+            "SELECT error FROM cycle ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(e.unwrap().contains("xenstore"));
+}
+
+#[test]
+fn kill_9_mid_cycle_never_leaves_half_a_cycle() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    let t = now();
+    for id in 1..=150 {
+        add_domain(&mut c, id, &format!("g{id:03}")).unwrap();
+        write_run(&mut c, id, &sample_run(t, 6, Status::Ok)).unwrap();
+    }
+    d.collect();
+    let mut killed = 0;
+    for i in 0..25u64 {
+        let mut child = d
+            .cmd(&[
+                "collect",
+                "--xenstore",
+                d.xs.socket().to_str().unwrap(),
+                "--root",
+                d.root.path().to_str().unwrap(),
+            ])
+            .spawn()
+            .unwrap();
+        // Kill at a different point of the cycle each time.
+        std::thread::sleep(std::time::Duration::from_millis(2 + (i * 7) % 60));
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+            killed += 1;
+        }
+        let _ = child.wait();
+    }
+    assert!(killed > 0);
+    let db = d.db();
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    // Every committed cycle is whole: as many status rows as it says.
+    let broken: i64 = db
+        .query_row(
+            "SELECT count(*) FROM cycle c WHERE c.guests != (SELECT count(*) FROM status s WHERE s.cycle_id = c.id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(broken, 0);
+    let cycles: i64 = db
+        .query_row("SELECT count(*) FROM cycle", [], |r| r.get(0))
+        .unwrap();
+    assert!(cycles >= 1);
+    // And the database still takes the next cycle.
+    d.collect();
+}
+
+#[test]
+fn old_figures_roll_up_and_history_shows_them() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    add_domain(&mut c, 1, "web01").unwrap();
+    // Ten days of cycles, one every hour (enough to cross the 7-day raw
+    // retention), each with a fresh run.
+    let start = (now() / 3600) * 3600 - 10 * 86400;
+    for h in 0..240 {
+        let t = start + h * 3600;
+        write_run(&mut c, 1, &sample_run(t, 1, Status::Ok)).unwrap();
+        let out = d.collect_at(Some(t + 60));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = d.db();
+    let last = start + 239 * 3600 + 60;
+    let oldest_cycle: i64 = db
+        .query_row("SELECT min(time) FROM cycle", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        last - oldest_cycle <= 7 * 86400 + 3600,
+        "raw rows older than 7 days remain"
+    );
+    let hourly: i64 = db
+        .query_row(
+            "SELECT count(DISTINCT start) FROM rollup WHERE period = 3600",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!((60..=80).contains(&hourly), "{hourly} hourly rollups");
+    let (n, vavg): (i64, i64) = db
+        .query_row(
+            "SELECT r.n, r.vavg FROM rollup r JOIN metric m ON m.id = r.metric_id JOIN host h ON h.id = r.host_id
+              WHERE h.name = 'web01' AND m.kind = 'disk' AND m.name = 'used_pct' LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((n, vavg), (1, 40_000));
+
+    let out = d
+        .cmd(&[
+            "history", "web01", "--since", "12d", "--check", "disk", "--format", "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.starts_with("time,resolution,check,target,metric,value,min,max\n"));
+    assert!(csv.contains(",hourly,disk,/,used_pct,40,40,40"), "{csv}");
+    assert!(csv.contains(",raw,disk,/,used_pct,40,40,40"), "{csv}");
+    assert!(!csv.contains(",cpu,"), "--check disk shows disks only");
+    let out = d
+        .cmd(&["history", "web01", "--since", "2h", "--format", "json"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(j
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["metric"] == "steal_pct"));
+    let out = d.cmd(&["history", "nobody"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
+}
+
+#[test]
+fn schema_file_is_what_the_program_applies() {
+    let d = Dom0::new("");
+    d.collect();
+    let db = d.db();
+    let v: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 1);
+    // Every table and view of schema.sql exists in the database.
+    let schema =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema.sql"))
+            .unwrap();
+    for line in schema
+        .lines()
+        .filter(|l| l.starts_with("CREATE TABLE") || l.starts_with("CREATE VIEW"))
+    {
+        let name = line.split_whitespace().nth(2).unwrap();
+        let n: i64 = db
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{name}");
+    }
+    let mode: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
