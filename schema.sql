@@ -77,7 +77,9 @@ CREATE TABLE metric (
     UNIQUE (kind, target, name)
 );
 
--- Raw figures, one per host, metric and cycle.
+-- Raw figures, one per host, metric and cycle. The key serves "history of
+-- one host over a range"; there is deliberately no index by cycle (it would
+-- double the table): retention deletes by (host, metric) ranges instead.
 CREATE TABLE sample (
     host_id   INTEGER NOT NULL,
     metric_id INTEGER NOT NULL,
@@ -85,7 +87,6 @@ CREATE TABLE sample (
     v         INTEGER NOT NULL,             -- value * 1000
     PRIMARY KEY (host_id, metric_id, cycle_id)
 ) WITHOUT ROWID;
-CREATE INDEX sample_cycle ON sample (cycle_id);
 
 -- Rolled-up figures: period 3600 (hourly) or 86400 (daily), starting at
 -- `start` (aligned to the period).
@@ -100,7 +101,14 @@ CREATE TABLE rollup (
     vmax      INTEGER NOT NULL,
     PRIMARY KEY (host_id, metric_id, period, start)
 ) WITHOUT ROWID;
-CREATE INDEX rollup_age ON rollup (period, start);
+
+-- Bookkeeping: 'raw_rolled_until' and 'hourly_rolled_until' (Unix seconds)
+-- say how far retention has been applied, so it runs once an hour and once
+-- a day rather than every cycle.
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 
 -- Guests appearing, going, migrating; the collector's own failures.
 CREATE TABLE event (

@@ -1,0 +1,254 @@
+//! host-collector's figures:
+//!
+//! 1. one cycle over 200 guests through the real oxenstored (the whole
+//!    `host-collector collect` process, and the xenstore part alone),
+//!    against reading the same keys with one `xenstore-read` process per key
+//!    (the 2010 design's way), in one run;
+//! 2. inserting one cycle of 200 guests into SQLite;
+//! 3. the database size for a year of 5-minute cycles of 200 guests with the
+//!    default retention, extrapolated from a simulated 8 days (method
+//!    printed with the figures).
+//!
+//!     cargo build --release --workspace && cargo bench -p xsmon-tests --bench collector
+//!
+//! Prints figures; asserts nothing about speed. XSMON_BENCH_DAYS changes
+//! the simulated span (default 8).
+
+use std::process::Command;
+use std::time::Instant;
+
+use host_collector::collect::judge_all;
+use host_collector::db::{self, CycleRecord, Keep};
+use host_collector::gather::{self, Found, Guest};
+use host_collector::hostfig::HostFigures;
+use xsmon_proto::{cluster::Cluster, Status};
+use xsmon_tests::{add_domain, bin_dir, sample_run, write_run, Xenstored};
+
+const GUESTS: u32 = 200;
+
+fn main() {
+    let collector = bin_dir().join("host-collector");
+    assert!(
+        collector.exists(),
+        "build first: cargo build --release --workspace"
+    );
+    let xs = Xenstored::start().unwrap();
+    let mut c = xs.client().unwrap();
+    let now = chrono_now();
+    // Two checks of 5 keys plus 4 top keys and the name: 15 reads a guest
+    // (the "12 keys each", rounded up to the real layout).
+    for id in 1..=GUESTS {
+        add_domain(&mut c, id, &format!("guest{id:03}")).unwrap();
+        let mut run = sample_run(now, 0, Status::Ok);
+        run.checks.truncate(2);
+        write_run(&mut c, id, &run).unwrap();
+    }
+    let keys_per_guest = 1 + 4 + 2 * 5;
+
+    // 1a. The xenstore part, in-process.
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let guests = gather::gather(&mut c, false).unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+        assert_eq!(guests.len(), GUESTS as usize);
+        assert!(guests.iter().all(|g| matches!(g.found, Found::Run { .. })));
+    }
+    // 1b. The whole collect process (startup, xenstore, dom0 checks, SQLite).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "db = \"{}\"\nconfig_dirs = []\nxl = \"/nonexistent\"\n",
+            dir.path().join("h.db").display()
+        ),
+    )
+    .unwrap();
+    let mut walls = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let st = Command::new(&collector)
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "collect",
+                "--xenstore",
+                xs.socket().to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        walls.push(t.elapsed().as_secs_f64());
+        assert!(st.success());
+    }
+    walls.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // 1c. The 2010 way: one xenstore-read process per key.
+    let t = Instant::now();
+    for id in 1..=GUESTS {
+        let base = format!("/local/domain/{id}/data/xsmon");
+        let mut keys = vec![format!("/local/domain/{id}/name")];
+        for k in ["version", "probe", "time", "seq"] {
+            keys.push(format!("{base}/{k}"));
+        }
+        for chk in ["cpu", "swap"] {
+            for f in ["kind", "status", "target", "message", "values"] {
+                keys.push(format!("{base}/check/{chk}/{f}"));
+            }
+        }
+        for k in keys {
+            let out = xs.tool("xenstore-read").arg(&k).output().unwrap();
+            assert!(out.status.success(), "{k}");
+        }
+    }
+    let per_process = t.elapsed().as_secs_f64();
+
+    println!("host-collector, {GUESTS} guests x {keys_per_guest} keys, real oxenstored:");
+    println!(
+        "  xenstore part (pipelined client), best of 5: {:>8.1} ms",
+        best * 1000.0
+    );
+    println!(
+        "  whole `collect` process, median of 5:       {:>8.1} ms",
+        walls[2] * 1000.0
+    );
+    println!(
+        "  one xenstore-read process per key:          {:>8.1} ms",
+        per_process * 1000.0
+    );
+    println!(
+        "  ratio, per-key processes / pipelined client: {:.0}x",
+        per_process / best
+    );
+
+    // 2. One cycle into SQLite.
+    let guests: Vec<Guest> = gather::gather(&mut c, false).unwrap();
+    let conn_path = dir.path().join("insert.db");
+    let mut conn = db::open_rw(&conn_path).unwrap();
+    let keep = Keep {
+        raw_secs: 7 * 86400,
+        hourly_secs: 90 * 86400,
+        daily_secs: 730 * 86400,
+    };
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let hosts = judge_all(&conn, &guests, &HostFigures::default(), now + i * 300, 600).unwrap();
+        let rec = CycleRecord {
+            time: now + i * 300,
+            duration_ms: 0,
+            dom0: "bench".into(),
+            error: None,
+            hosts,
+        };
+        let t = Instant::now();
+        db::write_cycle(&mut conn, &rec, &Cluster::default(), keep).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!("  SQLite insert of one cycle of {GUESTS} guests: median {:.1} ms, max {:.1} ms (20 cycles)", times[10] * 1000.0, times[19] * 1000.0);
+
+    // 3. Storage over time.
+    storage(keep);
+}
+
+/// A realistic guest for the storage estimate: cpu, swap, 3 disks, 1 gateway.
+fn storage(keep: Keep) {
+    let days: i64 = std::env::var("XSMON_BENCH_DAYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("year.db");
+    let mut conn = db::open_rw(&path).unwrap();
+    let start = (chrono_now() / 86400) * 86400 - days * 86400;
+    let guests: Vec<Guest> = (1..=GUESTS)
+        .map(|id| Guest {
+            domid: id,
+            name: Some(format!("guest{id:03}")),
+            name_problem: None,
+            found: Found::Nothing,
+        })
+        .collect();
+    let t0 = Instant::now();
+    let cycles = days * 288;
+    for i in 0..cycles {
+        let t = start + i * 300;
+        let guests: Vec<Guest> = guests
+            .iter()
+            .map(|g| {
+                let mut run = sample_run(
+                    t,
+                    3,
+                    if (i + i64::from(g.domid)) % 97 == 0 {
+                        Status::Error
+                    } else {
+                        Status::Ok
+                    },
+                );
+                // Figures that vary, as real ones do.
+                for c in &mut run.checks {
+                    for v in &mut c.values {
+                        v.value = ((v.value + (i % 13) as f64 * 0.37 + f64::from(g.domid) * 0.01)
+                            * 1000.0)
+                            .round()
+                            / 1000.0;
+                    }
+                }
+                Guest {
+                    found: Found::Run { run, legacy: false },
+                    ..g.clone()
+                }
+            })
+            .collect();
+        let hosts = judge_all(&conn, &guests, &HostFigures::default(), t, 600).unwrap();
+        let rec = CycleRecord {
+            time: t,
+            duration_ms: 0,
+            dom0: "bench".into(),
+            error: None,
+            hosts,
+        };
+        db::write_cycle(&mut conn, &rec, &Cluster::default(), keep).unwrap();
+    }
+    let sim_secs = t0.elapsed().as_secs_f64();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")
+        .unwrap();
+    let size = std::fs::metadata(&path).unwrap().len() as f64;
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let samples = count("SELECT count(*) FROM sample");
+    let hourly = count("SELECT count(*) FROM rollup WHERE period = 3600");
+    let hourly_days =
+        count("SELECT count(DISTINCT start / 86400) FROM rollup WHERE period = 3600").max(1);
+    // Bytes per rollup row: size with and without them.
+    conn.execute_batch("DELETE FROM rollup; VACUUM;").unwrap();
+    let without = std::fs::metadata(&path).unwrap().len() as f64;
+    let per_rollup = if hourly > 0 {
+        (size - without) / hourly as f64
+    } else {
+        0.0
+    };
+    let hourly_per_day = hourly as f64 / hourly_days as f64;
+    // A year: the raw part stays as it is after 7 days; hourly rows for 90
+    // days; daily rows (1/24 as many) for the remaining 275 days.
+    let year =
+        without + 90.0 * hourly_per_day * per_rollup + 275.0 * hourly_per_day / 24.0 * per_rollup;
+    println!("  storage: simulated {days} days of 5-min cycles, {GUESTS} guests (cpu, swap, 3 disks, 1 gw) in {sim_secs:.0} s:");
+    println!(
+        "    file {:.1} MB after VACUUM; {samples} raw samples (7 days kept), {hourly} hourly rollup rows ({hourly_per_day:.0}/day)",
+        size / 1e6
+    );
+    println!(
+        "    raw part {:.1} MB, {per_rollup:.1} bytes per rollup row",
+        without / 1e6
+    );
+    println!(
+        "    a year with default retention = raw part + 90 days hourly + 275 days daily = {:.0} MB",
+        year / 1e6
+    );
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
