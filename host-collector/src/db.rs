@@ -46,6 +46,9 @@ pub fn open_ro(path: &Path, busy: Duration) -> Result<Connection> {
     )
     .with_context(|| format!("opening database {} read-only", path.display()))?;
     conn.busy_timeout(busy)?;
+    // A reader answers one query and exits: a small page cache keeps its
+    // memory low (snmpd runs it every poll).
+    conn.pragma_update(None, "cache_size", -256)?;
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .with_context(|| format!("reading database {}", path.display()))?;

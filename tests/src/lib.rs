@@ -602,3 +602,98 @@ pub fn sample_run(
         checks,
     }
 }
+
+/// The OID of net-snmp's NET-SNMP-EXTEND-MIB::nsExtendObjects.
+pub const NS_EXTEND: &str = ".1.3.6.1.4.1.8072.1.3.2";
+
+/// The index suffix of an extend name in the NET-SNMP-EXTEND-MIB tables:
+/// its length, then its bytes.
+pub fn extend_index(name: &str) -> String {
+    let mut s = format!(".{}", name.len());
+    for b in name.bytes() {
+        s.push_str(&format!(".{b}"));
+    }
+    s
+}
+
+/// Parses snmpget/snmpwalk output (`-On`) into (OID, value) pairs. String
+/// values are unquoted with net-snmp's display escapes (`\"`, `\\`) undone,
+/// and may span lines (nsExtendOutputFull); other values are kept as shown
+/// (`INTEGER: 0`).
+pub fn parse_snmp_output(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(eq) = rest.find(" = ") {
+        let oid = rest[..eq].trim().to_string();
+        let after = &rest[eq + 3..];
+        if let Some(body) = after.strip_prefix("STRING: \"") {
+            let mut value = String::new();
+            let mut chars = body.char_indices();
+            let mut end = body.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            value.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            out.push((oid, value));
+            rest = body[end..].trim_start_matches(['\r', '\n']);
+        } else {
+            let line_end = after.find('\n').unwrap_or(after.len());
+            let v = after[..line_end].trim();
+            let v = v.strip_prefix("STRING: ").unwrap_or(v);
+            out.push((oid, v.to_string()));
+            rest = after[line_end..].trim_start_matches('\n');
+        }
+    }
+    out
+}
+
+/// What GNU time (`/usr/bin/time`) measured of one command: wall seconds,
+/// CPU seconds (user + system) and peak RSS in KiB. Measured by a separate
+/// small process, so the peak RSS is the command's own, not inherited from
+/// a large parent at fork.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub max_rss_kib: u64,
+    pub success: bool,
+}
+
+pub fn measure(program: &Path, args: &[&str]) -> Result<Measured> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "XSMON-TIME %e %U %S %M"])
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .context("running /usr/bin/time (Debian package `time`)")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("XSMON-TIME "))
+        .with_context(|| format!("no figures from /usr/bin/time: {err}"))?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if f.len() != 4 {
+        bail!("unexpected /usr/bin/time output {line:?}");
+    }
+    Ok(Measured {
+        wall_s: f[0],
+        cpu_s: f[1] + f[2],
+        max_rss_kib: f[3] as u64,
+        success: out.status.success(),
+    })
+}

@@ -1,0 +1,550 @@
+//! # The SNMP line format, version 1
+//!
+//! This page is the contract between `snmp-extend` on each dom0 (which
+//! prints it for snmpd's `extend`) and the central `poller` (which reads it
+//! back over SNMP, from nsExtendOutputFull or line by line from
+//! nsExtendOutLine). The printer and the parser below are the only code
+//! that writes or reads it, and they are tested as a pair.
+//!
+//! One record per line; fields separated by single spaces. Every field is
+//! escaped so that it holds only printable ASCII without spaces:
+//!
+//! | in the field | written as |
+//! |---|---|
+//! | `\` | `\\` |
+//! | space | `\s` |
+//! | any byte outside `!`..`~` (controls, newline, DEL, UTF-8 bytes) | `\xHH` (lower-case hex) |
+//! | the empty field | `\e` |
+//!
+//! so nothing a guest wrote can end a line, add a field or pose as another
+//! record. Optional numbers are written `-` when absent.
+//!
+//! Records (first field is the record type):
+//!
+//! ```text
+//! xsmon 1 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
+//! xsmon 1 cluster \e - <served_time>                     first line of list-cluster
+//! G <host> <domid|-> <probe> <status> <probe_time|-> <message>
+//! F <host> <check_id> <kind> <status> <target> <message>
+//! D <dom0> <guest_count>                                  list-cluster: one per dom0
+//! E <scope> <message>                                     a failure of the serving side
+//! END <records>                                           last line: records before it, header included
+//! ```
+//!
+//! * `G`: one per host (every guest, and dom0 as `Domain-0`), so the poller
+//!   can tell "all ok" from "missing"; `probe` is `fresh`, `stale`,
+//!   `missing`, `invalid` or `host`; `status` is `ok`, `warning`,
+//!   `unknown` or `error`.
+//! * `F`: one per check that is not ok.
+//! * `E`: scope `collector` (no recent cycle, or it could not read
+//!   xenstore), `database` (unreadable), `config` (config directory).
+//! * `END`: a reader that does not find it knows the output was cut.
+//!
+//! Times are Unix seconds. A reader must refuse a first line with another
+//! version than 1 (and say so) rather than guess.
+
+use std::fmt::Write as _;
+
+use thiserror::Error;
+
+use crate::check::Status;
+
+pub const VERSION: u32 = 1;
+
+/// What kind of output a header starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    State,
+    Cluster,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Header {
+        kind: Kind,
+        dom0: String,
+        cycle_time: Option<i64>,
+        served_time: i64,
+    },
+    Guest {
+        host: String,
+        domid: Option<u32>,
+        probe: String,
+        status: Status,
+        probe_time: Option<i64>,
+        message: String,
+    },
+    Finding {
+        host: String,
+        check_id: String,
+        kind: String,
+        status: Status,
+        target: String,
+        message: String,
+    },
+    Dom0 {
+        name: String,
+        guests: u32,
+    },
+    Error {
+        scope: String,
+        message: String,
+    },
+    End {
+        records: u32,
+    },
+}
+
+/// Escapes one field (see the table above).
+pub fn escape(field: &str) -> String {
+    if field.is_empty() {
+        return "\\e".to_string();
+    }
+    let mut out = String::with_capacity(field.len());
+    for &b in field.as_bytes() {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b' ' => out.push_str("\\s"),
+            b'!'..=b'~' => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out
+}
+
+/// Undoes [`escape`]. Bytes that do not form UTF-8 (which escape never
+/// produces from a `&str`) are an error.
+pub fn unescape(field: &str) -> Result<String, String> {
+    if field == "\\e" {
+        return Ok(String::new());
+    }
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                match b.get(i + 1) {
+                    Some(b'\\') => out.push(b'\\'),
+                    Some(b's') => out.push(b' '),
+                    Some(b'x') => {
+                        let hex = field
+                            .get(i + 2..i + 4)
+                            .ok_or_else(|| format!("truncated \\x escape in {field:?}"))?;
+                        let v = u8::from_str_radix(hex, 16)
+                            .map_err(|_| format!("bad \\x escape in {field:?}"))?;
+                        out.push(v);
+                        i += 2;
+                    }
+                    _ => return Err(format!("bad escape in {field:?}")),
+                }
+                i += 2;
+            }
+            c if (b'!'..=b'~').contains(&c) => {
+                out.push(c);
+                i += 1;
+            }
+            c => return Err(format!("raw byte 0x{c:02x} in a field")),
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("field {field:?} is not UTF-8 once unescaped"))
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Prints one record as a line (without the newline).
+pub fn print(r: &Record) -> String {
+    let e = |s: &str| escape(s);
+    match r {
+        Record::Header {
+            kind,
+            dom0,
+            cycle_time,
+            served_time,
+        } => {
+            let k = match kind {
+                Kind::State => "state",
+                Kind::Cluster => "cluster",
+            };
+            format!(
+                "xsmon {VERSION} {k} {} {} {served_time}",
+                e(dom0),
+                opt(*cycle_time)
+            )
+        }
+        Record::Guest {
+            host,
+            domid,
+            probe,
+            status,
+            probe_time,
+            message,
+        } => format!(
+            "G {} {} {} {} {} {}",
+            e(host),
+            opt(*domid),
+            e(probe),
+            status,
+            opt(*probe_time),
+            e(message)
+        ),
+        Record::Finding {
+            host,
+            check_id,
+            kind,
+            status,
+            target,
+            message,
+        } => format!(
+            "F {} {} {} {status} {} {}",
+            e(host),
+            e(check_id),
+            e(kind),
+            e(target),
+            e(message)
+        ),
+        Record::Dom0 { name, guests } => format!("D {} {guests}", e(name)),
+        Record::Error { scope, message } => format!("E {} {}", e(scope), e(message)),
+        Record::End { records } => format!("END {records}"),
+    }
+}
+
+/// Prints a whole output: the records given (header first), then `END`.
+pub fn print_all(records: &[Record]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&print(r));
+        out.push('\n');
+    }
+    out.push_str(&print(&Record::End {
+        records: records.len() as u32,
+    }));
+    out.push('\n');
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ParseError {
+    #[error("empty output")]
+    Empty,
+    #[error("not xsmon output (first line {0:?})")]
+    NotXsmon(String),
+    #[error("unsupported format version {0} (this reader knows version {VERSION})")]
+    Version(String),
+    #[error("line {line}: {problem}")]
+    Line { line: usize, problem: String },
+    #[error("output cut short: no END line after {0} records")]
+    Truncated(usize),
+    #[error("END says {said} records, {seen} were read")]
+    Count { said: u32, seen: usize },
+}
+
+fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
+    s.parse::<T>()
+        .map_err(|_| format!("{what} {s:?} is not a number"))
+}
+
+fn opt_num<T: std::str::FromStr>(s: &str, what: &str) -> Result<Option<T>, String> {
+    if s == "-" {
+        Ok(None)
+    } else {
+        num(s, what).map(Some)
+    }
+}
+
+fn status(s: &str) -> Result<Status, String> {
+    s.parse::<Status>()
+}
+
+/// Parses one line (not the header).
+pub fn parse_line(line: &str) -> Result<Record, String> {
+    let f: Vec<&str> = line.split(' ').collect();
+    let want = |n: usize| {
+        if f.len() == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} record with {} fields, expected {n}",
+                f[0],
+                f.len()
+            ))
+        }
+    };
+    match f[0] {
+        "G" => {
+            want(7)?;
+            Ok(Record::Guest {
+                host: unescape(f[1])?,
+                domid: opt_num(f[2], "domid")?,
+                probe: unescape(f[3])?,
+                status: status(f[4])?,
+                probe_time: opt_num(f[5], "probe time")?,
+                message: unescape(f[6])?,
+            })
+        }
+        "F" => {
+            want(7)?;
+            Ok(Record::Finding {
+                host: unescape(f[1])?,
+                check_id: unescape(f[2])?,
+                kind: unescape(f[3])?,
+                status: status(f[4])?,
+                target: unescape(f[5])?,
+                message: unescape(f[6])?,
+            })
+        }
+        "D" => {
+            want(3)?;
+            Ok(Record::Dom0 {
+                name: unescape(f[1])?,
+                guests: num(f[2], "guest count")?,
+            })
+        }
+        "E" => {
+            want(3)?;
+            Ok(Record::Error {
+                scope: unescape(f[1])?,
+                message: unescape(f[2])?,
+            })
+        }
+        "END" => {
+            want(2)?;
+            Ok(Record::End {
+                records: num(f[1], "record count")?,
+            })
+        }
+        other => Err(format!(
+            "unknown record type {:?}",
+            crate::text::clean(other, 20)
+        )),
+    }
+}
+
+fn parse_header(line: &str) -> Result<Record, ParseError> {
+    let f: Vec<&str> = line.split(' ').collect();
+    if f.first() != Some(&"xsmon") {
+        return Err(ParseError::NotXsmon(crate::text::clean(line, 60)));
+    }
+    if f.get(1) != Some(&"1") {
+        return Err(ParseError::Version(crate::text::clean(
+            f.get(1).copied().unwrap_or(""),
+            20,
+        )));
+    }
+    let bad = |problem: String| ParseError::Line { line: 1, problem };
+    if f.len() != 6 {
+        return Err(bad(format!("header with {} fields, expected 6", f.len())));
+    }
+    let kind = match f[2] {
+        "state" => Kind::State,
+        "cluster" => Kind::Cluster,
+        k => {
+            return Err(bad(format!(
+                "unknown output kind {:?}",
+                crate::text::clean(k, 20)
+            )))
+        }
+    };
+    let dom0 = unescape(f[3]).map_err(bad)?;
+    Ok(Record::Header {
+        kind,
+        dom0,
+        cycle_time: opt_num(f[4], "cycle time").map_err(bad)?,
+        served_time: num(f[5], "served time").map_err(bad)?,
+    })
+}
+
+/// Parses a whole output. The records come back header first, without the
+/// `END` line, which is checked: a missing or wrong `END` is an error (the
+/// output was cut), as is any malformed line.
+pub fn parse_all(text: &str) -> Result<Vec<Record>, ParseError> {
+    let mut lines = text.lines();
+    let first = lines.next().ok_or(ParseError::Empty)?;
+    let mut out = vec![parse_header(first.trim_end_matches('\r'))?];
+    for (i, line) in lines.enumerate() {
+        let line = line.trim_end_matches('\r');
+        match parse_line(line).map_err(|problem| ParseError::Line {
+            line: i + 2,
+            problem,
+        })? {
+            Record::End { records } => {
+                if records as usize != out.len() {
+                    return Err(ParseError::Count {
+                        said: records,
+                        seen: out.len(),
+                    });
+                }
+                return Ok(out);
+            }
+            r => out.push(r),
+        }
+    }
+    Err(ParseError::Truncated(out.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header() -> Record {
+        Record::Header {
+            kind: Kind::State,
+            dom0: "xen01".into(),
+            cycle_time: Some(1_764_097_260),
+            served_time: 1_764_097_300,
+        }
+    }
+
+    #[test]
+    fn escaping_leaves_only_printable_ascii() {
+        assert_eq!(escape("a b\\c"), "a\\sb\\\\c");
+        assert_eq!(escape(""), "\\e");
+        assert_eq!(escape("x\ny"), "x\\x0ay");
+        assert_eq!(escape("caf\u{e9}"), "caf\\xc3\\xa9");
+        assert_eq!(unescape("caf\\xc3\\xa9").unwrap(), "caf\u{e9}");
+        assert!(unescape("\\q").is_err());
+        assert!(unescape("\\x4").is_err());
+        assert!(unescape("a b").is_err());
+        assert!(unescape("\\xff").is_err());
+    }
+
+    #[test]
+    fn a_newline_cannot_forge_a_line() {
+        let evil = "ok\nG victim - fresh ok - all fine\nEND 2";
+        let text = print_all(&[
+            header(),
+            Record::Guest {
+                host: "evil".into(),
+                domid: Some(7),
+                probe: "fresh".into(),
+                status: Status::Error,
+                probe_time: None,
+                message: evil.into(),
+            },
+        ]);
+        assert_eq!(text.lines().count(), 3);
+        let recs = parse_all(&text).unwrap();
+        assert_eq!(recs.len(), 2);
+        match &recs[1] {
+            Record::Guest { host, message, .. } => {
+                assert_eq!(host, "evil");
+                assert_eq!(message, evil);
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn cut_or_wrong_outputs_are_errors() {
+        let text = print_all(&[
+            header(),
+            Record::Dom0 {
+                name: "xen02".into(),
+                guests: 4,
+            },
+        ]);
+        let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        assert_eq!(parse_all(&cut), Err(ParseError::Truncated(2)));
+        assert!(
+            matches!(parse_all("xsmon 2 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "2")
+        );
+        let cluster = Record::Header {
+            kind: Kind::Cluster,
+            dom0: String::new(),
+            cycle_time: None,
+            served_time: 9,
+        };
+        assert_eq!(print(&cluster), "xsmon 1 cluster \\e - 9");
+        assert!(matches!(parse_all("hello\n"), Err(ParseError::NotXsmon(_))));
+        assert!(matches!(parse_all(""), Err(ParseError::Empty)));
+        let extra = text.replace("END 2", "END 5");
+        assert_eq!(
+            parse_all(&extra),
+            Err(ParseError::Count { said: 5, seen: 2 })
+        );
+        let bad = text.replace("D xen02 4", "D xen02 four");
+        assert!(matches!(
+            parse_all(&bad),
+            Err(ParseError::Line { line: 2, .. })
+        ));
+        let bad = text.replace("D xen02 4", "Q what");
+        assert!(matches!(
+            parse_all(&bad),
+            Err(ParseError::Line { line: 2, .. })
+        ));
+    }
+
+    fn any_status() -> impl Strategy<Value = Status> {
+        prop_oneof![
+            Just(Status::Ok),
+            Just(Status::Warning),
+            Just(Status::Unknown),
+            Just(Status::Error)
+        ]
+    }
+
+    fn any_record() -> impl Strategy<Value = Record> {
+        let s = || any::<String>();
+        prop_oneof![
+            (
+                s(),
+                proptest::option::of(any::<u32>()),
+                s(),
+                any_status(),
+                proptest::option::of(any::<i64>()),
+                s()
+            )
+                .prop_map(|(host, domid, probe, status, probe_time, message)| {
+                    Record::Guest {
+                        host,
+                        domid,
+                        probe,
+                        status,
+                        probe_time,
+                        message,
+                    }
+                }),
+            (s(), s(), s(), any_status(), s(), s()).prop_map(
+                |(host, check_id, kind, status, target, message)| Record::Finding {
+                    host,
+                    check_id,
+                    kind,
+                    status,
+                    target,
+                    message
+                }
+            ),
+            (s(), any::<u32>()).prop_map(|(name, guests)| Record::Dom0 { name, guests }),
+            (s(), s()).prop_map(|(scope, message)| Record::Error { scope, message }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn fields_round_trip(s in any::<String>()) {
+            let e = escape(&s);
+            prop_assert!(e.bytes().all(|b| (b'!'..=b'~').contains(&b)));
+            prop_assert_eq!(unescape(&e).unwrap(), s);
+        }
+
+        #[test]
+        fn outputs_round_trip(recs in proptest::collection::vec(any_record(), 0..20), dom0 in "[a-z0-9.-]{1,20}") {
+            let mut all = vec![Record::Header { kind: Kind::State, dom0, cycle_time: None, served_time: 5 }];
+            all.extend(recs);
+            let text = print_all(&all);
+            prop_assert_eq!(text.lines().count(), all.len() + 1);
+            prop_assert_eq!(parse_all(&text).unwrap(), all);
+        }
+
+        #[test]
+        fn parsing_garbage_never_panics(text in any::<String>()) {
+            let _ = parse_all(&text);
+            let _ = parse_all(&format!("xsmon 1 state x - 1\n{text}"));
+        }
+    }
+}
