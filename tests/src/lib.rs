@@ -26,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub mod cluster;
 pub mod netns;
 pub use netns::Netns;
 
@@ -118,6 +119,43 @@ fn pid_runs_in(pid: i32, dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Spawns `cmd` so that it is killed when this process ends, however it
+/// ends. The kernel's parent-death signal fires when the spawning *thread*
+/// exits, so every daemon is spawned from one thread that lives as long as
+/// the process (a test thread may build a site that later tests share).
+fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::Mutex;
+    type Job = (Command, Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<Mutex<Sender<Job>>> = std::sync::OnceLock::new();
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("harness-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawning the harness's spawner thread");
+        Mutex::new(tx)
+    });
+    let (tx, rx) = channel();
+    spawner
+        .lock()
+        .map_err(|_| std::io::Error::other("spawner lock poisoned"))?
+        .send((cmd, tx))
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?
+}
+
 /// A daemon process owned by a test.
 struct Daemon {
     name: &'static str,
@@ -132,14 +170,7 @@ impl Daemon {
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        // If the test process dies without unwinding, take the daemon along.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
-        let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
+        let child = spawn_tied_to_process(cmd).with_context(|| format!("spawning {name}"))?;
         fs::write(dir.join("daemon.pid"), child.id().to_string())?;
         Ok(Daemon {
             name,

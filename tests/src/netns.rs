@@ -43,7 +43,10 @@ impl Netns {
         // Subnet from pid and counter so parallel test processes differ.
         let subnet = (pid.wrapping_mul(7).wrapping_add(n * 13)) % 250 + 1;
         let tag = format!("{:x}{n}", pid % 0xfffff);
-        let name = format!("xsmon-{tag}");
+        // The full pid in the name lets a later run remove what a killed
+        // run left behind (see remove_leftovers).
+        let name = format!("xsmon-{pid}-{n}");
+        remove_leftovers();
         let host_if = format!("xsh{tag}");
         let ns_if = format!("xsn{tag}");
         let ns = Netns {
@@ -94,6 +97,30 @@ impl Netns {
             }
         }
     }
+}
+
+/// Deletes namespaces of earlier runs whose process is gone (deleting a
+/// namespace deletes its end of the veth pair, and so the pair).
+fn remove_leftovers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some(pid) = name
+                .strip_prefix("xsmon-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+                let _ = Command::new("ip").args(["netns", "del", name]).output();
+            }
+        }
+    });
 }
 
 impl Drop for Netns {

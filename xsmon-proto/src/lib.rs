@@ -8,6 +8,7 @@
 pub mod check;
 pub mod cluster;
 pub mod layout;
+pub mod rawline;
 pub mod snmpline;
 pub mod text;
 

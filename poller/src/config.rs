@@ -1,0 +1,96 @@
+//! The poller's configuration (`/etc/xsmon/poller.toml`). Every key is
+//! optional; command-line options add to or override it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/xsmon/poller.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Shared config directories (one folder per dom0 holding its guests'
+    /// .cfg files); one per datacenter, say.
+    pub config_dirs: Vec<PathBuf>,
+    /// dom0s to ask for `listXenCluster` (host or host:port).
+    pub principals: Vec<String>,
+    /// dom0s to poll in any case (name, or name=host:port).
+    pub hosts: Vec<String>,
+    /// Where to reach a dom0 when it is not its name: name -> host[:port].
+    pub addresses: BTreeMap<String, String>,
+    /// The SNMP port when an address gives none.
+    pub port: u16,
+    pub snmp: SnmpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            config_dirs: Vec::new(),
+            principals: Vec::new(),
+            hosts: Vec::new(),
+            addresses: BTreeMap::new(),
+            port: 161,
+            snmp: SnmpConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnmpConfig {
+    /// "2c" (default) or "3".
+    pub version: String,
+    pub community: String,
+    /// Per request.
+    pub timeout_ms: u64,
+    /// Extra attempts after a timeout.
+    pub retries: u32,
+    /// dom0s polled at once.
+    pub concurrency: usize,
+    /// SNMPv3 user, with `auth_password` (SHA) and `priv_password` (AES-128).
+    pub v3_user: String,
+    pub v3_auth_password: String,
+    pub v3_priv_password: String,
+}
+
+impl Default for SnmpConfig {
+    fn default() -> Self {
+        SnmpConfig {
+            version: "2c".into(),
+            community: "public".into(),
+            timeout_ms: 2000,
+            retries: 1,
+            concurrency: 64,
+            v3_user: String::new(),
+            v3_auth_password: String::new(),
+            v3_priv_password: String::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read config {}", path.display()))
+            }
+        };
+        let c: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        if !matches!(c.snmp.version.as_str(), "2c" | "3") {
+            anyhow::bail!(
+                "invalid config {}: snmp.version must be \"2c\" or \"3\"",
+                path.display()
+            );
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,186 @@
+//! The output modes: a report for humans, raw lines for scripts, a Nagios
+//! plugin's status line and long output, and JSON.
+
+use std::fmt::Write as _;
+
+use xsmon_proto::rawline;
+
+use crate::report::{exit_state, Report};
+
+fn age(a: Option<i64>) -> String {
+    match a {
+        None => String::new(),
+        Some(s) if s < 120 => format!("{s}s ago"),
+        Some(s) if s < 7200 => format!("{}m ago", s / 60),
+        Some(s) if s < 172_800 => format!("{}h ago", s / 3600),
+        Some(s) => format!("{}d ago", s / 86400),
+    }
+}
+
+/// Makes guest text safe for a terminal: no escape sequences, no newlines.
+fn tty_safe(s: &str) -> String {
+    xsmon_proto::text::clean(s, 400)
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// The human report: errors, then warnings, then notes, grouped by dom0
+/// then guest, each with its age; a summary line.
+pub fn report(r: &Report, colour: bool) -> String {
+    let p = Paint(colour);
+    let mut out = String::new();
+    let sections = [
+        ("ERRORS", &["error"][..], "1;31"),
+        ("WARNINGS", &["warning", "unknown"][..], "1;33"),
+        ("NOTES", &["info"][..], "1;36"),
+    ];
+    for (title, sevs, code) in sections {
+        let items: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| sevs.contains(&f.severity.as_str()))
+            .collect();
+        if items.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            p.wrap(code, &format!("{title} ({})", items.len()))
+        );
+        let mut last_dom0: Option<&str> = None;
+        for f in items {
+            if last_dom0 != Some(f.dom0.as_str()) {
+                let head = if f.dom0.is_empty() {
+                    "(discovery)".to_string()
+                } else {
+                    format!("dom0 {}", tty_safe(&f.dom0))
+                };
+                let _ = writeln!(out, "  {}", p.wrap("1", &head));
+                last_dom0 = Some(f.dom0.as_str());
+            }
+            let who = if f.host.is_empty() {
+                "(dom0)".to_string()
+            } else {
+                tty_safe(&f.host)
+            };
+            let tag = if f.severity == "unknown" {
+                " UNKNOWN"
+            } else {
+                ""
+            };
+            let a = age(f.age);
+            let a = if a.is_empty() {
+                String::new()
+            } else {
+                format!(" [{a}]")
+            };
+            let _ = writeln!(
+                out,
+                "    {who:<20} {:<9}{tag} {}{a}",
+                tty_safe(&f.check),
+                tty_safe(&f.message)
+            );
+        }
+        out.push('\n');
+    }
+    let s = &r.summary;
+    let line = format!(
+        "{} dom0s polled, {} unreachable; {} guests: {} ok, {} warning, {} error, {} stale",
+        s.dom0s, s.unreachable, s.guests, s.ok, s.warning, s.error, s.stale
+    );
+    let code = match exit_state(r) {
+        0 => "1;32",
+        1 | 3 => "1;33",
+        _ => "1;31",
+    };
+    if let Some(u) = &r.undetermined {
+        let _ = writeln!(
+            out,
+            "{}",
+            p.wrap("1;33", &format!("UNKNOWN: {}", tty_safe(u)))
+        );
+    }
+    let _ = writeln!(out, "{}", p.wrap(code, &line));
+    out
+}
+
+/// `poller raw`: one rawline per finding (see xsmon_proto::rawline).
+pub fn raw(r: &Report) -> String {
+    r.findings
+        .iter()
+        .map(|f| rawline::print(f) + "\n")
+        .collect()
+}
+
+/// Nagios plugin output (monitoring-plugins guidelines): one status line
+/// with performance data, then the long output.
+pub fn nagios(r: &Report) -> (String, u8) {
+    let s = &r.summary;
+    let state = exit_state(r);
+    let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][state as usize];
+    let mut summary = if s.errors + s.warnings == 0 {
+        format!("{} guests ok on {} dom0s", s.guests, s.dom0s)
+    } else {
+        format!(
+            "{} error{}, {} warning{}; {} guests on {} dom0s",
+            s.errors,
+            if s.errors == 1 { "" } else { "s" },
+            s.warnings,
+            if s.warnings == 1 { "" } else { "s" },
+            s.guests,
+            s.dom0s
+        )
+    };
+    if s.unreachable > 0 {
+        summary.push_str(&format!(" ({} unreachable)", s.unreachable));
+    }
+    if s.stale > 0 {
+        summary.push_str(&format!(" ({} stale)", s.stale));
+    }
+    if let Some(u) = &r.undetermined {
+        summary = tty_safe(u);
+    }
+    // Performance data: 'label'=value[UOM];warn;crit;min;max
+    let perf = format!(
+        "'dom0s'={};;;0 'dom0s_unreachable'={};;1;0 'guests'={};;;0 'guests_ok'={};;;0 'guests_warning'={};;;0 'guests_error'={};;;0 'guests_stale'={};;1;0",
+        s.dom0s, s.unreachable, s.guests, s.ok, s.warning, s.error, s.stale
+    );
+    let mut out = format!("XSMON {word} - {summary} | {perf}\n");
+    for f in r.findings.iter().filter(|f| f.severity != "info") {
+        let who = match (f.dom0.is_empty(), f.host.is_empty()) {
+            (true, _) => "discovery".to_string(),
+            (false, true) => tty_safe(&f.dom0),
+            (false, false) => format!("{}/{}", tty_safe(&f.dom0), tty_safe(&f.host)),
+        };
+        let a = age(f.age);
+        let a = if a.is_empty() {
+            String::new()
+        } else {
+            format!(" ({a})")
+        };
+        // Nagios treats '|' as the start of performance data.
+        let msg = tty_safe(&f.message).replace('|', "/");
+        let _ = writeln!(
+            out,
+            "{} {who} {}: {msg}{a}",
+            f.severity.to_uppercase(),
+            tty_safe(&f.check).replace('|', "/")
+        );
+    }
+    (out, state)
+}
+
+pub fn json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

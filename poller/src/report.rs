@@ -1,0 +1,407 @@
+//! Polling every dom0 at once and turning what they served into one report:
+//! findings (errors, warnings, notes) and a summary. A dom0 that does not
+//! answer, answers garbage or speaks an unknown format version becomes an
+//! error finding itself, never a silent gap.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use xsmon_proto::rawline::RawLine;
+use xsmon_proto::snmpline::{parse_all, Record};
+use xsmon_proto::Status;
+
+use crate::discover::{Discovery, Dom0};
+use crate::snmp::{fetch_extend, Credentials, FetchError};
+
+/// What one dom0 gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dom0Result {
+    pub name: String,
+    pub target: String,
+    /// The error that kept us from its state, if any.
+    pub error: Option<String>,
+    pub cycle_time: Option<i64>,
+    pub served_time: Option<i64>,
+    pub extend_result: Option<i64>,
+    pub guests: Vec<GuestState>,
+    pub findings: Vec<RawLine>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestState {
+    pub name: String,
+    pub domid: Option<u32>,
+    pub probe: String,
+    pub status: Status,
+    pub age: Option<i64>,
+    pub message: String,
+}
+
+/// Polls all dom0s, `concurrency` at a time. `progress` is called with
+/// (done, total) as results come in.
+pub fn poll_all(
+    dom0s: &[Dom0],
+    creds: &Credentials,
+    timeout: Duration,
+    retries: u32,
+    concurrency: usize,
+    now: i64,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Vec<Dom0Result> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Arc<Mutex<Vec<Option<Dom0Result>>>> =
+        Arc::new(Mutex::new(vec![None; dom0s.len()]));
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.clamp(1, 1024).min(dom0s.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(d) = dom0s.get(i) else { break };
+                let r = poll_one(d, creds, timeout, retries, now);
+                results.lock().expect("no thread panics holding it")[i] = Some(r);
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, dom0s.len());
+            });
+        }
+    });
+    let results = std::mem::take(&mut *results.lock().expect("threads are done"));
+    results.into_iter().flatten().collect()
+}
+
+fn poll_one(
+    d: &Dom0,
+    creds: &Credentials,
+    timeout: Duration,
+    retries: u32,
+    now: i64,
+) -> Dom0Result {
+    let t = Instant::now();
+    let mut r = Dom0Result {
+        name: d.name.clone(),
+        target: d.target.clone(),
+        error: None,
+        cycle_time: None,
+        served_time: None,
+        extend_result: None,
+        guests: Vec::new(),
+        findings: Vec::new(),
+        elapsed_ms: 0,
+    };
+    match fetch_extend(
+        &d.target,
+        "basicXenstoreMonitoring",
+        creds,
+        timeout,
+        retries,
+    ) {
+        Err(e) => {
+            let what = match e {
+                FetchError::Timeout(_) => "unreachable",
+                FetchError::NoSuchExtend(_) => "not serving xsmon",
+                FetchError::Protocol(_) => "SNMP error",
+            };
+            r.error = Some(format!("dom0 {what}: {e}"));
+        }
+        Ok(served) => {
+            r.extend_result = served.result;
+            match parse_all(&(served.lines.join("\n") + "\n")) {
+                Err(e) => {
+                    r.error = Some(format!("dom0 served output this poller cannot read: {e}"))
+                }
+                Ok(recs) => absorb(&mut r, recs, now),
+            }
+            if r.error.is_none()
+                && r.extend_result.unwrap_or(0) != 0
+                && !r.findings.iter().any(|f| f.host.is_empty())
+            {
+                r.findings.push(dom0_finding(
+                    &r.name,
+                    "snmp",
+                    format!(
+                        "snmp-extend exited with status {}",
+                        r.extend_result.unwrap_or(-1)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(e) = &r.error {
+        r.findings
+            .insert(0, dom0_finding(&r.name, "snmp", e.clone()));
+    }
+    r.elapsed_ms = t.elapsed().as_millis() as u64;
+    r
+}
+
+fn dom0_finding(dom0: &str, check: &str, message: String) -> RawLine {
+    RawLine {
+        severity: "error".into(),
+        dom0: dom0.to_string(),
+        host: String::new(),
+        check: check.to_string(),
+        age: None,
+        message,
+    }
+}
+
+/// Turns a dom0's records into guest states and findings.
+fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
+    let mut ages = std::collections::HashMap::new();
+    for rec in recs {
+        match rec {
+            Record::Header {
+                kind,
+                cycle_time,
+                served_time,
+                ..
+            } => {
+                if kind != xsmon_proto::snmpline::Kind::State {
+                    r.error = Some("dom0 served a cluster listing, not a state".into());
+                    return;
+                }
+                r.cycle_time = cycle_time;
+                r.served_time = Some(served_time);
+            }
+            Record::Guest {
+                host,
+                domid,
+                probe,
+                status,
+                probe_time,
+                message,
+            } => {
+                let age = probe_time.map(|t| (now - t).max(0));
+                ages.insert(host.clone(), age);
+                if matches!(probe.as_str(), "stale" | "missing" | "invalid") {
+                    r.findings.push(RawLine {
+                        severity: "error".into(),
+                        dom0: r.name.clone(),
+                        host: host.clone(),
+                        check: "probe".into(),
+                        age,
+                        message: message.clone(),
+                    });
+                }
+                r.guests.push(GuestState {
+                    name: host,
+                    domid,
+                    probe,
+                    status,
+                    age,
+                    message,
+                });
+            }
+            Record::Finding {
+                host,
+                check_id,
+                status,
+                message,
+                ..
+            } => r.findings.push(RawLine {
+                severity: status.as_str().to_string(),
+                dom0: r.name.clone(),
+                age: ages.get(&host).copied().flatten(),
+                host,
+                check: check_id,
+                message,
+            }),
+            Record::Error { scope, message } => {
+                r.findings.push(dom0_finding(&r.name, &scope, message))
+            }
+            Record::Dom0 { .. } | Record::End { .. } => {}
+        }
+    }
+    // A guest not ok without any finding line still gets one.
+    for g in &r.guests {
+        let has = r.findings.iter().any(|f| f.host == g.name);
+        if g.status != Status::Ok && !has {
+            r.findings.push(RawLine {
+                severity: g.status.as_str().to_string(),
+                dom0: r.name.clone(),
+                host: g.name.clone(),
+                check: "summary".into(),
+                age: g.age,
+                message: g.message.clone(),
+            });
+        }
+    }
+}
+
+/// Everything the outputs need.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub time: i64,
+    pub dom0s: Vec<Dom0Result>,
+    /// Every finding, errors first, then unknown, warnings, notes; by dom0
+    /// then guest.
+    pub findings: Vec<RawLine>,
+    pub summary: Summary,
+    /// Set when the question asked (a scoped guest) cannot be answered.
+    pub undetermined: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub dom0s: usize,
+    pub unreachable: usize,
+    pub guests: usize,
+    pub ok: usize,
+    pub warning: usize,
+    pub error: usize,
+    pub stale: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+fn rank(sev: &str) -> u8 {
+    match sev {
+        "error" => 0,
+        "unknown" => 1,
+        "warning" => 2,
+        _ => 3,
+    }
+}
+
+/// Builds the report, optionally scoped to one dom0 and/or one guest.
+pub fn build(
+    disc: &Discovery,
+    mut dom0s: Vec<Dom0Result>,
+    now: i64,
+    only_dom0: Option<&str>,
+    only_guest: Option<&str>,
+) -> Report {
+    if let Some(d) = only_dom0 {
+        dom0s.retain(|r| r.name == d);
+    }
+    let mut findings: Vec<RawLine> = disc
+        .problems
+        .iter()
+        .filter(|_| only_dom0.is_none() && only_guest.is_none())
+        .map(|p| RawLine {
+            severity: "error".into(),
+            dom0: String::new(),
+            host: String::new(),
+            check: "config".into(),
+            age: None,
+            message: p.clone(),
+        })
+        .collect();
+    // Scoped to a guest: the dom0s that run it (a per-guest Nagios service
+    // must not go critical because some other dom0 is down).
+    let runs_guest =
+        |r: &Dom0Result| only_guest.is_none_or(|g| r.guests.iter().any(|x| x.name == g));
+    for r in dom0s.iter().filter(|r| runs_guest(r)) {
+        findings.extend(
+            r.findings
+                .iter()
+                .filter(|f| only_guest.is_none_or(|g| f.host == g || f.host.is_empty()))
+                .cloned(),
+        );
+        // A guest running on another dom0 than the one its config sits
+        // under has migrated: a note, not two problems.
+        for g in &r.guests {
+            if only_guest.is_some_and(|og| og != g.name) {
+                continue;
+            }
+            let homes = disc.cluster.homes_of(&g.name);
+            if !homes.is_empty() && !homes.contains(&r.name.as_str()) {
+                findings.push(RawLine {
+                    severity: "info".into(),
+                    dom0: r.name.clone(),
+                    host: g.name.clone(),
+                    check: "migrated".into(),
+                    age: g.age,
+                    message: format!(
+                        "runs on {}, its config is under {} (migrated)",
+                        r.name,
+                        homes.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    let mut undetermined = None;
+    if let Some(g) = only_guest {
+        let seen = dom0s.iter().any(|r| r.guests.iter().any(|x| x.name == g));
+        let failed: Vec<&str> = dom0s
+            .iter()
+            .filter(|r| r.error.is_some())
+            .map(|r| r.name.as_str())
+            .collect();
+        if !seen && failed.is_empty() {
+            findings.push(RawLine {
+                severity: "error".into(),
+                dom0: String::new(),
+                host: g.to_string(),
+                check: "probe".into(),
+                age: None,
+                message: format!("{g} is not reported by any polled dom0"),
+            });
+        } else if !seen {
+            undetermined = Some(format!(
+                "{g} is not on any dom0 that answered, and {} could not be polled",
+                failed.join(", ")
+            ));
+        }
+    }
+    findings.sort_by(|a, b| {
+        (rank(&a.severity), &a.dom0, &a.host, &a.check).cmp(&(
+            rank(&b.severity),
+            &b.dom0,
+            &b.host,
+            &b.check,
+        ))
+    });
+    let mut s = Summary {
+        dom0s: dom0s.len(),
+        unreachable: dom0s.iter().filter(|r| r.error.is_some()).count(),
+        ..Default::default()
+    };
+    let counted = dom0s
+        .iter()
+        .flat_map(|r| &r.guests)
+        .filter(|g| g.name != DOM0_HOST && only_guest.is_none_or(|og| og == g.name));
+    for g in counted {
+        s.guests += 1;
+        if matches!(g.probe.as_str(), "stale" | "missing" | "invalid") {
+            s.stale += 1;
+        } else {
+            match g.status {
+                Status::Ok => s.ok += 1,
+                Status::Warning | Status::Unknown => s.warning += 1,
+                Status::Error => s.error += 1,
+            }
+        }
+    }
+    s.errors = findings.iter().filter(|f| f.severity == "error").count();
+    s.warnings = findings
+        .iter()
+        .filter(|f| matches!(f.severity.as_str(), "warning" | "unknown"))
+        .count();
+    Report {
+        time: now,
+        dom0s,
+        findings,
+        summary: s,
+        undetermined,
+    }
+}
+
+/// The name dom0 itself has in the state (not counted as a guest).
+pub const DOM0_HOST: &str = "Domain-0";
+
+/// 0 nothing wrong, 1 warnings, 2 errors, 3 undetermined (Nagios OK,
+/// WARNING, CRITICAL, UNKNOWN).
+pub fn exit_state(r: &Report) -> u8 {
+    if r.undetermined.is_some() && r.summary.errors == 0 {
+        3
+    } else if r.summary.errors > 0 {
+        2
+    } else if r.summary.warnings > 0 {
+        1
+    } else {
+        0
+    }
+}
