@@ -391,6 +391,34 @@ impl Snmpd {
         self.port
     }
 
+    /// Starts one snmpd listening on many loopback ports at once (for
+    /// benches that need hundreds of endpoints).
+    pub fn start_multi(ports: &[u16], extra_conf: &str) -> Result<Snmpd> {
+        let dir = instance_dir("snmpd")?;
+        let conf = dir.join("snmpd.conf");
+        fs::write(
+            &conf,
+            format!(
+                "rocommunity {COMMUNITY} default\ndontLogTCPWrappersConnects yes\n{extra_conf}\n"
+            ),
+        )?;
+        let addrs: Vec<String> = ports.iter().map(|p| format!("udp:127.0.0.1:{p}")).collect();
+        let mut cmd = Command::new(repo_root().join("scripts/snmpd-run"));
+        cmd.arg(&dir).arg(&conf).arg(addrs.join(","));
+        let log = dir.join("snmpd.log");
+        let daemon = Daemon::spawn("snmpd", dir, log, cmd)?;
+        let mut snmpd = Snmpd {
+            daemon,
+            port: ports[0],
+            host: "127.0.0.1".into(),
+        };
+        let target = snmpd.target();
+        snmpd.daemon.wait_until(|| {
+            snmp_command("snmpget", None, &target, &[".1.3.6.1.2.1.1.3.0"]).map(drop)
+        })?;
+        Ok(snmpd)
+    }
+
     /// `host:port`, as snmpget and the poller take it.
     pub fn target(&self) -> String {
         format!("{}:{}", self.host, self.port)
