@@ -285,7 +285,7 @@ fn history_cmd(
                     })
                     .unwrap_or_default();
                 println!(
-                    "{t:<16} {:<6} {:<5} {:<20} {:<14} {:>12.2} {:>12.2} {:>12.2}",
+                    "{t:<19} {:<6} {:<5} {:<20} {:<14} {:>12.2} {:>12.2} {:>12.2}",
                     r.resolution, r.kind, r.target, r.metric, r.value, r.min, r.max
                 );
             }

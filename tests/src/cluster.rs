@@ -394,3 +394,56 @@ fn collect(db: &Path, name: &str, xs: &Xenstored, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The demo's site: three dom0s, one of them down; guests healthy,
+/// swapping, with a full disk, with an unreachable gateway, with a stopped
+/// probe; one guest migrated (its .cfg still under the other dom0).
+pub fn demo_specs() -> Vec<Dom0Spec> {
+    let g = |name: &str, ailment| GuestSpec {
+        name: name.into(),
+        ailment,
+        cfg_under: None,
+    };
+    vec![
+        Dom0Spec {
+            name: "xen01".into(),
+            behaviour: Behaviour::Normal,
+            guests: vec![
+                g("web01", Ailment::Healthy),
+                g("db01", Ailment::FullDisk),
+                g("app01", Ailment::Swapping),
+            ],
+        },
+        Dom0Spec {
+            name: "xen02".into(),
+            behaviour: Behaviour::Normal,
+            guests: vec![
+                g("mail01", Ailment::Healthy),
+                g("gw01", Ailment::UnreachableGateway),
+                g("old01", Ailment::Stale),
+                GuestSpec {
+                    name: "moved01".into(),
+                    ailment: Ailment::Healthy,
+                    cfg_under: Some("xen01".into()),
+                },
+            ],
+        },
+        Dom0Spec {
+            name: "xen03".into(),
+            behaviour: Behaviour::Down,
+            guests: vec![g("lost01", Ailment::Healthy)],
+        },
+    ]
+}
+
+/// The findings the demo's site must produce, as (severity, dom0, host,
+/// check) in `poller raw` order.
+pub const DEMO_FINDINGS: &[(&str, &str, &str, &str)] = &[
+    ("error", "xen01", "app01", "cpu"),
+    ("error", "xen01", "app01", "swap"),
+    ("error", "xen01", "db01", "disk2"),
+    ("error", "xen02", "gw01", "net0"),
+    ("error", "xen02", "old01", "probe"),
+    ("error", "xen03", "", "snmp"),
+    ("info", "xen02", "moved01", "migrated"),
+];

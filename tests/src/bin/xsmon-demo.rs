@@ -1,31 +1,94 @@
-//! The main job on one machine: real daemons, the pipeline, the report.
+//! The main job on one machine: three simulated dom0s with real oxenstored,
+//! host-collector and snmpd (each in its own network namespace), guests
+//! filled by the real guest-probe, then the real poller's outputs.
 //! Run it through `scripts/demo`, which installs and builds first.
 
-use anyhow::{Context, Result};
-use xsmon_tests::{Snmpd, Xenstored};
-use xsmon_xenstore::Store;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use xsmon_tests::bin;
+use xsmon_tests::cluster::{demo_specs, SimCluster, DEMO_FINDINGS};
+
+fn step(title: &str) {
+    println!("\n== {title}");
+}
 
 fn main() -> Result<()> {
-    println!("== starting a real oxenstored (Xen 4.17) without a hypervisor");
-    let xs = Xenstored::start().context("starting oxenstored")?;
-    println!("   socket {}", xs.socket().display());
-    let mut c = xs.client()?;
-    for (k, v) in [("name", "guest-a"), ("data/hello", "world")] {
-        let path = format!("/local/domain/7/{k}");
-        c.write(&path, v.as_bytes())?;
-        println!("   wrote {path} = {v}");
+    let started = Instant::now();
+    step("building a simulated Xen site (nothing faked but the hypervisor)");
+    let site = SimCluster::build(demo_specs(), 2000, &|m| println!("   {m}"))
+        .context("building the site")?;
+    println!("   shared config directory {}:", site.config_dir.display());
+    for d in ["xen01", "xen02", "xen03"] {
+        let mut cfgs: Vec<String> = std::fs::read_dir(site.config_dir.join(d))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        cfgs.sort();
+        println!("     {d}/  {}", cfgs.join(" "));
     }
-    let v = c.read("/local/domain/7/data/hello")?;
+
+    step("host-collector: two more collection cycles on each dom0");
+    for _ in 0..2 {
+        site.collect_all()?;
+    }
+    println!("   done; each dom0 keeps its history in SQLite");
+
+    step("poller report (for humans)");
+    let report = site.poller(&["report"]).output()?;
+    print!("{}", String::from_utf8_lossy(&report.stdout));
+
+    step("poller raw (for scripts)");
+    let raw = site.poller(&["raw"]).output()?;
+    let raw_text = String::from_utf8_lossy(&raw.stdout).into_owned();
+    print!("{raw_text}");
+
+    step("poller nagios (a Nagios plugin)");
+    let nagios = site.poller(&["nagios"]).output()?;
+    print!("{}", String::from_utf8_lossy(&nagios.stdout));
     println!(
-        "   read back /local/domain/7/data/hello = {}",
-        String::from_utf8_lossy(&v)
+        "   exit code {} (2 = CRITICAL)",
+        nagios.status.code().unwrap_or(-1)
     );
 
-    println!("== starting a real snmpd on loopback");
-    let snmpd = Snmpd::start("extend hello /bin/echo xsmon")?;
-    println!("   listening on {}", snmpd.target());
-    let out = snmpd.walk(".1.3.6.1.4.1.8072.1.3.2.3.1.2")?;
-    print!("   nsExtendOutputFull: {out}");
-    println!("== stopping the daemons");
+    step("host-collector history app01 --since 1h (on xen01)");
+    let xen01 = site
+        .dom0s
+        .iter()
+        .find(|d| d.name == "xen01")
+        .context("xen01")?;
+    let hist = Command::new(bin("host-collector"))
+        .args(["--config", "/dev/null", "--db"])
+        .arg(&xen01.db)
+        .args(["history", "app01", "--since", "1h", "--check", "swap"])
+        .output()?;
+    print!("{}", String::from_utf8_lossy(&hist.stdout));
+    if !hist.status.success() {
+        bail!("history failed: {}", String::from_utf8_lossy(&hist.stderr));
+    }
+
+    step("checking the findings against the scenario");
+    let got: Vec<(String, String, String, String)> = raw_text
+        .lines()
+        .map(|l| xsmon_proto::rawline::parse(l).map(|r| (r.severity, r.dom0, r.host, r.check)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("unparseable raw line: {e}"))?;
+    let want: Vec<(String, String, String, String)> = DEMO_FINDINGS
+        .iter()
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
+        .collect();
+    if got != want {
+        bail!("the poller's findings differ from the scenario:\n got  {got:?}\n want {want:?}");
+    }
+    println!(
+        "   all {} expected findings present, nothing else",
+        want.len()
+    );
+    println!(
+        "\n== finished in {:.1} s; stopping every daemon",
+        started.elapsed().as_secs_f64()
+    );
+    drop(site);
     Ok(())
 }
