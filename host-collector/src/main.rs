@@ -98,8 +98,9 @@ fn parse_span(s: &str) -> Result<i64, String> {
 }
 
 fn main() -> ExitCode {
+    xsmon_cli::maybe_generate(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    xsmon_cli::init_logging(cli.verbose);
     let mut config = match Config::load(&cli.config, cli.config.as_os_str() != config::DEFAULT_PATH)
     {
         Ok(c) => c,
@@ -132,20 +133,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("XSMON_LOG").unwrap_or_else(|_| level.into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn now() -> i64 {

@@ -99,6 +99,7 @@ enum Color {
 }
 
 fn main() -> ExitCode {
+    xsmon_cli::maybe_generate(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => ExitCode::from(code),

@@ -54,6 +54,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    xsmon_cli::maybe_generate(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

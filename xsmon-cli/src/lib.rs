@@ -1,0 +1,98 @@
+//! What xsmon's four programs share at their command line.
+//!
+//! * [`init_logging`]: `tracing` to stderr, `-v`/`-vv` or `XSMON_LOG`.
+//! * [`maybe_generate`]: `PROGRAM --generate man|bash|zsh|fish DIR` writes
+//!   the man page or a shell completion generated from the program's clap
+//!   definition (as ripgrep's `--generate` does), for the packages.
+
+use std::path::Path;
+
+use clap_complete::Shell;
+
+/// Logs to stderr: warnings by default, `-v` info, `-vv` debug; the
+/// `XSMON_LOG` variable (tracing's filter syntax) overrides.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("XSMON_LOG").unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// If the program was run as `PROGRAM --generate KIND DIR`, writes that
+/// file into DIR and exits; otherwise returns. Checked before normal
+/// argument parsing, so it works for programs whose subcommand is required.
+pub fn maybe_generate(cmd: impl FnOnce() -> clap::Command) {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("--generate") {
+        return;
+    }
+    let (Some(kind), Some(dir)) = (args.get(2), args.get(3)) else {
+        eprintln!("usage: {} --generate man|bash|zsh|fish DIR", args[0]);
+        std::process::exit(2);
+    };
+    match generate(cmd(), kind, Path::new(dir)) {
+        Ok(path) => {
+            println!("{}", path.display());
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("{}: --generate {kind}: {e}", args[0]);
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Writes the man page (`NAME.1`) or a completion file into `dir`.
+pub fn generate(
+    mut cmd: clap::Command,
+    kind: &str,
+    dir: &Path,
+) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let name = cmd.get_name().to_string();
+    if kind == "man" {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        std::fs::write(&path, buf)?;
+        return Ok(path);
+    }
+    let shell: Shell = kind.parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("unknown kind {kind:?}: man, bash, zsh or fish"),
+        )
+    })?;
+    clap_complete::generate_to(shell, &mut cmd, &name, dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn man_page_and_completions() {
+        let dir = std::env::temp_dir().join(format!("xsmon-cli-{}", std::process::id()));
+        let cmd = || {
+            clap::Command::new("demo")
+                .about("Does a thing")
+                .arg(clap::Arg::new("x").long("xylophone"))
+        };
+        let man = generate(cmd(), "man", &dir).unwrap();
+        let text = std::fs::read_to_string(&man).unwrap();
+        assert!(text.contains(".TH demo") && text.contains("xylophone"));
+        let bash = generate(cmd(), "bash", &dir).unwrap();
+        assert!(std::fs::read_to_string(bash)
+            .unwrap()
+            .contains("--xylophone"));
+        assert!(generate(cmd(), "tcsh-or-so", &dir).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
