@@ -1,0 +1,88 @@
+//! The three Debian packages: built by scripts/package from the workspace's
+//! binaries, checked by lintian (no errors), installed with dpkg -i, used,
+//! removed with dpkg -r and purged, leaving nothing behind.
+
+use std::path::Path;
+use std::process::Command;
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn packages_pass_lintian_install_work_and_remove_cleanly() {
+    let out = tempfile::tempdir().unwrap();
+    let profile = if xsmon_tests::bin_dir().ends_with("release") {
+        "release"
+    } else {
+        "debug"
+    };
+    let built = sh(
+        Command::new(xsmon_tests::repo_root().join("scripts/package"))
+            .args(["--profile", profile])
+            .arg(out.path()),
+    );
+    let debs: Vec<&str> = built.lines().collect();
+    assert_eq!(debs.len(), 3, "{built}");
+
+    for deb in &debs {
+        let l = Command::new("lintian")
+            .args(["--tag-display-limit", "0", deb])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&l.stdout);
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("E: ")).collect();
+        assert!(
+            errors.is_empty(),
+            "lintian errors in {deb}:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    sh(Command::new("dpkg").arg("-i").args(&debs));
+    for (prog, pkg) in [
+        ("guest-probe", "xsmon-guest"),
+        ("host-collector", "xsmon-dom0"),
+        ("snmp-extend", "xsmon-dom0"),
+        ("poller", "xsmon-poller"),
+    ] {
+        let help = sh(Command::new(format!("/usr/bin/{prog}")).arg("--help"));
+        assert!(help.contains("Usage:"), "{prog}: {help}");
+        assert!(
+            Path::new(&format!("/usr/share/man/man1/{prog}.1.gz")).exists(),
+            "{prog} man page"
+        );
+        assert!(
+            Path::new(&format!("/usr/share/bash-completion/completions/{prog}")).exists(),
+            "{prog} completion"
+        );
+        let listed = sh(Command::new("dpkg").args(["-L", pkg]));
+        assert!(listed.contains(&format!("/usr/bin/{prog}")));
+    }
+    assert!(Path::new("/etc/cron.d/xsmon-guest-probe").exists());
+    assert!(Path::new("/etc/snmp/snmpd.conf.d/xsmon.conf").exists());
+    // The installed probe reads its installed config.
+    let p = sh(Command::new("/usr/bin/guest-probe").args([
+        "--config",
+        "/etc/xsmon/probe.toml",
+        "--help",
+    ]));
+    assert!(p.contains("--domain-path"));
+
+    sh(Command::new("dpkg").args(["-r", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
+    assert!(!Path::new("/usr/bin/guest-probe").exists());
+    assert!(!Path::new("/usr/bin/poller").exists());
+    // Config files stay after -r, as Debian does, and go with --purge.
+    assert!(Path::new("/etc/xsmon/probe.toml").exists());
+    sh(Command::new("dpkg").args(["--purge", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
+    assert!(!Path::new("/etc/xsmon/probe.toml").exists());
+    assert!(!Path::new("/etc/cron.d/xsmon-host-collector").exists());
+}
