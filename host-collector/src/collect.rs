@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::TimeZone;
 use rusqlite::Connection;
 use xsmon_checks::Sys;
@@ -74,6 +74,13 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
         hosts,
     };
     db::write_cycle(conn, &record, &cluster, keep(cfg))?;
+    if let Some(path) = &cfg.prometheus_textfile {
+        // The history is stored; a textfile that cannot be written is
+        // reported but does not undo the cycle.
+        if let Err(e) = write_textfile(path, &record, inp.now) {
+            tracing::error!("cannot write {}: {e:#}", path.display());
+        }
+    }
     match error {
         Some(e) => Err(anyhow::anyhow!(e)),
         None => Ok(record),
@@ -276,6 +283,86 @@ fn dom0_record(sys: &Sys, cfg: &Config, fig: &HostFigures) -> HostRecord {
     }
     add_host_figures(&mut rec, 0, fig);
     rec
+}
+
+/// Writes the cycle as Prometheus metrics, atomically (temporary file, then
+/// rename), for node_exporter's textfile collector.
+pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
+    use xsmon_proto::prom::{render, status_code, Family};
+    let dom0 = || ("dom0", c.dom0.clone());
+    let mut last = Family::gauge(
+        "xsmon_collector_last_cycle_timestamp_seconds",
+        "When the collector's last cycle ran (Unix time).",
+    );
+    last.add(vec![dom0()], c.time as f64);
+    let mut duration = Family::gauge(
+        "xsmon_collector_cycle_duration_seconds",
+        "How long the last cycle took.",
+    );
+    duration.add(vec![dom0()], c.duration_ms as f64 / 1000.0);
+    let mut xs_ok = Family::gauge(
+        "xsmon_collector_xenstore_ok",
+        "Whether the last cycle could read xenstore (1) or not (0).",
+    );
+    xs_ok.add(vec![dom0()], if c.error.is_none() { 1.0 } else { 0.0 });
+    let mut status = Family::gauge(
+        "xsmon_guest_status",
+        "Worst check status of a guest (Domain-0 is dom0): 0 ok, 1 warning, 2 error, 3 unknown.",
+    );
+    let mut stale = Family::gauge(
+        "xsmon_guest_probe_stale",
+        "Whether the guest's probe is stale, silent or sent invalid data (1) or not (0).",
+    );
+    let mut age = Family::gauge(
+        "xsmon_guest_report_age_seconds",
+        "Seconds since the guest's probe last reported.",
+    );
+    let mut values = Family::gauge(
+        "xsmon_check_value",
+        "A figure of a check (percentages 0-100, rtt_ms in milliseconds, bytes, seconds).",
+    );
+    let mut checks = Family::gauge(
+        "xsmon_check_status",
+        "Status of each check that is not ok: 1 warning, 2 error, 3 unknown.",
+    );
+    for h in &c.hosts {
+        let g = || vec![dom0(), ("guest", h.name.clone())];
+        status.add(g(), status_code(h.status));
+        stale.add(
+            g(),
+            if matches!(h.probe, "stale" | "missing" | "invalid") {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        if let Some(t) = h.probe_time {
+            age.add(g(), (now - t).max(0) as f64);
+        }
+        for (kind, target, name, v) in &h.figures {
+            let mut l = g();
+            l.extend([
+                ("kind", kind.clone()),
+                ("target", target.clone()),
+                ("metric", name.clone()),
+            ]);
+            values.add(l, *v);
+        }
+        for f in &h.findings {
+            let mut l = g();
+            l.extend([
+                ("check", f.id.clone()),
+                ("kind", f.kind.clone()),
+                ("target", f.target.clone()),
+            ]);
+            checks.add(l, status_code(f.status));
+        }
+    }
+    let text = render(&[last, duration, xs_ok, status, stale, age, values, checks]);
+    let tmp = path.with_extension("prom.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
 }
 
 /// A time for humans: local date and time, and how long ago.

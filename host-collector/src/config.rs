@@ -30,6 +30,10 @@ pub struct Config {
     pub xenstore_timeout_secs: u64,
     /// Run `xl list` for per-domain CPU time (trusted, from the hypervisor).
     pub xl: PathBuf,
+    /// After each cycle, write every figure and status as Prometheus
+    /// metrics to this file (for node_exporter's textfile collector, e.g.
+    /// /var/lib/prometheus/node-exporter/xsmon.prom).
+    pub prometheus_textfile: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -44,6 +48,7 @@ impl Default for Config {
             dom0: Dom0Config::default(),
             xenstore_timeout_secs: 5,
             xl: PathBuf::from("xl"),
+            prometheus_textfile: None,
         }
     }
 }

@@ -26,7 +26,8 @@ use crate::snmp::Credentials;
 /// and from a static list; all are polled at once.
 ///
 /// Modes: report (default, for humans), raw (one escaped line per finding,
-/// for scripts), nagios (a Nagios/Icinga plugin), json (everything).
+/// for scripts), nagios (a Nagios/Icinga plugin), json (everything),
+/// prometheus (metrics in the text exposition format).
 ///
 /// Exit status: 0 nothing wrong, 1 warnings, 2 errors (an unreachable dom0,
 /// a stale guest, a failed check), 3 the poll could not be done at all (bad
@@ -89,6 +90,7 @@ enum Mode {
     Raw,
     Nagios,
     Json,
+    Prometheus,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -202,6 +204,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Mode::Raw => write!(stdout, "{}", output::raw(&rep))?,
         Mode::Json => writeln!(stdout, "{}", output::json(&rep))?,
         Mode::Nagios => write!(stdout, "{}", output::nagios(&rep).0)?,
+        Mode::Prometheus => write!(stdout, "{}", output::prometheus(&rep))?,
     }
     Ok(state)
 }

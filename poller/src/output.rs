@@ -184,3 +184,69 @@ pub fn nagios(r: &Report) -> (String, u8) {
 pub fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
+
+/// `poller prometheus`: the state of every dom0 and guest as Prometheus
+/// metrics (text exposition), e.g. for node_exporter's textfile collector
+/// on the poller host.
+pub fn prometheus(r: &Report) -> String {
+    use xsmon_proto::prom::{render, status_code, Family};
+    let mut up = Family::gauge(
+        "xsmon_up",
+        "Whether the dom0's state could be read over SNMP (1) or not (0).",
+    );
+    let mut cycle_age = Family::gauge(
+        "xsmon_dom0_cycle_age_seconds",
+        "Seconds since the dom0's collector last completed a cycle.",
+    );
+    let mut guest_status = Family::gauge(
+        "xsmon_guest_status",
+        "Worst check status of a guest: 0 ok, 1 warning, 2 error, 3 unknown.",
+    );
+    let mut stale = Family::gauge(
+        "xsmon_guest_probe_stale",
+        "Whether the guest's probe is stale, silent or sent invalid data (1) or not (0).",
+    );
+    let mut report_age = Family::gauge(
+        "xsmon_guest_report_age_seconds",
+        "Seconds since the guest's probe last reported.",
+    );
+    let mut check_status = Family::gauge(
+        "xsmon_check_status",
+        "Status of each check that is not ok: 1 warning, 2 error, 3 unknown.",
+    );
+    for d in &r.dom0s {
+        up.add(
+            vec![("dom0", d.name.clone())],
+            if d.error.is_none() { 1.0 } else { 0.0 },
+        );
+        if let Some(t) = d.cycle_time {
+            cycle_age.add(vec![("dom0", d.name.clone())], (r.time - t).max(0) as f64);
+        }
+        for g in &d.guests {
+            let labels = vec![("dom0", d.name.clone()), ("guest", g.name.clone())];
+            guest_status.add(labels.clone(), status_code(g.status));
+            let is_stale = matches!(g.probe.as_str(), "stale" | "missing" | "invalid");
+            stale.add(labels.clone(), if is_stale { 1.0 } else { 0.0 });
+            if let Some(a) = g.age {
+                report_age.add(labels, a as f64);
+            }
+        }
+        for f in d.findings.iter().filter(|f| !f.host.is_empty()) {
+            let code = match f.severity.as_str() {
+                "warning" => 1.0,
+                "error" => 2.0,
+                "unknown" => 3.0,
+                _ => continue,
+            };
+            check_status.add(
+                vec![
+                    ("dom0", d.name.clone()),
+                    ("guest", f.host.clone()),
+                    ("check", f.check.clone()),
+                ],
+                code,
+            );
+        }
+    }
+    render(&[up, cycle_age, guest_status, stale, report_age, check_status])
+}

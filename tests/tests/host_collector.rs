@@ -603,3 +603,43 @@ fn schema_file_is_what_the_program_applies() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[test]
+fn prometheus_textfile_passes_promtool() {
+    let d = Dom0::new("");
+    let prom = d.dir.path().join("xsmon.prom");
+    let cfg = d.dir.path().join("collector.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("prometheus_textfile = \"{}\"\n{text}", prom.display()),
+    )
+    .unwrap();
+    let mut c = d.xs.client().unwrap();
+    add_domain(&mut c, 1, "web01").unwrap();
+    write_run(&mut c, 1, &sample_run(now(), 2, Status::Error)).unwrap();
+    add_domain(&mut c, 2, "silent").unwrap();
+    d.collect();
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&prom).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(metrics.contains("xsmon_check_value{dom0=\"xen01\",guest=\"web01\",kind=\"disk\",target=\"/\",metric=\"used_pct\"} 97\n"), "{metrics}");
+    assert!(metrics.contains("xsmon_check_status{dom0=\"xen01\",guest=\"web01\",check=\"disk0\",kind=\"disk\",target=\"/\"} 2\n"), "{metrics}");
+    assert!(
+        metrics.contains("xsmon_guest_probe_stale{dom0=\"xen01\",guest=\"silent\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("xsmon_collector_xenstore_ok{dom0=\"xen01\"} 1\n"),
+        "{metrics}"
+    );
+}

@@ -296,3 +296,115 @@ fn principal_discovery_finds_the_same_dom0s() {
         .collect();
     assert_eq!(names, vec!["xen01", "xen02", "xen03", "xen04", "xen05"]);
 }
+
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- input ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn prometheus_mode_passes_promtool() {
+    let (out, _) = run(&["prometheus"]);
+    let text = stdout(&out);
+    promtool_check(&text);
+    assert!(text.contains("xsmon_up{dom0=\"xen01\"} 1\n"), "{text}");
+    assert!(text.contains("xsmon_up{dom0=\"xen03\"} 0\n"), "{text}");
+    assert!(
+        text.contains("xsmon_guest_probe_stale{dom0=\"xen02\",guest=\"old01\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("xsmon_check_status{dom0=\"xen01\",guest=\"db01\",check=\"disk2\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("xsmon_guest_report_age_seconds{dom0=\"xen01\",guest=\"web01\"} "),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_shipped_nagios_definitions_pass_nagios_and_their_command_runs() {
+    let repo = xsmon_tests::repo_root();
+    let defs = repo.join("poller/nagios/xsmon.cfg");
+    let dir = tempfile::tempdir().unwrap();
+    // nagios4 checks that its (unprivileged) user may write here.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let d = dir.path().display();
+    let main = dir.path().join("nagios.cfg");
+    std::fs::write(
+        &main,
+        format!(
+            "log_file={d}/nagios.log\nstatus_file={d}/status.dat\nlock_file={d}/nagios.lock\ntemp_file={d}/nagios.tmp\n\
+             check_result_path={d}\nobject_cache_file={d}/objects.cache\nprecached_object_file={d}/objects.precache\n\
+             resource_file=/etc/nagios4/resource.cfg\nillegal_macro_output_chars=`~$&|'\"<>\n\
+             cfg_file=/etc/nagios4/objects/commands.cfg\ncfg_file=/etc/nagios4/objects/contacts.cfg\n\
+             cfg_file=/etc/nagios4/objects/timeperiods.cfg\ncfg_file=/etc/nagios4/objects/templates.cfg\n\
+             cfg_file={}\n",
+            defs.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("/usr/sbin/nagios4")
+        .arg("-v")
+        .arg(&main)
+        .output()
+        .expect("nagios4 (Debian package nagios4-core)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Total Errors:   0"),
+        "nagios4 -v:\n{text}"
+    );
+
+    // The command a per-dom0 service expands to, with this site's config.
+    let cfg = std::fs::read_to_string(&defs).unwrap();
+    let line = cfg
+        .lines()
+        .skip_while(|l| !l.contains("check_xsmon_dom0"))
+        .find_map(|l| l.trim().strip_prefix("command_line"))
+        .unwrap()
+        .trim()
+        .replace(
+            "/usr/local/bin/poller",
+            xsmon_tests::bin("poller").to_str().unwrap(),
+        )
+        .replace(
+            "/etc/xsmon/poller.toml",
+            site().poller_config.to_str().unwrap(),
+        )
+        .replace("$ARG1$", "xen01");
+    let argv: Vec<&str> = line.split_whitespace().collect();
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("XSMON CRITICAL - 3 errors"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod cluster;
 pub mod layout;
+pub mod prom;
 pub mod rawline;
 pub mod snmpline;
 pub mod text;
