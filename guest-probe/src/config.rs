@@ -154,24 +154,27 @@ impl Config {
     /// Loads `path`. A missing file is fine when `must_exist` is false (the
     /// default path); a broken one is an error naming the line.
     pub fn load(path: &Path, must_exist: bool) -> Result<Config> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-                return Ok(Config::default())
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read config {}", path.display()))
-            }
-        };
-        Config::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+        let config: Config =
+            xsmon_cli::load_config(path, must_exist).map_err(anyhow::Error::msg)?;
+        config
+            .check()
+            .with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(config)
     }
 
+    #[cfg(test)]
     pub fn parse(text: &str) -> Result<Config> {
         let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        for rule in &config.net.mac_rules {
+        config.check()?;
+        Ok(config)
+    }
+
+    /// What TOML types cannot say: the MAC rules' networks are well formed.
+    fn check(&self) -> Result<()> {
+        for rule in &self.net.mac_rules {
             rule.contains(Ipv4Addr::UNSPECIFIED)?;
         }
-        Ok(config)
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Deserialize;
 use xsmon_checks::disk::DiskConfig;
 use xsmon_checks::memory::MemoryConfig;
@@ -80,16 +80,7 @@ pub struct Dom0Config {
 
 impl Config {
     pub fn load(path: &Path, must_exist: bool) -> Result<Config> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-                return Ok(Config::default())
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read config {}", path.display()))
-            }
-        };
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+        xsmon_cli::load_config(path, must_exist).map_err(anyhow::Error::msg)
     }
 
     pub fn dom0_name(&self) -> String {

@@ -318,6 +318,14 @@ pub fn apply_retention(tx: &Transaction<'_>, now: i64, keep: Keep) -> Result<()>
     Ok(())
 }
 
+/// Folds a rollup row into one that exists for the same period: counts
+/// add up, the average is weighted by them.
+const MERGE_ROLLUP: &str = "ON CONFLICT (host_id, metric_id, period, start) DO UPDATE SET
+    vavg = CAST(round((rollup.vavg * rollup.n + excluded.vavg * excluded.n) * 1.0 / (rollup.n + excluded.n)) AS INTEGER),
+    n = rollup.n + excluded.n,
+    vmin = min(rollup.vmin, excluded.vmin),
+    vmax = max(rollup.vmax, excluded.vmax)";
+
 fn roll_up_raw(tx: &Transaction<'_>, cut: i64) -> Result<()> {
     let last_old_cycle: Option<i64> =
         tx.query_row("SELECT max(id) FROM cycle WHERE time < ?1", [cut], |r| {
@@ -327,18 +335,14 @@ fn roll_up_raw(tx: &Transaction<'_>, cut: i64) -> Result<()> {
         return Ok(());
     };
     tx.execute(
-        "INSERT INTO rollup (host_id, metric_id, period, start, n, vmin, vavg, vmax)
-         SELECT s.host_id, s.metric_id, 3600, (c.time / 3600) * 3600, count(*), min(s.v),
-                CAST(round(avg(s.v)) AS INTEGER), max(s.v)
-           FROM sample s JOIN cycle c ON c.id = s.cycle_id
-          WHERE s.cycle_id <= ?1
-          GROUP BY s.host_id, s.metric_id, (c.time / 3600) * 3600
-         ON CONFLICT (host_id, metric_id, period, start) DO UPDATE SET
-                vavg = CAST(round((rollup.vavg * rollup.n + excluded.vavg * excluded.n) * 1.0
-                                  / (rollup.n + excluded.n)) AS INTEGER),
-                n = rollup.n + excluded.n,
-                vmin = min(rollup.vmin, excluded.vmin),
-                vmax = max(rollup.vmax, excluded.vmax)",
+        &format!(
+            "INSERT INTO rollup (host_id, metric_id, period, start, n, vmin, vavg, vmax)
+             SELECT s.host_id, s.metric_id, 3600, (c.time / 3600) * 3600, count(*), min(s.v),
+                    CAST(round(avg(s.v)) AS INTEGER), max(s.v)
+               FROM sample s JOIN cycle c ON c.id = s.cycle_id
+              WHERE s.cycle_id <= ?1
+              GROUP BY s.host_id, s.metric_id, (c.time / 3600) * 3600 {MERGE_ROLLUP}"
+        ),
         [last],
     )?;
     // One key range per (host, metric): sample has no index by cycle.
@@ -357,19 +361,13 @@ fn roll_up_raw(tx: &Transaction<'_>, cut: i64) -> Result<()> {
 
 fn roll_up_hourly(tx: &Transaction<'_>, cut: i64, daily_cut: i64) -> Result<()> {
     let pairs = host_metric_pairs(tx)?;
-    let mut roll = tx.prepare_cached(
+    let mut roll = tx.prepare_cached(&format!(
         "INSERT INTO rollup (host_id, metric_id, period, start, n, vmin, vavg, vmax)
          SELECT host_id, metric_id, 86400, (start / 86400) * 86400, sum(n), min(vmin),
                 CAST(round(sum(vavg * n) * 1.0 / sum(n)) AS INTEGER), max(vmax)
            FROM rollup WHERE host_id = ?1 AND metric_id = ?2 AND period = 3600 AND start < ?3
-          GROUP BY (start / 86400) * 86400
-         ON CONFLICT (host_id, metric_id, period, start) DO UPDATE SET
-                vavg = CAST(round((rollup.vavg * rollup.n + excluded.vavg * excluded.n) * 1.0
-                                  / (rollup.n + excluded.n)) AS INTEGER),
-                n = rollup.n + excluded.n,
-                vmin = min(rollup.vmin, excluded.vmin),
-                vmax = max(rollup.vmax, excluded.vmax)",
-    )?;
+          GROUP BY (start / 86400) * 86400 {MERGE_ROLLUP}"
+    ))?;
     let mut del = tx.prepare_cached(
         "DELETE FROM rollup WHERE host_id = ?1 AND metric_id = ?2
             AND ((period = 3600 AND start < ?3) OR (period = 86400 AND start < ?4))",

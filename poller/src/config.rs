@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Deserialize;
 
 pub const DEFAULT_PATH: &str = "/etc/xsmon/poller.toml";
@@ -74,17 +74,7 @@ impl Default for SnmpConfig {
 
 impl Config {
     pub fn load(path: &Path, must_exist: bool) -> Result<Config> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-                return Ok(Config::default())
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read config {}", path.display()))
-            }
-        };
-        let c: Config = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        let c: Config = xsmon_cli::load_config(path, must_exist).map_err(anyhow::Error::msg)?;
         if !matches!(c.snmp.version.as_str(), "2c" | "3") {
             anyhow::bail!(
                 "invalid config {}: snmp.version must be \"2c\" or \"3\"",

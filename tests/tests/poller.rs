@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use xsmon_proto::rawline;
-use xsmon_tests::cluster::{Ailment, Behaviour, Dom0Spec, GuestSpec, SimCluster};
+use xsmon_tests::cluster::{demo_specs, Ailment, Behaviour, Dom0Spec, GuestSpec, SimCluster};
 
 fn guest(name: &str, ailment: Ailment) -> GuestSpec {
     GuestSpec {
@@ -22,46 +22,19 @@ fn guest(name: &str, ailment: Ailment) -> GuestSpec {
 fn site() -> &'static SimCluster {
     static SITE: OnceLock<SimCluster> = OnceLock::new();
     SITE.get_or_init(|| {
-        let specs = vec![
-            Dom0Spec {
-                name: "xen01".into(),
-                behaviour: Behaviour::Normal,
-                guests: vec![
-                    guest("web01", Ailment::Healthy),
-                    guest("db01", Ailment::FullDisk),
-                    guest("app01", Ailment::Swapping),
-                ],
-            },
-            Dom0Spec {
-                name: "xen02".into(),
-                behaviour: Behaviour::Normal,
-                guests: vec![
-                    guest("mail01", Ailment::Healthy),
-                    guest("old01", Ailment::Stale),
-                    GuestSpec {
-                        name: "moved01".into(),
-                        ailment: Ailment::Healthy,
-                        cfg_under: Some("xen01".into()),
-                    },
-                    guest("gw01", Ailment::UnreachableGateway),
-                ],
-            },
-            Dom0Spec {
-                name: "xen03".into(),
-                behaviour: Behaviour::Down,
-                guests: vec![guest("lost01", Ailment::Healthy)],
-            },
-            Dom0Spec {
-                name: "xen04".into(),
-                behaviour: Behaviour::Slow(1500),
-                guests: vec![guest("slow01", Ailment::Healthy)],
-            },
-            Dom0Spec {
-                name: "xen05".into(),
-                behaviour: Behaviour::Garbage,
-                guests: vec![guest("junk01", Ailment::Healthy)],
-            },
-        ];
+        // The demo's site (so the demo's scenario is tested here too), plus
+        // a slow dom0 and one serving garbage.
+        let mut specs = demo_specs();
+        specs.push(Dom0Spec {
+            name: "xen04".into(),
+            behaviour: Behaviour::Slow(1500),
+            guests: vec![guest("slow01", Ailment::Healthy)],
+        });
+        specs.push(Dom0Spec {
+            name: "xen05".into(),
+            behaviour: Behaviour::Garbage,
+            guests: vec![guest("junk01", Ailment::Healthy)],
+        });
         let site = SimCluster::build(specs, 3000, &|m| eprintln!("site: {m}"))
             .expect("building the simulated site");
         if !site.namespaces {

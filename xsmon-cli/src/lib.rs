@@ -1,6 +1,8 @@
 //! What xsmon's four programs share at their command line.
 //!
 //! * [`init_logging`]: `tracing` to stderr, `-v`/`-vv` or `XSMON_LOG`.
+//! * [`load_config`]: a TOML config file, all defaults when the default
+//!   file is missing, an error naming the file and line when it is broken.
 //! * [`maybe_generate`]: `PROGRAM --generate man|bash|zsh|fish DIR` writes
 //!   the man page or a shell completion generated from the program's clap
 //!   definition (as ripgrep's `--generate` does), for the packages.
@@ -23,6 +25,23 @@ pub fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Loads a TOML config. A missing file is all defaults unless
+/// `must_exist` (a path the user gave); a broken one is an error naming the
+/// file and the line.
+pub fn load_config<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    must_exist: bool,
+) -> Result<T, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+            return Ok(T::default())
+        }
+        Err(e) => return Err(format!("cannot read config {}: {e}", path.display())),
+    };
+    toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
 }
 
 /// If the program was run as `PROGRAM --generate KIND DIR`, writes that
