@@ -59,6 +59,7 @@ impl Netns {
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         ip(&["netns", "add", &name])?;
+        remember(&name);
         ip(&[
             "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
         ])?;
@@ -131,5 +132,40 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+        forget(&self.name);
+    }
+}
+
+/// Namespaces this process created and has not deleted yet: a site kept in
+/// a `static` for several tests is never dropped, so they are deleted when
+/// the process exits.
+static LIVE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" {
+    fn atexit(f: extern "C" fn()) -> i32;
+}
+
+extern "C" fn delete_live_namespaces() {
+    if let Ok(names) = LIVE.lock() {
+        for n in names.iter() {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
+}
+
+fn remember(name: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registering a plain function with the C library's atexit.
+    ONCE.call_once(|| unsafe {
+        atexit(delete_live_namespaces);
+    });
+    if let Ok(mut v) = LIVE.lock() {
+        v.push(name.to_string());
+    }
+}
+
+fn forget(name: &str) {
+    if let Ok(mut v) = LIVE.lock() {
+        v.retain(|n| n != name);
     }
 }
