@@ -17,12 +17,10 @@
 use std::process::Command;
 use std::time::Instant;
 
-use host_collector::collect::judge_all;
-use host_collector::db::{self, CycleRecord, Keep};
+use host_collector::db;
 use host_collector::gather::{self, Found, Guest};
-use host_collector::hostfig::HostFigures;
-use xsmon_proto::{cluster::Cluster, Status};
-use xsmon_tests::{add_domain, bin_dir, sample_run, write_run, Xenstored};
+use xsmon_proto::Status;
+use xsmon_tests::{add_domain, bin_dir, sample_run, store_cycle, write_run, Xenstored};
 
 const GUESTS: u32 = 200;
 
@@ -124,34 +122,23 @@ fn main() {
     let guests: Vec<Guest> = gather::gather(&mut c, false).unwrap();
     let conn_path = dir.path().join("insert.db");
     let mut conn = db::open_rw(&conn_path).unwrap();
-    let keep = Keep {
-        raw_secs: 7 * 86400,
-        hourly_secs: 90 * 86400,
-        daily_secs: 730 * 86400,
-    };
     let mut times = Vec::new();
     for i in 0..20 {
-        let hosts = judge_all(&conn, &guests, &HostFigures::default(), now + i * 300, 600).unwrap();
-        let rec = CycleRecord {
-            time: now + i * 300,
-            duration_ms: 0,
-            dom0: "bench".into(),
-            error: None,
-            hosts,
-        };
-        let t = Instant::now();
-        db::write_cycle(&mut conn, &rec, &Cluster::default(), keep).unwrap();
-        times.push(t.elapsed().as_secs_f64());
+        times.push(
+            store_cycle(&mut conn, &guests, now + i * 300)
+                .unwrap()
+                .as_secs_f64(),
+        );
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!("  SQLite insert of one cycle of {GUESTS} guests: median {:.1} ms, max {:.1} ms (20 cycles)", times[10] * 1000.0, times[19] * 1000.0);
 
     // 3. Storage over time.
-    storage(keep);
+    storage();
 }
 
 /// A realistic guest for the storage estimate: cpu, swap, 3 disks, 1 gateway.
-fn storage(keep: Keep) {
+fn storage() {
     let days: i64 = std::env::var("XSMON_BENCH_DAYS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -199,15 +186,7 @@ fn storage(keep: Keep) {
                 }
             })
             .collect();
-        let hosts = judge_all(&conn, &guests, &HostFigures::default(), t, 600).unwrap();
-        let rec = CycleRecord {
-            time: t,
-            duration_ms: 0,
-            dom0: "bench".into(),
-            error: None,
-            hosts,
-        };
-        db::write_cycle(&mut conn, &rec, &Cluster::default(), keep).unwrap();
+        store_cycle(&mut conn, &guests, t).unwrap();
     }
     let sim_secs = t0.elapsed().as_secs_f64();
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")

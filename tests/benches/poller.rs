@@ -17,12 +17,12 @@
 use std::process::Command;
 use std::time::Instant;
 
-use host_collector::collect::judge_all;
-use host_collector::db::{self, CycleRecord, Keep};
+use host_collector::db;
 use host_collector::gather::{Found, Guest};
-use host_collector::hostfig::HostFigures;
-use xsmon_proto::{cluster::Cluster, Status};
-use xsmon_tests::{bin_dir, extend_index, sample_run, Snmpd, COMMUNITY, NS_EXTEND};
+use xsmon_proto::Status;
+use xsmon_tests::{
+    bin_dir, extend_index, sample_run, snmp_command, store_cycle, Snmpd, COMMUNITY, NS_EXTEND,
+};
 
 fn main() {
     let poller = bin_dir().join("poller");
@@ -50,20 +50,7 @@ fn main() {
                 },
             })
             .collect();
-        let hosts = judge_all(&conn, &guests, &HostFigures::default(), now, 600).unwrap();
-        let keep = Keep {
-            raw_secs: 7 * 86400,
-            hourly_secs: 90 * 86400,
-            daily_secs: 730 * 86400,
-        };
-        let rec = CycleRecord {
-            time: now,
-            duration_ms: 0,
-            dom0: "bench".into(),
-            error: None,
-            hosts,
-        };
-        db::write_cycle(&mut conn, &rec, &Cluster::default(), keep).unwrap();
+        store_cycle(&mut conn, &guests, now).unwrap();
     }
     let conf = format!(
         "extend basicXenstoreMonitoring {} basic-monitoring --db {}\n",
@@ -133,38 +120,16 @@ fn main() {
         "{NS_EXTEND}.3.1.2{}",
         extend_index("basicXenstoreMonitoring")
     );
-    let snmpget = |target: &str| {
-        Command::new("snmpget")
-            .args([
-                "-v2c",
-                "-c",
-                COMMUNITY,
-                "-On",
-                "-t",
-                "1",
-                "-r",
-                "1",
-                "-m",
-                "",
-                "-M",
-                "/nonexistent",
-                target,
-                &full,
-            ])
-            .env("MIBS", "")
-            .output()
-            .unwrap()
-    };
+    // The harness's snmpget: -t 1 -r 1, numeric OIDs, no MIBs.
+    let snmpget = |target: &str| snmp_command("snmpget", None, target, &[&full]);
     let t = Instant::now();
     for p in &ports[..450] {
-        assert!(snmpget(&format!("127.0.0.1:{p}")).status.success());
+        snmpget(&format!("127.0.0.1:{p}")).unwrap();
     }
     let live_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for s in dead.iter().take(5) {
-        assert!(!snmpget(&s.local_addr().unwrap().to_string())
-            .status
-            .success());
+        assert!(snmpget(&s.local_addr().unwrap().to_string()).is_err());
     }
     let dead_secs = t.elapsed().as_secs_f64() * 10.0;
     let sequential = live_secs + dead_secs;

@@ -9,12 +9,10 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use host_collector::collect::judge_all;
-use host_collector::db::{self, CycleRecord, Keep};
+use host_collector::db;
 use host_collector::gather::{Found, Guest};
-use host_collector::hostfig::HostFigures;
-use xsmon_proto::{cluster::Cluster, Status};
-use xsmon_tests::{bin_dir, measure, sample_run};
+use xsmon_proto::Status;
+use xsmon_tests::{bin_dir, measure, sample_run, store_cycle};
 
 fn main() {
     let exe = bin_dir().join("snmp-extend");
@@ -51,20 +49,7 @@ fn main() {
                 },
             })
             .collect();
-        let hosts = judge_all(&conn, &guests, &HostFigures::default(), t, 600).unwrap();
-        let keep = Keep {
-            raw_secs: 7 * 86400,
-            hourly_secs: 90 * 86400,
-            daily_secs: 730 * 86400,
-        };
-        let rec = CycleRecord {
-            time: t,
-            duration_ms: 0,
-            dom0: "bench".into(),
-            error: None,
-            hosts,
-        };
-        db::write_cycle(&mut conn, &rec, &Cluster::default(), keep).unwrap();
+        store_cycle(&mut conn, &guests, t).unwrap();
     }
     drop(conn);
     let runs = 50;

@@ -756,3 +756,42 @@ pub fn measure(program: &Path, args: &[&str]) -> Result<Measured> {
         success: out.status.success(),
     })
 }
+
+/// The collector's default retention (7 days raw, 90 hourly, 2 years daily).
+pub const DEFAULT_KEEP: host_collector::db::Keep = host_collector::db::Keep {
+    raw_secs: 7 * 86400,
+    hourly_secs: 90 * 86400,
+    daily_secs: 730 * 86400,
+};
+
+/// Judges `guests` as the collector does and stores the cycle at time `t`
+/// with the default retention (for benches that fill a database without
+/// xenstore). Returns how long the database write alone took.
+pub fn store_cycle(
+    conn: &mut rusqlite::Connection,
+    guests: &[host_collector::gather::Guest],
+    t: i64,
+) -> Result<std::time::Duration> {
+    let hosts = host_collector::collect::judge_all(
+        conn,
+        guests,
+        &host_collector::hostfig::HostFigures::default(),
+        t,
+        600,
+    )?;
+    let rec = host_collector::db::CycleRecord {
+        time: t,
+        duration_ms: 0,
+        dom0: "bench".into(),
+        error: None,
+        hosts,
+    };
+    let start = Instant::now();
+    host_collector::db::write_cycle(
+        conn,
+        &rec,
+        &xsmon_proto::cluster::Cluster::default(),
+        DEFAULT_KEEP,
+    )?;
+    Ok(start.elapsed())
+}
