@@ -11,7 +11,7 @@ mod snmp;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
@@ -161,20 +161,18 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
-    let results = {
-        let progress = Progress::new(cli.mode == Mode::Report && std::io::stderr().is_terminal());
-        let r = report::poll_all(
+    let show_progress = cli.mode == Mode::Report && std::io::stderr().is_terminal();
+    let results = with_progress(show_progress, disc.dom0s.len(), |tick| {
+        report::poll_all(
             &disc.dom0s,
             &creds,
             timeout,
             cfg.snmp.retries,
             cfg.snmp.concurrency,
             now,
-            &|d, t| progress.tick(d, t),
-        );
-        progress.finish();
-        r
-    };
+            tick,
+        )
+    });
     let rep = report::build(
         &disc,
         results,
@@ -209,35 +207,41 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     Ok(state)
 }
 
-/// "polling 12/500 dom0s" on stderr, only on a terminal and only once the
-/// poll has taken more than a second.
-struct Progress {
+/// Runs `poll`, showing "polling dom0s: 12/500 answered or given up" on
+/// stderr, refreshed four times a second, once polling has taken more than
+/// a second (and only when `enabled`: on a terminal).
+fn with_progress<T>(
     enabled: bool,
-    start: Instant,
-    shown: AtomicBool,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Progress {
-        Progress {
-            enabled,
-            start: Instant::now(),
-            shown: AtomicBool::new(false),
+    total: usize,
+    poll: impl FnOnce(&(dyn Fn(usize, usize) + Sync)) -> T,
+) -> T {
+    let done = AtomicUsize::new(0);
+    let finished = AtomicBool::new(false);
+    let shown = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        if enabled {
+            s.spawn(|| {
+                let start = Instant::now();
+                while !finished.load(Ordering::Relaxed) {
+                    if start.elapsed() > Duration::from_secs(1) {
+                        shown.store(true, Ordering::Relaxed);
+                        eprint!(
+                            "\rpolling dom0s: {}/{total} answered or given up",
+                            done.load(Ordering::Relaxed)
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            });
         }
+        let r = poll(&|d, _| done.store(d, Ordering::Relaxed));
+        finished.store(true, Ordering::Relaxed);
+        r
+    });
+    if shown.load(Ordering::Relaxed) {
+        eprint!("\r\x1b[2K");
     }
-
-    fn tick(&self, done: usize, total: usize) {
-        if self.enabled && self.start.elapsed() > Duration::from_secs(1) {
-            self.shown.store(true, Ordering::Relaxed);
-            eprint!("\rpolling dom0s: {done}/{total} answered or given up");
-        }
-    }
-
-    fn finish(&self) {
-        if self.shown.load(Ordering::Relaxed) {
-            eprint!("\r\x1b[2K");
-        }
-    }
+    result
 }
 
 #[cfg(test)]

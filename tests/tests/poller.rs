@@ -381,3 +381,57 @@ fn the_shipped_nagios_definitions_pass_nagios_and_their_command_runs() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn snmpv3_with_auth_and_privacy() {
+    // A dom0 whose snmpd grants access only to an SNMPv3 user (SHA, AES).
+    let s = site();
+    let xen01 = s.dom0s.iter().find(|d| d.name == "xen01").unwrap();
+    let conf = format!(
+        "createUser xsmonv3 SHA \"auth-pass-123\" AES \"priv-pass-123\"\nrouser xsmonv3 priv\nextend basicXenstoreMonitoring {} basic-monitoring --db {}\n",
+        xsmon_tests::bin("snmp-extend").display(),
+        xen01.db.display()
+    );
+    let snmpd = xsmon_tests::Snmpd::start(&conf).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pass: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "hosts = [\"xen01={}\"]\n[snmp]\nversion = \"3\"\ntimeout_ms = 1000\nretries = 0\nv3_user = \"xsmonv3\"\nv3_auth_password = \"{pass}\"\nv3_priv_password = \"priv-pass-123\"\n",
+                snmpd.target()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let good = write("good.toml", "auth-pass-123");
+    let out = std::process::Command::new(xsmon_tests::bin("poller"))
+        .args(["raw", "--config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("error xen01 db01 disk2 ")),
+        "{text}"
+    );
+    assert!(!text.contains(" snmp "), "{text}");
+
+    // A wrong passphrase is an error line for that dom0, not a silent gap.
+    let bad = write("bad.toml", "wrong-pass-456");
+    let out = std::process::Command::new(xsmon_tests::bin("poller"))
+        .args(["raw", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text.starts_with("error xen01 \\e snmp - "), "{text}");
+}
