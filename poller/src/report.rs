@@ -155,11 +155,26 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
                 kind,
                 cycle_time,
                 served_time,
-                ..
+                dom0,
             } => {
                 if kind != xsmon_proto::snmpline::Kind::State {
                     r.error = Some("dom0 served a cluster listing, not a state".into());
                     return;
+                }
+                // Polled as one name, answering as another: an address
+                // that points at the wrong dom0 would hide the right one.
+                if !dom0.is_empty() && dom0 != r.name {
+                    r.findings.push(RawLine {
+                        severity: "warning".into(),
+                        dom0: r.name.clone(),
+                        host: String::new(),
+                        check: "snmp".into(),
+                        age: None,
+                        message: format!(
+                            "polled as {} at {}, but its collector calls itself {dom0}",
+                            r.name, r.target
+                        ),
+                    });
                 }
                 r.cycle_time = cycle_time;
                 r.served_time = Some(served_time);
@@ -403,5 +418,75 @@ pub fn exit_state(r: &Report) -> u8 {
         1
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xsmon_proto::snmpline::Kind;
+
+    fn empty(name: &str) -> Dom0Result {
+        Dom0Result {
+            name: name.into(),
+            target: "10.0.0.1:161".into(),
+            error: None,
+            cycle_time: None,
+            served_time: None,
+            extend_result: None,
+            guests: Vec::new(),
+            findings: Vec::new(),
+            elapsed_ms: 0,
+        }
+    }
+
+    fn header(dom0: &str, kind: Kind) -> Record {
+        Record::Header {
+            kind,
+            dom0: dom0.into(),
+            cycle_time: Some(90),
+            served_time: 100,
+        }
+    }
+
+    #[test]
+    fn a_dom0_answering_under_another_name_is_a_warning() {
+        let mut r = empty("xen01");
+        absorb(&mut r, vec![header("xen07", Kind::State)], 100);
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].severity, "warning");
+        assert!(r.findings[0].message.contains("calls itself xen07"));
+    }
+
+    #[test]
+    fn a_cluster_listing_instead_of_a_state_is_an_error() {
+        let mut r = empty("xen01");
+        absorb(&mut r, vec![header("", Kind::Cluster)], 100);
+        assert!(r.error.as_deref().unwrap().contains("cluster listing"));
+    }
+
+    #[test]
+    fn a_sick_guest_without_finding_lines_still_gets_one() {
+        let mut r = empty("xen01");
+        let g = Record::Guest {
+            host: "web01".into(),
+            domid: Some(3),
+            probe: "fresh".into(),
+            status: Status::Unknown,
+            probe_time: Some(40),
+            message: "1 unknown: check could not run".into(),
+        };
+        absorb(&mut r, vec![header("xen01", Kind::State), g], 100);
+        assert_eq!(r.findings.len(), 1);
+        let f = &r.findings[0];
+        assert_eq!(
+            (
+                f.severity.as_str(),
+                f.host.as_str(),
+                f.check.as_str(),
+                f.age
+            ),
+            ("unknown", "web01", "summary", Some(60))
+        );
     }
 }
