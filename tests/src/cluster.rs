@@ -39,6 +39,18 @@ pub enum Behaviour {
     Garbage,
 }
 
+impl std::fmt::Display for Ailment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ailment::Healthy => "healthy",
+            Ailment::Swapping => "swapping",
+            Ailment::FullDisk => "full disk",
+            Ailment::UnreachableGateway => "unreachable gateway",
+            Ailment::Stale => "stale probe",
+        })
+    }
+}
+
 pub struct GuestSpec {
     pub name: String,
     pub ailment: Ailment,
@@ -206,7 +218,7 @@ fn build_dom0(
         spec.guests.len(),
         spec.guests
             .iter()
-            .map(|g| format!("{} {:?}", g.name, g.ailment).to_lowercase())
+            .map(|g| format!("{}: {}", g.name, g.ailment))
             .collect::<Vec<_>>()
             .join(", ")
     ));
