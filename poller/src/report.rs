@@ -30,6 +30,23 @@ pub struct Dom0Result {
     pub elapsed_ms: u64,
 }
 
+impl Dom0Result {
+    /// A dom0 not polled yet: nothing known.
+    fn new(name: &str, target: &str) -> Dom0Result {
+        Dom0Result {
+            name: name.to_string(),
+            target: target.to_string(),
+            error: None,
+            cycle_time: None,
+            served_time: None,
+            extend_result: None,
+            guests: Vec::new(),
+            findings: Vec::new(),
+            elapsed_ms: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct GuestState {
     pub name: String,
@@ -78,17 +95,7 @@ fn poll_one(
     now: i64,
 ) -> Dom0Result {
     let t = Instant::now();
-    let mut r = Dom0Result {
-        name: d.name.clone(),
-        target: d.target.clone(),
-        error: None,
-        cycle_time: None,
-        served_time: None,
-        extend_result: None,
-        guests: Vec::new(),
-        findings: Vec::new(),
-        elapsed_ms: 0,
-    };
+    let mut r = Dom0Result::new(&d.name, &d.target);
     match fetch_extend(
         &d.target,
         "basicXenstoreMonitoring",
@@ -427,17 +434,7 @@ mod tests {
     use xsmon_proto::snmpline::Kind;
 
     fn empty(name: &str) -> Dom0Result {
-        Dom0Result {
-            name: name.into(),
-            target: "10.0.0.1:161".into(),
-            error: None,
-            cycle_time: None,
-            served_time: None,
-            extend_result: None,
-            guests: Vec::new(),
-            findings: Vec::new(),
-            elapsed_ms: 0,
-        }
+        Dom0Result::new(name, "10.0.0.1:161")
     }
 
     fn header(dom0: &str, kind: Kind) -> Record {
