@@ -330,7 +330,7 @@ pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
         status.add(g(), status_code(h.status));
         stale.add(
             g(),
-            if matches!(h.probe, "stale" | "missing" | "invalid") {
+            if xsmon_proto::snmpline::probe_is_silent(h.probe) {
                 1.0
             } else {
                 0.0

@@ -225,7 +225,7 @@ pub fn prometheus(r: &Report) -> String {
         for g in &d.guests {
             let labels = vec![("dom0", d.name.clone()), ("guest", g.name.clone())];
             guest_status.add(labels.clone(), status_code(g.status));
-            let is_stale = matches!(g.probe.as_str(), "stale" | "missing" | "invalid");
+            let is_stale = xsmon_proto::snmpline::probe_is_silent(&g.probe);
             stale.add(labels.clone(), if is_stale { 1.0 } else { 0.0 });
             if let Some(a) = g.age {
                 report_age.add(labels, a as f64);

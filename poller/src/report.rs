@@ -196,7 +196,7 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
             } => {
                 let age = probe_time.map(|t| (now - t).max(0));
                 ages.insert(host.clone(), age);
-                if matches!(probe.as_str(), "stale" | "missing" | "invalid") {
+                if xsmon_proto::snmpline::probe_is_silent(&probe) {
                     r.findings.push(RawLine {
                         severity: "error".into(),
                         dom0: r.name.clone(),
@@ -387,7 +387,7 @@ pub fn build(
         .filter(|g| g.name != DOM0_HOST && only_guest.is_none_or(|og| og == g.name));
     for g in counted {
         s.guests += 1;
-        if matches!(g.probe.as_str(), "stale" | "missing" | "invalid") {
+        if xsmon_proto::snmpline::probe_is_silent(&g.probe) {
             s.stale += 1;
         } else {
             match g.status {

@@ -51,6 +51,12 @@ use crate::check::Status;
 
 pub const VERSION: u32 = 1;
 
+/// Does a `G` record's `probe` field say the guest is not reporting (its
+/// probe is stale, silent, or sent data that broke the key layout)?
+pub fn probe_is_silent(probe: &str) -> bool {
+    matches!(probe, "stale" | "missing" | "invalid")
+}
+
 /// What kind of output a header starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
