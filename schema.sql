@@ -1,9 +1,12 @@
--- xsmon history: host-collector's SQLite schema, version 1.
+-- xsmon history: the SQLite schema, version 2.
 --
 -- This file is the contract between host-collector (which writes),
--- snmp-extend (which serves the latest state) and `host-collector history`.
--- host-collector applies it itself (PRAGMA user_version holds the version;
--- later versions add numbered migrations in host-collector/src/db.rs).
+-- snmp-extend (which serves the latest state) and `host-collector history`;
+-- the crate xsmon-store is the only code that reads or writes it. A new
+-- database is created from this file; an older one is brought up to it by
+-- the numbered migrations in xsmon-store/src/lib.rs (PRAGMA user_version
+-- holds the version). Version 2 identifies guests by their VM's UUID rather
+-- than by name, and records dom0's own observation of each guest's runs.
 --
 -- Times are Unix seconds (UTC). Figures are stored as integers, the value
 -- times 1000 (three decimals, as the probe rounds them): SQLite stores small
@@ -22,31 +25,56 @@ CREATE TABLE cycle (
     duration_ms INTEGER NOT NULL,
     dom0        TEXT    NOT NULL,           -- this dom0's name
     guests      INTEGER NOT NULL,           -- status rows in this cycle (guests + dom0)
-    error       TEXT                        -- set when the cycle could not read xenstore
+    error       TEXT,                       -- set when the cycle could not read xenstore
+    problems    TEXT                        -- per-guest failures to store, one per line
 );
 CREATE INDEX cycle_time ON cycle (time);
 
--- Every host ever seen: the guests, and dom0 itself (name 'Domain-0',
--- domid 0). A guest is identified by the name its toolstack gave it.
+-- Every host ever seen: the guests, and dom0 itself (ident 'dom0', name
+-- 'Domain-0', domid 0). A guest is identified by its VM's UUID (the
+-- toolstack's /local/domain/<id>/vm -> /vm/<uuid>), which survives reboots,
+-- renames and migrations: ident 'uuid:<uuid>'. Without a readable UUID the
+-- ident is 'name:<name>' (adopted by the UUID once one is seen), or
+-- 'domid:<n>' when the name is unusable too. Names are for humans and need
+-- not be unique.
 CREATE TABLE host (
     id         INTEGER PRIMARY KEY,
-    name       TEXT    NOT NULL UNIQUE,
+    ident      TEXT    NOT NULL UNIQUE,
+    uuid       TEXT,
+    name       TEXT    NOT NULL,            -- the toolstack's name, last seen
     first_seen INTEGER NOT NULL,
-    last_seen  INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,            -- last cycle it was running here
     domid      INTEGER,                     -- last known
-    state      TEXT    NOT NULL             -- 'running', 'gone', 'migrated'
+    -- 'running'; 'gone' (vanished, not migrated: reported until it runs
+    -- again, its config is removed or it is forgotten), 'migrated', 'absent'
+    -- (has a config here, never seen running), 'retired' (its config was
+    -- removed), 'forgotten' (`host-collector forget`)
+    state      TEXT    NOT NULL,
+    config     INTEGER NOT NULL DEFAULT 0,  -- had a .cfg under this dom0 when last running
+    -- dom0's observation of the guest's probe: the last run seen (its seq,
+    -- a digest of its content, the time it claims) and when dom0 first saw
+    -- that run (dom0's clock: freshness never trusts the guest's clock)
+    run_seq    INTEGER,
+    run_digest INTEGER,
+    run_time   INTEGER,
+    run_seen   INTEGER
 );
+CREATE INDEX host_name ON host (name);
 
 -- One row per host per cycle: the summary the poller shows for a guest.
 CREATE TABLE status (
     cycle_id   INTEGER NOT NULL REFERENCES cycle (id) ON DELETE CASCADE,
     host_id    INTEGER NOT NULL REFERENCES host (id),
+    label      TEXT    NOT NULL,            -- the name shown, unique in the cycle
     domid      INTEGER,
-    -- 'fresh' (a current probe run), 'stale' (too old), 'missing' (nothing
-    -- written), 'invalid' (written but breaks the key layout), 'host' (dom0)
+    -- 'fresh' (a current probe run), 'stale' (no new run seen for too long),
+    -- 'missing' (nothing written), 'invalid' (written but breaks the key
+    -- layout), 'host' (dom0), 'down' (should run here and does not),
+    -- 'stopped' (not running, as the admin said it should be)
     probe      TEXT    NOT NULL,
     probe_time INTEGER,                     -- the run's own timestamp, if any
     probe_seq  INTEGER,
+    seen_time  INTEGER,                     -- when dom0 first saw that run
     status     TEXT    NOT NULL,            -- worst of the checks: ok, warning, unknown, error
     message    TEXT    NOT NULL,            -- one line for a human
     PRIMARY KEY (host_id, cycle_id)
@@ -115,15 +143,16 @@ CREATE TABLE event (
     id      INTEGER PRIMARY KEY,
     time    INTEGER NOT NULL,
     host_id INTEGER REFERENCES host (id),
-    kind    TEXT    NOT NULL,               -- 'new', 'gone', 'migrated', 'back'
+    kind    TEXT    NOT NULL,               -- 'new', 'gone', 'migrated', 'back', 'retired', 'forgotten'
     detail  TEXT    NOT NULL
 );
 CREATE INDEX event_time ON event (time);
 
 -- The latest cycle's state of every host: what snmp-extend serves.
 CREATE VIEW latest AS
-    SELECT c.id AS cycle_id, c.time AS cycle_time, h.name, s.domid, s.probe,
-           s.probe_time, s.probe_seq, s.status, s.message
+    SELECT c.id AS cycle_id, c.time AS cycle_time, s.label AS name, h.uuid,
+           s.domid, s.probe, s.probe_time, s.probe_seq, s.seen_time,
+           s.status, s.message
       FROM cycle c
       JOIN status s ON s.cycle_id = c.id
       JOIN host h ON h.id = s.host_id

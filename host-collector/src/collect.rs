@@ -1,7 +1,13 @@
 //! One collection cycle: read every guest from xenstore, judge each (fresh,
-//! stale, silent, invalid), check dom0 itself, add the hypervisor's own
-//! figures, and store it all in one transaction.
+//! stale, silent, invalid), account for every guest that should run here
+//! and does not, check dom0 itself, add the hypervisor's own figures, and
+//! store it all in one transaction.
+//!
+//! Identity: a guest is its VM (UUID); the name is what humans read. Two
+//! running domains with one name are two hosts, shown as `name#domid`;
+//! no guest is ever shown as `Domain-0`. See the README's "Identity".
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -9,10 +15,12 @@ use anyhow::{Context, Result};
 use chrono::TimeZone;
 use rusqlite::Connection;
 use xsmon_checks::Sys;
+use xsmon_proto::cluster::Cluster;
 use xsmon_proto::{CheckResult, Status};
+use xsmon_store::{self as store, CycleRecord, HostRecord, HostRow, Keep, DOM0_IDENT, DOM0_NAME};
 
 use crate::config::Config;
-use crate::db::{self, CycleRecord, HostRecord, Keep, DOM0_NAME};
+use crate::freshness::{self, Rules};
 use crate::gather::{self, Found, Guest};
 use crate::hostfig::HostFigures;
 
@@ -26,6 +34,7 @@ const KEPT: &[&str] = &[
     "inodes_pct",
     "loss_pct",
     "rtt_ms",
+    "offset_s",
 ];
 
 /// Everything one cycle needs from outside.
@@ -52,18 +61,25 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     let gathered = read_xenstore(inp);
     let sys = Sys::new(inp.root);
     let figures = crate::hostfig::collect(&cfg.xl, &sys.path("sys/class/net"));
-    let mut hosts = vec![dom0_record(&sys, cfg, &figures)];
+    let known = store::hosts(conn).context("reading the known hosts")?;
+    let mut hosts = vec![dom0_record(&sys, cfg, &figures, &known)];
     let error = match &gathered {
         Ok(guests) => {
-            hosts.extend(judge_all(
-                conn,
-                guests,
-                &figures,
-                inp.now,
-                cfg.stale_after_secs as i64,
-            )?);
+            let scene = Scene {
+                dom0: &dom0,
+                cluster: &cluster,
+                expect_stopped: &cfg.expect_stopped,
+                now: inp.now,
+                rules: Rules {
+                    stale_after: cfg.stale_after_secs as i64,
+                    skew_max: cfg.clock_skew_max_secs as i64,
+                },
+            };
+            hosts.extend(judge_all(&known, guests, &figures, &scene));
             None
         }
+        // A cycle that could not read xenstore knows nothing about guests:
+        // they are neither gone nor present, and keep their rows as they are.
         Err(e) => Some(format!("cannot read xenstore: {e:#}")),
     };
     let record = CycleRecord {
@@ -73,7 +89,11 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
         error: error.clone(),
         hosts,
     };
-    db::write_cycle(conn, &record, &cluster, keep(cfg))?;
+    let written = store::write_cycle(conn, &record, keep(cfg))
+        .with_context(|| format!("storing the cycle in {}", cfg.db.display()))?;
+    for p in &written.problems {
+        tracing::error!("{p}");
+    }
     if let Some(path) = &cfg.prometheus_textfile {
         // The history is stored; a textfile that cannot be written is
         // reported but does not undo the cycle.
@@ -105,55 +125,173 @@ fn read_xenstore(inp: &Inputs<'_>) -> Result<Vec<Guest>> {
     gather::gather(&mut xs, inp.config.legacy)
 }
 
-/// Judges every guest. Two domains claiming one name (which a toolstack
-/// never allows) both get an error rather than one hiding the other.
+/// What a cycle judges guests against.
+pub struct Scene<'a> {
+    pub dom0: &'a str,
+    pub cluster: &'a Cluster,
+    /// Names (with `*` wildcards) of guests meant to be stopped.
+    pub expect_stopped: &'a [String],
+    pub now: i64,
+    pub rules: Rules,
+}
+
+impl Scene<'_> {
+    /// The guests whose .cfg sits under this dom0, when the config
+    /// directory has a folder for it (`None`: no statement of what should
+    /// run here).
+    fn configured_here(&self) -> Option<&[String]> {
+        self.cluster.dom0s.get(self.dom0).map(Vec::as_slice)
+    }
+
+    fn has_config_here(&self, name: &str) -> bool {
+        self.configured_here()
+            .is_some_and(|g| g.binary_search_by(|x| x.as_str().cmp(name)).is_ok())
+    }
+
+    fn config_elsewhere(&self, name: &str) -> Option<&str> {
+        self.cluster
+            .homes_of(name)
+            .into_iter()
+            .find(|d| *d != self.dom0)
+    }
+
+    fn meant_stopped(&self, name: &str) -> bool {
+        self.expect_stopped.iter().any(|p| glob_match(p, name))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The identity of a running domain: its VM's UUID, else its name, else
+/// its domid.
+pub fn ident_of(g: &Guest) -> String {
+    match (&g.uuid, &g.name) {
+        (Some(u), _) => format!("uuid:{u}"),
+        (None, Some(n)) => format!("name:{n}"),
+        (None, None) => format!("domid:{}", g.domid),
+    }
+}
+
+/// Judges every running guest, then every guest that should be running
+/// here and is not. Never fails: whatever goes wrong for one guest is that
+/// guest's finding.
 pub fn judge_all(
-    conn: &Connection,
+    known: &[HostRow],
     guests: &[Guest],
     fig: &HostFigures,
-    now: i64,
-    stale_after: i64,
-) -> Result<Vec<HostRecord>> {
-    let mut out: Vec<HostRecord> = Vec::with_capacity(guests.len());
+    scene: &Scene<'_>,
+) -> Vec<HostRecord> {
+    let by_ident: HashMap<&str, &HostRow> = known.iter().map(|h| (h.ident.as_str(), h)).collect();
+    let mut claimed: HashSet<i64> = HashSet::new();
+    let mut idents: HashSet<String> = HashSet::new();
+    let mut out: Vec<HostRecord> = Vec::with_capacity(guests.len() + 8);
+
+    // How many running domains carry each name: a name shared (or equal
+    // to dom0's) is shown as name#domid, for every domain carrying it.
+    let mut name_count: HashMap<&str, usize> = HashMap::new();
     for g in guests {
-        let mut rec = judge(conn, g, now, stale_after)?;
-        if out.iter().any(|o| o.name == rec.name) {
-            rec.name = format!("domid-{}", g.domid);
-            rec.status = Status::Error;
-            rec.message = format!("domain {} uses a name another domain already has", g.domid);
+        if let Some(n) = &g.name {
+            *name_count.entry(n.as_str()).or_default() += 1;
+        }
+    }
+    for g in guests {
+        let mut ident = ident_of(g);
+        if !idents.insert(ident.clone()) {
+            // Two running domains of one VM cannot happen on a sane host;
+            // keep both visible rather than merge them.
+            ident = format!("{ident}#{}", g.domid);
+            idents.insert(ident.clone());
+        }
+        let prev = by_ident
+            .get(ident.as_str())
+            .copied()
+            .or_else(|| {
+                // A host first known by name (before its UUID was readable,
+                // or from a version 1 database) is adopted by its UUID.
+                let n = g.name.as_deref()?;
+                g.uuid.as_ref()?;
+                by_ident
+                    .get(format!("name:{n}").as_str())
+                    .copied()
+                    .filter(|h| h.uuid.is_none())
+            })
+            .filter(|h| !claimed.contains(&h.id));
+        if let Some(h) = prev {
+            claimed.insert(h.id);
+        }
+        let shared = g
+            .name
+            .as_deref()
+            .is_some_and(|n| n == DOM0_NAME || name_count.get(n).copied().unwrap_or(0) > 1);
+        let mut rec = judge_running(g, ident, prev, scene);
+        if shared {
+            rec.label = format!("{}#{}", rec.name, g.domid);
+            rec.message.push_str(&format!(
+                " (shown as {}: another domain is also named {})",
+                rec.label, rec.name
+            ));
         }
         add_host_figures(&mut rec, g.domid, fig);
         out.push(rec);
     }
-    Ok(out)
+    let running_names: HashSet<String> = guests.iter().filter_map(|g| g.name.clone()).collect();
+    for h in known.iter().filter(|h| !claimed.contains(&h.id) && h.ident != DOM0_IDENT) {
+        out.extend(judge_absent(h, &running_names, scene));
+    }
+    out.extend(configured_never_seen(known, &running_names, scene));
+    make_labels_unique(&mut out);
+    out
 }
 
-fn judge(conn: &Connection, g: &Guest, now: i64, stale_after: i64) -> Result<HostRecord> {
-    let mut rec = HostRecord {
-        name: g
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("domid-{}", g.domid)),
-        domid: Some(g.domid),
-        probe: "missing",
-        probe_time: None,
-        probe_seq: None,
-        status: Status::Error,
-        message: String::new(),
-        findings: Vec::new(),
-        figures: Vec::new(),
-    };
+/// One running domain.
+fn judge_running(g: &Guest, ident: String, prev: Option<&HostRow>, scene: &Scene<'_>) -> HostRecord {
+    let now = scene.now;
+    let name = g.name.clone().unwrap_or_else(|| format!("domid-{}", g.domid));
+    let mut rec = HostRecord::new(ident, name.clone(), name.clone(), "running");
+    rec.row = prev.map(|h| h.id);
+    rec.uuid = g.uuid.clone();
+    rec.domid = Some(g.domid);
+    rec.config = scene.has_config_here(&name);
+    match prev {
+        None => rec.events.push((
+            "new",
+            format!("{name} appeared (domain {}, {})", g.domid, rec.ident),
+        )),
+        Some(h) if h.state != "running" => rec.events.push((
+            "back",
+            format!("{name} is running here again as domain {} (was {})", g.domid, h.state),
+        )),
+        Some(_) => {}
+    }
     if let Some(problem) = &g.name_problem {
         rec.probe = "invalid";
         rec.message = format!("domain {}: {problem}", g.domid);
-        return Ok(rec);
+        return rec;
     }
     match &g.found {
         Found::Nothing => {
-            rec.message = match db::last_probe_time(conn, &rec.name)? {
-                Some(t) => format!(
+            rec.message = match prev.and_then(|h| h.run) {
+                Some(r) => format!(
                     "probe not reporting since {} (no results in xenstore)",
-                    when(t, now)
+                    when(r.seen, now)
                 ),
                 None => "probe not reporting: no results in xenstore".to_string(),
             };
@@ -163,42 +301,190 @@ fn judge(conn: &Connection, g: &Guest, now: i64, stale_after: i64) -> Result<Hos
             rec.message = format!("guest wrote invalid results, ignored: {why}");
         }
         Found::Run { run, legacy } => {
+            let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
+            let seen = freshness::observe(run, prev.and_then(|h| h.run), prev_cycle, now, scene.rules);
             rec.probe_time = Some(run.time);
             rec.probe_seq = Some(run.seq);
-            if now - run.time > stale_after {
+            rec.run = Some(seen.run);
+            if seen.stale {
                 rec.probe = "stale";
-                rec.message = format!("probe not reporting since {}", when(run.time, now));
-                return Ok(rec);
+                rec.message = format!(
+                    "probe not reporting since {}: dom0 has seen no new run (seq {})",
+                    when(seen.run.seen, now),
+                    run.seq
+                );
+                return rec;
             }
             rec.probe = "fresh";
-            rec.status = run
-                .checks
-                .iter()
-                .map(|c| c.status)
-                .max()
-                .unwrap_or(Status::Unknown);
-            rec.findings = run
-                .checks
-                .iter()
-                .filter(|c| c.status != Status::Ok)
-                .cloned()
-                .collect();
-            rec.message = summary(&run.checks);
-            if run.checks.is_empty() {
-                rec.message = "probe reported no checks".into();
-            }
-            if run.time - now > 300 {
-                rec.status = rec.status.max(Status::Warning);
-                rec.message
-                    .push_str(&format!("; guest clock {} s ahead of dom0", run.time - now));
+            let checks: Vec<CheckResult> = run.checks.iter().chain(&seen.findings).cloned().collect();
+            rec.status = checks.iter().map(|c| c.status).max().unwrap_or(Status::Unknown);
+            rec.findings = checks.iter().filter(|c| c.status != Status::Ok).cloned().collect();
+            rec.message = if run.checks.is_empty() {
+                "probe reported no checks".into()
+            } else {
+                summary(&checks)
+            };
+            for n in &seen.notes {
+                rec.message.push_str(&format!("; {n}"));
             }
             if *legacy {
                 rec.message.push_str(" (from the legacy shared path)");
             }
-            rec.figures = kept_figures(&run.checks);
+            rec.figures = kept_figures(&checks);
         }
     }
-    Ok(rec)
+    if let Some(p) = &g.uuid_problem {
+        rec.message.push_str(&format!(" (identified by name: {p})"));
+    }
+    rec
+}
+
+/// A known guest that is not running here this cycle: reported as down
+/// while it should run here, as stopped when the admin said so, or no
+/// longer listed (migrated, config removed, forgotten).
+fn judge_absent(h: &HostRow, running_names: &HashSet<String>, scene: &Scene<'_>) -> Option<HostRecord> {
+    let now = scene.now;
+    let mut rec = HostRecord::new(h.ident.clone(), h.name.clone(), h.name.clone(), "gone");
+    rec.row = Some(h.id);
+    rec.uuid = h.uuid.clone();
+    rec.listed = false;
+    let config_here = scene.has_config_here(&h.name);
+    let elsewhere = scene.config_elsewhere(&h.name);
+    let was_running = h.state == "running";
+    let since = when(h.last_seen, now);
+
+    // Another VM runs under this name now (recreated with a new UUID): the
+    // old one is retired, not down.
+    if running_names.contains(&h.name) {
+        rec.state = if h.state == "forgotten" { "forgotten" } else { "retired" };
+        if rec.state != h.state {
+            rec.events.push(("retired", format!("{} ({}) replaced by another domain of that name", h.name, h.ident)));
+        }
+        return Some(rec);
+    }
+    if config_here {
+        rec.listed = true;
+        rec.state = if h.state == "absent" { "absent" } else { "gone" };
+        if was_running {
+            rec.events.push(("gone", format!("{} is no longer running on this dom0", h.name)));
+        }
+        if scene.meant_stopped(&h.name) {
+            stopped(&mut rec);
+        } else {
+            down(&mut rec, format!(
+                "not running (last seen here {since}) but its config is under {}: it should run here",
+                scene.dom0
+            ));
+        }
+        return Some(rec);
+    }
+    if let Some(other) = elsewhere {
+        rec.state = "migrated";
+        if h.state != "migrated" {
+            rec.events.push(("migrated", format!("{} left this dom0; its config is now under {other}", h.name)));
+        }
+        return Some(rec);
+    }
+    match h.state.as_str() {
+        "running" | "gone" => {}
+        // migrated, retired, forgotten, absent without a config: settled.
+        other => {
+            rec.state = match other {
+                "migrated" => "migrated",
+                "forgotten" => "forgotten",
+                _ => "retired",
+            };
+            if rec.state != other {
+                rec.events.push(("retired", format!("{}: its config was removed", h.name)));
+            }
+            return Some(rec);
+        }
+    }
+    if h.config && scene.configured_here().is_some() {
+        // It had a config here and the admin removed it: retired.
+        rec.state = "retired";
+        rec.events.push(("retired", format!("{} stopped and its config was removed", h.name)));
+        return Some(rec);
+    }
+    if was_running {
+        rec.events.push(("gone", format!("{} is no longer running on this dom0", h.name)));
+    }
+    rec.listed = true;
+    if scene.meant_stopped(&h.name) {
+        stopped(&mut rec);
+    } else {
+        down(&mut rec, format!(
+            "not running since {since}: crashed, destroyed or shut down; `host-collector forget {}` if it is gone for good",
+            h.uuid.as_deref().unwrap_or(&h.name)
+        ));
+    }
+    Some(rec)
+}
+
+/// Guests with a config under this dom0 that this collector never saw at
+/// all (no host row of that name).
+fn configured_never_seen(
+    known: &[HostRow],
+    running_names: &HashSet<String>,
+    scene: &Scene<'_>,
+) -> Vec<HostRecord> {
+    let Some(here) = scene.configured_here() else {
+        return Vec::new();
+    };
+    let known_names: HashSet<&str> = known.iter().map(|h| h.name.as_str()).collect();
+    here.iter()
+        .filter(|n| !running_names.contains(*n) && !known_names.contains(n.as_str()))
+        .map(|n| {
+            let mut rec = HostRecord::new(format!("name:{n}"), n.clone(), n.clone(), "absent");
+            if scene.meant_stopped(n) {
+                stopped(&mut rec);
+            } else {
+                down(&mut rec, format!(
+                    "not running: its config is under {} but this collector has never seen it run",
+                    scene.dom0
+                ));
+            }
+            rec
+        })
+        .collect()
+}
+
+fn down(rec: &mut HostRecord, message: String) {
+    rec.probe = "down";
+    rec.status = Status::Error;
+    rec.message = message;
+}
+
+fn stopped(rec: &mut HostRecord) {
+    rec.probe = "stopped";
+    rec.status = Status::Ok;
+    rec.message = "not running, as intended (expect_stopped in the collector's config)".into();
+}
+
+/// Labels are unique in a cycle: a guest that is not running and shares
+/// its label with an earlier host gets `#` and the first 8 characters of
+/// its UUID (or its row id).
+fn make_labels_unique(out: &mut [HostRecord]) {
+    let mut used: HashSet<String> = HashSet::from([DOM0_NAME.to_string()]);
+    for rec in out.iter_mut().filter(|r| r.listed) {
+        if used.contains(&rec.label) {
+            let tag = rec
+                .uuid
+                .as_deref()
+                .map(|u| u[..8.min(u.len())].to_string())
+                .or_else(|| rec.domid.map(|d| d.to_string()))
+                .or_else(|| rec.row.map(|r| format!("h{r}")))
+                .unwrap_or_else(|| "new".into());
+            let mut label = format!("{}#{tag}", rec.name);
+            let mut n = 2;
+            while used.contains(&label) {
+                label = format!("{}#{tag}-{n}", rec.name);
+                n += 1;
+            }
+            rec.label = label;
+        }
+        used.insert(rec.label.clone());
+    }
 }
 
 /// "all 7 checks ok", or "1 error, 2 warnings: <worst finding>".
@@ -255,28 +541,25 @@ fn add_host_figures(rec: &mut HostRecord, domid: u32, fig: &HostFigures) {
 }
 
 /// dom0 itself: memory and disks, with the probe's threshold machinery.
-fn dom0_record(sys: &Sys, cfg: &Config, fig: &HostFigures) -> HostRecord {
+fn dom0_record(sys: &Sys, cfg: &Config, fig: &HostFigures, known: &[HostRow]) -> HostRecord {
     let mut checks = vec![xsmon_checks::memory::check(sys, &cfg.dom0.memory)];
     checks.extend(xsmon_checks::disk::checks(sys, &cfg.dom0.disk));
-    let mut rec = HostRecord {
-        name: DOM0_NAME.to_string(),
-        domid: Some(0),
-        probe: "host",
-        probe_time: None,
-        probe_seq: None,
-        status: checks
-            .iter()
-            .map(|c| c.status)
-            .max()
-            .unwrap_or(Status::Unknown),
-        message: summary(&checks),
-        findings: checks
-            .iter()
-            .filter(|c| c.status != Status::Ok)
-            .cloned()
-            .collect(),
-        figures: kept_figures(&checks),
-    };
+    let mut rec = HostRecord::new(
+        DOM0_IDENT.to_string(),
+        DOM0_NAME.to_string(),
+        DOM0_NAME.to_string(),
+        "running",
+    );
+    rec.row = known.iter().find(|h| h.ident == DOM0_IDENT).map(|h| h.id);
+    if rec.row.is_none() {
+        rec.events.push(("new", format!("{DOM0_NAME} appeared (dom0 itself)")));
+    }
+    rec.domid = Some(0);
+    rec.probe = "host";
+    rec.status = checks.iter().map(|c| c.status).max().unwrap_or(Status::Unknown);
+    rec.message = summary(&checks);
+    rec.findings = checks.iter().filter(|c| c.status != Status::Ok).cloned().collect();
+    rec.figures = kept_figures(&checks);
     if !fig.unavailable.is_empty() {
         rec.message
             .push_str(&format!(" ({})", fig.unavailable.join("; ")));
@@ -315,7 +598,7 @@ pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
     );
     let mut age = Family::gauge(
         "xsmon_guest_report_age_seconds",
-        "Seconds since the guest's probe last reported.",
+        "Seconds since dom0 first saw the guest's latest probe run (dom0's clock).",
     );
     let mut values = Family::gauge(
         "xsmon_check_value",
@@ -325,8 +608,8 @@ pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
         "xsmon_check_status",
         "Status of each check that is not ok: 1 warning, 2 error, 3 unknown.",
     );
-    for h in &c.hosts {
-        let g = || vec![dom0(), ("guest", h.name.clone())];
+    for h in c.hosts.iter().filter(|h| h.listed) {
+        let g = || vec![dom0(), ("guest", h.label.clone())];
         status.add(g(), status_code(h.status));
         stale.add(
             g(),
@@ -336,8 +619,8 @@ pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
                 0.0
             },
         );
-        if let Some(t) = h.probe_time {
-            age.add(g(), (now - t).max(0) as f64);
+        if let Some(r) = h.run {
+            age.add(g(), (now - r.seen).max(0) as f64);
         }
         for (kind, target, name, v) in &h.figures {
             let mut l = g();

@@ -17,12 +17,22 @@ pub struct Config {
     pub db: PathBuf,
     /// This dom0's name (default: the hostname).
     pub dom0_name: Option<String>,
-    /// A guest whose last run is older than this is reported as not
-    /// reporting (default: two probe intervals).
+    /// A guest of which dom0 has seen no new probe run for this long is
+    /// reported as not reporting (default: two probe intervals). Measured
+    /// by dom0's clock, never the guest's.
     pub stale_after_secs: u64,
+    /// A guest whose clock is off by more than this is warned about, with
+    /// the offset (a `clock` finding).
+    pub clock_skew_max_secs: u64,
     /// The shared config directories (one folder per dom0 with its guests'
-    /// .cfg files), to tell a migrated guest from a lost one.
+    /// .cfg files): the statement of which guests should run on this dom0,
+    /// and how a migrated guest is told from a lost one.
     pub config_dirs: Vec<PathBuf>,
+    /// Guests that are meant to be stopped although they have a config
+    /// here (names, `*` matches any characters). They are shown as
+    /// `stopped` (ok) instead of `down` (an error). Nothing is silenced
+    /// unless listed here.
+    pub expect_stopped: Vec<String>,
     /// Also read the 2010 design's shared path for guests that write there.
     pub legacy: bool,
     pub retention: Retention,
@@ -42,7 +52,9 @@ impl Default for Config {
             db: PathBuf::from("/var/lib/xsmon/history.db"),
             dom0_name: None,
             stale_after_secs: 600,
+            clock_skew_max_secs: 600,
             config_dirs: vec![PathBuf::from("/data/config/auto")],
+            expect_stopped: Vec::new(),
             legacy: false,
             retention: Retention::default(),
             dom0: Dom0Config::default(),

@@ -6,9 +6,15 @@
 //! name comes from `/local/domain/<id>/name`, which the toolstack writes
 //! and the guest may only read; never from guest data.
 //!
+//! The guest's identity is its VM's UUID, from `/local/domain/<id>/vm`
+//! (`/vm/<uuid>`), which the toolstack writes (xl and XAPI alike) and the
+//! guest cannot change.
+//!
 //! Reads are pipelined (`Client::pipeline`): all guests' top keys in one
 //! batch, then all their checks' keys in another, so 200 guests cost a few
-//! round trips, not thousands.
+//! round trips, not thousands. Every per-guest read has its own result: a
+//! key that cannot be read costs that guest alone (an `invalid` finding),
+//! never the cycle.
 
 use std::collections::BTreeMap;
 
@@ -16,13 +22,24 @@ use xsmon_proto::layout::{self, Run, Source, DATA_SUBPATH, LEGACY_ROOT, MAX_CHEC
 use xsmon_proto::{cluster, text};
 use xsmon_xenstore::{Client, Reply, Request, Store};
 
-/// Most domains read in one cycle.
-pub const MAX_DOMAINS: usize = 4096;
+/// Most domains read in one cycle: every domid a Xen host can hand out
+/// (`DOMID_FIRST_RESERVED` is 0x7FF0), so no running domain is ever cut.
+pub const MAX_DOMAINS: usize = 0x7FF0;
+
+/// The largest `/local/domain` listing accepted from dom0's xenstore
+/// daemon (the trusted side; guest-controlled listings keep the protocol's
+/// 4096 bytes). 32,752 domids take at most 196 KiB; 1 MiB leaves room and
+/// still bounds what the daemon can make us allocate.
+pub const MAX_DOMAIN_LISTING: usize = 1 << 20;
 
 /// What was found for one running domain.
 #[derive(Debug, Clone)]
 pub struct Guest {
     pub domid: u32,
+    /// The VM's UUID (lower case), from the toolstack's `vm` link.
+    pub uuid: Option<String>,
+    /// Why the UUID could not be read, when it could not.
+    pub uuid_problem: Option<String>,
     /// The toolstack's name, or `None` if it was missing or not a plain name.
     pub name: Option<String>,
     /// Why the name could not be used, when it could not.
@@ -44,28 +61,28 @@ pub enum Found {
 pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
     let ids = domain_ids(xs)?;
     let top_keys = ["version", "probe", "time", "seq"];
-    // Batch 1: each guest's name, top keys and check list.
-    let mut reqs = Vec::with_capacity(ids.len() * 6);
+    // Batch 1: each guest's name, VM link, top keys and check list.
+    let mut reqs = Vec::with_capacity(ids.len() * 7);
     for id in &ids {
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         reqs.push(Request::Read(format!("/local/domain/{id}/name")));
+        reqs.push(Request::Read(format!("/local/domain/{id}/vm")));
         for k in top_keys {
             reqs.push(Request::Read(format!("{base}/{k}")));
         }
         reqs.push(Request::Directory(format!("{base}/check")));
     }
     let mut replies = xs.pipeline(&reqs).into_iter();
-    let mut pre: Vec<(u32, Result<Vec<u8>, String>, Prefetched)> = Vec::with_capacity(ids.len());
+    let mut pre: Vec<(u32, Identity, Prefetched)> = Vec::with_capacity(ids.len());
     for &id in &ids {
         let name = value_of(replies.next());
+        let vm = value_of(replies.next());
         let mut p = Prefetched::default();
         for k in top_keys {
-            if let Ok(v) = value_of(replies.next()) {
-                p.values.insert(k.to_string(), v);
-            }
+            p.put(k, replies.next());
         }
         p.lists.insert("check".into(), names_of(replies.next()));
-        pre.push((id, name, p));
+        pre.push((id, Identity { name, vm }, p));
     }
 
     // Batch 2: the keys of every check of every guest that wrote a run
@@ -110,45 +127,95 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
     }
 
     let mut out = Vec::with_capacity(pre.len());
-    for (domid, name, mut p) in pre {
-        let (name, name_problem) = match name {
-            Ok(bytes) => match text::validate(&bytes, cluster::MAX_NAME) {
-                Ok(s) if cluster::valid_name(s) => (Some(s.to_string()), None),
-                Ok(s) => (
-                    None,
-                    Some(format!(
-                        "domain name {:?} is not a plain host name",
-                        text::clean(s, 80)
-                    )),
-                ),
-                Err(e) => (None, Some(format!("domain name {e}"))),
-            },
-            Err(e) => (None, Some(format!("cannot read its name: {e}"))),
-        };
-        let mut found = match layout::decode(&mut p) {
-            Ok(Some(run)) => Found::Run { run, legacy: false },
-            Ok(None) => Found::Nothing,
-            Err(e) => Found::Invalid(e.to_string()),
-        };
-        if legacy && matches!(found, Found::Nothing) {
-            if let Some(n) = &name {
-                found = read_legacy(xs, domid, n);
+    for (domid, identity, mut p) in pre {
+        let mut guest = decode_guest(domid, identity, &mut p);
+        if legacy && matches!(guest.found, Found::Nothing) {
+            if let Some(n) = &guest.name {
+                guest.found = read_legacy(xs, domid, n);
             }
         }
-        out.push(Guest {
-            domid,
-            name,
-            name_problem,
-            found,
-        });
+        out.push(guest);
     }
     Ok(out)
 }
 
-/// The numeric entries of /local/domain except 0.
+/// What the toolstack wrote about a domain: its name and VM link, as read.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: Result<Vec<u8>, String>,
+    pub vm: Result<Vec<u8>, String>,
+}
+
+/// Judges one domain's prefetched keys: its identity and its run. Pure (no
+/// I/O), so the fuzz targets drive exactly what a cycle runs.
+pub fn decode_guest(domid: u32, identity: Identity, p: &mut Prefetched) -> Guest {
+    let (name, name_problem) = match identity.name {
+        Ok(bytes) => match text::validate(&bytes, cluster::MAX_NAME) {
+            Ok(s) if cluster::valid_name(s) => (Some(s.to_string()), None),
+            Ok(s) => (
+                None,
+                Some(format!(
+                    "domain name {:?} is not a plain host name",
+                    text::clean(s, 80)
+                )),
+            ),
+            Err(e) => (None, Some(format!("domain name {e}"))),
+        },
+        Err(e) => (None, Some(format!("cannot read its name: {e}"))),
+    };
+    let (uuid, uuid_problem) = match identity.vm {
+        Ok(bytes) => match vm_uuid(&bytes) {
+            Some(u) => (Some(u), None),
+            None => (
+                None,
+                Some(format!(
+                    "its vm link {:?} does not name a VM UUID",
+                    text::clean(&String::from_utf8_lossy(&bytes), 80)
+                )),
+            ),
+        },
+        // No link at all: a toolstack that does not write one (or a test
+        // rig); the name identifies the guest, which is no finding.
+        Err(e) if e.contains("ENOENT") => (None, None),
+        Err(e) => (None, Some(format!("cannot read its vm link: {e}"))),
+    };
+    let found = match layout::decode(p) {
+        Ok(Some(run)) => Found::Run { run, legacy: false },
+        Ok(None) => Found::Nothing,
+        Err(e) => Found::Invalid(e.to_string()),
+    };
+    Guest {
+        domid,
+        uuid,
+        uuid_problem,
+        name,
+        name_problem,
+        found,
+    }
+}
+
+/// The VM UUID in a domain's `vm` link: `/vm/<uuid>` (xl, XAPI); older
+/// toolstacks appended `-<n>` after a reboot. Lower case, or `None`.
+pub fn vm_uuid(link: &[u8]) -> Option<String> {
+    let rest = link.strip_prefix(b"/vm/")?;
+    let uuid = rest.get(..36)?;
+    let tail = &rest[36..];
+    if !(tail.is_empty() || (tail[0] == b'-' && tail.len() <= 11 && tail[1..].iter().all(u8::is_ascii_digit))) {
+        return None;
+    }
+    let shape_ok = uuid.iter().enumerate().all(|(i, b)| match i {
+        8 | 13 | 18 | 23 => *b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    });
+    shape_ok.then(|| String::from_utf8_lossy(uuid).to_ascii_lowercase())
+}
+
+/// The numeric entries of /local/domain except 0. dom0's daemon is trusted
+/// with a listing beyond the protocol's 4096 bytes (oxenstored sends one
+/// for about 900 domains), up to [`MAX_DOMAIN_LISTING`].
 fn domain_ids(xs: &mut Client) -> anyhow::Result<Vec<u32>> {
     // A dom0 with no domain yet may have no /local/domain at all.
-    let names = match xs.directory("/local/domain") {
+    let names = match xs.directory_trusted("/local/domain", MAX_DOMAIN_LISTING) {
         Err(e) if e.is_not_found() => Vec::new(),
         other => other?,
     };
@@ -158,7 +225,12 @@ fn domain_ids(xs: &mut Client) -> anyhow::Result<Vec<u32>> {
         .filter(|&id| id != 0)
         .collect();
     ids.sort_unstable();
-    ids.truncate(MAX_DOMAINS);
+    if ids.len() > MAX_DOMAINS {
+        anyhow::bail!(
+            "/local/domain lists {} domains, more than a Xen host can run ({MAX_DOMAINS})",
+            ids.len()
+        );
+    }
     Ok(ids)
 }
 
@@ -209,12 +281,32 @@ fn names_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<String>, Str
     }
 }
 
-/// One guest's keys read ahead of decoding.
-#[derive(Default)]
-struct Prefetched {
-    values: BTreeMap<String, Vec<u8>>,
-    lists: BTreeMap<String, Result<Vec<String>, String>>,
-    errors: BTreeMap<String, String>,
+/// One guest's keys read ahead of decoding: values, listings, and the
+/// reads that failed (a failed read is an error for that key, never taken
+/// for an absent one).
+#[derive(Debug, Default, Clone)]
+pub struct Prefetched {
+    pub values: BTreeMap<String, Vec<u8>>,
+    pub lists: BTreeMap<String, Result<Vec<String>, String>>,
+    pub errors: BTreeMap<String, String>,
+}
+
+impl Prefetched {
+    /// Files one read's reply under `key`.
+    fn put(&mut self, key: &str, reply: Option<xsmon_xenstore::Result<Reply>>) {
+        match reply {
+            Some(Ok(Reply::Value(v))) => {
+                self.values.insert(key.to_string(), v);
+            }
+            Some(Err(e)) if e.is_not_found() => {}
+            Some(Err(e)) => {
+                self.errors.insert(key.to_string(), e.to_string());
+            }
+            Some(Ok(Reply::Names(_))) | None => {
+                self.errors.insert(key.to_string(), "no reply".into());
+            }
+        }
+    }
 }
 
 impl Source for Prefetched {

@@ -1,8 +1,9 @@
-//! host-collector's library half: the history database (also read by
-//! snmp-extend) and one collection cycle.
+//! host-collector's library half: one collection cycle (gathering from
+//! xenstore, judging freshness and identity) and its configuration. The
+//! history database is the crate xsmon-store.
 
 pub mod collect;
 pub mod config;
-pub mod db;
+pub mod freshness;
 pub mod gather;
 pub mod hostfig;

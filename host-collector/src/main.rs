@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use host_collector::collect::{self, ago, Inputs};
 use host_collector::config::{self, Config};
-use host_collector::db;
+use xsmon_store as db;
 use nix::fcntl::{Flock, FlockArg};
 
 /// Collect every Xen guest's health from xenstore, check dom0 itself, and
@@ -18,7 +18,14 @@ use nix::fcntl::{Flock, FlockArg};
 ///
 /// Run `host-collector collect` from cron one minute after the guests'
 /// probes (`1-56/5 * * * * root host-collector collect`). `status` shows the
-/// latest state (what snmp-extend serves); `history` a guest's figures.
+/// latest state (what snmp-extend serves); `history` a guest's figures;
+/// `forget` stops reporting a vanished guest that is gone for good.
+///
+/// A guest is its VM (UUID from xenstore's `vm` link): history follows it
+/// across reboots, renames and migrations. A guest that ran here and
+/// vanished, or that has a config under this dom0 in the shared config
+/// directory but does not run, is reported as `down` (an error) until it
+/// runs again, its config is removed, or it is forgotten.
 ///
 /// Exit status: 0 success; 1 failure (xenstore or database; the message
 /// names which); 2 usage or config error; 3 another collect is still
@@ -59,9 +66,17 @@ enum Command {
     },
     /// Print the latest state of every guest and of dom0.
     Status,
+    /// Stop reporting a guest that is not running here and is gone for
+    /// good (destroyed, not coming back). Its history is kept.
+    Forget {
+        /// The guest: its VM UUID, the name shown by `status`, or its name
+        /// (a name several VMs had must be given as a UUID).
+        guest: String,
+    },
     /// Print a guest's history (use Domain-0 for dom0 itself).
     History {
-        /// The guest's name, as the toolstack knows it.
+        /// The guest: its name, the label `status` shows (e.g. web01#7), or
+        /// its VM UUID.
         guest: String,
         /// How far back: e.g. 30m, 24h, 7d.
         #[arg(long, default_value = "24h", value_parser = parse_span)]
@@ -119,6 +134,7 @@ fn main() -> ExitCode {
             now,
         } => collect_cmd(&config, xenstore.as_deref(), root, *now),
         Command::Status => status_cmd(&config),
+        Command::Forget { guest } => forget_cmd(&config, guest),
         Command::History {
             guest,
             since,
@@ -188,6 +204,24 @@ fn collect_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
+fn forget_cmd(config: &Config, guest: &str) -> Result<ExitCode> {
+    let mut conn = db::open_rw(&config.db)?;
+    match db::forget(&mut conn, guest, now()) {
+        Ok(h) => {
+            println!(
+                "forgot {} ({}, last {}): it is no longer reported as down",
+                h.name, h.ident, h.state
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (db::Error::UnknownHost(_) | db::Error::Ambiguous { .. } | db::Error::Refused(_))) => {
+            eprintln!("host-collector: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn status_cmd(config: &Config) -> Result<ExitCode> {
     let conn = db::open_ro(&config.db, std::time::Duration::from_secs(2))?;
     let Some(latest) = db::latest(&conn)? else {
@@ -207,13 +241,17 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
     if let Some(e) = &latest.error {
         println!("COLLECTOR ERROR: {e}");
     }
+    for p in &latest.problems {
+        println!("STORE ERROR: {p}");
+    }
     println!(
         "{:<24} {:>5}  {:<8} {:<8} {:>8}  MESSAGE",
         "HOST", "DOMID", "PROBE", "STATUS", "AGE"
     );
     for h in &latest.hosts {
         let age = h
-            .probe_time
+            .seen_time
+            .or(h.probe_time)
             .map(|t| ago(now - t))
             .unwrap_or_else(|| "-".into());
         let domid = h.domid.map(|d| d.to_string()).unwrap_or_else(|| "-".into());

@@ -28,6 +28,8 @@ pub struct Dom0Result {
     pub guests: Vec<GuestState>,
     pub findings: Vec<RawLine>,
     pub elapsed_ms: u64,
+    /// The SNMP line format version the dom0 served.
+    pub format_version: Option<u32>,
 }
 
 impl Dom0Result {
@@ -43,14 +45,18 @@ impl Dom0Result {
             guests: Vec::new(),
             findings: Vec::new(),
             elapsed_ms: 0,
+            format_version: None,
         }
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GuestState {
+    /// The label the dom0 shows (`name`, or `name#domid` for a shared name).
     pub name: String,
     pub domid: Option<u32>,
+    /// The VM's UUID (from dom0s serving format version 2).
+    pub uuid: Option<String>,
     pub probe: String,
     pub status: Status,
     pub age: Option<i64>,
@@ -159,6 +165,7 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
     for rec in recs {
         match rec {
             Record::Header {
+                version,
                 kind,
                 cycle_time,
                 served_time,
@@ -167,6 +174,21 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
                 if kind != xsmon_proto::snmpline::Kind::State {
                     r.error = Some("dom0 served a cluster listing, not a state".into());
                     return;
+                }
+                r.format_version = Some(version);
+                if version < xsmon_proto::snmpline::VERSION {
+                    r.findings.push(RawLine {
+                        severity: "info".into(),
+                        dom0: r.name.clone(),
+                        host: String::new(),
+                        check: "version".into(),
+                        age: None,
+                        message: format!(
+                            "serves SNMP line format version {version} (this poller reads {} to {}): upgrade xsmon on this dom0",
+                            xsmon_proto::snmpline::OLDEST_READ,
+                            xsmon_proto::snmpline::VERSION
+                        ),
+                    });
                 }
                 // Polled as one name, answering as another: an address
                 // that points at the wrong dom0 would hide the right one.
@@ -189,13 +211,27 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
             Record::Guest {
                 host,
                 domid,
+                uuid,
                 probe,
                 status,
                 probe_time,
+                seen_time,
                 message,
             } => {
-                let age = probe_time.map(|t| (now - t).max(0));
+                // dom0's own observation when it has one (version 2), the
+                // guest's claim otherwise.
+                let age = seen_time.or(probe_time).map(|t| (now - t).max(0));
                 ages.insert(host.clone(), age);
+                if xsmon_proto::snmpline::probe_is_down(&probe) {
+                    r.findings.push(RawLine {
+                        severity: "error".into(),
+                        dom0: r.name.clone(),
+                        host: host.clone(),
+                        check: "running".into(),
+                        age,
+                        message: message.clone(),
+                    });
+                }
                 if xsmon_proto::snmpline::probe_is_silent(&probe) {
                     r.findings.push(RawLine {
                         severity: "error".into(),
@@ -209,6 +245,7 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
                 r.guests.push(GuestState {
                     name: host,
                     domid,
+                    uuid,
                     probe,
                     status,
                     age,
@@ -273,6 +310,8 @@ pub struct Summary {
     pub warning: usize,
     pub error: usize,
     pub stale: usize,
+    /// Guests that should run on their dom0 and do not.
+    pub down: usize,
     pub errors: usize,
     pub warnings: usize,
 }
@@ -310,24 +349,38 @@ pub fn build(
             message: p.clone(),
         })
         .collect();
+    // A guest one dom0 reports as down (its config is there) while another
+    // runs it has migrated: the note below says so, not an error as well.
+    let running_somewhere: std::collections::HashSet<String> = dom0s
+        .iter()
+        .flat_map(|r| &r.guests)
+        .filter(|g| !matches!(g.probe.as_str(), "down" | "stopped"))
+        .map(|g| base_name(&g.name).to_string())
+        .collect();
+    let moved_away = |host: &str, probe_or_check: &str| {
+        matches!(probe_or_check, "down" | "running") && running_somewhere.contains(base_name(host))
+    };
+    for r in &mut dom0s {
+        r.findings.retain(|f| !moved_away(&f.host, &f.check));
+    }
     // Scoped to a guest: the dom0s that run it (a per-guest Nagios service
     // must not go critical because some other dom0 is down).
     let runs_guest =
-        |r: &Dom0Result| only_guest.is_none_or(|g| r.guests.iter().any(|x| x.name == g));
+        |r: &Dom0Result| only_guest.is_none_or(|g| r.guests.iter().any(|x| is_guest(&x.name, g)));
     for r in dom0s.iter().filter(|r| runs_guest(r)) {
         findings.extend(
             r.findings
                 .iter()
-                .filter(|f| only_guest.is_none_or(|g| f.host == g || f.host.is_empty()))
+                .filter(|f| only_guest.is_none_or(|g| is_guest(&f.host, g) || f.host.is_empty()))
                 .cloned(),
         );
         // A guest running on another dom0 than the one its config sits
         // under has migrated: a note, not two problems.
         for g in &r.guests {
-            if only_guest.is_some_and(|og| og != g.name) {
+            if only_guest.is_some_and(|og| !is_guest(&g.name, og)) {
                 continue;
             }
-            let homes = disc.cluster.homes_of(&g.name);
+            let homes = disc.cluster.homes_of(base_name(&g.name));
             if !homes.is_empty() && !homes.contains(&r.name.as_str()) {
                 findings.push(RawLine {
                     severity: "info".into(),
@@ -346,7 +399,7 @@ pub fn build(
     }
     let mut undetermined = None;
     if let Some(g) = only_guest {
-        let seen = dom0s.iter().any(|r| r.guests.iter().any(|x| x.name == g));
+        let seen = dom0s.iter().any(|r| r.guests.iter().any(|x| is_guest(&x.name, g)));
         let failed: Vec<&str> = dom0s
             .iter()
             .filter(|r| r.error.is_some())
@@ -384,11 +437,14 @@ pub fn build(
     let counted = dom0s
         .iter()
         .flat_map(|r| &r.guests)
-        .filter(|g| g.name != DOM0_HOST && only_guest.is_none_or(|og| og == g.name));
+        .filter(|g| g.name != DOM0_HOST && only_guest.is_none_or(|og| is_guest(&g.name, og)))
+        .filter(|g| !moved_away(&g.name, &g.probe));
     for g in counted {
         s.guests += 1;
         if xsmon_proto::snmpline::probe_is_silent(&g.probe) {
             s.stale += 1;
+        } else if xsmon_proto::snmpline::probe_is_down(&g.probe) {
+            s.down += 1;
         } else {
             match g.status {
                 Status::Ok => s.ok += 1,
@@ -409,6 +465,18 @@ pub fn build(
         summary: s,
         undetermined,
     }
+}
+
+/// A guest's name without the `#domid` a dom0 adds when several of its
+/// domains share a name.
+pub fn base_name(label: &str) -> &str {
+    label.split_once('#').map_or(label, |(n, _)| n)
+}
+
+/// Does a dom0's label for a guest answer a question about `query`: the
+/// label itself (`web01#7`) or the name it carries (`web01`)?
+pub fn is_guest(label: &str, query: &str) -> bool {
+    label == query || base_name(label) == query
 }
 
 /// The name dom0 itself has in the state (not counted as a guest).
@@ -439,6 +507,7 @@ mod tests {
 
     fn header(dom0: &str, kind: Kind) -> Record {
         Record::Header {
+            version: xsmon_proto::snmpline::VERSION,
             kind,
             dom0: dom0.into(),
             cycle_time: Some(90),
@@ -468,9 +537,11 @@ mod tests {
         let g = Record::Guest {
             host: "web01".into(),
             domid: Some(3),
+            uuid: None,
             probe: "fresh".into(),
             status: Status::Unknown,
             probe_time: Some(40),
+            seen_time: None,
             message: "1 unknown: check could not run".into(),
         };
         absorb(&mut r, vec![header("xen01", Kind::State), g], 100);

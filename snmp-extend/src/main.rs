@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use host_collector::db;
-use xsmon_proto::snmpline::{print_all, Kind, Record};
+use xsmon_store as db;
+use xsmon_proto::snmpline::{print_all, Kind, Record, VERSION};
 
 /// Serve xsmon's state to net-snmp's snmpd through `extend`.
 ///
@@ -83,6 +83,7 @@ fn basic_monitoring(
     now: i64,
 ) -> (Vec<Record>, bool) {
     let header = |dom0: &str, cycle_time: Option<i64>| Record::Header {
+        version: VERSION,
         kind: Kind::State,
         dom0: dom0.to_string(),
         cycle_time,
@@ -129,13 +130,21 @@ fn basic_monitoring(
             message: e.clone(),
         });
     }
+    for p in &latest.problems {
+        out.push(Record::Error {
+            scope: "store".into(),
+            message: p.clone(),
+        });
+    }
     for h in &latest.hosts {
         out.push(Record::Guest {
             host: h.name.clone(),
             domid: h.domid,
+            uuid: h.uuid.clone(),
             probe: h.probe.clone(),
             status: h.status,
             probe_time: h.probe_time,
+            seen_time: h.seen_time,
             message: h.message.clone(),
         });
         for f in &h.findings {
@@ -155,6 +164,7 @@ fn basic_monitoring(
 fn list_cluster(dirs: &[PathBuf], now: i64) -> (Vec<Record>, bool) {
     let cluster = xsmon_proto::cluster::scan(dirs);
     let mut out = vec![Record::Header {
+        version: VERSION,
         kind: Kind::Cluster,
         dom0: String::new(),
         cycle_time: None,

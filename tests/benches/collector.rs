@@ -17,7 +17,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use host_collector::db;
+use xsmon_store as db;
 use host_collector::gather::{self, Found, Guest};
 use xsmon_proto::Status;
 use xsmon_tests::{add_domain, bin_dir, sample_run, store_cycle, write_run, Xenstored};
@@ -150,6 +150,8 @@ fn storage() {
     let guests: Vec<Guest> = (1..=GUESTS)
         .map(|id| Guest {
             domid: id,
+            uuid: Some(format!("00000000-0000-4000-8000-{id:012}")),
+            uuid_problem: None,
             name: Some(format!("guest{id:03}")),
             name_problem: None,
             found: Found::Nothing,

@@ -17,7 +17,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use host_collector::db;
+use xsmon_store as db;
 use host_collector::gather::{Found, Guest};
 use xsmon_proto::Status;
 use xsmon_tests::{
@@ -42,6 +42,8 @@ fn main() {
         let guests: Vec<Guest> = (1..=5)
             .map(|id| Guest {
                 domid: id,
+                uuid: None,
+                uuid_problem: None,
                 name: Some(format!("g{id}")),
                 name_problem: None,
                 found: Found::Run {

@@ -9,7 +9,7 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use host_collector::db;
+use xsmon_store as db;
 use host_collector::gather::{Found, Guest};
 use xsmon_proto::Status;
 use xsmon_tests::{bin_dir, measure, sample_run, store_cycle};
@@ -33,6 +33,8 @@ fn main() {
         let guests: Vec<Guest> = (1..=200)
             .map(|id| Guest {
                 domid: id,
+                uuid: None,
+                uuid_problem: None,
                 name: Some(format!("guest{id:03}")),
                 name_problem: None,
                 found: Found::Run {

@@ -499,10 +499,39 @@ fn free_udp_port(host: &str) -> Result<u16> {
 }
 
 /// Sets up `/local/domain/<domid>` as a Xen toolstack does for a running
-/// guest: `name` and `domid` written by dom0, the home readable by the
-/// guest, and `data` owned by the guest (so only it, and dom0, may write
-/// there).
+/// guest: `name`, `domid` and the `vm` link to `/vm/<uuid>` written by
+/// dom0, the home readable by the guest, and `data` owned by the guest (so
+/// only it, and dom0, may write there). The VM's UUID is derived from the
+/// name ([`uuid_for`]): the same name again is the same VM, rebooted.
 pub fn add_domain(xs: &mut xsmon_xenstore::Client, domid: u32, name: &str) -> Result<()> {
+    add_domain_vm(xs, domid, name, Some(&uuid_for(name)))
+}
+
+/// A stable, made-up VM UUID for a test guest's name.
+pub fn uuid_for(name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xfff,
+        (h >> 20) & 0xfff,
+        h & 0xffff_ffff_ffff
+    )
+}
+
+/// [`add_domain`] with an explicit VM UUID, or none (no `vm` link, as a
+/// toolstack that writes none).
+pub fn add_domain_vm(
+    xs: &mut xsmon_xenstore::Client,
+    domid: u32,
+    name: &str,
+    uuid: Option<&str>,
+) -> Result<()> {
     use xsmon_xenstore::{Access, Perm, Store};
     let home = format!("/local/domain/{domid}");
     xs.mkdir(&home)?;
@@ -511,6 +540,11 @@ pub fn add_domain(xs: &mut xsmon_xenstore::Client, domid: u32, name: &str) -> Re
         &[Perm::new(0, Access::None), Perm::new(domid, Access::Read)],
     )?;
     xs.write(&format!("{home}/name"), name.as_bytes())?;
+    if let Some(u) = uuid {
+        xs.write(&format!("{home}/vm"), format!("/vm/{u}").as_bytes())?;
+        xs.write(&format!("/vm/{u}/uuid"), u.as_bytes())?;
+        xs.write(&format!("/vm/{u}/name"), name.as_bytes())?;
+    }
     xs.write(&format!("{home}/domid"), domid.to_string().as_bytes())?;
     xs.mkdir(&format!("{home}/data"))?;
     xs.set_perms(&format!("{home}/data"), &[Perm::new(domid, Access::None)])?;
@@ -758,7 +792,7 @@ pub fn measure(program: &Path, args: &[&str]) -> Result<Measured> {
 }
 
 /// The collector's default retention (7 days raw, 90 hourly, 2 years daily).
-pub const DEFAULT_KEEP: host_collector::db::Keep = host_collector::db::Keep {
+pub const DEFAULT_KEEP: xsmon_store::Keep = xsmon_store::Keep {
     raw_secs: 7 * 86400,
     hourly_secs: 90 * 86400,
     daily_secs: 730 * 86400,
@@ -772,14 +806,25 @@ pub fn store_cycle(
     guests: &[host_collector::gather::Guest],
     t: i64,
 ) -> Result<std::time::Duration> {
+    let cluster = xsmon_proto::cluster::Cluster::default();
+    let scene = host_collector::collect::Scene {
+        dom0: "bench",
+        cluster: &cluster,
+        expect_stopped: &[],
+        now: t,
+        rules: host_collector::freshness::Rules {
+            stale_after: 600,
+            skew_max: 600,
+        },
+    };
+    let known = xsmon_store::hosts(conn)?;
     let hosts = host_collector::collect::judge_all(
-        conn,
+        &known,
         guests,
         &host_collector::hostfig::HostFigures::default(),
-        t,
-        600,
-    )?;
-    let rec = host_collector::db::CycleRecord {
+        &scene,
+    );
+    let rec = xsmon_store::CycleRecord {
         time: t,
         duration_ms: 0,
         dom0: "bench".into(),
@@ -787,11 +832,6 @@ pub fn store_cycle(
         hosts,
     };
     let start = Instant::now();
-    host_collector::db::write_cycle(
-        conn,
-        &rec,
-        &xsmon_proto::cluster::Cluster::default(),
-        DEFAULT_KEEP,
-    )?;
+    xsmon_store::write_cycle(conn, &rec, DEFAULT_KEEP)?;
     Ok(start.elapsed())
 }

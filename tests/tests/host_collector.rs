@@ -579,7 +579,7 @@ fn schema_file_is_what_the_program_applies() {
     let v: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 1);
+    assert_eq!(v, xsmon_store::SCHEMA_VERSION);
     // Every table and view of schema.sql exists in the database.
     let schema =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema.sql"))

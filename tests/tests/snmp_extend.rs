@@ -96,11 +96,13 @@ fn comparable(recs: Vec<Record>) -> Vec<Record> {
     recs.into_iter()
         .map(|r| match r {
             Record::Header {
+                version,
                 kind,
                 dom0,
                 cycle_time,
                 ..
             } => Record::Header {
+                version,
                 kind,
                 dom0,
                 cycle_time,

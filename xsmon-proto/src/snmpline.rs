@@ -1,4 +1,4 @@
-//! # The SNMP line format, version 1
+//! # The SNMP line format, version 2
 //!
 //! This page is the contract between `snmp-extend` on each dom0 (which
 //! prints it for snmpd's `extend`) and the central `poller` (which reads it
@@ -22,9 +22,9 @@
 //! Records (first field is the record type):
 //!
 //! ```text
-//! xsmon 1 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
-//! xsmon 1 cluster \e - <served_time>                     first line of list-cluster
-//! G <host> <domid|-> <probe> <status> <probe_time|-> <message>
+//! xsmon 2 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
+//! xsmon 2 cluster \e - <served_time>                     first line of list-cluster
+//! G <host> <domid|-> <uuid|-> <probe> <status> <probe_time|-> <seen_time|-> <message>
 //! F <host> <check_id> <kind> <status> <target> <message>
 //! D <dom0> <guest_count>                                  list-cluster: one per dom0
 //! E <scope> <message>                                     a failure of the serving side
@@ -32,16 +32,30 @@
 //! ```
 //!
 //! * `G`: one per host (every guest, and dom0 as `Domain-0`), so the poller
-//!   can tell "all ok" from "missing"; `probe` is `fresh`, `stale`,
-//!   `missing`, `invalid` or `host`; `status` is `ok`, `warning`,
-//!   `unknown` or `error`.
+//!   can tell "all ok" from "missing". `host` is the label, unique in the
+//!   output (`name`, or `name#domid` when several domains share a name;
+//!   never `Domain-0` for a guest); `uuid` the VM's UUID; `probe` is
+//!   `fresh`, `stale`, `missing`, `invalid`, `host` (dom0), `down` (should
+//!   run on this dom0 and does not) or `stopped` (not running, as the
+//!   admin said); `status` is `ok`, `warning`, `unknown` or `error`;
+//!   `probe_time` the time the run claims (the guest's clock), `seen_time`
+//!   when dom0 first saw that run (dom0's clock: what freshness is
+//!   judged by).
 //! * `F`: one per check that is not ok.
 //! * `E`: scope `collector` (no recent cycle, or it could not read
-//!   xenstore), `database` (unreadable), `config` (config directory).
+//!   xenstore), `database` (unreadable), `store` (one guest's results
+//!   could not be stored; the guest keeps its G line), `config` (config
+//!   directory).
 //! * `END`: a reader that does not find it knows the output was cut.
 //!
-//! Times are Unix seconds. A reader must refuse a first line with another
-//! version than 1 (and say so) rather than guess.
+//! Times are Unix seconds. A reader must refuse a first line with a version
+//! it does not know (and say so) rather than guess.
+//!
+//! **Version 1** (xsmon 0.1) is read as well, so that a poller can be
+//! upgraded before its dom0s: its `G` record has no `uuid` and no
+//! `seen_time` (`G <host> <domid|-> <probe> <status> <probe_time|->
+//! <message>`); everything else is the same. [`parse_all`] returns the
+//! version in the header record.
 
 use std::fmt::Write as _;
 
@@ -49,12 +63,20 @@ use thiserror::Error;
 
 use crate::check::Status;
 
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest version [`parse_all`] still reads.
+pub const OLDEST_READ: u32 = 1;
 
 /// Does a `G` record's `probe` field say the guest is not reporting (its
 /// probe is stale, silent, or sent data that broke the key layout)?
 pub fn probe_is_silent(probe: &str) -> bool {
     matches!(probe, "stale" | "missing" | "invalid")
+}
+
+/// Does a `G` record's `probe` field say the guest should run on that dom0
+/// and does not?
+pub fn probe_is_down(probe: &str) -> bool {
+    probe == "down"
 }
 
 /// What kind of output a header starts.
@@ -67,6 +89,8 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Header {
+        /// The format version the output was written in.
+        version: u32,
         kind: Kind,
         dom0: String,
         cycle_time: Option<i64>,
@@ -75,9 +99,13 @@ pub enum Record {
     Guest {
         host: String,
         domid: Option<u32>,
+        /// `None` in version 1, or when the collector could not read it.
+        uuid: Option<String>,
         probe: String,
         status: Status,
         probe_time: Option<i64>,
+        /// `None` in version 1.
+        seen_time: Option<i64>,
         message: String,
     },
     Finding {
@@ -162,11 +190,18 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
-/// Prints one record as a line (without the newline).
+/// Prints one record as a line (without the newline), in the version its
+/// header says (the current one for every other record: a printer writes
+/// only the current version; older ones are printed by tests only).
 pub fn print(r: &Record) -> String {
+    print_as(r, VERSION)
+}
+
+fn print_as(r: &Record, version: u32) -> String {
     let e = |s: &str| escape(s);
     match r {
         Record::Header {
+            version,
             kind,
             dom0,
             cycle_time,
@@ -177,7 +212,7 @@ pub fn print(r: &Record) -> String {
                 Kind::Cluster => "cluster",
             };
             format!(
-                "xsmon {VERSION} {k} {} {} {served_time}",
+                "xsmon {version} {k} {} {} {served_time}",
                 e(dom0),
                 opt(*cycle_time)
             )
@@ -189,13 +224,34 @@ pub fn print(r: &Record) -> String {
             status,
             probe_time,
             message,
-        } => format!(
+            ..
+        } if version == 1 => format!(
             "G {} {} {} {} {} {}",
             e(host),
             opt(*domid),
             e(probe),
             status,
             opt(*probe_time),
+            e(message)
+        ),
+        Record::Guest {
+            host,
+            domid,
+            uuid,
+            probe,
+            status,
+            probe_time,
+            seen_time,
+            message,
+        } => format!(
+            "G {} {} {} {} {} {} {} {}",
+            e(host),
+            opt(*domid),
+            uuid.as_deref().map(e).unwrap_or_else(|| "-".into()),
+            e(probe),
+            status,
+            opt(*probe_time),
+            opt(*seen_time),
             e(message)
         ),
         Record::Finding {
@@ -220,10 +276,15 @@ pub fn print(r: &Record) -> String {
 }
 
 /// Prints a whole output: the records given (header first), then `END`.
+/// The records are written in the version the header names.
 pub fn print_all(records: &[Record]) -> String {
+    let version = match records.first() {
+        Some(Record::Header { version, .. }) => *version,
+        _ => VERSION,
+    };
     let mut out = String::new();
     for r in records {
-        out.push_str(&print(r));
+        out.push_str(&print_as(r, version));
         out.push('\n');
     }
     out.push_str(&print(&Record::End {
@@ -239,7 +300,7 @@ pub enum ParseError {
     Empty,
     #[error("not xsmon output (first line {0:?})")]
     NotXsmon(String),
-    #[error("unsupported format version {0} (this reader knows version {VERSION})")]
+    #[error("unsupported format version {0} (this reader knows versions {OLDEST_READ} to {VERSION})")]
     Version(String),
     #[error("line {line}: {problem}")]
     Line { line: usize, problem: String },
@@ -266,8 +327,13 @@ fn status(s: &str) -> Result<Status, String> {
     s.parse::<Status>()
 }
 
-/// Parses one line (not the header).
+/// Parses one line (not the header) of the current version.
 pub fn parse_line(line: &str) -> Result<Record, String> {
+    parse_line_as(line, VERSION)
+}
+
+/// Parses one line (not the header) of output written in `version`.
+pub fn parse_line_as(line: &str, version: u32) -> Result<Record, String> {
     let f: Vec<&str> = line.split(' ').collect();
     let want = |n: usize| {
         if f.len() == n {
@@ -281,15 +347,30 @@ pub fn parse_line(line: &str) -> Result<Record, String> {
         }
     };
     match f[0] {
-        "G" => {
+        "G" if version == 1 => {
             want(7)?;
             Ok(Record::Guest {
                 host: unescape(f[1])?,
                 domid: opt_num(f[2], "domid")?,
+                uuid: None,
                 probe: unescape(f[3])?,
                 status: status(f[4])?,
                 probe_time: opt_num(f[5], "probe time")?,
+                seen_time: None,
                 message: unescape(f[6])?,
+            })
+        }
+        "G" => {
+            want(9)?;
+            Ok(Record::Guest {
+                host: unescape(f[1])?,
+                domid: opt_num(f[2], "domid")?,
+                uuid: if f[3] == "-" { None } else { Some(unescape(f[3])?) },
+                probe: unescape(f[4])?,
+                status: status(f[5])?,
+                probe_time: opt_num(f[6], "probe time")?,
+                seen_time: opt_num(f[7], "seen time")?,
+                message: unescape(f[8])?,
             })
         }
         "F" => {
@@ -335,12 +416,15 @@ fn parse_header(line: &str) -> Result<Record, ParseError> {
     if f.first() != Some(&"xsmon") {
         return Err(ParseError::NotXsmon(crate::text::clean(line, 60)));
     }
-    if f.get(1) != Some(&"1") {
-        return Err(ParseError::Version(crate::text::clean(
-            f.get(1).copied().unwrap_or(""),
-            20,
-        )));
-    }
+    let version = match f.get(1).map(|v| v.parse::<u32>()) {
+        Some(Ok(v)) if (OLDEST_READ..=VERSION).contains(&v) => v,
+        _ => {
+            return Err(ParseError::Version(crate::text::clean(
+                f.get(1).copied().unwrap_or(""),
+                20,
+            )))
+        }
+    };
     let bad = |problem: String| ParseError::Line { line: 1, problem };
     if f.len() != 6 {
         return Err(bad(format!("header with {} fields, expected 6", f.len())));
@@ -357,6 +441,7 @@ fn parse_header(line: &str) -> Result<Record, ParseError> {
     };
     let dom0 = unescape(f[3]).map_err(bad)?;
     Ok(Record::Header {
+        version,
         kind,
         dom0,
         cycle_time: opt_num(f[4], "cycle time").map_err(bad)?,
@@ -370,10 +455,15 @@ fn parse_header(line: &str) -> Result<Record, ParseError> {
 pub fn parse_all(text: &str) -> Result<Vec<Record>, ParseError> {
     let mut lines = text.lines();
     let first = lines.next().ok_or(ParseError::Empty)?;
-    let mut out = vec![parse_header(first.trim_end_matches('\r'))?];
+    let header = parse_header(first.trim_end_matches('\r'))?;
+    let version = match header {
+        Record::Header { version, .. } => version,
+        _ => VERSION,
+    };
+    let mut out = vec![header];
     for (i, line) in lines.enumerate() {
         let line = line.trim_end_matches('\r');
-        match parse_line(line).map_err(|problem| ParseError::Line {
+        match parse_line_as(line, version).map_err(|problem| ParseError::Line {
             line: i + 2,
             problem,
         })? {
@@ -399,6 +489,7 @@ mod tests {
 
     fn header() -> Record {
         Record::Header {
+            version: VERSION,
             kind: Kind::State,
             dom0: "xen01".into(),
             cycle_time: Some(1_764_097_260),
@@ -421,15 +512,17 @@ mod tests {
 
     #[test]
     fn a_newline_cannot_forge_a_line() {
-        let evil = "ok\nG victim - fresh ok - all fine\nEND 2";
+        let evil = "ok\nG victim - - fresh ok - - all fine\nEND 2";
         let text = print_all(&[
             header(),
             Record::Guest {
                 host: "evil".into(),
                 domid: Some(7),
+                uuid: Some("evil\nuuid".into()),
                 probe: "fresh".into(),
                 status: Status::Error,
                 probe_time: None,
+                seen_time: Some(3),
                 message: evil.into(),
             },
         ]);
@@ -457,15 +550,20 @@ mod tests {
         let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
         assert_eq!(parse_all(&cut), Err(ParseError::Truncated(2)));
         assert!(
-            matches!(parse_all("xsmon 2 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "2")
+            matches!(parse_all("xsmon 3 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "3")
         );
+        assert!(matches!(
+            parse_all("xsmon 0 state x - 1\nEND 1\n"),
+            Err(ParseError::Version(_))
+        ));
         let cluster = Record::Header {
+            version: VERSION,
             kind: Kind::Cluster,
             dom0: String::new(),
             cycle_time: None,
             served_time: 9,
         };
-        assert_eq!(print(&cluster), "xsmon 1 cluster \\e - 9");
+        assert_eq!(print(&cluster), "xsmon 2 cluster \\e - 9");
         assert!(matches!(parse_all("hello\n"), Err(ParseError::NotXsmon(_))));
         assert!(matches!(parse_all(""), Err(ParseError::Empty)));
         let extra = text.replace("END 2", "END 5");
@@ -485,6 +583,30 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn version_1_output_is_still_read() {
+        let v1 = "xsmon 1 state xen01 100 160\nG web01 7 fresh ok 90 all\\s5\\schecks\\sok\nEND 2\n";
+        let recs = parse_all(v1).unwrap();
+        assert!(matches!(recs[0], Record::Header { version: 1, .. }));
+        assert_eq!(
+            recs[1],
+            Record::Guest {
+                host: "web01".into(),
+                domid: Some(7),
+                uuid: None,
+                probe: "fresh".into(),
+                status: Status::Ok,
+                probe_time: Some(90),
+                seen_time: None,
+                message: "all 5 checks ok".into(),
+            }
+        );
+        // And printed back in version 1, byte for byte.
+        assert_eq!(print_all(&recs), v1);
+        // A version 2 G line in a version 1 output is an error, not a guess.
+        assert!(parse_all("xsmon 1 state x - 1\nG a 1 - fresh ok - - m\nEND 2\n").is_err());
+    }
+
     fn any_status() -> impl Strategy<Value = Status> {
         prop_oneof![
             Just(Status::Ok),
@@ -498,20 +620,22 @@ mod tests {
         let s = || any::<String>();
         prop_oneof![
             (
-                s(),
-                proptest::option::of(any::<u32>()),
+                (s(), proptest::option::of(any::<u32>()), proptest::option::of(s())),
                 s(),
                 any_status(),
                 proptest::option::of(any::<i64>()),
+                proptest::option::of(any::<i64>()),
                 s()
             )
-                .prop_map(|(host, domid, probe, status, probe_time, message)| {
+                .prop_map(|((host, domid, uuid), probe, status, probe_time, seen_time, message)| {
                     Record::Guest {
                         host,
                         domid,
+                        uuid,
                         probe,
                         status,
                         probe_time,
+                        seen_time,
                         message,
                     }
                 }),
@@ -540,7 +664,7 @@ mod tests {
 
         #[test]
         fn outputs_round_trip(recs in proptest::collection::vec(any_record(), 0..20), dom0 in "[a-z0-9.-]{1,20}") {
-            let mut all = vec![Record::Header { kind: Kind::State, dom0, cycle_time: None, served_time: 5 }];
+            let mut all = vec![Record::Header { version: VERSION, kind: Kind::State, dom0, cycle_time: None, served_time: 5 }];
             all.extend(recs);
             let text = print_all(&all);
             prop_assert_eq!(text.lines().count(), all.len() + 1);
@@ -551,6 +675,7 @@ mod tests {
         fn parsing_garbage_never_panics(text in any::<String>()) {
             let _ = parse_all(&text);
             let _ = parse_all(&format!("xsmon 1 state x - 1\n{text}"));
+            let _ = parse_all(&format!("xsmon 2 state x - 1\n{text}"));
         }
     }
 }

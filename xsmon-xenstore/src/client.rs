@@ -167,6 +167,29 @@ impl Client {
         })
     }
 
+    /// Lists a node's children, trusting the daemon with a reply of up to
+    /// `max_bytes` (at least the protocol's 4096) for this one request.
+    ///
+    /// For dom0's own listings that can outgrow 4096 bytes, such as
+    /// `/local/domain` on a host with about 900 domains or more: oxenstored
+    /// (Xen 4.17) sends such a listing in one long frame on its socket; C
+    /// xenstored answers E2BIG, and the listing is then read in parts
+    /// (`XS_DIRECTORY_PART`). A reply over `max_bytes` is an error for this
+    /// listing (its payload is discarded, never buffered), the connection
+    /// stays usable. Never use it for a node a guest controls.
+    pub fn directory_trusted(&mut self, path: &str, max_bytes: usize) -> Result<Vec<String>> {
+        check_path("directory", path)?;
+        let before = self.reader.max_payload();
+        self.reader.set_max_payload(max_bytes.max(PAYLOAD_MAX));
+        let reply = self.request(0, MsgType::Directory, path, &nul_terminated(path));
+        self.reader.set_max_payload(before);
+        match reply {
+            Ok(reply) => split_names("directory", path, &reply),
+            Err(e) if e.errno() == Some(&XsErrno::E2big) => directory_in_parts(self, path),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Starts a transaction by hand; prefer [`Client::transaction`].
     pub fn transaction_start(&mut self) -> Result<u32> {
         let reply = self.request(0, MsgType::TransactionStart, "", b"\0")?;

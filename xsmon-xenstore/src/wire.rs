@@ -103,6 +103,11 @@ impl Header {
 
     /// Decodes a header and checks its length against [`PAYLOAD_MAX`].
     pub fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
+        Header::decode_within(bytes, PAYLOAD_MAX)
+    }
+
+    /// Decodes a header and checks its length against `max` bytes.
+    pub fn decode_within(bytes: &[u8; HEADER_LEN], max: usize) -> Result<Header, FrameError> {
         let word =
             |i: usize| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let header = Header {
@@ -111,7 +116,7 @@ impl Header {
             tx_id: word(8),
             len: word(12),
         };
-        if header.len as usize > PAYLOAD_MAX {
+        if header.len as usize > max {
             return Err(FrameError::TooLong(header));
         }
         Ok(header)
@@ -143,11 +148,24 @@ pub fn encode_request(msg_type: MsgType, req_id: u32, tx_id: u32, payload: &[u8]
 /// payload is then discarded as it arrives, never buffered: the stream stays
 /// in step with the peer and nothing is allocated from the peer's number.
 /// (oxenstored answers a directory listing longer than 4096 bytes on its
-/// unix socket with such a frame.)
-#[derive(Debug, Default)]
+/// unix socket with such a frame.) A caller that trusts its peer with more
+/// for one request (dom0's listing of every domain) raises the bound with
+/// [`FrameReader::set_max_payload`] for that request only.
+#[derive(Debug)]
 pub struct FrameReader {
     buf: Vec<u8>,
     skip: u64,
+    max_payload: usize,
+}
+
+impl Default for FrameReader {
+    fn default() -> FrameReader {
+        FrameReader {
+            buf: Vec::new(),
+            skip: 0,
+            max_payload: PAYLOAD_MAX,
+        }
+    }
 }
 
 /// One complete message from the peer.
@@ -160,6 +178,15 @@ pub struct Frame {
 impl FrameReader {
     pub fn new() -> FrameReader {
         FrameReader::default()
+    }
+
+    /// The largest payload accepted (default [`PAYLOAD_MAX`]).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    pub fn set_max_payload(&mut self, max: usize) {
+        self.max_payload = max;
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -186,7 +213,7 @@ impl FrameReader {
         }
         let mut head = [0u8; HEADER_LEN];
         head.copy_from_slice(&self.buf[..HEADER_LEN]);
-        let header = match Header::decode(&head) {
+        let header = match Header::decode_within(&head, self.max_payload) {
             Ok(h) => h,
             Err(e) => {
                 self.buf.drain(..HEADER_LEN);

@@ -1,0 +1,202 @@
+//! Is a guest's probe still running? dom0 decides from what it has seen
+//! itself, never from the time the guest claims.
+//!
+//! dom0 remembers, per guest, the last run it saw (its `seq` and a digest
+//! of its content) and when it first saw that run, by dom0's clock. A run
+//! is new when its `seq` or its content changes. A guest is stale when dom0
+//! has seen no new run for `stale_after` seconds, whatever its clock says:
+//! a guest whose clock runs a year ahead goes stale like any other.
+//!
+//! * The first time dom0 sees a guest it has no observation yet; it takes
+//!   the run's own time if that is in the past (a probe that died long ago
+//!   is stale at once, not after `stale_after`), else now.
+//! * `seq` going backwards is a new run with a note (the guest rebooted
+//!   without its state file, or was restored from a snapshot).
+//! * The same `seq` with different content is a new run and a warning:
+//!   something other than one probe is writing.
+//! * Clock skew: a run is written between dom0's previous observation and
+//!   this one, so a run dated after now, or before the previous cycle, by
+//!   more than `skew_max` seconds shows the guest's clock is off: a
+//!   warning with the offset, as its own finding (`clock`).
+
+use xsmon_proto::layout::Run;
+use xsmon_proto::{CheckResult, Status};
+use xsmon_store::SeenRun;
+
+/// The rules, from the collector's config.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub stale_after: i64,
+    pub skew_max: i64,
+}
+
+/// What dom0 concludes about one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The run as dom0 now knows it (stored for the next cycle).
+    pub run: SeenRun,
+    pub stale: bool,
+    /// Notes for the guest's message.
+    pub notes: Vec<String>,
+    /// Findings of their own (`clock`, `seq`).
+    pub findings: Vec<CheckResult>,
+}
+
+/// A digest of a run's content (FNV-1a over its canonical debug form:
+/// the decoded run, so key order and formatting in xenstore do not count).
+pub fn digest(run: &Run) -> u64 {
+    let text = format!("{:?}|{}|{}|{:?}", run.probe, run.time, run.seq, run.checks);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Stored as a SQLite INTEGER (signed 64 bits): keep it positive.
+    h >> 1
+}
+
+/// Judges `run` against what dom0 saw before (`prev`, and the time of the
+/// previous cycle that saw this guest running, `prev_cycle`).
+pub fn observe(
+    run: &Run,
+    prev: Option<SeenRun>,
+    prev_cycle: Option<i64>,
+    now: i64,
+    rules: Rules,
+) -> Observation {
+    let digest = digest(run);
+    let mut notes = Vec::new();
+    let mut findings = Vec::new();
+    let (seen, changed) = match prev {
+        None => (run.time.min(now), false),
+        Some(p) if p.seq == run.seq && p.digest == digest => (p.seen, false),
+        Some(p) if p.seq == run.seq => {
+            findings.push(finding(
+                "seq",
+                Status::Warning,
+                format!(
+                    "run seq {} was rewritten with different content: is more than one probe writing?",
+                    run.seq
+                ),
+            ));
+            (now, true)
+        }
+        Some(p) if run.seq < p.seq => {
+            notes.push(format!(
+                "seq went back from {} to {} (rebooted without its state, or restored from a snapshot)",
+                p.seq, run.seq
+            ));
+            (now, true)
+        }
+        Some(_) => (now, true),
+    };
+    let ahead = run.time - now;
+    if ahead > rules.skew_max {
+        findings.push(clock_finding(ahead, "ahead of"));
+    } else if let (true, Some(before)) = (changed, prev_cycle) {
+        let behind = before - run.time;
+        if behind > rules.skew_max {
+            findings.push(clock_finding(behind, "behind"));
+        }
+    }
+    Observation {
+        run: SeenRun {
+            seq: run.seq,
+            digest,
+            time: run.time,
+            seen,
+        },
+        stale: now - seen > rules.stale_after,
+        notes,
+        findings,
+    }
+}
+
+fn finding(id: &str, status: Status, message: String) -> CheckResult {
+    let mut c = CheckResult::new(id, id, "");
+    c.status = status;
+    c.message = message;
+    c
+}
+
+fn clock_finding(offset: i64, word: &str) -> CheckResult {
+    let mut c = finding(
+        "clock",
+        Status::Warning,
+        format!("guest clock is about {offset} s {word} dom0's"),
+    );
+    c.value("offset_s", offset as f64);
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules = Rules {
+        stale_after: 600,
+        skew_max: 600,
+    };
+
+    fn run(time: i64, seq: u64, msg: &str) -> Run {
+        let mut c = CheckResult::new("cpu", "cpu", "");
+        c.message = msg.into();
+        Run {
+            probe: "p".into(),
+            time,
+            seq,
+            checks: vec![c],
+        }
+    }
+
+    #[test]
+    fn a_clock_a_year_ahead_still_goes_stale() {
+        let t = 1_700_000_000;
+        let year = 365 * 86400;
+        let r = run(t + year, 5, "x");
+        let first = observe(&r, None, None, t, RULES);
+        assert!(!first.stale);
+        assert_eq!(first.run.seen, t);
+        assert_eq!(first.findings[0].id, "clock");
+        assert!(first.findings[0].message.contains(&format!("{year} s ahead")));
+        // Two hours later, the same run: stale, whatever it claims.
+        let later = observe(&r, Some(first.run), Some(t), t + 7200, RULES);
+        assert!(later.stale);
+        assert_eq!(later.run.seen, t);
+    }
+
+    #[test]
+    fn a_new_seq_is_a_new_run_and_old_claims_are_stale_at_once() {
+        let t = 1_700_000_000;
+        let first = observe(&run(t - 86400, 1, "x"), None, None, t, RULES);
+        assert!(first.stale, "a probe that died a day ago is not fresh");
+        let next = observe(&run(t + 250, 2, "x"), Some(first.run), Some(t), t + 300, RULES);
+        assert!(!next.stale);
+        assert_eq!(next.run.seen, t + 300);
+        assert!(next.findings.is_empty() && next.notes.is_empty());
+    }
+
+    #[test]
+    fn seq_back_is_a_note_and_rewritten_seq_a_warning() {
+        let t = 1_700_000_000;
+        let a = observe(&run(t, 9, "x"), None, None, t, RULES);
+        let back = observe(&run(t + 290, 2, "x"), Some(a.run), Some(t), t + 300, RULES);
+        assert!(back.notes[0].contains("from 9 to 2"), "{:?}", back.notes);
+        assert_eq!(back.run.seen, t + 300);
+        let same = observe(&run(t, 9, "y"), Some(a.run), Some(t), t + 300, RULES);
+        assert_eq!(same.findings[0].id, "seq");
+        assert_eq!(same.findings[0].status, Status::Warning);
+        let unchanged = observe(&run(t, 9, "x"), Some(a.run), Some(t), t + 300, RULES);
+        assert_eq!(unchanged.run.seen, t);
+        assert!(unchanged.findings.is_empty());
+    }
+
+    #[test]
+    fn a_clock_behind_shows_when_a_new_run_arrives() {
+        let t = 1_700_000_000;
+        let a = observe(&run(t - 3600, 1, "x"), None, None, t, RULES);
+        let b = observe(&run(t - 3300, 2, "x"), Some(a.run), Some(t), t + 300, RULES);
+        assert!(!b.stale);
+        assert!(b.findings[0].message.contains("3300 s behind"), "{:?}", b.findings);
+    }
+}
