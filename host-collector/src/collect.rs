@@ -353,9 +353,11 @@ fn judge_absent(h: &HostRow, running_names: &HashSet<String>, scene: &Scene<'_>)
     let was_running = h.state == "running";
     let since = when(h.last_seen, now);
 
-    // Another VM runs under this name now (recreated with a new UUID): the
-    // old one is retired, not down.
-    if running_names.contains(&h.name) {
+    // Its config here is answered by another VM of that name (recreated
+    // with a new UUID): the old one is retired, not down. Without a config
+    // saying one VM of that name belongs here, a second VM of the same name
+    // proves nothing (XAPI allows duplicate names): it stays reported.
+    if running_names.contains(&h.name) && config_here {
         rec.state = if h.state == "forgotten" { "forgotten" } else { "retired" };
         if rec.state != h.state {
             rec.events.push(("retired", format!("{} ({}) replaced by another domain of that name", h.name, h.ident)));

@@ -27,6 +27,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 pub mod cluster;
+pub mod dom0;
 pub mod netns;
 pub use netns::Netns;
 

@@ -2,109 +2,12 @@
 //! guest-probe or raw writes (hostile cases), real SQLite.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use rusqlite::Connection;
 use xsmon_proto::Status;
-use xsmon_tests::{add_domain, bin, probe_root, remove_domain, sample_run, write_run, Xenstored};
+use xsmon_tests::dom0::Dom0;
+use xsmon_tests::{add_domain, bin, probe_root, remove_domain, sample_run, write_run};
 use xsmon_xenstore::{Access, Perm, Store};
-
-/// One simulated dom0: its xenstore, database, config and shared config dir.
-struct Dom0 {
-    xs: Xenstored,
-    dir: tempfile::TempDir,
-    root: tempfile::TempDir,
-}
-
-impl Dom0 {
-    fn new(extra_config: &str) -> Dom0 {
-        let xs = Xenstored::start().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let root = probe_root("linux-host", "a", &[]).unwrap();
-        std::fs::create_dir_all(dir.path().join("auto/xen01")).unwrap();
-        std::fs::create_dir_all(dir.path().join("auto/xen02")).unwrap();
-        std::fs::write(
-            dir.path().join("collector.toml"),
-            format!(
-                "db = \"{}\"\ndom0_name = \"xen01\"\nconfig_dirs = [\"{}\"]\nxl = \"/nonexistent/xl\"\n{extra_config}\n",
-                dir.path().join("history.db").display(),
-                dir.path().join("auto").display()
-            ),
-        )
-        .unwrap();
-        Dom0 { xs, dir, root }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin("host-collector"));
-        c.arg("--config")
-            .arg(self.dir.path().join("collector.toml"))
-            .args(args)
-            .env_remove("XENSTORED_PATH");
-        c
-    }
-
-    fn collect_at(&self, now: Option<i64>) -> Output {
-        let mut c = self.cmd(&[
-            "collect",
-            "--xenstore",
-            self.xs.socket().to_str().unwrap(),
-            "--root",
-            self.root.path().to_str().unwrap(),
-        ]);
-        if let Some(t) = now {
-            c.args(["--now", &t.to_string()]);
-        }
-        c.output().unwrap()
-    }
-
-    fn collect(&self) -> Output {
-        let out = self.collect_at(None);
-        assert!(
-            out.status.success(),
-            "collect failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn db(&self) -> Connection {
-        Connection::open(self.dir.path().join("history.db")).unwrap()
-    }
-
-    fn cfg_file(&self, dom0: &str, guest: &str) {
-        std::fs::write(
-            self.dir
-                .path()
-                .join("auto")
-                .join(dom0)
-                .join(format!("{guest}.cfg")),
-            "name = \"x\"\n",
-        )
-        .unwrap();
-    }
-
-    /// (name, probe, status, message) of the latest cycle.
-    fn latest(&self) -> Vec<(String, String, String, String)> {
-        let db = self.db();
-        let mut st = db
-            .prepare("SELECT name, probe, status, message FROM latest ORDER BY name")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-    }
-
-    fn host(&self, name: &str) -> (String, String, String) {
-        let l = self.latest();
-        let h = l
-            .iter()
-            .find(|h| h.0 == name)
-            .unwrap_or_else(|| panic!("{name} not in {l:?}"));
-        (h.1.clone(), h.2.clone(), h.3.clone())
-    }
-}
 
 fn now() -> i64 {
     chrono_now()
