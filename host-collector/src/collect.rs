@@ -253,7 +253,10 @@ pub fn judge_all(
         out.push(rec);
     }
     let running_names: HashSet<String> = guests.iter().filter_map(|g| g.name.clone()).collect();
-    for h in known.iter().filter(|h| !claimed.contains(&h.id) && h.ident != DOM0_IDENT) {
+    for h in known
+        .iter()
+        .filter(|h| !claimed.contains(&h.id) && h.ident != DOM0_IDENT)
+    {
         out.extend(judge_absent(h, &running_names, scene));
     }
     out.extend(configured_never_seen(known, &running_names, scene));
@@ -262,9 +265,17 @@ pub fn judge_all(
 }
 
 /// One running domain.
-fn judge_running(g: &Guest, ident: String, prev: Option<&HostRow>, scene: &Scene<'_>) -> HostRecord {
+fn judge_running(
+    g: &Guest,
+    ident: String,
+    prev: Option<&HostRow>,
+    scene: &Scene<'_>,
+) -> HostRecord {
     let now = scene.now;
-    let name = g.name.clone().unwrap_or_else(|| format!("domid-{}", g.domid));
+    let name = g
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("domid-{}", g.domid));
     let mut rec = HostRecord::new(ident, name.clone(), name.clone(), "running");
     rec.row = prev.map(|h| h.id);
     rec.uuid = g.uuid.clone();
@@ -277,7 +288,10 @@ fn judge_running(g: &Guest, ident: String, prev: Option<&HostRow>, scene: &Scene
         )),
         Some(h) if h.state != "running" => rec.events.push((
             "back",
-            format!("{name} is running here again as domain {} (was {})", g.domid, h.state),
+            format!(
+                "{name} is running here again as domain {} (was {})",
+                g.domid, h.state
+            ),
         )),
         Some(_) => {}
     }
@@ -302,7 +316,8 @@ fn judge_running(g: &Guest, ident: String, prev: Option<&HostRow>, scene: &Scene
         }
         Found::Run { run, legacy } => {
             let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
-            let seen = freshness::observe(run, prev.and_then(|h| h.run), prev_cycle, now, scene.rules);
+            let seen =
+                freshness::observe(run, prev.and_then(|h| h.run), prev_cycle, now, scene.rules);
             rec.probe_time = Some(run.time);
             rec.probe_seq = Some(run.seq);
             rec.run = Some(seen.run);
@@ -316,9 +331,18 @@ fn judge_running(g: &Guest, ident: String, prev: Option<&HostRow>, scene: &Scene
                 return rec;
             }
             rec.probe = "fresh";
-            let checks: Vec<CheckResult> = run.checks.iter().chain(&seen.findings).cloned().collect();
-            rec.status = checks.iter().map(|c| c.status).max().unwrap_or(Status::Unknown);
-            rec.findings = checks.iter().filter(|c| c.status != Status::Ok).cloned().collect();
+            let checks: Vec<CheckResult> =
+                run.checks.iter().chain(&seen.findings).cloned().collect();
+            rec.status = checks
+                .iter()
+                .map(|c| c.status)
+                .max()
+                .unwrap_or(Status::Unknown);
+            rec.findings = checks
+                .iter()
+                .filter(|c| c.status != Status::Ok)
+                .cloned()
+                .collect();
             rec.message = if run.checks.is_empty() {
                 "probe reported no checks".into()
             } else {
@@ -342,7 +366,11 @@ fn judge_running(g: &Guest, ident: String, prev: Option<&HostRow>, scene: &Scene
 /// A known guest that is not running here this cycle: reported as down
 /// while it should run here, as stopped when the admin said so, or no
 /// longer listed (migrated, config removed, forgotten).
-fn judge_absent(h: &HostRow, running_names: &HashSet<String>, scene: &Scene<'_>) -> Option<HostRecord> {
+fn judge_absent(
+    h: &HostRow,
+    running_names: &HashSet<String>,
+    scene: &Scene<'_>,
+) -> Option<HostRecord> {
     let now = scene.now;
     let mut rec = HostRecord::new(h.ident.clone(), h.name.clone(), h.name.clone(), "gone");
     rec.row = Some(h.id);
@@ -358,17 +386,34 @@ fn judge_absent(h: &HostRow, running_names: &HashSet<String>, scene: &Scene<'_>)
     // saying one VM of that name belongs here, a second VM of the same name
     // proves nothing (XAPI allows duplicate names): it stays reported.
     if running_names.contains(&h.name) && config_here {
-        rec.state = if h.state == "forgotten" { "forgotten" } else { "retired" };
+        rec.state = if h.state == "forgotten" {
+            "forgotten"
+        } else {
+            "retired"
+        };
         if rec.state != h.state {
-            rec.events.push(("retired", format!("{} ({}) replaced by another domain of that name", h.name, h.ident)));
+            rec.events.push((
+                "retired",
+                format!(
+                    "{} ({}) replaced by another domain of that name",
+                    h.name, h.ident
+                ),
+            ));
         }
         return Some(rec);
     }
     if config_here {
         rec.listed = true;
-        rec.state = if h.state == "absent" { "absent" } else { "gone" };
+        rec.state = if h.state == "absent" {
+            "absent"
+        } else {
+            "gone"
+        };
         if was_running {
-            rec.events.push(("gone", format!("{} is no longer running on this dom0", h.name)));
+            rec.events.push((
+                "gone",
+                format!("{} is no longer running on this dom0", h.name),
+            ));
         }
         if scene.meant_stopped(&h.name) {
             stopped(&mut rec);
@@ -383,7 +428,10 @@ fn judge_absent(h: &HostRow, running_names: &HashSet<String>, scene: &Scene<'_>)
     if let Some(other) = elsewhere {
         rec.state = "migrated";
         if h.state != "migrated" {
-            rec.events.push(("migrated", format!("{} left this dom0; its config is now under {other}", h.name)));
+            rec.events.push((
+                "migrated",
+                format!("{} left this dom0; its config is now under {other}", h.name),
+            ));
         }
         return Some(rec);
     }
@@ -397,7 +445,8 @@ fn judge_absent(h: &HostRow, running_names: &HashSet<String>, scene: &Scene<'_>)
                 _ => "retired",
             };
             if rec.state != other {
-                rec.events.push(("retired", format!("{}: its config was removed", h.name)));
+                rec.events
+                    .push(("retired", format!("{}: its config was removed", h.name)));
             }
             return Some(rec);
         }
@@ -405,11 +454,17 @@ fn judge_absent(h: &HostRow, running_names: &HashSet<String>, scene: &Scene<'_>)
     if h.config && scene.configured_here().is_some() {
         // It had a config here and the admin removed it: retired.
         rec.state = "retired";
-        rec.events.push(("retired", format!("{} stopped and its config was removed", h.name)));
+        rec.events.push((
+            "retired",
+            format!("{} stopped and its config was removed", h.name),
+        ));
         return Some(rec);
     }
     if was_running {
-        rec.events.push(("gone", format!("{} is no longer running on this dom0", h.name)));
+        rec.events.push((
+            "gone",
+            format!("{} is no longer running on this dom0", h.name),
+        ));
     }
     rec.listed = true;
     if scene.meant_stopped(&h.name) {
@@ -441,10 +496,13 @@ fn configured_never_seen(
             if scene.meant_stopped(n) {
                 stopped(&mut rec);
             } else {
-                down(&mut rec, format!(
+                down(
+                    &mut rec,
+                    format!(
                     "not running: its config is under {} but this collector has never seen it run",
                     scene.dom0
-                ));
+                ),
+                );
             }
             rec
         })
@@ -554,13 +612,22 @@ fn dom0_record(sys: &Sys, cfg: &Config, fig: &HostFigures, known: &[HostRow]) ->
     );
     rec.row = known.iter().find(|h| h.ident == DOM0_IDENT).map(|h| h.id);
     if rec.row.is_none() {
-        rec.events.push(("new", format!("{DOM0_NAME} appeared (dom0 itself)")));
+        rec.events
+            .push(("new", format!("{DOM0_NAME} appeared (dom0 itself)")));
     }
     rec.domid = Some(0);
     rec.probe = "host";
-    rec.status = checks.iter().map(|c| c.status).max().unwrap_or(Status::Unknown);
+    rec.status = checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Unknown);
     rec.message = summary(&checks);
-    rec.findings = checks.iter().filter(|c| c.status != Status::Ok).cloned().collect();
+    rec.findings = checks
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .cloned()
+        .collect();
     rec.figures = kept_figures(&checks);
     if !fig.unavailable.is_empty() {
         rec.message

@@ -158,7 +158,9 @@ mod tests {
         assert!(!first.stale);
         assert_eq!(first.run.seen, t);
         assert_eq!(first.findings[0].id, "clock");
-        assert!(first.findings[0].message.contains(&format!("{year} s ahead")));
+        assert!(first.findings[0]
+            .message
+            .contains(&format!("{year} s ahead")));
         // Two hours later, the same run: stale, whatever it claims.
         let later = observe(&r, Some(first.run), Some(t), t + 7200, RULES);
         assert!(later.stale);
@@ -170,7 +172,13 @@ mod tests {
         let t = 1_700_000_000;
         let first = observe(&run(t - 86400, 1, "x"), None, None, t, RULES);
         assert!(first.stale, "a probe that died a day ago is not fresh");
-        let next = observe(&run(t + 250, 2, "x"), Some(first.run), Some(t), t + 300, RULES);
+        let next = observe(
+            &run(t + 250, 2, "x"),
+            Some(first.run),
+            Some(t),
+            t + 300,
+            RULES,
+        );
         assert!(!next.stale);
         assert_eq!(next.run.seen, t + 300);
         assert!(next.findings.is_empty() && next.notes.is_empty());
@@ -197,6 +205,10 @@ mod tests {
         let a = observe(&run(t - 3600, 1, "x"), None, None, t, RULES);
         let b = observe(&run(t - 3300, 2, "x"), Some(a.run), Some(t), t + 300, RULES);
         assert!(!b.stale);
-        assert!(b.findings[0].message.contains("3300 s behind"), "{:?}", b.findings);
+        assert!(
+            b.findings[0].message.contains("3300 s behind"),
+            "{:?}",
+            b.findings
+        );
     }
 }

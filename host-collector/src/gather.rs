@@ -200,7 +200,9 @@ pub fn vm_uuid(link: &[u8]) -> Option<String> {
     let rest = link.strip_prefix(b"/vm/")?;
     let uuid = rest.get(..36)?;
     let tail = &rest[36..];
-    if !(tail.is_empty() || (tail[0] == b'-' && tail.len() <= 11 && tail[1..].iter().all(u8::is_ascii_digit))) {
+    if !(tail.is_empty()
+        || (tail[0] == b'-' && tail.len() <= 11 && tail[1..].iter().all(u8::is_ascii_digit)))
+    {
         return None;
     }
     let shape_ok = uuid.iter().enumerate().all(|(i, b)| match i {

@@ -131,6 +131,20 @@ pub fn collect(xl: &Path, sys_class_net: &Path) -> HostFigures {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Fuzz target (scripts/fuzz): any text from `xl list` (a newer xl,
+        /// an error message, garbage) never makes the parser panic, and
+        /// every figure it keeps is a finite, non-negative CPU time.
+        #[test]
+        fn fuzz_xl_list_parser(text in "(.{0,40}[ \n\t]){0,12}", raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            for t in [text, String::from_utf8_lossy(&raw).into_owned()] {
+                for v in parse_xl_list(&t).values() {
+                    proptest::prop_assert!(v.is_finite() && *v >= 0.0);
+                }
+            }
+        }
+    }
+
     /// `xl list` as printed by Xen 4.17's xl (columns and widths of its
     /// printf format), for a dom0 with three guests.
     const XL_LIST: &str = include_str!("../tests/data/xl-list.txt");

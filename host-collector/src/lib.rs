@@ -7,3 +7,6 @@ pub mod config;
 pub mod freshness;
 pub mod gather;
 pub mod hostfig;
+
+#[cfg(test)]
+mod fuzz_tests;

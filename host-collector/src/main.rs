@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use host_collector::collect::{self, ago, Inputs};
 use host_collector::config::{self, Config};
-use xsmon_store as db;
 use nix::fcntl::{Flock, FlockArg};
+use xsmon_store as db;
 
 /// Collect every Xen guest's health from xenstore, check dom0 itself, and
 /// keep the history in SQLite (like sar).
@@ -214,7 +214,9 @@ fn forget_cmd(config: &Config, guest: &str) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ (db::Error::UnknownHost(_) | db::Error::Ambiguous { .. } | db::Error::Refused(_))) => {
+        Err(
+            e @ (db::Error::UnknownHost(_) | db::Error::Ambiguous { .. } | db::Error::Refused(_)),
+        ) => {
             eprintln!("host-collector: {e}");
             Ok(ExitCode::from(2))
         }

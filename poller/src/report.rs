@@ -13,7 +13,7 @@ use xsmon_proto::snmpline::{parse_all, Record};
 use xsmon_proto::Status;
 
 use crate::discover::{Discovery, Dom0};
-use crate::snmp::{fetch_extend, Credentials, FetchError};
+use crate::snmp::{fetch_extend, Credentials, FetchError, Served};
 
 /// What one dom0 gave.
 #[derive(Debug, Clone, Serialize)]
@@ -117,28 +117,7 @@ fn poll_one(
             };
             r.error = Some(format!("dom0 {what}: {e}"));
         }
-        Ok(served) => {
-            r.extend_result = served.result;
-            match parse_all(&(served.lines.join("\n") + "\n")) {
-                Err(e) => {
-                    r.error = Some(format!("dom0 served output this poller cannot read: {e}"))
-                }
-                Ok(recs) => absorb(&mut r, recs, now),
-            }
-            if r.error.is_none()
-                && r.extend_result.unwrap_or(0) != 0
-                && !r.findings.iter().any(|f| f.host.is_empty())
-            {
-                r.findings.push(dom0_finding(
-                    &r.name,
-                    "snmp",
-                    format!(
-                        "snmp-extend exited with status {}",
-                        r.extend_result.unwrap_or(-1)
-                    ),
-                ));
-            }
-        }
+        Ok(served) => read_served(&mut r, served, now),
     }
     if let Some(e) = &r.error {
         r.findings
@@ -146,6 +125,30 @@ fn poll_one(
     }
     r.elapsed_ms = t.elapsed().as_millis() as u64;
     r
+}
+
+/// Reads what a dom0's snmp-extend served into `r`: its guests and
+/// findings, or the error that makes it unreadable. Everything in `served`
+/// came from the network and is treated as hostile.
+pub fn read_served(r: &mut Dom0Result, served: Served, now: i64) {
+    r.extend_result = served.result;
+    match parse_all(&(served.lines.join("\n") + "\n")) {
+        Err(e) => r.error = Some(format!("dom0 served output this poller cannot read: {e}")),
+        Ok(recs) => absorb(r, recs, now),
+    }
+    if r.error.is_none()
+        && r.extend_result.unwrap_or(0) != 0
+        && !r.findings.iter().any(|f| f.host.is_empty())
+    {
+        r.findings.push(dom0_finding(
+            &r.name,
+            "snmp",
+            format!(
+                "snmp-extend exited with status {}",
+                r.extend_result.unwrap_or(-1)
+            ),
+        ));
+    }
 }
 
 fn dom0_finding(dom0: &str, check: &str, message: String) -> RawLine {
@@ -399,7 +402,9 @@ pub fn build(
     }
     let mut undetermined = None;
     if let Some(g) = only_guest {
-        let seen = dom0s.iter().any(|r| r.guests.iter().any(|x| is_guest(&x.name, g)));
+        let seen = dom0s
+            .iter()
+            .any(|r| r.guests.iter().any(|x| is_guest(&x.name, g)));
         let failed: Vec<&str> = dom0s
             .iter()
             .filter(|r| r.error.is_some())
@@ -556,5 +561,61 @@ mod tests {
             ),
             ("unknown", "web01", "summary", Some(60))
         );
+    }
+
+    fn served_line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("xsmon 2 state xen01 90 100".to_string()),
+            Just("xsmon 1 state xen07 - 100".to_string()),
+            "G [a-z#0-9\\\\]{1,12} (-|[0-9]{1,3}) (-|[a-f0-9-]{8}) (fresh|down|stale|host|x) (ok|error|warning|bad) (-|[0-9]{1,4}) (-|[0-9]{1,4}) [ -~]{0,30}",
+            "G [a-z]{1,6} 3 fresh ok 40 [ -~]{0,20}",
+            "F [a-z]{1,6} [a-z0-9]{1,5} disk (ok|error|warning) \\\\e [ -~]{0,30}",
+            "E (collector|store|x) [ -~]{0,30}",
+            "END [0-9]{1,2}",
+            any::<String>(),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Fuzz target (scripts/fuzz): a hostile or broken dom0. Any UDP
+        /// payload given to the SNMP decoder, any varbinds in a GETBULK
+        /// answer, and any lines served as the extend's output never make
+        /// the poller panic; every finding it draws from them is about the
+        /// dom0 polled, and prints as exactly one raw line that parses back.
+        #[test]
+        fn fuzz_hostile_dom0_replies(
+            packet in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            varbinds in proptest::collection::vec(
+                (proptest::collection::vec(0u64..6, 0..3), proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40))),
+                0..8,
+            ),
+            lines in proptest::collection::vec(served_line(), 0..12),
+            result in proptest::option::of(-3i64..3),
+        ) {
+            let _ = snmp2::Pdu::from_bytes(&packet);
+            let base = [1u64, 3, 6, 1, 4, 1, 8072, 1, 3, 2, 4, 1, 2, 5];
+            let batch = varbinds
+                .into_iter()
+                .map(|(tail, v)| {
+                    let mut oid = base.to_vec();
+                    oid.extend(tail);
+                    (oid, v)
+                })
+                .collect();
+            let mut got = Vec::new();
+            let _ = crate::snmp::take_lines("t", &base, &base, batch, &mut got);
+            let mut r = Dom0Result::new("xen01", "10.0.0.1:161");
+            read_served(&mut r, Served { lines, result }, 1000);
+            if let Some(e) = &r.error {
+                proptest::prop_assert!(!e.contains('\n'));
+            }
+            for f in &r.findings {
+                proptest::prop_assert_eq!(&f.dom0, "xen01");
+                let line = xsmon_proto::rawline::print(f);
+                proptest::prop_assert_eq!(line.lines().count(), 1);
+                proptest::prop_assert_eq!(&xsmon_proto::rawline::parse(&line).unwrap(), f);
+            }
+        }
     }
 }

@@ -142,6 +142,50 @@ fn with_retries<T>(
 }
 
 /// Reads extend `name`'s output and result from `target` (host:port).
+/// Adds one GETBULK answer's varbinds (OID parts, string value if any) to
+/// the extend's output `lines`, checking everything a broken or hostile
+/// agent could send: OIDs must stay under `line_base`, one level deep, in
+/// increasing order; values must be UTF-8 strings; at most [`MAX_LINES`].
+/// Returns the cursor for the next request, or `None` when the walk left
+/// the table (or the answer was empty).
+pub fn take_lines(
+    target: &str,
+    line_base: &[u64],
+    cursor: &[u64],
+    batch: Vec<(Vec<u64>, Option<Vec<u8>>)>,
+    lines: &mut Vec<String>,
+) -> Result<Option<Vec<u64>>, FetchError> {
+    let mut cursor = cursor.to_vec();
+    if batch.is_empty() {
+        return Ok(None);
+    }
+    for (parts, value) in batch {
+        if !parts.starts_with(line_base) || parts.len() != line_base.len() + 1 {
+            return Ok(None);
+        }
+        if parts <= cursor {
+            return Err(FetchError::Protocol(format!(
+                "{target}: agent returned OIDs out of order"
+            )));
+        }
+        let bytes = value.ok_or_else(|| {
+            FetchError::Protocol(format!("{target}: an output line is not a string"))
+        })?;
+        lines.push(
+            String::from_utf8(bytes).map_err(|_| {
+                FetchError::Protocol(format!("{target}: an output line is not UTF-8"))
+            })?,
+        );
+        if lines.len() > MAX_LINES {
+            return Err(FetchError::Protocol(format!(
+                "{target}: more than {MAX_LINES} lines"
+            )));
+        }
+        cursor = parts;
+    }
+    Ok(Some(cursor))
+}
+
 pub fn fetch_extend(
     target: &str,
     name: &str,
@@ -178,30 +222,9 @@ pub fn fetch_extend(
             }
             Ok(out)
         })?;
-        if batch.is_empty() {
-            break;
-        }
-        for (parts, value) in batch {
-            if !parts.starts_with(&line_base) || parts.len() != line_base.len() + 1 {
-                break 'walk;
-            }
-            if parts <= cursor {
-                return Err(FetchError::Protocol(format!(
-                    "{target}: agent returned OIDs out of order"
-                )));
-            }
-            let bytes = value.ok_or_else(|| {
-                FetchError::Protocol(format!("{target}: an output line is not a string"))
-            })?;
-            lines.push(String::from_utf8(bytes).map_err(|_| {
-                FetchError::Protocol(format!("{target}: an output line is not UTF-8"))
-            })?);
-            if lines.len() > MAX_LINES {
-                return Err(FetchError::Protocol(format!(
-                    "{target}: more than {MAX_LINES} lines"
-                )));
-            }
-            cursor = parts;
+        match take_lines(target, &line_base, &cursor, batch, &mut lines)? {
+            Some(next) => cursor = next,
+            None => break 'walk,
         }
     }
     let mut result_oid = NS_EXTEND.to_vec();

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use xsmon_store as db;
 use xsmon_proto::snmpline::{print_all, Kind, Record, VERSION};
+use xsmon_store as db;
 
 /// Serve xsmon's state to net-snmp's snmpd through `extend`.
 ///

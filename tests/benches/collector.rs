@@ -17,9 +17,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-use xsmon_store as db;
 use host_collector::gather::{self, Found, Guest};
 use xsmon_proto::Status;
+use xsmon_store as db;
 use xsmon_tests::{add_domain, bin_dir, sample_run, store_cycle, write_run, Xenstored};
 
 const GUESTS: u32 = 200;

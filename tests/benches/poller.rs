@@ -17,9 +17,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-use xsmon_store as db;
 use host_collector::gather::{Found, Guest};
 use xsmon_proto::Status;
+use xsmon_store as db;
 use xsmon_tests::{
     bin_dir, extend_index, sample_run, snmp_command, store_cycle, Snmpd, COMMUNITY, NS_EXTEND,
 };

@@ -9,9 +9,9 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use xsmon_store as db;
 use host_collector::gather::{Found, Guest};
 use xsmon_proto::Status;
+use xsmon_store as db;
 use xsmon_tests::{bin_dir, measure, sample_run, store_cycle};
 
 fn main() {

@@ -97,7 +97,10 @@ fn a_crashed_guest_is_reported_until_it_runs_again_or_is_forgotten() {
     collect_ok(&d, t + 360);
     let gs = served_guests(&d);
     let crashy = find(&gs, "crashy");
-    assert_eq!((crashy.probe.as_str(), crashy.status), ("down", Status::Error));
+    assert_eq!(
+        (crashy.probe.as_str(), crashy.status),
+        ("down", Status::Error)
+    );
     assert!(
         crashy.message.contains("not running since") && crashy.message.contains("forget"),
         "{}",
@@ -136,7 +139,11 @@ fn a_crashed_guest_is_reported_until_it_runs_again_or_is_forgotten() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is running here"));
     let ok = forget(&d, "crashy");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     collect_ok(&d, t + 960);
     assert!(!served_guests(&d).iter().any(|g| g.host == "crashy"));
 
@@ -171,10 +178,20 @@ fn a_configured_guest_that_runs_nowhere_is_an_error_unless_meant_stopped() {
     collect_ok(&d, t + 60);
     let gs = served_guests(&d);
     let never = find(&gs, "never");
-    assert_eq!((never.probe.as_str(), never.status), ("down", Status::Error));
-    assert!(never.message.contains("never seen it run"), "{}", never.message);
+    assert_eq!(
+        (never.probe.as_str(), never.status),
+        ("down", Status::Error)
+    );
+    assert!(
+        never.message.contains("never seen it run"),
+        "{}",
+        never.message
+    );
     let spare = find(&gs, "spare1");
-    assert_eq!((spare.probe.as_str(), spare.status), ("stopped", Status::Ok));
+    assert_eq!(
+        (spare.probe.as_str(), spare.status),
+        ("stopped", Status::Ok)
+    );
 
     // `old` is shut down: its config still says it should run here.
     remove_domain(&mut c, 2).unwrap();
@@ -204,8 +221,20 @@ fn a_guest_named_domain_0_and_shared_names_are_separate_hosts() {
     let mut c = d.xs.client().unwrap();
     let t = now();
     add_domain(&mut c, 3, "Domain-0").unwrap();
-    add_domain_vm(&mut c, 4, "web", Some("11111111-2222-4333-8444-555555555555")).unwrap();
-    add_domain_vm(&mut c, 5, "web", Some("66666666-7777-4888-8999-aaaaaaaaaaaa")).unwrap();
+    add_domain_vm(
+        &mut c,
+        4,
+        "web",
+        Some("11111111-2222-4333-8444-555555555555"),
+    )
+    .unwrap();
+    add_domain_vm(
+        &mut c,
+        5,
+        "web",
+        Some("66666666-7777-4888-8999-aaaaaaaaaaaa"),
+    )
+    .unwrap();
     for id in [3, 4, 5] {
         write_run(&mut c, id, &sample_run(t, 1, Status::Ok)).unwrap();
     }
@@ -229,10 +258,19 @@ fn a_guest_named_domain_0_and_shared_names_are_separate_hosts() {
     assert!(!amb.status.success());
     assert!(String::from_utf8_lossy(&amb.stderr).contains("name one by its UUID"));
     let one = d
-        .cmd(&["history", "66666666-7777-4888-8999-aaaaaaaaaaaa", "--format", "csv"])
+        .cmd(&[
+            "history",
+            "66666666-7777-4888-8999-aaaaaaaaaaaa",
+            "--format",
+            "csv",
+        ])
         .output()
         .unwrap();
-    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
     assert!(String::from_utf8_lossy(&one.stdout).lines().count() > 1);
 
     // One of them shuts down: the other is plain `web` again, and the one
@@ -240,12 +278,18 @@ fn a_guest_named_domain_0_and_shared_names_are_separate_hosts() {
     remove_domain(&mut c, 4).unwrap();
     collect_ok(&d, t + 360);
     let gs = served_guests(&d);
-    assert_eq!(find(&gs, "web").uuid.as_deref(), Some("66666666-7777-4888-8999-aaaaaaaaaaaa"));
+    assert_eq!(
+        find(&gs, "web").uuid.as_deref(),
+        Some("66666666-7777-4888-8999-aaaaaaaaaaaa")
+    );
     let gone = gs
         .iter()
         .find(|g| g.uuid.as_deref() == Some("11111111-2222-4333-8444-555555555555"))
         .unwrap_or_else(|| panic!("the stopped web is still listed: {}", d.served().0));
-    assert_eq!((gone.host.as_str(), gone.probe.as_str()), ("web#11111111", "down"));
+    assert_eq!(
+        (gone.host.as_str(), gone.probe.as_str()),
+        ("web#11111111", "down")
+    );
 }
 
 #[test]
@@ -272,7 +316,11 @@ fn a_guest_clock_a_year_ahead_goes_stale_by_dom0s_clock() {
     let gs = served_guests(&d);
     let g = find(&gs, "future");
     assert_eq!((g.probe.as_str(), g.status), ("stale", Status::Error));
-    assert!(g.message.contains("dom0 has seen no new run"), "{}", g.message);
+    assert!(
+        g.message.contains("dom0 has seen no new run"),
+        "{}",
+        g.message
+    );
 }
 
 #[test]
@@ -322,7 +370,8 @@ fn each_per_guest_failure_costs_that_guest_alone() {
         write_run(&mut c, i as u32 + 1, &sample_run(t, 1, Status::Ok)).unwrap();
     }
     // Identity: a vm link that names no UUID.
-    c.write("/local/domain/3/vm", b"/vm/not-a-uuid\nG forged").unwrap();
+    c.write("/local/domain/3/vm", b"/vm/not-a-uuid\nG forged")
+        .unwrap();
     // Name: a control character in the toolstack's name.
     c.write("/local/domain/5/name", b"bad\x1bname").unwrap();
     collect_ok(&d, t + 60);
@@ -341,7 +390,10 @@ fn each_per_guest_failure_costs_that_guest_alone() {
     // 4096-byte bound holds for listings a guest controls).
     for i in 0..80 {
         c.write(
-            &format!("/local/domain/2/data/xsmon/check/{}{i:02}/kind", "x".repeat(60)),
+            &format!(
+                "/local/domain/2/data/xsmon/check/{}{i:02}/kind",
+                "x".repeat(60)
+            ),
             b"disk",
         )
         .unwrap();
@@ -351,7 +403,11 @@ fn each_per_guest_failure_costs_that_guest_alone() {
     let (text, ok) = d.served();
     assert!(ok, "{text}");
     let gs = served_guests(&d);
-    assert_eq!(gs.len(), 7, "dom0 and six guests, each with its line: {gs:#?}");
+    assert_eq!(
+        gs.len(),
+        7,
+        "dom0 and six guests, each with its line: {gs:#?}"
+    );
     for fine in ["good", "late"] {
         assert_eq!(find(&gs, fine).probe, "fresh", "{fine}");
     }
@@ -360,13 +416,22 @@ fn each_per_guest_failure_costs_that_guest_alone() {
     assert!(wide.message.contains("exceeds"), "{}", wide.message);
     let badvm = find(&gs, "badvm");
     assert_eq!(badvm.probe, "fresh");
-    assert!(badvm.message.contains("does not name a VM UUID"), "{}", badvm.message);
+    assert!(
+        badvm.message.contains("does not name a VM UUID"),
+        "{}",
+        badvm.message
+    );
     assert!(!text.contains("\nG forged"), "{text}");
     let unstorable = find(&gs, "unstorable");
     assert_eq!(unstorable.status, Status::Error);
-    assert!(unstorable.message.contains("injected failure"), "{}", unstorable.message);
     assert!(
-        text.lines().any(|l| l.starts_with("E store ") && l.contains("unstorable")),
+        unstorable.message.contains("injected failure"),
+        "{}",
+        unstorable.message
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("E store ") && l.contains("unstorable")),
         "{text}"
     );
     let badname = find(&gs, "domid-5");
@@ -420,7 +485,9 @@ fn a_version_1_database_is_migrated_and_history_follows_the_vm() {
         })
         .unwrap();
     assert_eq!((id, ident), (2, format!("uuid:{}", uuid_for("web01"))));
-    let v: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let v: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(v, xsmon_store::SCHEMA_VERSION);
 
     // Renamed by its admin: same VM, same history.
@@ -428,11 +495,31 @@ fn a_version_1_database_is_migrated_and_history_follows_the_vm() {
     write_run(&mut c, 3, &sample_run(t + 300, 1, Status::Ok)).unwrap();
     collect_ok(&d, t + 360);
     let out = d
-        .cmd(&["history", "web01-renamed", "--since", "2h", "--check", "cpu", "--format", "csv"])
+        .cmd(&[
+            "history",
+            "web01-renamed",
+            "--since",
+            "2h",
+            "--check",
+            "cpu",
+            "--format",
+            "csv",
+        ])
         .output()
         .unwrap();
     let csv = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(csv.contains(",1.234,"), "the v1 sample is still this VM's:\n{csv}");
-    assert_eq!(csv.lines().filter(|l| l.contains("load_per_cpu")).count(), 3, "{csv}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        csv.contains(",1.234,"),
+        "the v1 sample is still this VM's:\n{csv}"
+    );
+    assert_eq!(
+        csv.lines().filter(|l| l.contains("load_per_cpu")).count(),
+        3,
+        "{csv}"
+    );
 }

@@ -83,7 +83,10 @@ fn scan_one(dir: &Path, c: &mut Cluster) {
             continue;
         }
         let guests = match guests_in(&path) {
-            Ok(g) => g,
+            Ok((g, problems)) => {
+                c.problems.extend(problems);
+                g
+            }
             Err(e) => {
                 c.problems.push(e);
                 continue;
@@ -96,19 +99,46 @@ fn scan_one(dir: &Path, c: &mut Cluster) {
     }
 }
 
-fn guests_in(dir: &Path) -> Result<Vec<String>, String> {
+fn guests_in(dir: &Path) -> Result<(Vec<String>, Vec<String>), String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    Ok(entries
+    let names: Vec<std::ffi::OsString> = entries
         .flatten()
-        .take(MAX_ENTRIES)
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".cfg")
-                .filter(|g| valid_name(g))
-                .map(str::to_string)
-        })
-        .collect())
+        .take(MAX_ENTRIES + 1)
+        .map(|e| e.file_name())
+        .collect();
+    Ok(guests_from_names(dir, &names))
+}
+
+/// The guests named by a dom0 folder's file names (`<guest>.cfg`), and a
+/// line for each `.cfg` whose name is not a plain host name (skipped, not
+/// silently) and for a folder with more than [`MAX_ENTRIES`] entries.
+/// Other files (`README`, `.cfg.bak`) are not configs and are ignored.
+pub fn guests_from_names(dir: &Path, names: &[std::ffi::OsString]) -> (Vec<String>, Vec<String>) {
+    let mut guests = Vec::new();
+    let mut problems = Vec::new();
+    if names.len() > MAX_ENTRIES {
+        problems.push(format!(
+            "{} holds more than {MAX_ENTRIES} entries; only the first {MAX_ENTRIES} were read",
+            crate::text::clean(&dir.display().to_string(), 200)
+        ));
+    }
+    for name in names.iter().take(MAX_ENTRIES) {
+        let name = name.to_string_lossy();
+        let Some(guest) = name.strip_suffix(".cfg") else {
+            continue;
+        };
+        if valid_name(guest) {
+            guests.push(guest.to_string());
+        } else {
+            problems.push(format!(
+                "skipped {}/{}: not a plain guest name",
+                crate::text::clean(&dir.display().to_string(), 200),
+                crate::text::clean(&name, 80)
+            ));
+        }
+    }
+    (guests, problems)
 }
 
 #[cfg(test)]
@@ -124,5 +154,54 @@ mod tests {
         assert!(!valid_name("a b"));
         assert!(!valid_name("a\nb"));
         assert!(!valid_name(&"x".repeat(65)));
+    }
+
+    fn os(names: &[&[u8]]) -> Vec<std::ffi::OsString> {
+        use std::os::unix::ffi::OsStringExt;
+        names
+            .iter()
+            .map(|n| std::ffi::OsString::from_vec(n.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn odd_config_names_are_reported_not_dropped() {
+        let (g, p) = guests_from_names(
+            Path::new("/c/xen01"),
+            &os(&[
+                b"web01.cfg",
+                b"a b.cfg",
+                b"x\nG.cfg",
+                b"README",
+                b"old.cfg.bak",
+            ]),
+        );
+        assert_eq!(g, ["web01"]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().all(|l| !l.contains('\n')));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Fuzz target (scripts/fuzz): any file names in a dom0 folder
+        /// (bytes, not UTF-8, newlines) never make the scan panic; every
+        /// guest it accepts is a plain name, and every problem line is one
+        /// line of printable text.
+        #[test]
+        fn fuzz_config_directory_scan(names in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>().prop_filter("no NUL or /", |b| *b != 0 && *b != b'/'), 1..70)
+                .prop_map(|mut v| { if v.len() % 2 == 0 { v.extend_from_slice(b".cfg"); } v }),
+            0..20,
+        )) {
+            let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+            let (guests, problems) = guests_from_names(Path::new("/c/xen01"), &os(&refs));
+            for g in &guests {
+                prop_assert!(valid_name(g));
+            }
+            for p in &problems {
+                prop_assert!(!p.chars().any(char::is_control), "{p:?}");
+            }
+        }
     }
 }

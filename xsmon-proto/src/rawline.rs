@@ -105,5 +105,26 @@ mod tests {
             prop_assert!(!text.contains('\n'));
             prop_assert_eq!(parse(&text).unwrap(), l);
         }
+
+        /// Fuzz target (scripts/fuzz): any line a script feeds back, or a
+        /// printed line with bytes changed, never makes the parser panic,
+        /// and what it accepts prints back to a line it reads the same.
+        #[test]
+        fn fuzz_raw_line_parser(text in any::<String>(), bytes in proptest::collection::vec(any::<u8>(), 0..120), cut in any::<usize>()) {
+            let mangled = {
+                let good = print(&RawLine { severity: "error".into(), dom0: "xen01".into(), host: "web01".into(), check: "disk0".into(), age: Some(5), message: "full".into() });
+                let at = cut % (good.len() + 1);
+                let mut b = good.into_bytes();
+                b.splice(at..at, bytes);
+                String::from_utf8_lossy(&b).into_owned()
+            };
+            for input in [text, mangled] {
+                if let Ok(l) = parse(&input) {
+                    let again = print(&l);
+                    prop_assert!(!again.contains('\n'));
+                    prop_assert_eq!(parse(&again).unwrap(), l);
+                }
+            }
+        }
     }
 }

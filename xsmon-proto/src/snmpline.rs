@@ -300,7 +300,9 @@ pub enum ParseError {
     Empty,
     #[error("not xsmon output (first line {0:?})")]
     NotXsmon(String),
-    #[error("unsupported format version {0} (this reader knows versions {OLDEST_READ} to {VERSION})")]
+    #[error(
+        "unsupported format version {0} (this reader knows versions {OLDEST_READ} to {VERSION})"
+    )]
     Version(String),
     #[error("line {line}: {problem}")]
     Line { line: usize, problem: String },
@@ -365,7 +367,11 @@ pub fn parse_line_as(line: &str, version: u32) -> Result<Record, String> {
             Ok(Record::Guest {
                 host: unescape(f[1])?,
                 domid: opt_num(f[2], "domid")?,
-                uuid: if f[3] == "-" { None } else { Some(unescape(f[3])?) },
+                uuid: if f[3] == "-" {
+                    None
+                } else {
+                    Some(unescape(f[3])?)
+                },
                 probe: unescape(f[4])?,
                 status: status(f[5])?,
                 probe_time: opt_num(f[6], "probe time")?,
@@ -585,7 +591,8 @@ mod tests {
 
     #[test]
     fn version_1_output_is_still_read() {
-        let v1 = "xsmon 1 state xen01 100 160\nG web01 7 fresh ok 90 all\\s5\\schecks\\sok\nEND 2\n";
+        let v1 =
+            "xsmon 1 state xen01 100 160\nG web01 7 fresh ok 90 all\\s5\\schecks\\sok\nEND 2\n";
         let recs = parse_all(v1).unwrap();
         assert!(matches!(recs[0], Record::Header { version: 1, .. }));
         assert_eq!(
@@ -620,25 +627,31 @@ mod tests {
         let s = || any::<String>();
         prop_oneof![
             (
-                (s(), proptest::option::of(any::<u32>()), proptest::option::of(s())),
+                (
+                    s(),
+                    proptest::option::of(any::<u32>()),
+                    proptest::option::of(s())
+                ),
                 s(),
                 any_status(),
                 proptest::option::of(any::<i64>()),
                 proptest::option::of(any::<i64>()),
                 s()
             )
-                .prop_map(|((host, domid, uuid), probe, status, probe_time, seen_time, message)| {
-                    Record::Guest {
-                        host,
-                        domid,
-                        uuid,
-                        probe,
-                        status,
-                        probe_time,
-                        seen_time,
-                        message,
+                .prop_map(
+                    |((host, domid, uuid), probe, status, probe_time, seen_time, message)| {
+                        Record::Guest {
+                            host,
+                            domid,
+                            uuid,
+                            probe,
+                            status,
+                            probe_time,
+                            seen_time,
+                            message,
+                        }
                     }
-                }),
+                ),
             (s(), s(), s(), any_status(), s(), s()).prop_map(
                 |(host, check_id, kind, status, target, message)| Record::Finding {
                     host,
@@ -671,11 +684,36 @@ mod tests {
             prop_assert_eq!(parse_all(&text).unwrap(), all);
         }
 
+        /// Fuzz target (scripts/fuzz): garbage, garbage after a valid
+        /// header of either version, and a valid output with bytes spliced
+        /// in never make the parser panic; whatever it accepts has exactly
+        /// one record per line and prints back to the same records.
         #[test]
-        fn parsing_garbage_never_panics(text in any::<String>()) {
-            let _ = parse_all(&text);
-            let _ = parse_all(&format!("xsmon 1 state x - 1\n{text}"));
-            let _ = parse_all(&format!("xsmon 2 state x - 1\n{text}"));
+        fn fuzz_snmp_line_parser(
+            text in any::<String>(),
+            recs in proptest::collection::vec(any_record(), 0..6),
+            bytes in proptest::collection::vec(any::<u8>(), 0..60),
+            cut in any::<usize>(),
+        ) {
+            let mut all = vec![header()];
+            all.extend(recs);
+            let good = print_all(&all);
+            let at = cut % (good.len() + 1);
+            let mut b = good.into_bytes();
+            b.splice(at..at, bytes);
+            let mangled = String::from_utf8_lossy(&b).into_owned();
+            for input in [
+                text.clone(),
+                format!("xsmon 1 state x - 1\n{text}"),
+                format!("xsmon 2 state x - 1\n{text}"),
+                mangled,
+            ] {
+                if let Ok(parsed) = parse_all(&input) {
+                    let lines = input.lines().take_while(|l| !l.starts_with("END ")).count();
+                    prop_assert_eq!(parsed.len(), lines);
+                    prop_assert_eq!(parse_all(&print_all(&parsed)).unwrap(), parsed);
+                }
+            }
         }
     }
 }

@@ -43,7 +43,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("database {path} has schema version {found}, this program reads version {SCHEMA_VERSION}")]
+    #[error(
+        "database {path} has schema version {found}, this program reads version {SCHEMA_VERSION}"
+    )]
     Version { path: PathBuf, found: i64 },
     #[error("database schema version {found} is newer than this program ({SCHEMA_VERSION})")]
     TooNew { found: i64 },
@@ -99,7 +101,8 @@ pub fn open_ro(path: &Path, busy: Duration) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(at("opening database read-only", path))?;
-    conn.busy_timeout(busy).map_err(at("opening database", path))?;
+    conn.busy_timeout(busy)
+        .map_err(at("opening database", path))?;
     // A reader answers one query and exits: a small page cache keeps its
     // memory low (snmpd runs it every poll).
     conn.pragma_update(None, "cache_size", -256)
@@ -474,7 +477,9 @@ fn insert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
         "INSERT INTO host (ident, uuid, name, first_seen, last_seen, domid, state, config)
          VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![h.ident, h.uuid, h.name, now, h.domid, h.state, h.config])?;
+    .execute(params![
+        h.ident, h.uuid, h.name, now, h.domid, h.state, h.config
+    ])?;
     Ok(tx.last_insert_rowid())
 }
 
@@ -493,7 +498,9 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
                 config = CASE WHEN ?6 THEN ?9 ELSE config END
           WHERE id = ?1",
     )?
-    .execute(params![id, h.ident, h.uuid, h.name, h.state, running, now, h.domid, h.config])?;
+    .execute(params![
+        id, h.ident, h.uuid, h.name, h.state, running, now, h.domid, h.config
+    ])?;
     if let Some(r) = h.run {
         tx.prepare_cached(
             "UPDATE host SET run_seq = ?2, run_digest = ?3, run_time = ?4, run_seen = ?5 WHERE id = ?1",
@@ -517,7 +524,9 @@ pub fn find_host(conn: &Connection, spec: &str) -> Result<HostRow> {
     let all = hosts(conn)?;
     let lower = spec.to_ascii_lowercase();
     if let Some(h) = all.iter().find(|h| {
-        h.ident == spec || h.uuid.as_deref() == Some(lower.as_str()) || (spec == DOM0_NAME && h.ident == DOM0_IDENT)
+        h.ident == spec
+            || h.uuid.as_deref() == Some(lower.as_str())
+            || (spec == DOM0_NAME && h.ident == DOM0_IDENT)
     }) {
         return Ok(h.clone());
     }
@@ -531,7 +540,10 @@ pub fn find_host(conn: &Connection, spec: &str) -> Result<HostRow> {
     if let Some(h) = labelled.and_then(|id| all.iter().find(|h| h.id == id)) {
         return Ok(h.clone());
     }
-    let named: Vec<&HostRow> = all.iter().filter(|h| h.name == spec && h.ident != DOM0_IDENT).collect();
+    let named: Vec<&HostRow> = all
+        .iter()
+        .filter(|h| h.name == spec && h.ident != DOM0_IDENT)
+        .collect();
     let running: Vec<&&HostRow> = named.iter().filter(|h| h.state == "running").collect();
     match (named.len(), running.len()) {
         (0, _) => Err(Error::UnknownHost(spec.to_string())),
@@ -561,7 +573,16 @@ pub fn forget(conn: &mut Connection, spec: &str, now: i64) -> Result<HostRow> {
     }
     let tx = conn.transaction()?;
     tx.execute("UPDATE host SET state = 'forgotten' WHERE id = ?1", [h.id])?;
-    event(&tx, now, h.id, "forgotten", &format!("{} ({}) forgotten by an admin (was {})", h.name, h.ident, h.state))?;
+    event(
+        &tx,
+        now,
+        h.id,
+        "forgotten",
+        &format!(
+            "{} ({}) forgotten by an admin (was {})",
+            h.name, h.ident, h.state
+        ),
+    )?;
     tx.commit()?;
     Ok(h)
 }

@@ -1,0 +1,147 @@
+//! Fuzz target (scripts/fuzz): guest-written bytes driven through the
+//! collector's real path, from the keys a pipelined read returns
+//! ([`gather::decode_guest`]) through judging ([`collect::judge_all`]) to
+//! the SNMP lines snmp-extend prints. Whatever the guests write: no panic,
+//! and no forged line (the output has one line per record, and every
+//! record parses back as the one printed, under its own guest's label).
+
+use proptest::prelude::*;
+use xsmon_proto::cluster::Cluster;
+use xsmon_proto::snmpline::{parse_all, print_all, Kind, Record, VERSION};
+use xsmon_store::HostRecord;
+
+use crate::collect::{judge_all, Scene};
+use crate::freshness::Rules;
+use crate::gather::{decode_guest, Identity, Prefetched};
+use crate::hostfig::HostFigures;
+
+/// A value that is sometimes what the probe writes, sometimes anything.
+fn value(good: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::sample::select(good).prop_map(|s| s.as_bytes().to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..80),
+        "[ -~\n\t]{0,300}".prop_map(String::into_bytes),
+    ]
+}
+
+fn check_keys() -> impl Strategy<Value = (String, Vec<(String, Vec<u8>)>)> {
+    (
+        prop_oneof!["[a-z0-9]{1,16}", ".{0,20}"],
+        value(&["disk", "cpu", "net", "swap", "Disk!"]),
+        value(&["ok", "warning", "error", "unknown", "fine"]),
+        value(&["/", "/var/lib", "10.0.0.1", ""]),
+        value(&["all fine", "full", ""]),
+        value(&[
+            "used_pct=97.5 inodes_pct=3",
+            "rtt_ms=0.4",
+            "x=NaN",
+            "a=1e308 b=-0",
+        ]),
+    )
+        .prop_map(|(id, kind, status, target, message, values)| {
+            let fields = vec![
+                (format!("check/{id}/kind"), kind),
+                (format!("check/{id}/status"), status),
+                (format!("check/{id}/target"), target),
+                (format!("check/{id}/message"), message),
+                (format!("check/{id}/values"), values),
+            ];
+            (id, fields)
+        })
+}
+
+fn guest_keys() -> impl Strategy<Value = (Identity, Prefetched)> {
+    (
+        value(&["web01", "Domain-0", "web01", "db", ""]),
+        value(&["/vm/12345678-1234-4234-8234-123456789abc", "/vm/x", ""]),
+        proptest::option::of(value(&["1", "2"])),
+        value(&["guest-probe 0.2.0"]),
+        value(&["1795700000", "-5", "99999999999999999999"]),
+        value(&["7", "0", "18446744073709551615"]),
+        proptest::collection::vec(check_keys(), 0..5),
+    )
+        .prop_map(|(name, vm, version, probe, time, seq, checks)| {
+            let mut p = Prefetched::default();
+            if let Some(v) = version {
+                p.values.insert("version".into(), v);
+            }
+            p.values.insert("probe".into(), probe);
+            p.values.insert("time".into(), time);
+            p.values.insert("seq".into(), seq);
+            let ids = checks.iter().map(|(id, _)| id.clone()).collect();
+            p.lists.insert("check".into(), Ok(ids));
+            for (_, fields) in checks {
+                p.values.extend(fields);
+            }
+            (
+                Identity {
+                    name: Ok(name),
+                    vm: Ok(vm),
+                },
+                p,
+            )
+        })
+}
+
+fn records(hosts: &[HostRecord]) -> Vec<Record> {
+    let mut out = vec![Record::Header {
+        version: VERSION,
+        kind: Kind::State,
+        dom0: "xen01".into(),
+        cycle_time: Some(1),
+        served_time: 2,
+    }];
+    for h in hosts.iter().filter(|h| h.listed) {
+        out.push(Record::Guest {
+            host: h.label.clone(),
+            domid: h.domid,
+            uuid: h.uuid.clone(),
+            probe: h.probe.to_string(),
+            status: h.status,
+            probe_time: h.probe_time,
+            seen_time: h.run.map(|r| r.seen),
+            message: h.message.clone(),
+        });
+        for f in &h.findings {
+            out.push(Record::Finding {
+                host: h.label.clone(),
+                check_id: f.id.clone(),
+                kind: f.kind.clone(),
+                status: f.status,
+                target: f.target.clone(),
+                message: f.message.clone(),
+            });
+        }
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn fuzz_guest_data_through_gathering(guests in proptest::collection::vec(guest_keys(), 1..4)) {
+        let decoded: Vec<_> = guests
+            .into_iter()
+            .enumerate()
+            .map(|(i, (identity, mut p))| decode_guest(i as u32 + 1, identity, &mut p))
+            .collect();
+        let cluster = Cluster::default();
+        let scene = Scene {
+            dom0: "xen01",
+            cluster: &cluster,
+            expect_stopped: &[],
+            now: 1_795_700_060,
+            rules: Rules { stale_after: 600, skew_max: 600 },
+        };
+        let hosts = judge_all(&[], &decoded, &HostFigures::default(), &scene);
+        prop_assert_eq!(hosts.iter().filter(|h| h.listed).count(), decoded.len());
+        let mut labels: Vec<&str> = hosts.iter().map(|h| h.label.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        prop_assert_eq!(labels.len(), hosts.len(), "labels are unique");
+        prop_assert!(!labels.contains(&"Domain-0"));
+        let recs = records(&hosts);
+        let text = print_all(&recs);
+        prop_assert_eq!(text.lines().count(), recs.len() + 1);
+        prop_assert_eq!(parse_all(&text).unwrap(), recs);
+    }
+}
