@@ -7,7 +7,9 @@
 //! 2. inserting one cycle of 200 guests into SQLite;
 //! 3. the database size for a year of 5-minute cycles of 200 guests with the
 //!    default retention, extrapolated from a simulated 8 days (method
-//!    printed with the figures).
+//!    printed with the figures);
+//! 4. large dom0s: a whole `collect` process over 1,000 and 4,000 guests
+//!    (cpu, swap, 2 disks, 1 gateway each) through the real oxenstored.
 //!
 //!     cargo build --release --workspace && cargo bench -p xsmon-tests --bench collector
 //!
@@ -133,8 +135,65 @@ fn main() {
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!("  SQLite insert of one cycle of {GUESTS} guests: median {:.1} ms, max {:.1} ms (20 cycles)", times[10] * 1000.0, times[19] * 1000.0);
 
+    // 4. Large dom0s.
+    for n in [1000, 4000] {
+        large(n);
+    }
+
     // 3. Storage over time.
     storage();
+}
+
+/// A whole `collect` process over `n` guests, each with a 5-check run.
+fn large(n: u32) {
+    let collector = bin_dir().join("host-collector");
+    let xs = Xenstored::start().unwrap();
+    let mut c = xs.client().unwrap();
+    let now = chrono_now();
+    for id in 1..=n {
+        add_domain(&mut c, id, &format!("vm{id:05}")).unwrap();
+        write_run(&mut c, id, &sample_run(now, 2, Status::Ok)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "db = \"{}\"\nconfig_dirs = []\nxl = \"/nonexistent\"\n",
+            dir.path().join("h.db").display()
+        ),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let guests = gather::gather(&mut c, false).unwrap();
+    let gather_s = t.elapsed().as_secs_f64();
+    assert_eq!(guests.len(), n as usize);
+    let mut walls = Vec::new();
+    for i in 0..7 {
+        let t = Instant::now();
+        let out = Command::new(&collector)
+            .args(["--config", cfg.to_str().unwrap(), "collect", "--xenstore"])
+            .arg(xs.socket())
+            .args(["--now", &(now + 60 + i * 300).to_string()])
+            .output()
+            .unwrap();
+        walls.push(t.elapsed().as_secs_f64());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The first cycle inserts every host row; the rest are the steady state.
+    let first = walls.remove(0);
+    walls.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "  {n} guests x 5 checks: xenstore part {:.0} ms; whole `collect` process: first cycle {:.0} ms, then median {:.0} ms, max {:.0} ms (6 cycles)",
+        gather_s * 1000.0,
+        first * 1000.0,
+        walls[3] * 1000.0,
+        walls[5] * 1000.0
+    );
 }
 
 /// A realistic guest for the storage estimate: cpu, swap, 3 disks, 1 gateway.
