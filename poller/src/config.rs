@@ -45,12 +45,17 @@ pub struct SnmpConfig {
     /// "2c" (default) or "3".
     pub version: String,
     pub community: String,
-    /// Per request.
+    /// How long a dom0's first answer may take. A dom0 is given up when it
+    /// has answered nothing for `(retries + 1) * timeout_ms`; within that,
+    /// requests are resent (every `timeout_ms / 4` until it first answers,
+    /// then on a timeout adapted to its round trips).
     pub timeout_ms: u64,
-    /// Extra attempts after a timeout.
+    /// Extends the silence budget: `(retries + 1) * timeout_ms`.
     pub retries: u32,
-    /// dom0s polled at once.
+    /// Requests in flight at once (one per dom0 at most).
     pub concurrency: usize,
+    /// Packets sent per second at most: a poll never floods a network.
+    pub max_packets_per_s: u32,
     /// SNMPv3 user, with `auth_password` (SHA) and `priv_password` (AES-128).
     pub v3_user: String,
     pub v3_auth_password: String,
@@ -64,7 +69,8 @@ impl Default for SnmpConfig {
             community: "public".into(),
             timeout_ms: 2000,
             retries: 1,
-            concurrency: 64,
+            concurrency: 2048,
+            max_packets_per_s: 20_000,
             v3_user: String::new(),
             v3_auth_password: String::new(),
             v3_priv_password: String::new(),

@@ -2,11 +2,14 @@
 //! SNMP at once, and reports on every guest: for humans, for scripts, for
 //! Nagios, as JSON.
 
+mod ber;
 mod config;
 mod discover;
+mod engine;
 mod output;
 mod report;
 mod snmp;
+mod usm;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -67,9 +70,14 @@ struct Cli {
     #[arg(long)]
     retries: Option<u32>,
 
-    /// dom0s polled at once (overrides the config).
+    /// Requests in flight at once, one per dom0 at most (overrides the
+    /// config's `concurrency`).
     #[arg(long)]
     concurrency: Option<usize>,
+
+    /// Packets sent per second at most (overrides the config).
+    #[arg(long, value_name = "N")]
+    max_pps: Option<u32>,
 
     /// Only this dom0 (for a Nagios service per dom0).
     #[arg(long, value_name = "NAME")]
@@ -136,6 +144,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     if let Some(c) = cli.concurrency {
         cfg.snmp.concurrency = c;
     }
+    if let Some(p) = cli.max_pps {
+        cfg.snmp.max_packets_per_s = p;
+    }
     let creds = if cfg.snmp.version == "3" {
         Credentials::V3 {
             user: cfg.snmp.v3_user.clone(),
@@ -162,16 +173,14 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
     let show_progress = cli.mode == Mode::Report && std::io::stderr().is_terminal();
+    let limits = engine::Limits {
+        timeout,
+        retries: cfg.snmp.retries,
+        max_in_flight: cfg.snmp.concurrency.max(1),
+        max_pps: cfg.snmp.max_packets_per_s.max(1),
+    };
     let results = with_progress(show_progress, disc.dom0s.len(), |tick| {
-        report::poll_all(
-            &disc.dom0s,
-            &creds,
-            timeout,
-            cfg.snmp.retries,
-            cfg.snmp.concurrency,
-            now,
-            tick,
-        )
+        report::poll_all(&disc.dom0s, &creds, &limits, now, tick)
     });
     let rep = report::build(
         &disc,

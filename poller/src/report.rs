@@ -3,9 +3,7 @@
 //! answer, answers garbage or speaks an unknown format version becomes an
 //! error finding itself, never a silent gap.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use xsmon_proto::rawline::RawLine;
@@ -13,7 +11,8 @@ use xsmon_proto::snmpline::{parse_all, Record};
 use xsmon_proto::Status;
 
 use crate::discover::{Discovery, Dom0};
-use crate::snmp::{fetch_extend, Credentials, FetchError, Served};
+use crate::engine::{self, Limits};
+use crate::snmp::{Credentials, FetchError, Served};
 
 /// What one dom0 gave.
 #[derive(Debug, Clone, Serialize)]
@@ -63,68 +62,51 @@ pub struct GuestState {
     pub message: String,
 }
 
-/// Polls all dom0s, `concurrency` at a time. `progress` is called with
-/// (done, total) as results come in.
+/// Polls all dom0s at once (see `engine`: every request in flight over a
+/// few sockets, within `limits`). `progress` is called with (done, total)
+/// as results come in.
 pub fn poll_all(
     dom0s: &[Dom0],
     creds: &Credentials,
-    timeout: Duration,
-    retries: u32,
-    concurrency: usize,
+    limits: &Limits,
     now: i64,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    progress: &dyn Fn(usize, usize),
 ) -> Vec<Dom0Result> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Arc<Mutex<Vec<Option<Dom0Result>>>> =
-        Arc::new(Mutex::new(vec![None; dom0s.len()]));
-    std::thread::scope(|s| {
-        for _ in 0..concurrency.clamp(1, 1024).min(dom0s.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(d) = dom0s.get(i) else { break };
-                let r = poll_one(d, creds, timeout, retries, now);
-                results.lock().expect("no thread panics holding it")[i] = Some(r);
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, dom0s.len());
-            });
-        }
-    });
-    let results = std::mem::take(&mut *results.lock().expect("threads are done"));
-    results.into_iter().flatten().collect()
+    let t = Instant::now();
+    let targets: Vec<String> = dom0s.iter().map(|d| d.target.clone()).collect();
+    let outcomes = engine::fetch_all(&targets, "basicXenstoreMonitoring", creds, limits, progress);
+    let elapsed = t.elapsed().as_millis() as u64;
+    dom0s
+        .iter()
+        .zip(outcomes)
+        .map(|(d, outcome)| {
+            let mut r = Dom0Result::new(&d.name, &d.target);
+            r.elapsed_ms = elapsed;
+            read_outcome(&mut r, outcome, now);
+            r
+        })
+        .collect()
 }
 
-fn poll_one(
-    d: &Dom0,
-    creds: &Credentials,
-    timeout: Duration,
-    retries: u32,
-    now: i64,
-) -> Dom0Result {
-    let t = Instant::now();
-    let mut r = Dom0Result::new(&d.name, &d.target);
-    match fetch_extend(
-        &d.target,
-        "basicXenstoreMonitoring",
-        creds,
-        timeout,
-        retries,
-    ) {
+/// Turns what polling one dom0 gave into its result: its state, or the
+/// error finding that says why there is none.
+pub fn read_outcome(r: &mut Dom0Result, outcome: Result<Served, FetchError>, now: i64) {
+    match outcome {
         Err(e) => {
             let what = match e {
                 FetchError::Timeout(_) => "unreachable",
+                FetchError::Silent(_) => "stopped answering",
                 FetchError::NoSuchExtend(_) => "not serving xsmon",
                 FetchError::Protocol(_) => "SNMP error",
             };
             r.error = Some(format!("dom0 {what}: {e}"));
         }
-        Ok(served) => read_served(&mut r, served, now),
+        Ok(served) => read_served(r, served, now),
     }
     if let Some(e) = &r.error {
         r.findings
             .insert(0, dom0_finding(&r.name, "snmp", e.clone()));
     }
-    r.elapsed_ms = t.elapsed().as_millis() as u64;
-    r
 }
 
 /// Reads what a dom0's snmp-extend served into `r`: its guests and
@@ -563,6 +545,43 @@ mod tests {
         );
     }
 
+    /// Noise, and real messages with bytes changed (so the decoders get
+    /// past their first checks).
+    fn hostile_packet() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let v2c = crate::ber::v2c_message(
+            b"public",
+            &crate::ber::tlv(
+                crate::ber::TAG_RESPONSE,
+                &[
+                    crate::ber::integer(7),
+                    crate::ber::integer(0),
+                    crate::ber::integer(0),
+                    crate::ber::sequence(&[&crate::ber::sequence(&[
+                        &crate::ber::oid(&[1, 3, 6, 1, 4, 1, 8072, 1, 3, 2, 4, 1, 2, 1, 98, 1]),
+                        &crate::ber::octets(b"G web01 1 - fresh ok - - fine"),
+                    ])]),
+                ]
+                .concat(),
+            ),
+        );
+        let v3 = crate::usm::discovery(9);
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            (
+                proptest::sample::select(vec![v2c, v3]),
+                proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6)
+            )
+                .prop_map(|(mut m, edits)| {
+                    for (at, b) in edits {
+                        let n = m.len();
+                        m[at % n] = b;
+                    }
+                    m
+                }),
+        ]
+    }
+
     fn served_line() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         prop_oneof![
@@ -585,7 +604,7 @@ mod tests {
         /// dom0 polled, and prints as exactly one raw line that parses back.
         #[test]
         fn fuzz_hostile_dom0_replies(
-            packet in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            packet in hostile_packet(),
             varbinds in proptest::collection::vec(
                 (proptest::collection::vec(0u64..6, 0..3), proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40))),
                 0..8,
@@ -593,7 +612,14 @@ mod tests {
             lines in proptest::collection::vec(served_line(), 0..12),
             result in proptest::option::of(-3i64..3),
         ) {
-            let _ = snmp2::Pdu::from_bytes(&packet);
+            let _ = crate::ber::decode_v2c(&packet);
+            let _ = crate::ber::peek_v2c_req_id(&packet);
+            if let Ok(m) = crate::usm::parse(&packet) {
+                let _ = crate::usm::plain_pdu(&m);
+                let user = crate::usm::User::new("u", "a", "p");
+                let mut engine = crate::usm::Engine::new(&user, b"e", 1, 1);
+                let _ = crate::usm::open(&packet, &m, &mut engine);
+            }
             let base = [1u64, 3, 6, 1, 4, 1, 8072, 1, 3, 2, 4, 1, 2, 5];
             let batch = varbinds
                 .into_iter()
