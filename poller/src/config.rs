@@ -52,7 +52,10 @@ pub struct SnmpConfig {
     pub timeout_ms: u64,
     /// Extends the silence budget: `(retries + 1) * timeout_ms`.
     pub retries: u32,
-    /// Requests in flight at once (one per dom0 at most).
+    /// Requests in flight at once (one per dom0 at most). Keep it above
+    /// the number of dom0s that may be down at once: each holds its slot
+    /// for the whole silence budget. The network is protected by
+    /// `max_packets_per_s`.
     pub concurrency: usize,
     /// Packets sent per second at most: a poll never floods a network.
     pub max_packets_per_s: u32,
@@ -69,7 +72,7 @@ impl Default for SnmpConfig {
             community: "public".into(),
             timeout_ms: 2000,
             retries: 1,
-            concurrency: 2048,
+            concurrency: 16_384,
             max_packets_per_s: 20_000,
             v3_user: String::new(),
             v3_auth_password: String::new(),

@@ -63,6 +63,20 @@ enum Step {
     Done,
 }
 
+/// One request and its attempts. A reply to any attempt of it answers it
+/// (they ask the same thing); a reply to an earlier request of the dom0 is
+/// never taken for this one (its ids are forgotten when it is answered).
+struct Flight {
+    ids: Vec<i32>,
+    first_sent: Instant,
+}
+
+impl Flight {
+    fn last_id(&self) -> i32 {
+        *self.ids.last().unwrap_or(&0)
+    }
+}
+
 struct Job {
     target: String,
     addr: Option<SocketAddr>,
@@ -80,11 +94,8 @@ struct Job {
     answered: bool,
     srtt: Option<f64>,
     rttvar: f64,
-    /// The attempt in flight: its request id, when it was sent, and
-    /// whether it is a retransmission (no round-trip sample from those).
-    inflight: Option<(i32, Instant, bool)>,
-    /// The next send repeats a request that went unanswered.
-    retransmit: bool,
+    /// The request in flight, with every attempt at it.
+    inflight: Option<Flight>,
     attempts: u32,
     outcome: Option<Result<Served, FetchError>>,
 }
@@ -115,19 +126,23 @@ impl Job {
             srtt: None,
             rttvar: 0.0,
             inflight: None,
-            retransmit: false,
             attempts: 0,
             outcome: None,
         }
     }
 
-    /// How long to wait for this attempt before resending.
-    fn rto(&self, limits: &Limits) -> Duration {
-        match self.srtt {
-            Some(srtt) if self.answered => {
-                let secs = srtt * 2.0 + 4.0 * self.rttvar;
-                Duration::from_secs_f64(secs).clamp(MIN_RTO, limits.timeout.max(MIN_RTO))
+    /// How long to wait for this attempt before resending: from this
+    /// dom0's round trips once it has answered, else from every dom0's
+    /// (agents and links that are busy answer late), at least a quarter of
+    /// the timeout.
+    fn rto(&self, limits: &Limits, global: Option<(f64, f64)>) -> Duration {
+        let cap = limits.timeout.max(MIN_RTO);
+        match (self.srtt, global) {
+            (Some(srtt), _) if self.answered => {
+                Duration::from_secs_f64(srtt * 2.0 + 4.0 * self.rttvar).clamp(MIN_RTO, cap)
             }
+            (_, Some((srtt, var))) => Duration::from_secs_f64(srtt * 2.0 + 4.0 * var)
+                .clamp((limits.timeout / 4).max(Duration::from_millis(10)), cap),
             _ => (limits.timeout / 4).max(Duration::from_millis(10)),
         }
     }
@@ -285,16 +300,38 @@ struct Poll<'a> {
     progress: &'a dyn Fn(usize, usize),
     v4: Vec<UdpSocket>,
     v6: Vec<UdpSocket>,
-    /// Jobs with a request to send, in order.
+    /// Jobs with a new request to send, in order (capped by in-flight).
     ready: VecDeque<usize>,
-    /// Request id -> job, for the attempts in flight.
+    /// Jobs whose request went unanswered, to send again (their slot is
+    /// already held; only the pace applies; after the new requests).
+    resend: VecDeque<usize>,
+    /// Jobs with a request in flight.
+    busy: usize,
+    /// Request id -> job, for every attempt of the requests in flight.
     pending: HashMap<i32, usize>,
+    /// Round trips over all dom0s (srtt, rttvar), seconds.
+    global: Option<(f64, f64)>,
     timers: BinaryHeap<Reverse<(Instant, i32)>>,
     next_id: i32,
     salt: u64,
     tokens: f64,
     refilled: Instant,
     done: usize,
+    asked: usize,
+    started: Instant,
+    stats: Stats,
+}
+
+/// What a poll did, for `-v`.
+#[derive(Debug, Default)]
+struct Stats {
+    sent: u64,
+    resent: u64,
+    /// When the last dom0 got its first request.
+    all_asked: Option<Duration>,
+    answers: u64,
+    /// Replies to abandoned attempts, from elsewhere, or unreadable.
+    ignored: u64,
 }
 
 fn bind_sockets(any: &str, n: usize) -> std::io::Result<Vec<UdpSocket>> {
@@ -363,17 +400,24 @@ impl<'a> Poll<'a> {
             v4,
             v6,
             ready,
+            resend: VecDeque::new(),
+            busy: 0,
             pending: HashMap::new(),
+            global: None,
             timers: BinaryHeap::new(),
             next_id: (seed as i32 & 0x3fff_ffff).max(1),
             salt: seed,
             tokens: 1.0,
             refilled: Instant::now(),
             done,
+            asked: 0,
+            started: Instant::now(),
+            stats: Stats::default(),
         })
     }
 
     fn run(&mut self) {
+        let started = Instant::now();
         let total = self.jobs.len();
         let mut buf = vec![0u8; 65536];
         while self.done < total {
@@ -385,6 +429,23 @@ impl<'a> Poll<'a> {
                 self.receive(&mut buf);
             }
         }
+        let failed = self
+            .jobs
+            .iter()
+            .filter(|j| matches!(j.outcome, Some(Err(_))))
+            .count();
+        tracing::info!(
+            "polled {total} dom0s in {} ms: {} requests sent ({} resent), {} answers, {} replies ignored, {failed} dom0s failed",
+            started.elapsed().as_millis(),
+            self.stats.sent,
+            self.stats.resent,
+            self.stats.answers,
+            self.stats.ignored
+        );
+        tracing::debug!(
+            "every dom0 had its first request after {} ms",
+            self.stats.all_asked.map_or(0, |d| d.as_millis())
+        );
     }
 
     /// Sends what is ready, within the caps. True if the pace held some back.
@@ -394,20 +455,34 @@ impl<'a> Poll<'a> {
         self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate)
             .min((rate / 10.0).max(1.0)); // bursts of at most 100 ms worth
         self.refilled = now;
-        while self.pending.len() < self.limits.max_in_flight.max(1) {
+        loop {
             if self.tokens < 1.0 {
-                return true;
+                return !(self.resend.is_empty() && self.ready.is_empty());
             }
-            let Some(i) = self.ready.pop_front() else {
-                return false;
+            // New requests first: a dom0's silence is timed from its first
+            // request, so every dom0 should have one as early as the pace
+            // allows; a resend only repeats a question already asked.
+            let fresh = if self.busy < self.limits.max_in_flight.max(1) {
+                self.ready.pop_front()
+            } else {
+                None
+            };
+            let i = match fresh.or_else(|| self.resend.pop_front()) {
+                Some(i) => i,
+                None => return false,
             };
             if self.jobs[i].step == Step::Done {
                 continue;
             }
+            let again = self.jobs[i].inflight.is_some();
             match self.send(i, now) {
                 Ok(()) => self.tokens -= 1.0,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.ready.push_front(i);
+                    if again {
+                        self.resend.push_front(i);
+                    } else {
+                        self.ready.push_front(i);
+                    }
                     return true;
                 }
                 Err(e) => {
@@ -416,7 +491,6 @@ impl<'a> Poll<'a> {
                 }
             }
         }
-        false
     }
 
     fn send(&mut self, i: usize, now: Instant) -> std::io::Result<()> {
@@ -436,18 +510,49 @@ impl<'a> Poll<'a> {
             SocketAddr::V6(_) => &self.v6[job.sock],
         };
         sock.send_to(&bytes, addr)?;
+        self.stats.sent += 1;
         let budget = self.limits.timeout * (self.limits.retries + 1);
+        let global = self.global;
         let job = &mut self.jobs[i];
         job.attempts += 1;
         let heard = *job.heard.get_or_insert(now);
         // Resend after the RTO, but look again no later than the end of
         // the silence budget.
-        let due = (now + job.rto(self.limits)).min(heard + budget).max(now);
-        job.inflight = Some((id, now, job.retransmit));
-        job.retransmit = false;
+        let due = (now + job.rto(self.limits, global))
+            .min(heard + budget)
+            .max(now);
+        match &mut job.inflight {
+            Some(f) => {
+                f.ids.push(id);
+                self.stats.resent += 1;
+            }
+            None => {
+                job.inflight = Some(Flight {
+                    ids: vec![id],
+                    first_sent: now,
+                });
+                self.busy += 1;
+                if job.attempts == 1 {
+                    self.asked += 1;
+                    if self.asked == self.jobs.len() {
+                        self.stats.all_asked = Some(self.started.elapsed());
+                    }
+                }
+            }
+        }
         self.pending.insert(id, i);
         self.timers.push(Reverse((due, id)));
         Ok(())
+    }
+
+    /// The request of job `i` is answered or abandoned: forget its ids.
+    fn land(&mut self, i: usize) -> Option<Flight> {
+        let f = self.jobs[i].inflight.take()?;
+        for id in &f.ids {
+            self.pending.remove(id);
+        }
+        self.busy -= 1;
+        Some(f)
     }
 
     fn request_bytes(&mut self, i: usize, id: i32) -> Vec<u8> {
@@ -496,22 +601,22 @@ impl<'a> Poll<'a> {
                 break;
             }
             self.timers.pop();
-            let Some(i) = self.pending.remove(&id) else {
+            let Some(&i) = self.pending.get(&id) else {
                 continue;
             };
-            let job = &mut self.jobs[i];
-            if job.inflight.map(|(cur, _, _)| cur) != Some(id) {
+            // Only the latest attempt's timer counts.
+            if self.jobs[i].inflight.as_ref().map(Flight::last_id) != Some(id) {
                 continue;
             }
-            job.inflight = None;
-            let silent_for = job.heard.map_or(Duration::ZERO, |h| now.duration_since(h));
+            let silent_for = self.jobs[i]
+                .heard
+                .map_or(Duration::ZERO, |h| now.duration_since(h));
             if silent_for >= budget {
-                job.give_up(self.limits);
+                self.land(i);
+                self.jobs[i].give_up(self.limits);
                 self.count_done();
             } else {
-                // Retransmissions go first: they are the oldest work.
-                job.retransmit = true;
-                self.ready.push_front(i);
+                self.resend.push_back(i);
             }
         }
     }
@@ -522,9 +627,7 @@ impl<'a> Poll<'a> {
     }
 
     fn complete(&mut self, i: usize, outcome: Result<Served, FetchError>) {
-        if let Some((id, _, _)) = self.jobs[i].inflight {
-            self.pending.remove(&id);
-        }
+        self.land(i);
         self.jobs[i].finish(outcome);
         self.count_done();
     }
@@ -536,7 +639,7 @@ impl<'a> Poll<'a> {
             .peek()
             .map(|Reverse((t, _))| t.saturating_duration_since(now))
             .unwrap_or(Duration::from_millis(100));
-        if throttled && !self.ready.is_empty() {
+        if throttled {
             timer.min(Duration::from_millis(1))
         } else {
             timer
@@ -579,11 +682,13 @@ impl<'a> Poll<'a> {
             Auth::V3(_) => usm::parse(datagram).ok().map(|m| m.msg_id),
         };
         let Some(&i) = id.and_then(|id| self.pending.get(&id)) else {
-            return; // a late reply to an abandoned attempt, or noise
+            self.stats.ignored += 1; // a late reply to an abandoned attempt, or noise
+            return;
         };
         let id = id.unwrap_or_default();
         if self.jobs[i].addr != Some(from) {
-            return; // not from the dom0 we asked: ignore, keep waiting
+            self.stats.ignored += 1; // not from the dom0 we asked: keep waiting
+            return;
         }
         let response = match self.auth {
             Auth::V2c(community) => match ber::decode_v2c(datagram) {
@@ -603,15 +708,23 @@ impl<'a> Poll<'a> {
             }
         };
         if response.req_id != id && !matches!(self.auth, Auth::V3(_)) {
+            self.stats.ignored += 1;
             return;
         }
-        self.pending.remove(&id);
+        let flight = self.land(i);
+        self.stats.answers += 1;
         let now = Instant::now();
-        let job = &mut self.jobs[i];
-        // Karn's rule: round trips are sampled from first attempts only.
-        if let Some((_, sent, false)) = job.inflight.take() {
-            job.sample_rtt(now.duration_since(sent));
+        // Karn's rule: round trips are sampled from single attempts only.
+        if let Some(f) = flight.filter(|f| f.ids.len() == 1) {
+            let rtt = now.duration_since(f.first_sent);
+            self.jobs[i].sample_rtt(rtt);
+            let r = rtt.as_secs_f64();
+            self.global = Some(match self.global {
+                None => (r, r / 2.0),
+                Some((s, v)) => (0.875 * s + 0.125 * r, 0.75 * v + 0.25 * (s - r).abs()),
+            });
         }
+        let job = &mut self.jobs[i];
         job.answered = true;
         job.heard = Some(now);
         self.advance(i, response);
@@ -656,7 +769,7 @@ impl<'a> Poll<'a> {
         if r.tag == ber::TAG_REPORT && job.step != Step::Discover {
             if usm::is_time_window(&r) && job.resyncs < 2 {
                 job.resyncs += 1;
-                self.ready.push_front(i);
+                self.ready.push_back(i);
                 return;
             }
             self.complete(

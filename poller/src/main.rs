@@ -87,6 +87,10 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     guest: Option<String>,
 
+    /// More logging on stderr (-v: the poll's figures; -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+
     /// Colour in the report: auto (on a terminal), always, never.
     #[arg(long, value_enum, default_value = "auto")]
     color: Color,
@@ -111,6 +115,7 @@ enum Color {
 fn main() -> ExitCode {
     xsmon_cli::maybe_generate(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
+    xsmon_cli::init_logging(cli.verbose);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -159,7 +164,13 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
     };
     let timeout = Duration::from_millis(cfg.snmp.timeout_ms.max(10));
+    let t = Instant::now();
     let disc = discover::discover(&cfg, &creds, timeout);
+    tracing::debug!(
+        "discovered {} dom0s in {} ms",
+        disc.dom0s.len(),
+        t.elapsed().as_millis()
+    );
     if disc.dom0s.is_empty() {
         let mut why = String::from(
             "no dom0 to poll: give --config-dir, --principal or --host (or set them in the config)",
@@ -182,6 +193,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let results = with_progress(show_progress, disc.dom0s.len(), |tick| {
         report::poll_all(&disc.dom0s, &creds, &limits, now, tick)
     });
+    let t = Instant::now();
     let rep = report::build(
         &disc,
         results,
@@ -195,6 +207,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             cli.dom0.as_deref().unwrap_or("")
         );
     }
+    tracing::debug!("report built in {} ms", t.elapsed().as_millis());
     let state = report::exit_state(&rep);
     let mut stdout = std::io::stdout().lock();
     match cli.mode {

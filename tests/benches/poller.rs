@@ -1,17 +1,18 @@
-//! The poller over 500 dom0 endpoints (5 real snmpd instances on 100
-//! loopback ports each, each serving a real collector database of 5
+//! The poller over 10,000 dom0 endpoints (10 real snmpd instances on
+//! 1,000 loopback ports each, each serving a real collector database of 5
 //! guests):
 //!
-//! 1. all 500 answering;
+//! 1. all 10,000 answering (wall time and peak RSS of the poller process);
 //! 2. 10% dead (UDP sockets that never answer) with a 1 s timeout and 1
 //!    retry;
 //! 3. the 2010 design's way, one `snmpget` process per dom0 one after
-//!    another, measured in the same run: every live endpoint, and 5 dead
-//!    ones whose cost is multiplied by 10 (running all 50 would take
-//!    100 s of waiting for nothing).
+//!    another: 200 live and 5 dead endpoints measured, extrapolated to
+//!    the 9,000 live and 1,000 dead (running them all would take hours).
 //!
 //!     cargo build --release --workspace && cargo bench -p xsmon-tests --bench poller
 //!
+//! XSMON_BENCH_DOM0S changes the number of endpoints (default 10000),
+//! XSMON_BENCH_PPS the poller's packets-per-second cap (default: its own).
 //! Prints figures; asserts nothing about speed.
 
 use std::process::Command;
@@ -21,7 +22,8 @@ use host_collector::gather::{Found, Guest};
 use xsmon_proto::Status;
 use xsmon_store as db;
 use xsmon_tests::{
-    bin_dir, extend_index, sample_run, snmp_command, store_cycle, Snmpd, COMMUNITY, NS_EXTEND,
+    bin_dir, extend_index, measure, sample_run, snmp_command, store_cycle, Snmpd, COMMUNITY,
+    NS_EXTEND,
 };
 
 fn main() {
@@ -59,19 +61,25 @@ fn main() {
         extend.display(),
         dbp.display()
     );
-    // 500 free loopback ports, in five blocks of 100.
-    let ports: Vec<u16> = (0..500)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
+    let total: usize = std::env::var("XSMON_BENCH_DOM0S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let per_agent = 500.min(total);
+    // Free loopback ports below the kernel's ephemeral range (so that no
+    // socket opened meanwhile takes one), one block per snmpd.
+    let ports: Vec<u16> = (12_000u16..32_000)
+        .filter(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .take(total)
         .collect();
+    assert_eq!(ports.len(), total, "not enough free ports");
     let _agents: Vec<Snmpd> = ports
-        .chunks(100)
+        .chunks(per_agent)
         .map(|chunk| Snmpd::start_multi(chunk, &conf).unwrap())
         .collect();
-    // Fifty endpoints that never answer.
-    let dead: Vec<std::net::UdpSocket> = (0..50)
+    // A tenth of the endpoints never answer.
+    let n_dead = total / 10;
+    let dead: Vec<std::net::UdpSocket> = (0..n_dead)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
 
@@ -79,43 +87,65 @@ fn main() {
         let mut hosts: Vec<String> = ports[..live]
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("\"d{i:03}=127.0.0.1:{p}\""))
+            .map(|(i, p)| format!("\"d{i:05}=127.0.0.1:{p}\""))
             .collect();
         if with_dead {
             hosts.extend(
                 dead.iter()
                     .enumerate()
-                    .map(|(i, s)| format!("\"x{i:03}={}\"", s.local_addr().unwrap())),
+                    .map(|(i, s)| format!("\"x{i:05}={}\"", s.local_addr().unwrap())),
             );
         }
         let p = dir.path().join(name);
-        std::fs::write(&p, format!("hosts = [{}]\n[snmp]\ncommunity = \"{COMMUNITY}\"\ntimeout_ms = 1000\nretries = 1\n", hosts.join(", "))).unwrap();
+        let pps = std::env::var("XSMON_BENCH_PPS")
+            .map(|v| format!("max_packets_per_s = {v}\n"))
+            .unwrap_or_default();
+        std::fs::write(&p, format!("hosts = [{}]\n[snmp]\ncommunity = \"{COMMUNITY}\"\ntimeout_ms = 1000\nretries = 1\n{pps}", hosts.join(", "))).unwrap();
         p
     };
-    let all_live = write_config("live.toml", 500, false);
-    let some_dead = write_config("dead.toml", 450, true);
+    let all_live = write_config("live.toml", total, false);
+    let some_dead = write_config("dead.toml", total - n_dead, true);
 
-    let time_poll = |cfg: &std::path::Path| {
-        let t = Instant::now();
+    let check = |cfg: &std::path::Path| {
         let out = Command::new(&poller)
             .args(["json", "--config", cfg.to_str().unwrap()])
             .output()
             .unwrap();
-        let took = t.elapsed().as_secs_f64();
         let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         (
-            took,
             j["summary"]["dom0s"].as_u64().unwrap(),
             j["summary"]["unreachable"].as_u64().unwrap(),
         )
     };
-    // Warm snmpd's extend cache once (as a running site always is).
-    time_poll(&all_live);
-    let (t_live, n, u) = time_poll(&all_live);
-    println!("poller, 500 dom0 endpoints (5 snmpd x 100 ports), concurrency 64:");
-    println!("  all answering:                 {t_live:.2} s wall ({n} polled, {u} unreachable)");
-    let (t_dead, n, u) = time_poll(&some_dead);
-    println!("  10% dead, 1 s timeout, 1 retry: {t_dead:.2} s wall ({n} polled, {u} unreachable)");
+    let time_poll = |cfg: &std::path::Path| {
+        let m = measure(&poller, &["raw", "--config", cfg.to_str().unwrap()]).unwrap();
+        eprintln!("    (poller: {:.2} s wall, {:.2} s CPU)", m.wall_s, m.cpu_s);
+        (m.wall_s, m.max_rss_kib as f64 / 1024.0)
+    };
+    // Warm every snmpd's extend cache once (as a running site always is).
+    let (n, u) = check(&all_live);
+    println!("poller, {total} dom0 endpoints ({} snmpd x {per_agent} ports), defaults (16384 in flight, 20000 packets/s):", ports.chunks(per_agent).count());
+    println!("  warm-up: {n} polled, {u} unreachable");
+    let mut runs: Vec<(f64, f64)> = (0..3).map(|_| time_poll(&all_live)).collect();
+    runs.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let (t_live, rss_live) = runs[1];
+    println!("  all answering:                  {t_live:.2} s wall (median of 3), peak RSS {rss_live:.0} MiB");
+    let (n, u) = check(&some_dead);
+    let mut runs: Vec<(f64, f64)> = (0..3).map(|_| time_poll(&some_dead)).collect();
+    runs.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let (t_dead, rss_dead) = runs[1];
+    // What the poller itself says it did (-v).
+    let out = Command::new(&poller)
+        .args(["raw", "-vv", "--config", some_dead.to_str().unwrap()])
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("polled") || l.contains("first request"))
+    {
+        println!("  poller -vv: {}", l.split("engine: ").last().unwrap_or(l));
+    }
+    println!("  10% dead, 1 s timeout, 1 retry: {t_dead:.2} s wall (median of 3), peak RSS {rss_dead:.0} MiB ({n} polled, {u} unreachable)");
 
     // The 2010 way: one snmpget per dom0, sequentially.
     let full = format!(
@@ -124,19 +154,21 @@ fn main() {
     );
     // The harness's snmpget: -t 1 -r 1, numeric OIDs, no MIBs.
     let snmpget = |target: &str| snmp_command("snmpget", None, target, &[&full]);
+    let sample = 200.min(total - n_dead);
     let t = Instant::now();
-    for p in &ports[..450] {
+    for p in &ports[..sample] {
         snmpget(&format!("127.0.0.1:{p}")).unwrap();
     }
-    let live_secs = t.elapsed().as_secs_f64();
+    let live_secs = t.elapsed().as_secs_f64() * (total - n_dead) as f64 / sample as f64;
     let t = Instant::now();
     for s in dead.iter().take(5) {
         assert!(snmpget(&s.local_addr().unwrap().to_string()).is_err());
     }
-    let dead_secs = t.elapsed().as_secs_f64() * 10.0;
+    let dead_secs = t.elapsed().as_secs_f64() * n_dead as f64 / 5.0;
     let sequential = live_secs + dead_secs;
     println!(
-        "  one snmpget per dom0, in sequence: {sequential:.1} s ({live_secs:.1} s for 450 live, {dead_secs:.1} s for 50 dead, extrapolated from 5)"
+        "  one snmpget per dom0, in sequence: {sequential:.0} s ({live_secs:.0} s for {} live from {sample} measured, {dead_secs:.0} s for {n_dead} dead from 5)",
+        total - n_dead
     );
     println!(
         "  ratio, sequential snmpget / poller, 10% dead: {:.0}x",

@@ -190,7 +190,7 @@ mod tests {
         /// line of printable text.
         #[test]
         fn fuzz_config_directory_scan(names in proptest::collection::vec(
-            proptest::collection::vec(any::<u8>().prop_filter("no NUL or /", |b| *b != 0 && *b != b'/'), 1..70)
+            proptest::collection::vec(any::<u8>().prop_map(|b| if b == 0 || b == b'/' { b'x' } else { b }), 1..70)
                 .prop_map(|mut v| { if v.len() % 2 == 0 { v.extend_from_slice(b".cfg"); } v }),
             0..20,
         )) {
