@@ -105,6 +105,20 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
         .clone()
         .or_else(|| config.state_file.clone())
         .unwrap_or_else(|| PathBuf::from(state::DEFAULT_PATH));
+    let only_print = cli.print || cli.format.is_some();
+    // Connect before measuring: on a machine that is not a Xen guest (a
+    // copied binary tried by hand) the connection error comes at once, and
+    // no check runs and no ping leaves it.
+    let xs = if only_print {
+        None
+    } else {
+        let mut xs = match &cli.xenstore {
+            Some(p) => xsmon_xenstore::Client::open(p)?,
+            None => xsmon_xenstore::Client::open_default()?,
+        };
+        xs.set_timeout(Duration::from_secs(config.xenstore.timeout_secs.max(1)));
+        Some(xs)
+    };
     let mut run = Run {
         probe: format!("guest-probe {}", env!("CARGO_PKG_VERSION")),
         time: 0,
@@ -121,11 +135,9 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&json_of(&run))?);
         return Ok(());
     }
-    let mut xs = match &cli.xenstore {
-        Some(p) => xsmon_xenstore::Client::open(p)?,
-        None => xsmon_xenstore::Client::open_default()?,
+    let Some(mut xs) = xs else {
+        return Ok(());
     };
-    xs.set_timeout(Duration::from_secs(config.xenstore.timeout_secs.max(1)));
     let bases = bases(cli, config, &sys);
     publish::publish(&mut xs, &bases, &mut run)?;
     tracing::info!(seq = run.seq, checks = run.checks.len(), "results written");

@@ -489,3 +489,43 @@ fn exit_codes_and_messages() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("xenstore"));
 }
+
+#[test]
+fn a_machine_without_xenstore_fails_before_any_check_runs() {
+    // A copied binary tried by hand on a machine that is no Xen guest: the
+    // connection error comes first; no check runs (the CPU check would
+    // write its state file) and no ping is sent.
+    let root = probe_root("xen-guest", "a", &["127.0.0.1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("probe.state");
+    let cfg = config(dir.path(), "[cpu]\nfirst_sample_ms = 100\n");
+    let out = probe(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "--state-file",
+        state.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--xenstore",
+        "/nonexistent/xenstored/socket",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/xenstored/socket"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!state.exists(), "a check ran before the connection failed");
+    // --print needs no xenstore: the checks run (and keep their state).
+    let out = probe(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "--state-file",
+        state.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--print",
+    ]);
+    assert!(out.status.success());
+    assert!(state.exists());
+}

@@ -347,82 +347,98 @@ impl Client {
         }
     }
 
-    /// Sends many read-only requests before waiting for any reply, then
-    /// collects the replies: one round trip's latency for a whole batch
-    /// instead of one per key. This is how dom0 reads hundreds of guests
-    /// quickly. Each request gets its own result; a connection failure fails
-    /// the remaining ones.
+    /// Sends many read-only requests before waiting for their replies,
+    /// keeping a window of them outstanding: the daemon always has the next
+    /// request queued while the client reads the last reply, so a batch
+    /// costs the daemon's work, not a round trip per key. This is how dom0
+    /// reads thousands of guests quickly. Each request gets its own result;
+    /// a connection failure fails the remaining ones.
     pub fn pipeline(&mut self, requests: &[Request]) -> Vec<Result<Reply>> {
-        // Stay well under xenstored's per-connection outstanding limit and
-        // the socket buffer.
-        const BATCH: usize = 128;
-        let mut out = Vec::with_capacity(requests.len());
-        for batch in requests.chunks(BATCH) {
-            self.pipeline_batch(batch, &mut out);
+        // Outstanding at most: well under what a daemon queues per
+        // connection; refilled this many at a time, in one write.
+        const WINDOW: usize = 256;
+        const REFILL: usize = 64;
+        let mut out: Vec<Result<Reply>> = requests
+            .iter()
+            .map(|r| {
+                let (op, path) = r.op_path();
+                check_path(op, path).map(|_| Reply::Value(Vec::new()))
+            })
+            .collect();
+        if let Some(why) = &self.poisoned {
+            let why = why.clone();
+            for o in out.iter_mut().filter(|o| o.is_ok()) {
+                *o = Err(Error::Poisoned(why.clone()));
+            }
+            return out;
         }
-        out
-    }
-
-    fn pipeline_batch(&mut self, batch: &[Request], out: &mut Vec<Result<Reply>>) {
-        let first = out.len();
-        let mut pending = std::collections::HashMap::new();
-        let mut bytes = Vec::new();
-        for (i, req) in batch.iter().enumerate() {
-            let (msg_type, path) = match req {
-                Request::Read(p) => (MsgType::Read, p),
-                Request::Directory(p) => (MsgType::Directory, p),
-            };
-            out.push(check_path(op_name(msg_type), path).map(|_| Reply::Value(Vec::new())));
-            if out[first + i].is_err() {
+        let mut pending: std::collections::HashMap<u32, usize> =
+            std::collections::HashMap::with_capacity(WINDOW);
+        let mut next = 0;
+        let mut deadline = Instant::now() + self.timeout;
+        loop {
+            if pending.len() + REFILL <= WINDOW && next < requests.len() {
+                let mut bytes = Vec::with_capacity(REFILL * 64);
+                while pending.len() < WINDOW && next < requests.len() {
+                    let i = next;
+                    next += 1;
+                    if out[i].is_err() {
+                        continue;
+                    }
+                    let (msg_type, path) = match &requests[i] {
+                        Request::Read(p) => (MsgType::Read, p),
+                        Request::Directory(p) => (MsgType::Directory, p),
+                    };
+                    let req_id = self.next_req_id;
+                    self.next_req_id = self.next_req_id.wrapping_add(1).max(1);
+                    bytes.extend_from_slice(&encode_request(
+                        msg_type,
+                        req_id,
+                        0,
+                        &nul_terminated(path),
+                    ));
+                    pending.insert(req_id, i);
+                }
+                if let Err(source) = self.stream.write_all(&bytes) {
+                    let e = self.poison(Error::Io {
+                        op: "pipeline",
+                        path: String::new(),
+                        source,
+                    });
+                    fail_from(&mut out, &pending, next, &e);
+                    return out;
+                }
+                if pending.is_empty() {
+                    continue;
+                }
+            }
+            if pending.is_empty() {
+                if next >= requests.len() {
+                    return out;
+                }
                 continue;
             }
-            let req_id = self.next_req_id;
-            self.next_req_id = self.next_req_id.wrapping_add(1).max(1);
-            bytes.extend_from_slice(&encode_request(msg_type, req_id, 0, &nul_terminated(path)));
-            pending.insert(req_id, i);
-        }
-        let fail_all = |out: &mut Vec<Result<Reply>>,
-                        pending: &std::collections::HashMap<u32, usize>,
-                        e: &Error| {
-            for &i in pending.values() {
-                out[first + i] = Err(Error::Poisoned(e.to_string()));
-            }
-        };
-        if let Some(why) = &self.poisoned {
-            let e = Error::Poisoned(why.clone());
-            fail_all(out, &pending, &e);
-            return;
-        }
-        if let Err(source) = self.stream.write_all(&bytes) {
-            let e = self.poison(Error::Io {
-                op: "pipeline",
-                path: String::new(),
-                source,
-            });
-            fail_all(out, &pending, &e);
-            return;
-        }
-        let deadline = Instant::now() + self.timeout;
-        while !pending.is_empty() {
             let frame = match self.next_frame(deadline, "pipeline", "") {
                 Ok(f) => f,
                 Err(e) => {
-                    fail_all(out, &pending, &e);
-                    return;
+                    fail_from(&mut out, &pending, next, &e);
+                    return out;
                 }
             };
+            // Each reply resets the wait: the timeout is per request.
+            deadline = Instant::now() + self.timeout;
             let (req_id, result) = match frame {
                 Ok(frame) => {
                     let Some(&i) = pending.get(&frame.header.req_id) else {
                         continue;
                     };
-                    (frame.header.req_id, decode_reply(&batch[i], frame))
+                    (frame.header.req_id, decode_reply(&requests[i], frame))
                 }
                 Err(header) => {
                     let Some(&i) = pending.get(&header.req_id) else {
                         continue;
                     };
-                    let (op, path) = batch[i].op_path();
+                    let (op, path) = requests[i].op_path();
                     (
                         header.req_id,
                         Err(Error::Protocol {
@@ -434,7 +450,7 @@ impl Client {
                 }
             };
             if let Some(i) = pending.remove(&req_id) {
-                out[first + i] = result;
+                out[i] = result;
             }
         }
     }
@@ -444,6 +460,22 @@ impl Client {
     fn poison(&mut self, err: Error) -> Error {
         self.poisoned = Some(err.to_string());
         err
+    }
+}
+
+/// After a connection failure in a pipeline: the requests waiting for a
+/// reply and those not sent yet (from `next` on) fail with `e`.
+fn fail_from(
+    out: &mut [Result<Reply>],
+    pending: &std::collections::HashMap<u32, usize>,
+    next: usize,
+    e: &Error,
+) {
+    for &i in pending.values() {
+        out[i] = Err(Error::Poisoned(e.to_string()));
+    }
+    for o in out[next..].iter_mut().filter(|o| o.is_ok()) {
+        *o = Err(Error::Poisoned(e.to_string()));
     }
 }
 
