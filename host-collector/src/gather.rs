@@ -19,8 +19,11 @@
 use std::collections::BTreeMap;
 
 use xsmon_proto::layout::{self, Run, Source, DATA_SUBPATH, LEGACY_ROOT, MAX_CHECKS};
-use xsmon_proto::{cluster, text};
+use xsmon_proto::text;
 use xsmon_xenstore::{Client, Reply, Request, Store};
+
+/// Longest toolstack name accepted (XAPI's name-labels are free text).
+pub const MAX_GUEST_NAME: usize = 128;
 
 /// Most domains read in one cycle: every domid a Xen host can hand out
 /// (`DOMID_FIRST_RESERVED` is 0x7FF0), so no running domain is ever cut.
@@ -40,7 +43,7 @@ pub struct Guest {
     pub uuid: Option<String>,
     /// Why the UUID could not be read, when it could not.
     pub uuid_problem: Option<String>,
-    /// The toolstack's name, or `None` if it was missing or not a plain name.
+    /// The toolstack's name, or `None` if it was missing or unusable.
     pub name: Option<String>,
     /// Why the name could not be used, when it could not.
     pub name_problem: Option<String>,
@@ -149,13 +152,18 @@ pub struct Identity {
 /// Judges one domain's prefetched keys: its identity and its run. Pure (no
 /// I/O), so the fuzz targets drive exactly what a cycle runs.
 pub fn decode_guest(domid: u32, identity: Identity, p: &mut Prefetched) -> Guest {
+    // Any printable name: xl names are plain, XAPI's name-labels are free
+    // text ("Web server (old)"). Every output escapes it; only names that
+    // are also plain host names can match a .cfg in the config directory.
     let (name, name_problem) = match identity.name {
-        Ok(bytes) => match text::validate(&bytes, cluster::MAX_NAME) {
-            Ok(s) if cluster::valid_name(s) => (Some(s.to_string()), None),
+        Ok(bytes) => match text::validate(&bytes, MAX_GUEST_NAME) {
+            Ok(s) if s.trim() == s && !s.is_empty() && !s.contains('#') => {
+                (Some(s.to_string()), None)
+            }
             Ok(s) => (
                 None,
                 Some(format!(
-                    "domain name {:?} is not a plain host name",
+                    "domain name {:?} is empty, has a '#' or leading or trailing spaces",
                     text::clean(s, 80)
                 )),
             ),

@@ -149,7 +149,8 @@ pub fn nagios(r: &Report) -> (String, u8) {
         summary.push_str(&format!(" ({} stale)", s.stale));
     }
     if let Some(u) = &r.undetermined {
-        summary = tty_safe(u);
+        // Nagios treats '|' as the start of performance data.
+        summary = tty_safe(u).replace('|', "/");
     }
     // Performance data: 'label'=value[UOM];warn;crit;min;max
     let perf = format!(
@@ -162,7 +163,8 @@ pub fn nagios(r: &Report) -> (String, u8) {
             (true, _) => "discovery".to_string(),
             (false, true) => tty_safe(&f.dom0),
             (false, false) => format!("{}/{}", tty_safe(&f.dom0), tty_safe(&f.host)),
-        };
+        }
+        .replace('|', "/");
         let a = age(f.age);
         let a = if a.is_empty() {
             String::new()
