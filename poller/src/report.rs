@@ -616,8 +616,11 @@ mod tests {
             let _ = crate::ber::peek_v2c_req_id(&packet);
             if let Ok(m) = crate::usm::parse(&packet) {
                 let _ = crate::usm::plain_pdu(&m);
-                let user = crate::usm::User::new("u", "a", "p");
-                let mut engine = crate::usm::Engine::new(&user, b"e", 1, 1);
+                // Key derivation stretches a password over 1 MiB: once.
+                static ENGINE: std::sync::OnceLock<crate::usm::Engine> = std::sync::OnceLock::new();
+                let mut engine = ENGINE
+                    .get_or_init(|| crate::usm::Engine::new(&crate::usm::User::new("u", "a", "p"), b"e", 1, 1))
+                    .clone();
                 let _ = crate::usm::open(&packet, &m, &mut engine);
             }
             let base = [1u64, 3, 6, 1, 4, 1, 8072, 1, 3, 2, 4, 1, 2, 5];

@@ -44,6 +44,31 @@ fn big_state(path: &std::path::Path) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
+/// A namespace with real snmpd serving the 240-line state; `None` (and a
+/// note) where namespaces cannot be created.
+fn dom0_in_namespace() -> Option<(Netns, tempfile::TempDir, Snmpd)> {
+    if !Netns::available() {
+        eprintln!("SKIPPED: network namespaces are unavailable here");
+        return None;
+    }
+    let ns = Netns::create().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let lines = big_state(&db);
+    assert!((240..=245).contains(&lines), "{lines} lines");
+    let snmpd = Snmpd::start_on(
+        &ns.ns_ip,
+        Some(&ns.name),
+        &format!(
+            "extend basicXenstoreMonitoring {} basic-monitoring --db {} --max-age 999999999\n",
+            bin("snmp-extend").display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    Some((ns, dir, snmpd))
+}
+
 fn nft(ns: &Netns, rule: &str) {
     let out = Command::new("ip")
         .args(["netns", "exec", &ns.name, "nft", rule])
@@ -80,25 +105,9 @@ fn findings(o: &Output) -> Vec<String> {
 
 #[test]
 fn ten_percent_loss_each_way_gives_no_false_finding_in_100_polls() {
-    if !Netns::available() {
-        eprintln!("SKIPPED: network namespaces are unavailable here");
+    let Some((ns, dir, snmpd)) = dom0_in_namespace() else {
         return;
-    }
-    let ns = Netns::create().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("history.db");
-    let lines = big_state(&db);
-    assert!((240..=245).contains(&lines), "{lines} lines");
-    let snmpd = Snmpd::start_on(
-        &ns.ns_ip,
-        Some(&ns.name),
-        &format!(
-            "extend basicXenstoreMonitoring {} basic-monitoring --db {} --max-age 999999999\n",
-            bin("snmp-extend").display(),
-            db.display()
-        ),
-    )
-    .unwrap();
+    };
     let target = snmpd.target();
     let reference = findings(&poll(&target, dir.path()));
     assert_eq!(
@@ -161,24 +170,9 @@ fn ten_percent_loss_each_way_gives_no_false_finding_in_100_polls() {
 
 #[test]
 fn a_dom0_that_goes_silent_mid_read_is_not_called_unreachable() {
-    if !Netns::available() {
-        eprintln!("SKIPPED: network namespaces are unavailable here");
+    let Some((ns, dir, snmpd)) = dom0_in_namespace() else {
         return;
-    }
-    let ns = Netns::create().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("history.db");
-    big_state(&db);
-    let snmpd = Snmpd::start_on(
-        &ns.ns_ip,
-        Some(&ns.name),
-        &format!(
-            "extend basicXenstoreMonitoring {} basic-monitoring --db {} --max-age 999999999\n",
-            bin("snmp-extend").display(),
-            db.display()
-        ),
-    )
-    .unwrap();
+    };
     // The agent's answers pass until 6000 bytes have gone out, then none.
     nft(&ns, "add table inet cut");
     nft(
