@@ -137,6 +137,10 @@ pub struct XenstoreConfig {
     pub legacy_name: Option<String>,
     /// Seconds one xenstore request may take.
     pub timeout_secs: u64,
+    /// The key layout written: 2 (default, 3 keys for a typical guest) or
+    /// 1 (one key per field), for dom0s whose collector is older than
+    /// xsmon 0.2 and reads only version 1. Upgrade the dom0s first.
+    pub layout: u32,
 }
 
 impl Default for XenstoreConfig {
@@ -146,6 +150,7 @@ impl Default for XenstoreConfig {
             legacy: false,
             legacy_name: None,
             timeout_secs: 5,
+            layout: 2,
         }
     }
 }
@@ -173,6 +178,12 @@ impl Config {
     fn check(&self) -> Result<()> {
         for rule in &self.net.mac_rules {
             rule.contains(Ipv4Addr::UNSPECIFIED)?;
+        }
+        if !matches!(self.xenstore.layout, 1 | 2) {
+            anyhow::bail!(
+                "xenstore.layout must be 1 or 2, not {}",
+                self.xenstore.layout
+            );
         }
         Ok(())
     }

@@ -139,7 +139,7 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
         return Ok(());
     };
     let bases = bases(cli, config, &sys);
-    publish::publish(&mut xs, &bases, &mut run)?;
+    publish::publish(&mut xs, &bases, &mut run, config.xenstore.layout)?;
     tracing::info!(seq = run.seq, checks = run.checks.len(), "results written");
     Ok(())
 }

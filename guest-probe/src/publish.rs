@@ -13,18 +13,28 @@ const ATTEMPTS: u32 = 5;
 /// Writes `run` under each of `bases`, in one transaction. The sequence
 /// number is the previous one under the first base plus one, so it keeps
 /// counting even if the state file is lost.
-pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run) -> Result<()> {
+pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run, version: u32) -> Result<()> {
     let first = bases
         .first()
         .context("nowhere to write: both home and legacy are off in the config")?;
+    let encode = if version == 1 {
+        layout::encode_v1
+    } else {
+        layout::encode_v2
+    };
     xs.transaction(ATTEMPTS, |t| {
-        let prev = t
+        // The previous run's seq, from either layout version.
+        let v2 = t
+            .read_opt(&format!("{first}/run"))?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.split(' ').nth(1).and_then(|n| n.parse::<u64>().ok()));
+        let v1 = t
             .read_opt(&format!("{first}/seq"))?
             .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
+            .and_then(|s| s.parse::<u64>().ok());
+        let prev = v2.or(v1).unwrap_or(0);
         run.seq = prev.wrapping_add(1);
-        let pairs = layout::encode(run).map_err(|e| xsmon_xenstore::Error::Protocol {
+        let pairs = encode(run).map_err(|e| xsmon_xenstore::Error::Protocol {
             op: "write",
             path: first.clone(),
             detail: e.to_string(),

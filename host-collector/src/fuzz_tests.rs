@@ -50,7 +50,53 @@ fn check_keys() -> impl Strategy<Value = (String, Vec<(String, Vec<u8>)>)> {
         })
 }
 
+/// A layout version 2 guest: a run line and chunks, each sometimes what the
+/// probe writes (six escaped fields per check), sometimes anything.
+fn guest_keys_v2() -> impl Strategy<Value = (Identity, Prefetched)> {
+    (
+        value(&["web01", "Domain-0", "DB | primary", ""]),
+        value(&["/vm/12345678-1234-4234-8234-123456789abc", ""]),
+        value(&[
+            "1795700000 7 1 guest-probe\\s0.2.0",
+            "1 2 64 p",
+            "x y z",
+            "1795700000 7 2 p",
+        ]),
+        proptest::collection::vec(
+            prop_oneof![
+                value(&[
+                    "cpu cpu ok \\e load\\s0.1 load_per_cpu=0.1",
+                    "disk0 disk error / full\\x0aG\\sforged used_pct=99",
+                    "a b c d e f g",
+                    "cpu cpu ok \\e x \\e cpu cpu ok \\e y \\e",
+                ]),
+                "([a-z0-9\\\\]{1,8} ){5}[a-z0-9=.]{0,12}".prop_map(String::into_bytes),
+            ],
+            0..3,
+        ),
+    )
+        .prop_map(|(name, vm, run, chunks)| {
+            let mut p = Prefetched::default();
+            p.values.insert("version".into(), b"2".to_vec());
+            p.values.insert("run".into(), run);
+            for (i, c) in chunks.into_iter().enumerate() {
+                p.values.insert(format!("chunk/{i}"), c);
+            }
+            (
+                Identity {
+                    name: Ok(name),
+                    vm: Ok(vm),
+                },
+                p,
+            )
+        })
+}
+
 fn guest_keys() -> impl Strategy<Value = (Identity, Prefetched)> {
+    prop_oneof![guest_keys_v1(), guest_keys_v2()]
+}
+
+fn guest_keys_v1() -> impl Strategy<Value = (Identity, Prefetched)> {
     (
         value(&["web01", "Domain-0", "web01", "db", ""]),
         value(&["/vm/12345678-1234-4234-8234-123456789abc", "/vm/x", ""]),

@@ -63,17 +63,18 @@ pub enum Found {
 /// The running domains other than dom0, with their results.
 pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
     let ids = domain_ids(xs)?;
-    let top_keys = ["version", "probe", "time", "seq"];
-    // Batch 1: each guest's name, VM link, top keys and check list.
-    let mut reqs = Vec::with_capacity(ids.len() * 7);
+    // Batch 1: each guest's name, VM link, layout version and (version 2)
+    // run line. What follows depends on the version: a version 2 guest is
+    // read whole by its chunks (batch 2: a typical guest costs 5 reads);
+    // a version 1 guest needs its top keys and check listing (batch 2),
+    // then one key per field (batch 3).
+    let mut reqs = Vec::with_capacity(ids.len() * 4);
     for id in &ids {
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         reqs.push(Request::Read(format!("/local/domain/{id}/name")));
         reqs.push(Request::Read(format!("/local/domain/{id}/vm")));
-        for k in top_keys {
-            reqs.push(Request::Read(format!("{base}/{k}")));
-        }
-        reqs.push(Request::Directory(format!("{base}/check")));
+        reqs.push(Request::Read(format!("{base}/version")));
+        reqs.push(Request::Read(format!("{base}/run")));
     }
     let mut replies = xs.pipeline(&reqs).into_iter();
     let mut pre: Vec<(u32, Identity, Prefetched)> = Vec::with_capacity(ids.len());
@@ -81,53 +82,59 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         let name = value_of(replies.next());
         let vm = value_of(replies.next());
         let mut p = Prefetched::default();
-        for k in top_keys {
-            p.put(k, replies.next());
-        }
-        p.lists.insert("check".into(), names_of(replies.next()));
+        p.put("version", replies.next());
+        p.put("run", replies.next());
         pre.push((id, Identity { name, vm }, p));
     }
 
-    // Batch 2: the keys of every check of every guest that wrote a run
-    // with a sane number of checks (decode rejects the rest).
-    let fields = ["kind", "status", "target", "message", "values"];
-    let mut reqs = Vec::new();
-    let mut wanted: Vec<(usize, String)> = Vec::new();
+    // Batch 2: version 2 chunks; version 1 top keys and check listing.
+    let mut batch = Batch::default();
     for (i, (id, _, p)) in pre.iter().enumerate() {
-        if !p.values.contains_key("version") {
-            continue;
+        let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
+        match p.values.get("version").map(Vec::as_slice) {
+            Some(b"2") => {
+                let n = p
+                    .values
+                    .get("run")
+                    .and_then(|r| layout::chunks_announced(r))
+                    .unwrap_or(0);
+                for c in 0..n {
+                    batch.read(i, &base, &format!("chunk/{c}"));
+                }
+            }
+            Some(b"1") => {
+                for k in ["probe", "time", "seq"] {
+                    batch.read(i, &base, k);
+                }
+                batch.list(i, &base, "check");
+            }
+            _ => {}
         }
+    }
+    batch.run(xs, &mut pre);
+
+    // Batch 3: the keys of every check of every version 1 guest with a
+    // sane number of checks (decode rejects the rest).
+    let fields = ["kind", "status", "target", "message", "values"];
+    let mut batch = Batch::default();
+    for (i, (id, _, p)) in pre.iter().enumerate() {
         let Some(Ok(checks)) = p.lists.get("check") else {
             continue;
         };
         if checks.len() > MAX_CHECKS {
             continue;
         }
+        let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         for c in checks
             .iter()
             .filter(|c| c.len() <= layout::MAX_ID && c.bytes().all(|b| b.is_ascii_alphanumeric()))
         {
             for f in fields {
-                let key = format!("check/{c}/{f}");
-                reqs.push(Request::Read(format!(
-                    "/local/domain/{id}/{DATA_SUBPATH}/{key}"
-                )));
-                wanted.push((i, key));
+                batch.read(i, &base, &format!("check/{c}/{f}"));
             }
         }
     }
-    for ((i, key), reply) in wanted.into_iter().zip(xs.pipeline(&reqs)) {
-        match reply {
-            Ok(Reply::Value(v)) => {
-                pre[i].2.values.insert(key, v);
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                pre[i].2.errors.insert(key, e.to_string());
-            }
-            Ok(Reply::Names(_)) => {}
-        }
-    }
+    batch.run(xs, &mut pre);
 
     let mut out = Vec::with_capacity(pre.len());
     for (domid, identity, mut p) in pre {
@@ -288,6 +295,41 @@ fn names_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<String>, Str
         Some(Err(e)) if e.is_not_found() => Ok(Vec::new()),
         Some(Err(e)) => Err(e.to_string()),
         _ => Err("no listing".into()),
+    }
+}
+
+/// Reads for many guests, sent as one pipeline; each reply is filed in
+/// its guest's [`Prefetched`].
+#[derive(Default)]
+struct Batch {
+    reqs: Vec<Request>,
+    /// (guest index, key relative to BASE, is a listing)
+    wanted: Vec<(usize, String, bool)>,
+}
+
+impl Batch {
+    fn read(&mut self, guest: usize, base: &str, key: &str) {
+        self.reqs.push(Request::Read(format!("{base}/{key}")));
+        self.wanted.push((guest, key.to_string(), false));
+    }
+
+    fn list(&mut self, guest: usize, base: &str, key: &str) {
+        self.reqs.push(Request::Directory(format!("{base}/{key}")));
+        self.wanted.push((guest, key.to_string(), true));
+    }
+
+    fn run(self, xs: &mut Client, pre: &mut [(u32, Identity, Prefetched)]) {
+        if self.reqs.is_empty() {
+            return;
+        }
+        for ((i, key, listing), reply) in self.wanted.into_iter().zip(xs.pipeline(&self.reqs)) {
+            let p = &mut pre[i].2;
+            if listing {
+                p.lists.insert(key, names_of(Some(reply)));
+            } else {
+                p.put(&key, Some(reply));
+            }
+        }
     }
 }
 

@@ -352,11 +352,25 @@ fn probe_guest(
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs()
             - 3600;
-        xsmon_xenstore::Store::write(
-            &mut c,
-            &format!("/local/domain/{domid}/data/xsmon/time"),
-            old.to_string().as_bytes(),
-        )?;
+        // The run's own time, an hour ago, in whichever layout the probe
+        // wrote (version 2: the first field of `run`; version 1: `time`).
+        let base = format!("/local/domain/{domid}/data/xsmon");
+        match xsmon_xenstore::Store::read_opt(&mut c, &format!("{base}/run"))? {
+            Some(run) => {
+                let run = String::from_utf8_lossy(&run).into_owned();
+                let rest = run.split_once(' ').map(|(_, r)| r).unwrap_or("");
+                xsmon_xenstore::Store::write(
+                    &mut c,
+                    &format!("{base}/run"),
+                    format!("{old} {rest}").as_bytes(),
+                )?;
+            }
+            None => xsmon_xenstore::Store::write(
+                &mut c,
+                &format!("{base}/time"),
+                old.to_string().as_bytes(),
+            )?,
+        }
     }
     Ok(())
 }

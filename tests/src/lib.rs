@@ -624,11 +624,28 @@ pub fn write_run(
     domid: u32,
     run: &xsmon_proto::layout::Run,
 ) -> Result<()> {
+    write_pairs(xs, domid, xsmon_proto::layout::encode(run)?)
+}
+
+/// [`write_run`] in key layout version 1 (the one key per field layout a
+/// guest not yet upgraded writes).
+pub fn write_run_v1(
+    xs: &mut xsmon_xenstore::Client,
+    domid: u32,
+    run: &xsmon_proto::layout::Run,
+) -> Result<()> {
+    write_pairs(xs, domid, xsmon_proto::layout::encode_v1(run)?)
+}
+
+fn write_pairs(
+    xs: &mut xsmon_xenstore::Client,
+    domid: u32,
+    pairs: Vec<(String, Vec<u8>)>,
+) -> Result<()> {
     let base = format!(
         "/local/domain/{domid}/{}",
         xsmon_proto::layout::DATA_SUBPATH
     );
-    let pairs = xsmon_proto::layout::encode(run)?;
     xs.transaction(5, |t| {
         xsmon_xenstore::Store::rm(t, &base)?;
         for (k, v) in &pairs {

@@ -330,16 +330,19 @@ fn results_are_written_to_xenstore_and_replaced_each_run() {
         run.checks
     );
 
-    // The stock xenstore tool reads the same tree.
+    // The stock xenstore tool reads the same tree: layout version 2, three
+    // keys (version, run, one chunk).
     let ls = xs.tool("xenstore-ls").arg(&base).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
-    assert!(ls.contains("version = \"1\""), "{ls}");
-    assert!(ls.contains("target = \"/mnt/with space\""), "{ls}");
+    assert!(ls.contains("version = \"2\""), "{ls}");
+    assert!(ls.contains("run = \"") && ls.contains("chunk"), "{ls}");
+    assert_eq!(c.directory(&format!("{base}/chunk")).unwrap(), ["0"]);
 
-    // Second run with one gateway fewer: seq counts on, net1 is gone.
+    // Second run in layout version 1 (for dom0s not upgraded yet), with one
+    // gateway fewer: seq counts on across the versions, net1 is gone.
     let cfg = config(
         tmp.path(),
-        "[cpu]\nfirst_sample_ms = 100\n[net]\ntimeout_ms = 300\n",
+        "[cpu]\nfirst_sample_ms = 100\n[net]\ntimeout_ms = 300\n[xenstore]\nlayout = 1\n",
     );
     let out = write_run(&xs, root.path(), &state, &cfg, 7);
     assert!(
@@ -355,6 +358,14 @@ fn results_are_written_to_xenstore_and_replaced_each_run() {
     .unwrap();
     assert_eq!(run.seq, 2);
     assert!(!run.checks.iter().any(|c| c.id == "net1"));
+    let ls = xs
+        .tool("xenstore-ls")
+        .arg("/local/domain/7/data/xsmon")
+        .output()
+        .unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.contains("version = \"1\""), "{ls}");
+    assert!(ls.contains("target = \"/mnt/with space\""), "{ls}");
     // The guest owns what it wrote (inherited from its data directory).
     let perms = c.get_perms("/local/domain/7/data/xsmon/seq").unwrap();
     assert_eq!(perms[0].domid, 7);
@@ -387,19 +398,21 @@ fn fifty_filesystems_and_eight_gateways_fit_within_xen_default_quotas() {
     std::fs::write(root.path().join("proc/self/mountinfo"), mi).unwrap();
     let gws: Vec<String> = (1..=8).map(|i| format!("\"127.0.0.{i}\"")).collect();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(
-        tmp.path(),
-        &format!(
-            "[cpu]\nfirst_sample_ms = 100\n[net]\ngateways = [{}]\ntimeout_ms = 500\n",
-            gws.join(", ")
-        ),
-    );
-    let out = write_run(&xs, root.path(), &tmp.path().join("s"), &cfg, 9);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let probe_in_layout = |layout: u32| {
+        let cfg = config(
+            tmp.path(),
+            &format!(
+                "[cpu]\nfirst_sample_ms = 100\n[net]\ngateways = [{}]\ntimeout_ms = 500\n[xenstore]\nlayout = {layout}\n",
+                gws.join(", ")
+            ),
+        );
+        let out = write_run(&xs, root.path(), &tmp.path().join("s"), &cfg, 9);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
 
     // Count what was really written, the way xenstored's quota counts it:
     // every node, directories included.
@@ -412,10 +425,27 @@ fn fifty_filesystems_and_eight_gateways_fit_within_xen_default_quotas() {
             .map(|n| count(c, &format!("{path}/{n}"), max_value))
             .sum::<usize>()
     }
+    // Layout version 1: 6 entries per check.
+    probe_in_layout(1);
     let mut max_value = 0;
     let n = count(&mut c, "/local/domain/9/data/xsmon", &mut max_value);
     assert_eq!(n, layout::entries_for(60));
     assert!(n < 1000, "{n} entries");
+    assert!(max_value <= 2048, "largest value {max_value} bytes");
+    // Layout version 2: the same run in a handful of entries.
+    probe_in_layout(2);
+    let mut max_value = 0;
+    let n = count(&mut c, "/local/domain/9/data/xsmon", &mut max_value);
+    let chunks = c
+        .directory("/local/domain/9/data/xsmon/chunk")
+        .unwrap()
+        .len();
+    assert_eq!(
+        n,
+        4 + chunks,
+        "BASE, version, run, chunk and its {chunks} chunks"
+    );
+    assert!(chunks <= 10, "{chunks} chunks");
     assert!(max_value <= 2048, "largest value {max_value} bytes");
 }
 

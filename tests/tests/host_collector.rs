@@ -6,7 +6,9 @@ use std::process::Command;
 
 use xsmon_proto::Status;
 use xsmon_tests::dom0::Dom0;
-use xsmon_tests::{add_domain, bin, probe_root, remove_domain, sample_run, write_run};
+use xsmon_tests::{
+    add_domain, bin, probe_root, remove_domain, sample_run, write_run, write_run_v1,
+};
 use xsmon_xenstore::{Access, Perm, Store};
 
 fn now() -> i64 {
@@ -196,8 +198,10 @@ fn hostile_guests_get_an_error_and_do_not_affect_others() {
     for (i, n) in names.iter().enumerate() {
         add_domain(&mut c, i as u32 + 1, n).unwrap();
     }
+    // Layout version 1 (one key per field), where the hostile values below
+    // go; a dom0 reads both versions.
     for id in 1..=5 {
-        write_run(&mut c, id, &sample_run(t, 1, Status::Ok)).unwrap();
+        write_run_v1(&mut c, id, &sample_run(t, 1, Status::Ok)).unwrap();
     }
     // A newline that would forge a line for another guest, written with the
     // stock tool as a guest's shell script would.

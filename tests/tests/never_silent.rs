@@ -9,8 +9,8 @@ use xsmon_proto::snmpline::{parse_all, Record};
 use xsmon_proto::Status;
 use xsmon_tests::dom0::Dom0;
 use xsmon_tests::{
-    add_domain, add_domain_vm, bin, remove_domain, sample_run, uuid_for, write_run, Snmpd,
-    COMMUNITY,
+    add_domain, add_domain_vm, bin, remove_domain, sample_run, uuid_for, write_run, write_run_v1,
+    Snmpd, COMMUNITY,
 };
 use xsmon_xenstore::Store;
 
@@ -386,6 +386,8 @@ fn each_per_guest_failure_costs_that_guest_alone() {
     for id in 1..=6 {
         write_run(&mut c, id, &sample_run(t + 300, 2, Status::Ok)).unwrap();
     }
+    // Guest 2 still writes layout version 1, whose check listing it controls.
+    write_run_v1(&mut c, 2, &sample_run(t + 300, 2, Status::Ok)).unwrap();
     // Read: a check listing longer than a guest may have (the strict
     // 4096-byte bound holds for listings a guest controls).
     for i in 0..80 {

@@ -1,4 +1,4 @@
-//! # The xenstore key layout, version 1
+//! # The xenstore key layout, versions 1 and 2
 //!
 //! This page is the contract between `guest-probe` (which writes) and
 //! `host-collector` (which reads). Each probe run replaces the whole tree
@@ -44,6 +44,27 @@
 //! Xen's default of 1000 per domain; every value is far below the default
 //! 2048-byte limit.
 //!
+//! **Version 2** (written by default since xsmon 0.2) keeps the same
+//! fields in far fewer keys, because a dom0 pays its xenstore daemon per
+//! key read (oxenstored: about 14 µs each; a 1,000-guest dom0 read 32,000
+//! keys in version 1):
+//!
+//! | key | value | max |
+//! |---|---|---|
+//! | `version` | `2` | 8 |
+//! | `run` | `<time> <seq> <chunks> <probe>` | 200 |
+//! | `chunk/<n>` for n = 0 .. chunks-1 | six fields per check: `<id> <kind> <status> <target> <message> <values>` | 2000 |
+//!
+//! Fields are separated by single spaces and escaped as in the SNMP line
+//! format (`\\`, `\s`, `\xHH`, the empty field `\e`), so a chunk holds
+//! printable ASCII only, and its fields come in sixes; a check is never
+//! split across chunks; at most [`MAX_CHUNKS`] chunks. Once unescaped, every field obeys
+//! exactly the rules of version 1 (the decoder feeds them through the same
+//! checks), and an id may appear once. A typical guest writes 3 keys.
+//! Readers accept both versions; [`encode_v1`] still writes version 1 for
+//! sites whose dom0s are not upgraded yet (`[xenstore] layout = 1` in the
+//! probe's config).
+//!
 //! **Trust.** Everything under BASE was written by the guest and is hostile
 //! input to dom0: [`decode`] accepts only the keys and syntax above, bounds
 //! every size before looking at the content, and reports the first key that
@@ -57,8 +78,14 @@ use thiserror::Error;
 use crate::check::{CheckResult, Status, Value};
 use crate::text::{self, TextError};
 
-/// The layout version written in `version`.
-pub const VERSION: u32 = 1;
+/// The newest layout version, written by default.
+pub const VERSION: u32 = 2;
+/// Most `chunk/<n>` keys of a version 2 run.
+pub const MAX_CHUNKS: usize = 64;
+/// Longest `chunk/<n>` value (xenstored's default quota is 2048 bytes).
+pub const MAX_CHUNK: usize = 2000;
+/// Longest `run` value.
+pub const MAX_RUN: usize = 200;
 /// BASE, relative to a domain's home (`/local/domain/<domid>`).
 pub const DATA_SUBPATH: &str = "data/xsmon";
 /// The 2010 design's shared directory (one subdirectory per guest name).
@@ -104,12 +131,78 @@ pub struct DecodeError {
     pub problem: String,
 }
 
-/// Encodes a run into (key relative to BASE, value) pairs.
+/// Encodes a run in the newest layout (version 2).
+pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+    encode_v2(run)
+}
+
+/// Encodes a run in layout version 2: `version`, `run`, `chunk/<n>`.
+pub fn encode_v2(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+    use crate::snmpline::escape;
+    let v1 = encode_v1(run)?;
+    let field = |id: &str, k: &str| -> String {
+        let key = format!("check/{id}/{k}");
+        v1.iter()
+            .find(|(kk, _)| *kk == key)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let mut chunks: Vec<String> = vec![String::new()];
+    for c in &run.checks {
+        let record = [
+            escape(&c.id),
+            escape(&field(&c.id, "kind")),
+            escape(&field(&c.id, "status")),
+            escape(&field(&c.id, "target")),
+            escape(&field(&c.id, "message")),
+            escape(&field(&c.id, "values")),
+        ]
+        .join(" ");
+        if record.len() > MAX_CHUNK {
+            return Err(EncodeError {
+                key: format!("check {}", c.id),
+                problem: format!("{} bytes once escaped, at most {MAX_CHUNK}", record.len()),
+            });
+        }
+        let last = chunks.last_mut().expect("one chunk at least");
+        if last.is_empty() {
+            last.push_str(&record);
+        } else if last.len() + 1 + record.len() > MAX_CHUNK {
+            chunks.push(record);
+        } else {
+            last.push(' ');
+            last.push_str(&record);
+        }
+    }
+    if chunks.len() == 1 && chunks[0].is_empty() {
+        chunks.clear();
+    }
+    if chunks.len() > MAX_CHUNKS {
+        return Err(EncodeError {
+            key: "chunk".into(),
+            problem: format!("{} chunks, at most {MAX_CHUNKS}", chunks.len()),
+        });
+    }
+    let probe = escape(&text::clean(&run.probe, MAX_PROBE));
+    let mut out = vec![
+        ("version".to_string(), b"2".to_vec()),
+        (
+            "run".to_string(),
+            format!("{} {} {} {probe}", run.time, run.seq, chunks.len()).into_bytes(),
+        ),
+    ];
+    for (i, c) in chunks.into_iter().enumerate() {
+        out.push((format!("chunk/{i}"), c.into_bytes()));
+    }
+    Ok(out)
+}
+
+/// Encodes a run in layout version 1 (one key per field).
 ///
 /// Free text (message, target) is cleaned and cut to size, since a mount
 /// point may contain anything; ids, kinds and value names must already be
 /// valid.
-pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+pub fn encode_v1(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
     if run.checks.len() > MAX_CHECKS {
         return Err(EncodeError {
             key: "check".into(),
@@ -117,7 +210,7 @@ pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
         });
     }
     let mut out = vec![
-        ("version".to_string(), VERSION.to_string().into_bytes()),
+        ("version".to_string(), b"1".to_vec()),
         (
             "probe".to_string(),
             text::clean(&run.probe, MAX_PROBE).into_bytes(),
@@ -294,12 +387,105 @@ pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
     let Some(version) = read_text(src, "version", 8)? else {
         return Ok(None);
     };
-    if version != VERSION.to_string() {
-        return Err(err(
+    match version.as_str() {
+        "1" => decode_v1(src).map(Some),
+        "2" => decode_v2(src).map(Some),
+        _ => Err(err(
             "version",
-            format!("layout version {version:?} is not {VERSION}"),
-        ));
+            format!(
+                "layout version {:?} is not 1 or 2",
+                text::clean(&version, 8)
+            ),
+        )),
     }
+}
+
+/// The number of chunks a version 2 `run` value announces (bounded), for
+/// a reader that fetches them ahead; `None` if it is not well formed.
+pub fn chunks_announced(run: &[u8]) -> Option<usize> {
+    let s = std::str::from_utf8(run).ok()?;
+    let n: usize = s.split(' ').nth(2)?.parse().ok()?;
+    (n <= MAX_CHUNKS).then_some(n)
+}
+
+/// Version 2: the run line and the chunks, unescaped and then checked by
+/// exactly the rules of version 1.
+fn decode_v2<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
+    use crate::snmpline::unescape;
+    let line = require(read_text(src, "run", MAX_RUN)?, "run")?;
+    let f: Vec<&str> = line.split(' ').collect();
+    if f.len() != 4 {
+        return Err(err("run", format!("{} fields, expected 4", f.len())));
+    }
+    let n: usize = f[2]
+        .parse()
+        .ok()
+        .filter(|n| *n <= MAX_CHUNKS)
+        .ok_or_else(|| {
+            err(
+                "run",
+                format!(
+                    "chunk count {:?} is not 0 to {MAX_CHUNKS}",
+                    text::clean(f[2], 20)
+                ),
+            )
+        })?;
+    let mut v1: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    v1.insert("version".into(), b"1".to_vec());
+    v1.insert("time".into(), f[0].as_bytes().to_vec());
+    v1.insert("seq".into(), f[1].as_bytes().to_vec());
+    let probe = unescape(f[3]).map_err(|e| err("run", e))?;
+    v1.insert("probe".into(), probe.into_bytes());
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..n {
+        let key = format!("chunk/{i}");
+        let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
+        let fields: Vec<&str> = chunk.split(' ').collect();
+        if !fields.len().is_multiple_of(6) {
+            return Err(err(
+                &key,
+                format!("{} fields, not 6 per check", fields.len()),
+            ));
+        }
+        for f in fields.chunks(6) {
+            let field = |i: usize| unescape(f[i]).map_err(|e| err(&key, e));
+            let id = field(0)?;
+            if !valid_word(&id, MAX_ID, |b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit()
+            }) {
+                return Err(err(
+                    &key,
+                    format!(
+                        "check id {:?} is not [a-z0-9]{{1,16}}",
+                        text::clean(&id, 40)
+                    ),
+                ));
+            }
+            if !ids.insert(id.clone()) || ids.len() > MAX_CHECKS {
+                return Err(err(
+                    &key,
+                    format!("check {id} appears twice, or more than {MAX_CHECKS} checks"),
+                ));
+            }
+            for (j, k) in ["kind", "status", "target", "message", "values"]
+                .iter()
+                .enumerate()
+            {
+                let v = field(j + 1)?;
+                if !v.is_empty() || *k == "message" {
+                    v1.insert(format!("check/{id}/{k}"), v.into_bytes());
+                }
+            }
+        }
+    }
+    decode_v1(&mut v1).map_err(|e| DecodeError {
+        key: format!("{} (layout 2)", e.key),
+        problem: e.problem,
+    })
+}
+
+/// Version 1: one key per field.
+fn decode_v1<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
     let probe = require(read_text(src, "probe", MAX_PROBE)?, "probe")?;
     let time = require(read_text(src, "time", MAX_NUMBER)?, "time")?;
     let time: i64 = time
@@ -335,12 +521,12 @@ pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
         checks.push(decode_check(src, &id)?);
     }
     checks.sort_by_key(check_order);
-    Ok(Some(Run {
+    Ok(Run {
         probe,
         time,
         seq,
         checks,
-    }))
+    })
 }
 
 fn decode_check<S: Source>(src: &mut S, id: &str) -> Result<CheckResult, DecodeError> {
@@ -458,14 +644,83 @@ mod tests {
     #[test]
     fn round_trip() {
         let run = sample(3, 2);
-        let decoded = decode(&mut to_map(encode(&run).unwrap())).unwrap().unwrap();
-        assert_eq!(decoded, run);
+        for pairs in [encode(&run).unwrap(), encode_v1(&run).unwrap()] {
+            let decoded = decode(&mut to_map(pairs)).unwrap().unwrap();
+            assert_eq!(decoded, run);
+        }
+    }
+
+    #[test]
+    fn version_2_is_three_keys_for_a_typical_guest() {
+        let run = sample(3, 2);
+        let keys: Vec<String> = encode(&run).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["version", "run", "chunk/0"]);
+        // 50 filesystems and 8 gateways: a few chunks, each within quota.
+        let big = encode(&sample(50, 8)).unwrap();
+        assert!(big.len() < 10, "{} keys", big.len());
+        assert!(big.iter().all(|(_, v)| v.len() <= MAX_CHUNK));
+        assert_eq!(decode(&mut to_map(big)).unwrap().unwrap(), sample(50, 8));
+    }
+
+    #[test]
+    fn version_2_hostile_chunks_are_rejected_by_the_version_1_rules() {
+        let base = to_map(encode(&sample(1, 1)).unwrap());
+        let chunk = String::from_utf8(base["chunk/0"].clone()).unwrap();
+        let cases: Vec<(&str, String, &str)> = vec![
+            // An escaped newline unescapes to a control character.
+            (
+                "chunk/0",
+                chunk.replacen("swapping", "swapping\\x0aFORGED", 1),
+                "control character",
+            ),
+            ("chunk/0", format!("{chunk} extra"), "not 6 per check"),
+            (
+                "chunk/0",
+                chunk.replacen("cpu cpu", "cpu cpu cpu cpu", 1),
+                "not 6 per check",
+            ),
+            (
+                "chunk/0",
+                format!(
+                    "{chunk} {}",
+                    chunk.split(' ').take(6).collect::<Vec<_>>().join(" ")
+                ),
+                "twice",
+            ),
+            (
+                "chunk/0",
+                chunk.replacen(" ok ", " fine ", 1),
+                "unknown status",
+            ),
+            ("chunk/0", chunk.replacen("cpu", "\\q", 1), "bad escape"),
+            ("run", "1 2 65 p".into(), "chunk count"),
+            ("run", "1 2 1".into(), "expected 4"),
+            ("run", "yesterday 2 1 p".into(), "not Unix seconds"),
+            ("version", "3".into(), "layout version"),
+        ];
+        for (key, value, expect) in cases {
+            let mut m = base.clone();
+            m.insert(key.to_string(), value.into_bytes());
+            let e = decode(&mut m).unwrap_err();
+            assert!(
+                e.key.starts_with(key) || e.key.contains("layout 2"),
+                "{key}: {e}"
+            );
+            assert!(e.problem.contains(expect), "{key}: {}", e.problem);
+        }
+        let mut m = base.clone();
+        m.insert("run".into(), b"1 2 2 p".to_vec());
+        assert_eq!(
+            decode(&mut m).unwrap_err().key,
+            "chunk/1",
+            "a missing chunk"
+        );
     }
 
     #[test]
     fn fifty_filesystems_and_eight_gateways_fit_the_default_quotas() {
         let run = sample(50, 8);
-        let pairs = encode(&run).unwrap();
+        let pairs = encode_v1(&run).unwrap();
         assert_eq!(entries_for(run.checks.len()), 366);
         assert!(entries_for(run.checks.len()) < 1000);
         assert!(pairs.iter().all(|(_, v)| v.len() <= 2048));
@@ -481,7 +736,7 @@ mod tests {
 
     #[test]
     fn hostile_values_are_rejected_with_the_key() {
-        let base = to_map(encode(&sample(1, 1)).unwrap());
+        let base = to_map(encode_v1(&sample(1, 1)).unwrap());
         let cases: Vec<(&str, &[u8], &str)> = vec![
             (
                 "check/disk0/message",
@@ -494,7 +749,7 @@ mod tests {
             ("check/cpu/values", b"load1=1 load1=2", "twice"),
             ("check/cpu/values", b"LOAD=1", "not [a-z0-9_]"),
             ("time", b"yesterday", "not Unix seconds"),
-            ("version", b"2", "layout version"),
+            ("version", b"3", "layout version"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();
@@ -516,7 +771,7 @@ mod tests {
 
     #[test]
     fn too_many_checks_are_rejected() {
-        let mut m = to_map(encode(&sample(0, 0)).unwrap());
+        let mut m = to_map(encode_v1(&sample(0, 0)).unwrap());
         for i in 0..=MAX_CHECKS {
             m.insert(format!("check/x{i}/status"), b"ok".to_vec());
         }
@@ -527,8 +782,10 @@ mod tests {
     fn free_text_is_cleaned_on_encode() {
         let mut run = sample(1, 0);
         run.checks[2].target = "/mnt/evil\nmount".into();
-        let m = to_map(encode(&run).unwrap());
+        let m = to_map(encode_v1(&run).unwrap());
         assert_eq!(m["check/disk0/target"], b"/mnt/evil?mount");
+        let decoded = decode(&mut to_map(encode(&run).unwrap())).unwrap().unwrap();
+        assert_eq!(decoded.checks[2].target, "/mnt/evil?mount");
     }
 
     proptest! {
@@ -538,7 +795,7 @@ mod tests {
             values in "[ -~]{0,80}",
             status in "[a-z]{0,10}",
         ) {
-            let mut m = to_map(encode(&sample(1, 1)).unwrap());
+            let mut m = to_map(encode_v1(&sample(1, 1)).unwrap());
             m.insert("check/disk0/message".into(), msg);
             m.insert("check/cpu/values".into(), values.into_bytes());
             m.insert("check/net0/status".into(), status.into_bytes());
