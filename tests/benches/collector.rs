@@ -22,7 +22,9 @@ use std::time::Instant;
 use host_collector::gather::{self, Found, Guest};
 use xsmon_proto::Status;
 use xsmon_store as db;
-use xsmon_tests::{add_domain, bin_dir, sample_run, store_cycle, write_run, Xenstored};
+use xsmon_tests::{
+    add_domain, bin_dir, sample_run, store_cycle, write_run, write_run_v1, Xenstored,
+};
 
 const GUESTS: u32 = 200;
 
@@ -37,11 +39,13 @@ fn main() {
     let now = chrono_now();
     // Two checks of 5 keys plus 4 top keys and the name: 15 reads a guest
     // (the "12 keys each", rounded up to the real layout).
+    // Layout version 1 here (one key per field): the comparison with one
+    // xenstore-read process per key is about the same keys.
     for id in 1..=GUESTS {
         add_domain(&mut c, id, &format!("guest{id:03}")).unwrap();
         let mut run = sample_run(now, 0, Status::Ok);
         run.checks.truncate(2);
-        write_run(&mut c, id, &run).unwrap();
+        write_run_v1(&mut c, id, &run).unwrap();
     }
     let keys_per_guest = 1 + 4 + 2 * 5;
 
@@ -135,24 +139,30 @@ fn main() {
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!("  SQLite insert of one cycle of {GUESTS} guests: median {:.1} ms, max {:.1} ms (20 cycles)", times[10] * 1000.0, times[19] * 1000.0);
 
-    // 4. Large dom0s.
-    for n in [1000, 4000] {
-        large(n);
-    }
+    // 4. Large dom0s, in both key layouts.
+    large(1000, 1);
+    large(1000, 2);
+    large(4000, 2);
 
     // 3. Storage over time.
     storage();
 }
 
-/// A whole `collect` process over `n` guests, each with a 5-check run.
-fn large(n: u32) {
+/// A whole `collect` process over `n` guests, each with a 5-check run
+/// written in key layout `layout`.
+fn large(n: u32, layout: u32) {
     let collector = bin_dir().join("host-collector");
     let xs = Xenstored::start().unwrap();
     let mut c = xs.client().unwrap();
     let now = chrono_now();
     for id in 1..=n {
         add_domain(&mut c, id, &format!("vm{id:05}")).unwrap();
-        write_run(&mut c, id, &sample_run(now, 2, Status::Ok)).unwrap();
+        let run = sample_run(now, 2, Status::Ok);
+        if layout == 1 {
+            write_run_v1(&mut c, id, &run).unwrap();
+        } else {
+            write_run(&mut c, id, &run).unwrap();
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
@@ -188,7 +198,7 @@ fn large(n: u32) {
     let first = walls.remove(0);
     walls.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "  {n} guests x 5 checks: xenstore part {:.0} ms; whole `collect` process: first cycle {:.0} ms, then median {:.0} ms, max {:.0} ms (6 cycles)",
+        "  {n} guests x 5 checks, layout {layout}: xenstore part {:.0} ms; whole `collect` process: first cycle {:.0} ms, then median {:.0} ms, max {:.0} ms (6 cycles)",
         gather_s * 1000.0,
         first * 1000.0,
         walls[3] * 1000.0,
