@@ -146,6 +146,28 @@ fn main() {
         println!("  poller -vv: {}", l.split("engine: ").last().unwrap_or(l));
     }
     println!("  10% dead, 1 s timeout, 1 retry: {t_dead:.2} s wall (median of 3), peak RSS {rss_dead:.0} MiB ({n} polled, {u} unreachable)");
+    // Here the simulated dom0s (their snmpd) share the 2 cores with the
+    // poller; on a site they are other machines. The same polls with the
+    // poller scheduled ahead of them (nice -10) show the engine's own cost.
+    let niced = |cfg: &std::path::Path| {
+        let t = Instant::now();
+        let out = Command::new("nice")
+            .args(["-n", "-10"])
+            .arg(&poller)
+            .args(["raw", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some());
+        t.elapsed().as_secs_f64()
+    };
+    let mut a: Vec<f64> = (0..3).map(|_| niced(&all_live)).collect();
+    let mut d: Vec<f64> = (0..3).map(|_| niced(&some_dead)).collect();
+    a.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    d.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    println!(
+        "  poller at nice -10 (ahead of the simulated dom0s): all answering {:.2} s, 10% dead {:.2} s (medians of 3)",
+        a[1], d[1]
+    );
 
     // The 2010 way: one snmpget per dom0, sequentially.
     let full = format!(

@@ -265,4 +265,6 @@ fn rpms_pass_rpmlint_install_into_an_empty_root_run_and_erase() {
         assert!(top.join("man").join(format!("{b}.1")).exists());
     }
     assert!(top.join("README.txt").exists() && top.join("examples/probe.toml").exists());
+    // Every role: the poller too (dynamic, as its README says).
+    assert!(top.join("bin/poller").exists() && top.join("man/poller.1").exists());
 }
