@@ -453,7 +453,7 @@ impl<'a> Poll<'a> {
         let now = Instant::now();
         let rate = f64::from(self.limits.max_pps.max(1));
         self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate)
-            .min((rate / 10.0).max(1.0)); // bursts of at most 100 ms worth
+            .min((rate / 4.0).max(1.0)); // bursts of at most 250 ms worth
         self.refilled = now;
         loop {
             if self.tokens < 1.0 {
