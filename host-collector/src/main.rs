@@ -246,8 +246,32 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
     for p in &latest.problems {
         println!("STORE ERROR: {p}");
     }
+    // Columns as wide as their longest entry: a long guest name (XAPI
+    // name-labels are free text) does not shift the columns after it.
+    let host_w = latest
+        .hosts
+        .iter()
+        .map(|h| h.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(24);
+    let probe_w = latest
+        .hosts
+        .iter()
+        .map(|h| h.probe.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let check_w = latest
+        .hosts
+        .iter()
+        .flat_map(|h| &h.findings)
+        .map(|f| f.check_id.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     println!(
-        "{:<24} {:>5}  {:<8} {:<8} {:>8}  MESSAGE",
+        "{:<host_w$} {:>5}  {:<probe_w$} {:<8} {:>8}  MESSAGE",
         "HOST", "DOMID", "PROBE", "STATUS", "AGE"
     );
     for h in &latest.hosts {
@@ -258,12 +282,12 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
             .unwrap_or_else(|| "-".into());
         let domid = h.domid.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         println!(
-            "{:<24} {:>5}  {:<8} {:<8} {:>8}  {}",
+            "{:<host_w$} {:>5}  {:<probe_w$} {:<8} {:>8}  {}",
             h.name, domid, h.probe, h.status, age, h.message
         );
         for f in &h.findings {
             println!(
-                "{:<24} {:>5}    {:<6} {:<8} {}",
+                "{:<host_w$} {:>5}    {:<check_w$} {:<8} {}",
                 "", "", f.check_id, f.status, f.message
             );
         }
@@ -299,21 +323,45 @@ fn history_cmd(
             }
         }
         Format::Table => {
-            println!(
-                "{:<16} {:<6} {:<5} {:<20} {:<14} {:>12} {:>12} {:>12}",
-                "TIME", "RES", "CHECK", "TARGET", "METRIC", "VALUE", "MIN", "MAX"
-            );
-            for r in &rows {
-                let t = chrono::DateTime::from_timestamp(r.time, 0)
+            let time_of = |t: i64| {
+                chrono::DateTime::from_timestamp(t, 0)
                     .map(|d| {
                         d.with_timezone(&chrono::Local)
                             .format("%Y-%m-%d %H:%M")
                             .to_string()
                     })
-                    .unwrap_or_default();
+                    .unwrap_or_default()
+            };
+            // Header and rows share one set of widths, each as wide as its
+            // longest entry (mount points can be long).
+            let target_w = rows
+                .iter()
+                .map(|r| r.target.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(6);
+            let metric_w = rows
+                .iter()
+                .map(|r| r.metric.len())
+                .max()
+                .unwrap_or(0)
+                .max(6);
+            let check_w = rows.iter().map(|r| r.kind.len()).max().unwrap_or(0).max(5);
+            println!(
+                "{:<16} {:<6} {:<check_w$} {:<target_w$} {:<metric_w$} {:>12} {:>12} {:>12}",
+                "TIME", "RES", "CHECK", "TARGET", "METRIC", "VALUE", "MIN", "MAX"
+            );
+            for r in &rows {
                 println!(
-                    "{t:<19} {:<6} {:<5} {:<20} {:<14} {:>12.2} {:>12.2} {:>12.2}",
-                    r.resolution, r.kind, r.target, r.metric, r.value, r.min, r.max
+                    "{:<16} {:<6} {:<check_w$} {:<target_w$} {:<metric_w$} {:>12.2} {:>12.2} {:>12.2}",
+                    time_of(r.time),
+                    r.resolution,
+                    r.kind,
+                    r.target,
+                    r.metric,
+                    r.value,
+                    r.min,
+                    r.max
                 );
             }
             if rows.is_empty() {

@@ -2,6 +2,7 @@
 //! plugin's status line and long output, and JSON.
 
 use std::fmt::Write as _;
+use xsmon_proto::rawline::RawLine;
 
 use xsmon_proto::rawline;
 
@@ -44,6 +45,29 @@ pub fn report(r: &Report, colour: bool) -> String {
         ("WARNINGS", &["warning", "unknown"][..], "1;33"),
         ("NOTES", &["info"][..], "1;36"),
     ];
+    // Columns as wide as their longest entry (a 64-character guest name
+    // must not shift every column after it), at least the usual widths.
+    let who_of = |f: &RawLine| {
+        if f.host.is_empty() {
+            "(dom0)".to_string()
+        } else {
+            tty_safe(&f.host)
+        }
+    };
+    let who_w = r
+        .findings
+        .iter()
+        .map(|f| who_of(f).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(20);
+    let check_w = r
+        .findings
+        .iter()
+        .map(|f| tty_safe(&f.check).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(9);
     for (title, sevs, code) in sections {
         let items: Vec<_> = r
             .findings
@@ -69,11 +93,7 @@ pub fn report(r: &Report, colour: bool) -> String {
                 let _ = writeln!(out, "  {}", p.wrap("1", &head));
                 last_dom0 = Some(f.dom0.as_str());
             }
-            let who = if f.host.is_empty() {
-                "(dom0)".to_string()
-            } else {
-                tty_safe(&f.host)
-            };
+            let who = who_of(f);
             let tag = if f.severity == "unknown" {
                 " UNKNOWN"
             } else {
@@ -87,7 +107,7 @@ pub fn report(r: &Report, colour: bool) -> String {
             };
             let _ = writeln!(
                 out,
-                "    {who:<20} {:<9}{tag} {}{a}",
+                "    {who:<who_w$} {:<check_w$}{tag} {}{a}",
                 tty_safe(&f.check),
                 tty_safe(&f.message)
             );
@@ -251,4 +271,44 @@ pub fn prometheus(r: &Report) -> String {
         }
     }
     render(&[up, cycle_age, guest_status, stale, report_age, check_status])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Summary;
+
+    fn line(host: &str, check: &str, sev: &str) -> RawLine {
+        RawLine {
+            severity: sev.into(),
+            dom0: "xen01".into(),
+            host: host.into(),
+            check: check.into(),
+            age: Some(30),
+            message: "something".into(),
+        }
+    }
+
+    #[test]
+    fn report_columns_line_up_for_long_names() {
+        let long = "a-guest-with-a-very-long-name-that-fills-sixty-four-characters-x";
+        let r = Report {
+            time: 0,
+            dom0s: Vec::new(),
+            findings: vec![
+                line(long, "disk0", "error"),
+                line("web01", "a-long-check-id", "error"),
+                line("db01", "cpu", "warning"),
+            ],
+            summary: Summary::default(),
+            undetermined: None,
+        };
+        let text = report(&r, false);
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("    ")).collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        // The message column starts at one place on every row.
+        let starts: Vec<usize> = rows.iter().map(|l| l.find("something").unwrap()).collect();
+        assert!(starts.iter().all(|s| *s == starts[0]), "{text}");
+        assert!(starts[0] > long.len() + "a-long-check-id".len(), "{text}");
+    }
 }

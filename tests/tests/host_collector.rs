@@ -550,3 +550,65 @@ fn prometheus_textfile_passes_promtool() {
         "{metrics}"
     );
 }
+
+#[test]
+fn status_and_history_columns_line_up_for_long_names() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    let t = now();
+    let long = "a-guest-with-a-very-long-name-that-fills-sixty-four-characters-x";
+    assert_eq!(long.len(), 64);
+    add_domain(&mut c, 1, long).unwrap();
+    add_domain(&mut c, 2, "web").unwrap();
+    for id in [1, 2] {
+        write_run(&mut c, id, &sample_run(t, 2, Status::Error)).unwrap();
+    }
+    assert!(d.collect_at(Some(t + 60)).status.success());
+    let out = d.cmd(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The STATUS column starts at the same place on the header and on every
+    // host line.
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("HOST")
+                || l.starts_with(long)
+                || l.starts_with("web ")
+                || l.starts_with("Domain-0")
+        })
+        .collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let col = |l: &str, word: &str| {
+        l.find(word)
+            .unwrap_or_else(|| panic!("{word} not in {l:?}"))
+    };
+    let at = col(lines[0], "STATUS");
+    for l in &lines[1..] {
+        let probe_end = l
+            .find(" fresh ")
+            .or_else(|| l.find(" host "))
+            .unwrap_or_else(|| panic!("{l:?}"));
+        let status_at = l[probe_end + 1..]
+            .find(|c: char| c == ' ')
+            .map(|i| probe_end + 1 + i)
+            .unwrap();
+        let status_start = status_at + l[status_at..].find(|c: char| c != ' ').unwrap();
+        assert_eq!(status_start, at, "{text}");
+    }
+    // history: the header's columns are the rows' columns.
+    let out = d
+        .cmd(&["history", long, "--check", "disk"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.lines();
+    let head = it.next().unwrap();
+    let value_end = head.find("VALUE").unwrap() + "VALUE".len();
+    let rows: Vec<&str> = it.collect();
+    assert!(rows.len() >= 2, "{text}");
+    for row in rows {
+        // VALUE, MIN and MAX are right-aligned, 12 wide, last: each row's
+        // VALUE ends where the header's does.
+        assert_eq!(row.len() - (1 + 12 + 1 + 12), value_end, "{text}");
+    }
+}
