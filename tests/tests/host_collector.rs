@@ -589,7 +589,7 @@ fn status_and_history_columns_line_up_for_long_names() {
             .or_else(|| l.find(" host "))
             .unwrap_or_else(|| panic!("{l:?}"));
         let status_at = l[probe_end + 1..]
-            .find(|c: char| c == ' ')
+            .find(' ')
             .map(|i| probe_end + 1 + i)
             .unwrap();
         let status_start = status_at + l[status_at..].find(|c: char| c != ' ').unwrap();
