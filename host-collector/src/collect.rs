@@ -665,6 +665,10 @@ pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
         "xsmon_guest_probe_stale",
         "Whether the guest's probe is stale, silent or sent invalid data (1) or not (0).",
     );
+    let mut down = Family::gauge(
+        "xsmon_guest_down",
+        "Whether the guest should run on this dom0 and does not (1) or not (0).",
+    );
     let mut age = Family::gauge(
         "xsmon_guest_report_age_seconds",
         "Seconds since dom0 first saw the guest's latest probe run (dom0's clock).",
@@ -683,6 +687,14 @@ pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
         stale.add(
             g(),
             if xsmon_proto::snmpline::probe_is_silent(h.probe) {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        down.add(
+            g(),
+            if xsmon_proto::snmpline::probe_is_down(h.probe) {
                 1.0
             } else {
                 0.0
@@ -710,7 +722,9 @@ pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
             checks.add(l, status_code(f.status));
         }
     }
-    let text = render(&[last, duration, xs_ok, status, stale, age, values, checks]);
+    let text = render(&[
+        last, duration, xs_ok, status, stale, down, age, values, checks,
+    ]);
     let tmp = path.with_extension("prom.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;

@@ -228,6 +228,10 @@ pub fn prometheus(r: &Report) -> String {
         "xsmon_guest_probe_stale",
         "Whether the guest's probe is stale, silent or sent invalid data (1) or not (0).",
     );
+    let mut down = Family::gauge(
+        "xsmon_guest_down",
+        "Whether the guest should run on this dom0 and does not (1) or not (0).",
+    );
     let mut report_age = Family::gauge(
         "xsmon_guest_report_age_seconds",
         "Seconds since the guest's probe last reported.",
@@ -249,6 +253,8 @@ pub fn prometheus(r: &Report) -> String {
             guest_status.add(labels.clone(), status_code(g.status));
             let is_stale = xsmon_proto::snmpline::probe_is_silent(&g.probe);
             stale.add(labels.clone(), if is_stale { 1.0 } else { 0.0 });
+            let is_down = xsmon_proto::snmpline::probe_is_down(&g.probe) && !g.migrated;
+            down.add(labels.clone(), if is_down { 1.0 } else { 0.0 });
             if let Some(a) = g.age {
                 report_age.add(labels, a as f64);
             }
@@ -270,7 +276,15 @@ pub fn prometheus(r: &Report) -> String {
             );
         }
     }
-    render(&[up, cycle_age, guest_status, stale, report_age, check_status])
+    render(&[
+        up,
+        cycle_age,
+        guest_status,
+        stale,
+        down,
+        report_age,
+        check_status,
+    ])
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub struct GuestState {
     pub status: Status,
     pub age: Option<i64>,
     pub message: String,
+    /// Reported `down` here, but running on another polled dom0: migrated.
+    pub migrated: bool,
 }
 
 /// Polls all dom0s at once (see `engine`: every request in flight over a
@@ -235,6 +237,7 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
                     status,
                     age,
                     message,
+                    migrated: false,
                 });
             }
             Record::Finding {
@@ -347,6 +350,9 @@ pub fn build(
     };
     for r in &mut dom0s {
         r.findings.retain(|f| !moved_away(&f.host, &f.check));
+        for g in &mut r.guests {
+            g.migrated = moved_away(&g.name, &g.probe);
+        }
     }
     // Scoped to a guest: the dom0s that run it (a per-guest Nagios service
     // must not go critical because some other dom0 is down).
