@@ -436,8 +436,10 @@ fn snmpv3_with_auth_and_privacy() {
     assert!(text.starts_with("error xen01 \\e snmp - "), "{text}");
 }
 
-/// One sample of the exposition format: (name, labels, value).
-fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// A sample of the exposition format: (name, labels, value).
+type Sample = (String, Vec<(String, String)>, f64);
+
+fn samples(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
@@ -541,9 +543,7 @@ fn prometheus_alert_rules_pass_promtool_on_the_sites_metrics() {
         yaml.push_str(&format!(
             "      - eval_time: 15m\n        alertname: {alert}\n        exp_alerts:\n"
         ));
-        for (name, labels, v) in all.iter().filter(|(n, l, v)| selects(n, l, *v)) {
-            let _ = name;
-            let _ = v;
+        for (_, labels, _) in all.iter().filter(|(n, l, v)| selects(n, l, *v)) {
             let mut s = summary.to_string();
             yaml.push_str("          - exp_labels:\n              severity: critical\n");
             for (k, val) in labels {
