@@ -16,6 +16,9 @@ pub const DEFAULT_PATH: &str = "/etc/xsmon/probe.toml";
 pub struct Config {
     pub cpu: CpuConfig,
     pub swap: SwapConfig,
+    /// Memory in use (MemAvailable; MemFree + Buffers + Cached on kernels
+    /// before 3.14).
+    pub memory: xsmon_checks::memory::MemoryConfig,
     pub disk: DiskConfig,
     pub net: NetConfig,
     pub xenstore: XenstoreConfig,

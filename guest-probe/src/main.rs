@@ -151,6 +151,7 @@ fn run_checks(sys: &Sys, config: &Config, state: &StateFile) -> Vec<CheckResult>
     let mut out = vec![
         checks::cpu::check(sys, &config.cpu, interval_ref),
         checks::swap::check(sys, &config.swap, interval_ref),
+        xsmon_checks::memory::check(sys, &config.memory),
     ];
     out.extend(xsmon_checks::disk::checks(sys, &config.disk));
     out.extend(checks::net::checks(sys, &config.net));

@@ -322,7 +322,7 @@ fn results_are_written_to_xenstore_and_replaced_each_run() {
     let ids: Vec<&str> = run.checks.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
-        vec!["cpu", "swap", "disk0", "disk1", "disk2", "disk3", "disk4", "net0", "net1"]
+        vec!["cpu", "swap", "mem", "disk0", "disk1", "disk2", "disk3", "disk4", "net0", "net1"]
     );
     assert!(
         run.checks.iter().all(|c| c.status != Status::Unknown),
@@ -429,7 +429,8 @@ fn fifty_filesystems_and_eight_gateways_fit_within_xen_default_quotas() {
     probe_in_layout(1);
     let mut max_value = 0;
     let n = count(&mut c, "/local/domain/9/data/xsmon", &mut max_value);
-    assert_eq!(n, layout::entries_for(60));
+    // cpu, swap, mem, 50 disks and 8 gateways: 61 checks.
+    assert_eq!(n, layout::entries_for(61));
     assert!(n < 1000, "{n} entries");
     assert!(max_value <= 2048, "largest value {max_value} bytes");
     // Layout version 2: the same run in a handful of entries.

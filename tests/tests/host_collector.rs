@@ -63,7 +63,7 @@ fn guests_written_by_the_real_probe_are_collected() {
 
     let (probe, status, msg) = d.host("web01");
     assert_eq!((probe.as_str(), status.as_str()), ("fresh", "ok"), "{msg}");
-    assert!(msg.starts_with("all 8 checks ok"), "{msg}");
+    assert!(msg.starts_with("all 9 checks ok"), "{msg}");
     let (_, status, msg) = d.host("db01");
     assert_eq!(status, "warning");
     assert!(msg.contains("/srv/data"), "{msg}");

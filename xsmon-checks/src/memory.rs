@@ -1,6 +1,7 @@
 //! Memory: how much is still available (MemAvailable, which counts
-//! reclaimable cache), for dom0 itself. dom0's memory is fixed at boot on a
-//! Xen host (dom0_mem), so running short there hurts every guest's I/O.
+//! reclaimable cache), for dom0 itself and for every guest. dom0's memory
+//! is fixed at boot on a Xen host (dom0_mem), so running short there hurts
+//! every guest's I/O; a guest short of memory swaps or kills processes.
 
 use serde::Deserialize;
 use xsmon_proto::CheckResult;
@@ -52,4 +53,46 @@ pub fn check(sys: &Sys, cfg: &MemoryConfig) -> CheckResult {
         .value("free_bytes", mem.mem_free as f64)
         .value("total_bytes", total);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sys_with(meminfo: &str) -> (tempfile::TempDir, Sys) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+        std::fs::write(dir.path().join("proc/meminfo"), meminfo).unwrap();
+        let sys = Sys::new(dir.path());
+        (dir, sys)
+    }
+
+    #[test]
+    fn mem_available_or_free_buffers_cached_on_old_kernels() {
+        let base = "MemTotal: 1000000 kB\nMemFree: 50000 kB\nBuffers: 10000 kB\nCached: 100000 kB\nSwapCached: 0 kB\nActive: 1 kB\nInactive: 1 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\nDirty: 0 kB\nWriteback: 0 kB\nMapped: 0 kB\nSlab: 0 kB\nCommitLimit: 0 kB\nCommitted_AS: 0 kB\nVmallocTotal: 0 kB\nVmallocUsed: 0 kB\nVmallocChunk: 0 kB\n";
+        let (_d, sys) = sys_with(&format!("{base}MemAvailable: 400000 kB\n"));
+        let r = check(&sys, &MemoryConfig::default());
+        let used = r
+            .values
+            .iter()
+            .find(|v| v.name == "used_pct")
+            .unwrap()
+            .value;
+        assert!((used - 60.0).abs() < 0.01, "{used}");
+        // A 2.6/3.10 kernel (RHEL 6/7 guests) has no MemAvailable.
+        let old = base
+            .replace("MemFree: 50000", "MemFree: 20000")
+            .replace("Buffers: 10000", "Buffers: 5000")
+            .replace("Cached: 100000", "Cached: 5000");
+        let (_d, sys) = sys_with(&old);
+        let r = check(&sys, &MemoryConfig::default());
+        let used = r
+            .values
+            .iter()
+            .find(|v| v.name == "used_pct")
+            .unwrap()
+            .value;
+        assert!((used - 97.0).abs() < 0.01, "{used}");
+        assert_eq!(r.status, xsmon_proto::Status::Error);
+    }
 }

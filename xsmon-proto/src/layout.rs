@@ -39,7 +39,7 @@
 //!
 //! **Quota.** A run uses 6 + 6 per check xenstore entries (BASE, its 4 keys,
 //! `check`; each check node and its 5 keys): a guest with
-//! 50 filesystems and 8 gateways (60 checks with cpu and swap) writes 366
+//! 50 filesystems and 8 gateways (61 checks with cpu, swap and mem) writes 372
 //! entries, well inside
 //! Xen's default of 1000 per domain; every value is far below the default
 //! 2048-byte limit.
