@@ -97,6 +97,10 @@ struct Job {
     /// The request in flight, with every attempt at it.
     inflight: Option<Flight>,
     attempts: u32,
+    /// When the first request went out, and how long the dom0 took from
+    /// then to its outcome.
+    first_sent: Option<Instant>,
+    elapsed: Duration,
     outcome: Option<Result<Served, FetchError>>,
 }
 
@@ -127,6 +131,8 @@ impl Job {
             rttvar: 0.0,
             inflight: None,
             attempts: 0,
+            first_sent: None,
+            elapsed: Duration::ZERO,
             outcome: None,
         }
     }
@@ -162,6 +168,7 @@ impl Job {
     }
 
     fn finish(&mut self, outcome: Result<Served, FetchError>) {
+        self.elapsed = self.first_sent.map_or(Duration::ZERO, |t| t.elapsed());
         self.step = Step::Done;
         self.inflight = None;
         self.outcome = Some(outcome);
@@ -213,6 +220,12 @@ enum Auth {
     V3(usm::User),
 }
 
+/// What polling one dom0 gave, and how long it took from its first request.
+pub struct Fetched {
+    pub outcome: Result<Served, FetchError>,
+    pub elapsed: Duration,
+}
+
 /// Polls `extend` on every target (`host:port`) at once. Results come back
 /// in the order of `targets`. `progress` is called with (done, total).
 pub fn fetch_all(
@@ -221,7 +234,7 @@ pub fn fetch_all(
     creds: &Credentials,
     limits: &Limits,
     progress: &dyn Fn(usize, usize),
-) -> Vec<Result<Served, FetchError>> {
+) -> Vec<Fetched> {
     let auth = match creds {
         Credentials::V2c { community } => Auth::V2c(community.as_bytes().to_vec()),
         Credentials::V3 {
@@ -250,9 +263,11 @@ pub fn fetch_all(
         }
     }
     jobs.into_iter()
-        .map(|j| {
-            j.outcome
-                .unwrap_or_else(|| Err(FetchError::Protocol("not polled".into())))
+        .map(|j| Fetched {
+            outcome: j
+                .outcome
+                .unwrap_or_else(|| Err(FetchError::Protocol("not polled".into()))),
+            elapsed: j.elapsed,
         })
         .collect()
 }
@@ -516,6 +531,7 @@ impl<'a> Poll<'a> {
         let job = &mut self.jobs[i];
         job.attempts += 1;
         let heard = *job.heard.get_or_insert(now);
+        job.first_sent.get_or_insert(now);
         // Resend after the RTO, but look again no later than the end of
         // the silence budget.
         let due = (now + job.rto(self.limits, global))

@@ -3,8 +3,6 @@
 //! answer, answers garbage or speaks an unknown format version becomes an
 //! error finding itself, never a silent gap.
 
-use std::time::Instant;
-
 use serde::Serialize;
 use xsmon_proto::rawline::RawLine;
 use xsmon_proto::snmpline::{parse_all, Record};
@@ -74,17 +72,15 @@ pub fn poll_all(
     now: i64,
     progress: &dyn Fn(usize, usize),
 ) -> Vec<Dom0Result> {
-    let t = Instant::now();
     let targets: Vec<String> = dom0s.iter().map(|d| d.target.clone()).collect();
-    let outcomes = engine::fetch_all(&targets, "basicXenstoreMonitoring", creds, limits, progress);
-    let elapsed = t.elapsed().as_millis() as u64;
+    let fetched = engine::fetch_all(&targets, "basicXenstoreMonitoring", creds, limits, progress);
     dom0s
         .iter()
-        .zip(outcomes)
-        .map(|(d, outcome)| {
+        .zip(fetched)
+        .map(|(d, f)| {
             let mut r = Dom0Result::new(&d.name, &d.target);
-            r.elapsed_ms = elapsed;
-            read_outcome(&mut r, outcome, now);
+            r.elapsed_ms = f.elapsed.as_millis() as u64;
+            read_outcome(&mut r, f.outcome, now);
             r
         })
         .collect()

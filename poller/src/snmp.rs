@@ -90,6 +90,7 @@ pub fn fetch_extend(
     };
     engine::fetch_all(&[target.to_string()], name, creds, &limits, &|_, _| {})
         .pop()
+        .map(|f| f.outcome)
         .unwrap_or_else(|| Err(FetchError::Protocol(format!("{target}: not polled"))))
 }
 

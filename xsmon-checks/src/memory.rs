@@ -67,17 +67,20 @@ mod tests {
         (dir, sys)
     }
 
+    fn used_pct(r: &CheckResult) -> f64 {
+        r.values
+            .iter()
+            .find(|v| v.name == "used_pct")
+            .unwrap()
+            .value
+    }
+
     #[test]
     fn mem_available_or_free_buffers_cached_on_old_kernels() {
         let base = "MemTotal: 1000000 kB\nMemFree: 50000 kB\nBuffers: 10000 kB\nCached: 100000 kB\nSwapCached: 0 kB\nActive: 1 kB\nInactive: 1 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\nDirty: 0 kB\nWriteback: 0 kB\nMapped: 0 kB\nSlab: 0 kB\nCommitLimit: 0 kB\nCommitted_AS: 0 kB\nVmallocTotal: 0 kB\nVmallocUsed: 0 kB\nVmallocChunk: 0 kB\n";
         let (_d, sys) = sys_with(&format!("{base}MemAvailable: 400000 kB\n"));
         let r = check(&sys, &MemoryConfig::default());
-        let used = r
-            .values
-            .iter()
-            .find(|v| v.name == "used_pct")
-            .unwrap()
-            .value;
+        let used = used_pct(&r);
         assert!((used - 60.0).abs() < 0.01, "{used}");
         // A 2.6/3.10 kernel (RHEL 6/7 guests) has no MemAvailable.
         let old = base
@@ -86,12 +89,7 @@ mod tests {
             .replace("Cached: 100000", "Cached: 5000");
         let (_d, sys) = sys_with(&old);
         let r = check(&sys, &MemoryConfig::default());
-        let used = r
-            .values
-            .iter()
-            .find(|v| v.name == "used_pct")
-            .unwrap()
-            .value;
+        let used = used_pct(&r);
         assert!((used - 97.0).abs() < 0.01, "{used}");
         assert_eq!(r.status, xsmon_proto::Status::Error);
     }
