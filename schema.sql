@@ -1,4 +1,4 @@
--- xsmon history: the SQLite schema, version 2.
+-- xsmon history: the SQLite schema, version 3.
 --
 -- This file is the contract between host-collector (which writes),
 -- snmp-extend (which serves the latest state) and `host-collector history`;
@@ -7,6 +7,8 @@
 -- the numbered migrations in xsmon-store/src/lib.rs (PRAGMA user_version
 -- holds the version). Version 2 identifies guests by their VM's UUID rather
 -- than by name, and records dom0's own observation of each guest's runs.
+-- Version 3 keeps each host's latest figures with their thresholds
+-- (host.figures), which snmp-extend serves and charts draw as lines.
 --
 -- Times are Unix seconds (UTC). Figures are stored as integers, the value
 -- times 1000 (three decimals, as the probe rounds them): SQLite stores small
@@ -57,7 +59,12 @@ CREATE TABLE host (
     run_seq    INTEGER,
     run_digest INTEGER,
     run_time   INTEGER,
-    run_seen   INTEGER
+    run_seen   INTEGER,
+    -- The latest cycle's figures when the host's run was current (NULL
+    -- otherwise): one line per check, in the SNMP line format's `M` record
+    -- fields after the host (xsmon-proto's CheckFigures), thresholds
+    -- included. Overwritten every cycle; the history is in sample/rollup.
+    figures    TEXT
 );
 CREATE INDEX host_name ON host (name);
 

@@ -140,9 +140,10 @@ pub struct XenstoreConfig {
     pub legacy_name: Option<String>,
     /// Seconds one xenstore request may take.
     pub timeout_secs: u64,
-    /// The key layout written: 2 (default, 3 keys for a typical guest) or
-    /// 1 (one key per field), for dom0s whose collector is older than
-    /// xsmon 0.2 and reads only version 1. Upgrade the dom0s first.
+    /// The key layout written: 3 (default: 3 keys for a typical guest,
+    /// with the thresholds behind each status), 2 (the same without
+    /// thresholds, for dom0s whose collector is xsmon 0.2) or 1 (one key
+    /// per field, for collectors older than 0.2). Upgrade the dom0s first.
     pub layout: u32,
 }
 
@@ -153,7 +154,7 @@ impl Default for XenstoreConfig {
             legacy: false,
             legacy_name: None,
             timeout_secs: 5,
-            layout: 2,
+            layout: 3,
         }
     }
 }
@@ -182,9 +183,9 @@ impl Config {
         for rule in &self.net.mac_rules {
             rule.contains(Ipv4Addr::UNSPECIFIED)?;
         }
-        if !matches!(self.xenstore.layout, 1 | 2) {
+        if !matches!(self.xenstore.layout, 1..=3) {
             anyhow::bail!(
-                "xenstore.layout must be 1 or 2, not {}",
+                "xenstore.layout must be 1, 2 or 3, not {}",
                 self.xenstore.layout
             );
         }

@@ -17,10 +17,10 @@ pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run, version: u32) -
     let first = bases
         .first()
         .context("nowhere to write: both home and legacy are off in the config")?;
-    let encode = if version == 1 {
-        layout::encode_v1
-    } else {
-        layout::encode_v2
+    let encode = match version {
+        1 => layout::encode_v1,
+        2 => layout::encode_v2,
+        _ => layout::encode_v3,
     };
     xs.transaction(ATTEMPTS, |t| {
         // The previous run's seq, from either layout version.

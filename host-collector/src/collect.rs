@@ -16,6 +16,7 @@ use chrono::TimeZone;
 use rusqlite::Connection;
 use xsmon_checks::Sys;
 use xsmon_proto::cluster::Cluster;
+use xsmon_proto::snmpline::CheckFigures;
 use xsmon_proto::{CheckResult, Status};
 use xsmon_store::{self as store, CycleRecord, HostRecord, HostRow, Keep, DOM0_IDENT, DOM0_NAME};
 
@@ -331,6 +332,7 @@ fn judge_running(
                 return rec;
             }
             rec.probe = "fresh";
+            rec.latest.extend(run.checks.iter().map(CheckFigures::of));
             let checks: Vec<CheckResult> =
                 run.checks.iter().chain(&seen.findings).cloned().collect();
             rec.status = checks
@@ -585,10 +587,29 @@ fn kept_figures(checks: &[CheckResult]) -> Vec<(String, String, String, f64)> {
     out
 }
 
+/// The hypervisor's counters for a domain: kept in history, and served
+/// among its latest figures (check `xen`, and `vif<n>` per interface,
+/// numbered by device so that a graph survives the domid changing).
 fn add_host_figures(rec: &mut HostRecord, domid: u32, fig: &HostFigures) {
+    let counters = |check_id: String, target: &str, values: Vec<(&str, f64)>| CheckFigures {
+        check_id,
+        kind: "xen".into(),
+        status: Status::Ok,
+        target: target.to_string(),
+        values: values
+            .into_iter()
+            .map(|(name, value)| xsmon_proto::Value {
+                name: name.into(),
+                value,
+            })
+            .collect(),
+        limits: Vec::new(),
+    };
     if let Some(t) = fig.cpu_time_s.get(&domid) {
         rec.figures
             .push(("xen".into(), String::new(), "cpu_time_s".into(), *t));
+        rec.latest
+            .push(counters("xen".into(), "", vec![("cpu_time_s", *t)]));
     }
     if let Some(vifs) = fig.vifs.get(&domid) {
         for (vif, (rx, tx)) in vifs {
@@ -596,6 +617,13 @@ fn add_host_figures(rec: &mut HostRecord, domid: u32, fig: &HostFigures) {
                 .push(("xen".into(), vif.clone(), "rx_bytes".into(), *rx as f64));
             rec.figures
                 .push(("xen".into(), vif.clone(), "tx_bytes".into(), *tx as f64));
+            // vif<domid>.<device>
+            let device = vif.rsplit_once('.').map_or(vif.as_str(), |(_, d)| d);
+            rec.latest.push(counters(
+                format!("vif{device}"),
+                vif,
+                vec![("rx_bytes", *rx as f64), ("tx_bytes", *tx as f64)],
+            ));
         }
     }
 }
@@ -629,6 +657,7 @@ fn dom0_record(sys: &Sys, cfg: &Config, fig: &HostFigures, known: &[HostRow]) ->
         .cloned()
         .collect();
     rec.figures = kept_figures(&checks);
+    rec.latest = checks.iter().map(CheckFigures::of).collect();
     if !fig.unavailable.is_empty() {
         rec.message
             .push_str(&format!(" ({})", fig.unavailable.join("; ")));

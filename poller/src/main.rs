@@ -7,6 +7,7 @@ mod config;
 mod discover;
 mod engine;
 mod output;
+mod perfdata;
 mod report;
 mod snmp;
 mod usm;
@@ -190,9 +191,22 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         max_in_flight: cfg.snmp.concurrency.max(1),
         max_pps: cfg.snmp.max_packets_per_s.max(1),
     };
-    let results = with_progress(show_progress, disc.dom0s.len(), |tick| {
+    let mut results = with_progress(show_progress, disc.dom0s.len(), |tick| {
         report::poll_all(&disc.dom0s, &creds, &limits, now, tick)
     });
+    // Figures are a second, larger read: only the modes that show them
+    // ask, and a scoped Nagios check asks only the dom0s in its scope.
+    let scoped = cli.guest.is_some() || cli.dom0.is_some();
+    if matches!(cli.mode, Mode::Json | Mode::Prometheus) || (cli.mode == Mode::Nagios && scoped) {
+        let in_scope = |r: &report::Dom0Result| {
+            cli.dom0.as_deref().is_none_or(|d| r.name == d)
+                && cli
+                    .guest
+                    .as_deref()
+                    .is_none_or(|g| r.guests.iter().any(|x| report::is_guest(&x.name, g)))
+        };
+        report::fetch_figures(&disc.dom0s, &mut results, in_scope, &creds, &limits);
+    }
     let t = Instant::now();
     let rep = report::build(
         &disc,
@@ -223,7 +237,11 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         Mode::Raw => write!(stdout, "{}", output::raw(&rep))?,
         Mode::Json => writeln!(stdout, "{}", output::json(&rep))?,
-        Mode::Nagios => write!(stdout, "{}", output::nagios(&rep).0)?,
+        Mode::Nagios => write!(
+            stdout,
+            "{}",
+            output::nagios(&rep, cli.dom0.as_deref(), cli.guest.as_deref()).0
+        )?,
         Mode::Prometheus => write!(stdout, "{}", output::prometheus(&rep))?,
     }
     Ok(state)

@@ -145,7 +145,9 @@ pub fn raw(r: &Report) -> String {
 
 /// Nagios plugin output (monitoring-plugins guidelines): one status line
 /// with performance data, then the long output.
-pub fn nagios(r: &Report) -> (String, u8) {
+/// The Nagios plugin output. Scoped to a guest (or else to a dom0), the
+/// performance data adds that host's own figures (see `perfdata`).
+pub fn nagios(r: &Report, only_dom0: Option<&str>, only_guest: Option<&str>) -> (String, u8) {
     let s = &r.summary;
     let state = exit_state(r);
     let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][state as usize];
@@ -177,7 +179,9 @@ pub fn nagios(r: &Report) -> (String, u8) {
         "'dom0s'={};;;0 'dom0s_unreachable'={};;1;0 'guests'={};;;0 'guests_ok'={};;;0 'guests_warning'={};;;0 'guests_error'={};;;0 'guests_stale'={};;1;0",
         s.dom0s, s.unreachable, s.guests, s.ok, s.warning, s.error, s.stale
     );
-    let mut out = format!("XSMON {word} - {summary} | {perf}\n");
+    let mut perf = vec![perf];
+    perf.extend(scoped_perfdata(r, only_dom0, only_guest));
+    let mut out = format!("XSMON {word} - {summary} | {}\n", perf.join(" "));
     for f in r.findings.iter().filter(|f| f.severity != "info") {
         let who = match (f.dom0.is_empty(), f.host.is_empty()) {
             (true, _) => "discovery".to_string(),
@@ -201,6 +205,36 @@ pub fn nagios(r: &Report) -> (String, u8) {
         );
     }
     (out, state)
+}
+
+/// The figures of the scoped guest (every running instance of the name,
+/// labels prefixed with the instance when there are several), or of the
+/// scoped dom0 itself.
+fn scoped_perfdata(r: &Report, only_dom0: Option<&str>, only_guest: Option<&str>) -> Vec<String> {
+    let hosts: Vec<(&str, &[xsmon_proto::snmpline::CheckFigures])> = r
+        .dom0s
+        .iter()
+        .filter(|d| only_dom0.is_none_or(|n| d.name == n))
+        .flat_map(|d| d.guests.iter().map(move |g| (d, g)))
+        .filter(|(_, g)| match only_guest {
+            Some(q) => crate::report::is_guest(&g.name, q),
+            None => only_dom0.is_some() && g.name == crate::report::DOM0_HOST,
+        })
+        .filter(|(_, g)| !g.figures.is_empty())
+        .map(|(_, g)| (g.name.as_str(), g.figures.as_slice()))
+        .collect();
+    let several = hosts.len() > 1;
+    hosts
+        .into_iter()
+        .flat_map(|(name, figs)| {
+            let prefix = if several {
+                format!("{}/", crate::perfdata::label_safe(name))
+            } else {
+                String::new()
+            };
+            crate::perfdata::of_host(figs, &prefix)
+        })
+        .collect()
 }
 
 pub fn json(r: &Report) -> String {
@@ -240,7 +274,40 @@ pub fn prometheus(r: &Report) -> String {
         "xsmon_check_status",
         "Status of each check that is not ok: 1 warning, 2 error, 3 unknown.",
     );
+    let mut figure = Family::gauge(
+        "xsmon_figure",
+        "A host's latest figure (check kind, target and figure name as labels; units in the name: _pct, _ms, _bytes, _s).",
+    );
+    let mut threshold = Family::gauge(
+        "xsmon_figure_threshold",
+        "The threshold the guest graded a figure by (level: warning or error).",
+    );
     for d in &r.dom0s {
+        for g in &d.guests {
+            for c in &g.figures {
+                let labels = |name: &str| {
+                    vec![
+                        ("dom0", d.name.clone()),
+                        ("guest", g.name.clone()),
+                        ("kind", c.kind.clone()),
+                        ("target", c.target.clone()),
+                        ("name", name.to_string()),
+                    ]
+                };
+                for v in &c.values {
+                    figure.add(labels(&v.name), v.value);
+                }
+                for l in &c.limits {
+                    for (level, t) in [("warning", l.warning), ("error", l.error)] {
+                        if let Some(t) = t {
+                            let mut ls = labels(&l.name);
+                            ls.push(("level", level.to_string()));
+                            threshold.add(ls, t);
+                        }
+                    }
+                }
+            }
+        }
         up.add(
             vec![("dom0", d.name.clone())],
             if d.error.is_none() { 1.0 } else { 0.0 },
@@ -284,6 +351,8 @@ pub fn prometheus(r: &Report) -> String {
         down,
         report_age,
         check_status,
+        figure,
+        threshold,
     ])
 }
 

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use xsmon_proto::rawline::RawLine;
-use xsmon_proto::snmpline::{parse_all, Record};
+use xsmon_proto::snmpline::{parse_all, CheckFigures, Kind, Record};
 use xsmon_proto::Status;
 
 use crate::discover::{Discovery, Dom0};
@@ -60,6 +60,10 @@ pub struct GuestState {
     pub message: String,
     /// Reported `down` here, but running on another polled dom0: migrated.
     pub migrated: bool,
+    /// Its latest figures, when the mode asked for them (extend
+    /// xsmonFigures) and its run is current.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<CheckFigures>,
 }
 
 /// Polls all dom0s at once (see `engine`: every request in flight over a
@@ -84,6 +88,75 @@ pub fn poll_all(
             r
         })
         .collect()
+}
+
+/// The extend that serves figures (SNMP line format version 3 and later).
+pub const FIGURES_EXTEND: &str = "xsmonFigures";
+
+/// Fetches the figures of the dom0s `wanted` picks among those that
+/// answered in a format that has figures, and attaches them to their
+/// guests. A dom0 that fails to serve them gets a warning finding: a graph
+/// with a gap must say why.
+pub fn fetch_figures(
+    dom0s: &[Dom0],
+    results: &mut [Dom0Result],
+    wanted: impl Fn(&Dom0Result) -> bool,
+    creds: &Credentials,
+    limits: &Limits,
+) {
+    let picked: Vec<usize> = (0..results.len())
+        .filter(|&i| {
+            let r = &results[i];
+            r.error.is_none() && r.format_version.is_some_and(|v| v >= 3) && wanted(r)
+        })
+        .collect();
+    if picked.is_empty() {
+        return;
+    }
+    let targets: Vec<String> = picked.iter().map(|&i| dom0s[i].target.clone()).collect();
+    let fetched = engine::fetch_all(&targets, FIGURES_EXTEND, creds, limits, &|_, _| {});
+    for (&i, f) in picked.iter().zip(fetched) {
+        let r = &mut results[i];
+        if let Err(why) = f.outcome.map_err(|e| e.to_string()).and_then(|served| {
+            let text = served.lines.join("\n") + "\n";
+            let recs = parse_all(&text).map_err(|e| e.to_string())?;
+            absorb_figures(r, recs)
+        }) {
+            r.findings.push(RawLine {
+                severity: "warning".into(),
+                dom0: r.name.clone(),
+                host: String::new(),
+                check: "figures".into(),
+                age: None,
+                message: format!("figures unavailable: {why}"),
+            });
+        }
+    }
+}
+
+/// Attaches a figures output's `M` records to the guests they name; an
+/// `E` record (old cycle, unreadable database) is the failure it reports.
+fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for rec in recs {
+        match rec {
+            Record::Header { kind, .. } if kind != Kind::Figures => {
+                return Err("dom0 served something else than figures".into())
+            }
+            Record::Figures { host, figures } => {
+                if let Some(g) = r.guests.iter_mut().find(|g| g.name == host) {
+                    g.figures.push(figures);
+                }
+            }
+            Record::Error { scope, message } => problems.push(format!("{scope}: {message}")),
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// Turns what polling one dom0 gave into its result: its state, or the
@@ -234,6 +307,7 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
                     age,
                     message,
                     migrated: false,
+                    figures: Vec::new(),
                 });
             }
             Record::Finding {
@@ -253,7 +327,7 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
             Record::Error { scope, message } => {
                 r.findings.push(dom0_finding(&r.name, &scope, message))
             }
-            Record::Dom0 { .. } | Record::End { .. } => {}
+            Record::Dom0 { .. } | Record::Figures { .. } | Record::End { .. } => {}
         }
     }
     // A guest not ok without any finding line still gets one.

@@ -17,6 +17,7 @@ use xsmon_store as db;
 ///
 ///   extend basicXenstoreMonitoring /usr/local/bin/snmp-extend basic-monitoring
 ///   extend listXenCluster /usr/local/bin/snmp-extend list-cluster
+///   extend xsmonFigures /usr/local/bin/snmp-extend figures
 ///
 /// The output is versioned, one escaped record per line, and ends with an
 /// END line (the SNMP line format, documented in xsmon-proto/src/snmpline.rs). Exit
@@ -44,6 +45,20 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 200)]
         busy_ms: u64,
     },
+    /// Every host's latest figures with their thresholds (extend
+    /// xsmonFigures): what the poller turns into performance data and
+    /// metrics. Only hosts whose probe run is current have figures.
+    Figures {
+        /// The collector's history database.
+        #[arg(long, value_name = "PATH", default_value = "/var/lib/xsmon/history.db")]
+        db: PathBuf,
+        /// Serve no figures when the collector's last cycle is older.
+        #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+        max_age: i64,
+        /// How long to wait for a busy database.
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        busy_ms: u64,
+    },
     /// The dom0s of the shared config directory with their guest counts
     /// (extend listXenCluster).
     ListCluster {
@@ -66,6 +81,11 @@ fn main() -> ExitCode {
             max_age,
             busy_ms,
         } => basic_monitoring(&db, max_age, Duration::from_millis(busy_ms), now),
+        Command::Figures {
+            db,
+            max_age,
+            busy_ms,
+        } => figures(&db, max_age, Duration::from_millis(busy_ms), now),
         Command::ListCluster { dirs } => list_cluster(&dirs, now),
     };
     print!("{}", print_all(&records));
@@ -156,6 +176,63 @@ fn basic_monitoring(
                 target: f.target.clone(),
                 message: f.message.clone(),
             });
+        }
+    }
+    (out, true)
+}
+
+fn figures(path: &std::path::Path, max_age: i64, busy: Duration, now: i64) -> (Vec<Record>, bool) {
+    let header = |dom0: &str, cycle_time: Option<i64>| Record::Header {
+        version: VERSION,
+        kind: Kind::Figures,
+        dom0: dom0.to_string(),
+        cycle_time,
+        served_time: now,
+    };
+    let failed = |scope: &str, message: String| {
+        (
+            vec![
+                header("", None),
+                Record::Error {
+                    scope: scope.into(),
+                    message,
+                },
+            ],
+            false,
+        )
+    };
+    let latest = match db::open_ro(path, busy).and_then(|conn| db::latest_figures(&conn)) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return failed(
+                "collector",
+                format!("no collection cycle recorded yet in {}", path.display()),
+            )
+        }
+        Err(e) => return failed("database", format!("{e:#}")),
+    };
+    let mut out = vec![header(&latest.dom0, Some(latest.time))];
+    // Old figures drawn as current would hide a stopped collector.
+    if now - latest.time > max_age {
+        out.push(Record::Error {
+            scope: "collector".into(),
+            message: format!(
+                "last collection cycle is {} s old (more than {max_age} s): figures withheld",
+                now - latest.time
+            ),
+        });
+        return (out, false);
+    }
+    for (host, checks) in latest.hosts {
+        match checks {
+            Ok(checks) => out.extend(checks.into_iter().map(|figures| Record::Figures {
+                host: host.clone(),
+                figures,
+            })),
+            Err(e) => out.push(Record::Error {
+                scope: "store".into(),
+                message: format!("{host}: {e}"),
+            }),
         }
     }
     (out, true)

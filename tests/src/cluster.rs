@@ -247,9 +247,11 @@ fn build_dom0(
         ),
     };
     let conf = format!(
-        "extend basicXenstoreMonitoring {basic}\nextend listXenCluster {} list-cluster --dir {}\n",
+        "extend basicXenstoreMonitoring {basic}\nextend listXenCluster {} list-cluster --dir {}\nextend xsmonFigures {} figures --db {}\n",
         extend.display(),
-        auto.display()
+        auto.display(),
+        extend.display(),
+        db.display()
     );
     let (snmpd, target) = match &ns {
         Some(ns) => {

@@ -425,7 +425,7 @@ fn fifty_filesystems_and_eight_gateways_fit_within_xen_default_quotas() {
             .map(|n| count(c, &format!("{path}/{n}"), max_value))
             .sum::<usize>()
     }
-    // Layout version 1: 6 entries per check.
+    // Layout version 1: 7 entries per check (its node, 5 keys, limits).
     probe_in_layout(1);
     let mut max_value = 0;
     let n = count(&mut c, "/local/domain/9/data/xsmon", &mut max_value);
@@ -433,21 +433,27 @@ fn fifty_filesystems_and_eight_gateways_fit_within_xen_default_quotas() {
     assert_eq!(n, layout::entries_for(61));
     assert!(n < 1000, "{n} entries");
     assert!(max_value <= 2048, "largest value {max_value} bytes");
-    // Layout version 2: the same run in a handful of entries.
-    probe_in_layout(2);
-    let mut max_value = 0;
-    let n = count(&mut c, "/local/domain/9/data/xsmon", &mut max_value);
-    let chunks = c
-        .directory("/local/domain/9/data/xsmon/chunk")
-        .unwrap()
-        .len();
-    assert_eq!(
-        n,
-        4 + chunks,
-        "BASE, version, run, chunk and its {chunks} chunks"
-    );
-    assert!(chunks <= 10, "{chunks} chunks");
-    assert!(max_value <= 2048, "largest value {max_value} bytes");
+    // Layout versions 2 and 3: the same run in a handful of entries.
+    for version in [2, 3] {
+        probe_in_layout(version);
+        let mut max_value = 0;
+        let n = count(&mut c, "/local/domain/9/data/xsmon", &mut max_value);
+        let chunks = c
+            .directory("/local/domain/9/data/xsmon/chunk")
+            .unwrap()
+            .len();
+        assert_eq!(
+            n,
+            4 + chunks,
+            "BASE, version, run, chunk and its {chunks} chunks"
+        );
+        assert!(chunks <= 12, "layout {version}: {chunks} chunks");
+        assert!(max_value <= 2048, "largest value {max_value} bytes");
+        assert_eq!(
+            c.read("/local/domain/9/data/xsmon/version").unwrap(),
+            version.to_string().as_bytes()
+        );
+    }
 }
 
 #[test]

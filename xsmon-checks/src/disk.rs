@@ -273,7 +273,7 @@ fn grade_mount(
     };
     let (space_t, inode_t) = thresholds_for(cfg, &m.point);
     let mut r = CheckResult::new(id, "disk", target.clone());
-    r.status = space_t.grade(u.used_pct);
+    r.status = space_t.judge(&mut r, "used_pct", u.used_pct);
     r.message = format!(
         "{target} ({}) {:.0}% used of {}",
         m.fs_type,
@@ -283,7 +283,7 @@ fn grade_mount(
     r.value("used_pct", u.used_pct)
         .value("size_bytes", u.size_bytes);
     if let Some(ip) = u.inodes_pct {
-        r.status = r.status.worst(inode_t.grade(ip));
+        r.status = r.status.worst(inode_t.judge(&mut r, "inodes_pct", ip));
         r.message.push_str(&format!(", inodes {ip:.0}% used"));
         r.value("inodes_pct", ip);
     }

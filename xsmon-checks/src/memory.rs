@@ -41,7 +41,7 @@ pub fn check(sys: &Sys, cfg: &MemoryConfig) -> CheckResult {
         0.0
     };
     let mut r = CheckResult::new("mem", "mem", "");
-    r.status = cfg.used_pct.grade(used_pct);
+    r.status = cfg.used_pct.judge(&mut r, "used_pct", used_pct);
     r.message = format!(
         "{used_pct:.0}% of {} MiB memory in use, {} MiB available, {} MiB free",
         mem.mem_total / (1024 * 1024),

@@ -1,7 +1,7 @@
 //! Warning and error thresholds, the same machinery on guests and dom0.
 
 use serde::Deserialize;
-use xsmon_proto::Status;
+use xsmon_proto::{CheckResult, Status};
 
 /// A warning and an error threshold; a figure at or above one is that bad.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -25,6 +25,13 @@ impl Thresholds {
         } else {
             Status::Ok
         }
+    }
+
+    /// Grades figure `name` of `check` and records these thresholds on it,
+    /// so that graphs and performance data show what it was judged by.
+    pub fn judge(&self, check: &mut CheckResult, name: &str, value: f64) -> Status {
+        check.limit(name, Some(self.warning), Some(self.error));
+        self.grade(value)
     }
 }
 

@@ -62,6 +62,17 @@ pub struct Value {
     pub value: f64,
 }
 
+/// The thresholds a figure was graded against (higher is worse), as the
+/// guest's own configuration set them: what a graph draws as lines and
+/// Nagios performance data carries as `warn;crit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limit {
+    /// The figure's name, one of the check's values.
+    pub name: String,
+    pub warning: Option<f64>,
+    pub error: Option<f64>,
+}
+
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
@@ -75,6 +86,9 @@ pub struct CheckResult {
     /// One line for a human.
     pub message: String,
     pub values: Vec<Value>,
+    /// The thresholds behind `status`, one per graded figure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<Limit>,
 }
 
 impl CheckResult {
@@ -86,6 +100,7 @@ impl CheckResult {
             status: Status::Ok,
             message: String::new(),
             values: Vec::new(),
+            limits: Vec::new(),
         }
     }
 
@@ -108,6 +123,22 @@ impl CheckResult {
             value,
         });
         self
+    }
+
+    /// Records the thresholds `name` is graded against.
+    pub fn limit(&mut self, name: &str, warning: Option<f64>, error: Option<f64>) -> &mut Self {
+        self.limits.retain(|l| l.name != name);
+        self.limits.push(Limit {
+            name: name.to_string(),
+            warning,
+            error,
+        });
+        self
+    }
+
+    /// The thresholds of figure `name`, if it was graded.
+    pub fn limit_of(&self, name: &str) -> Option<&Limit> {
+        self.limits.iter().find(|l| l.name == name)
     }
 
     pub fn get(&self, name: &str) -> Option<f64> {

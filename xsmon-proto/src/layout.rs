@@ -34,12 +34,14 @@
 //! | `check/<id>/message` | one line for a human | 256 |
 //! | `check/<id>/values` | space-separated `name=number`, name `[a-z0-9_]`, number a finite decimal | 1024 |
 //!
+//! | `check/<id>/limits` | optional, since layout 3: space-separated `name=warning,error`, a threshold empty when unset | 512 |
+//!
 //! `<id>` is `[a-z0-9]`, 1 to 16 characters (`cpu`, `swap`, `disk0`..,
 //! `net0`..). At most [`MAX_CHECKS`] checks per run.
 //!
-//! **Quota.** A run uses 6 + 6 per check xenstore entries (BASE, its 4 keys,
-//! `check`; each check node and its 5 keys): a guest with
-//! 50 filesystems and 8 gateways (61 checks with cpu, swap and mem) writes 372
+//! **Quota.** A run uses at most 6 + 7 per check xenstore entries (BASE,
+//! its 4 keys, `check`; each check node and its 5 or 6 keys): a guest with
+//! 50 filesystems and 8 gateways (61 checks with cpu, swap and mem) writes 433
 //! entries, well inside
 //! Xen's default of 1000 per domain; every value is far below the default
 //! 2048-byte limit.
@@ -54,6 +56,13 @@
 //! | `version` | `2` | 8 |
 //! | `run` | `<time> <seq> <chunks> <probe>` | 200 |
 //! | `chunk/<n>` for n = 0 .. chunks-1 | six fields per check: `<id> <kind> <status> <target> <message> <values>` | 2000 |
+//!
+//! **Version 3** (written by default since xsmon 0.3) is version 2 with a
+//! seventh field per check, `<limits>`: the thresholds the guest graded its
+//! figures against (`used_pct=85,95 inodes_pct=85,95`), which dom0 passes
+//! on to graphs and Nagios performance data. Its `version` key is `3`;
+//! chunks hold fields in sevens. A version 1 writer may add the same
+//! `check/<id>/limits` key, which readers before xsmon 0.3 ignore.
 //!
 //! Fields are separated by single spaces and escaped as in the SNMP line
 //! format (`\\`, `\s`, `\xHH`, the empty field `\e`), so a chunk holds
@@ -75,11 +84,11 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::check::{CheckResult, Status, Value};
+use crate::check::{CheckResult, Limit, Status, Value};
 use crate::text::{self, TextError};
 
 /// The newest layout version, written by default.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Most `chunk/<n>` keys of a version 2 run.
 pub const MAX_CHUNKS: usize = 64;
 /// Longest `chunk/<n>` value (xenstored's default quota is 2048 bytes).
@@ -98,11 +107,13 @@ pub const MAX_PROBE: usize = 64;
 pub const MAX_TARGET: usize = 512;
 pub const MAX_MESSAGE: usize = 256;
 pub const MAX_VALUES: usize = 1024;
+pub const MAX_LIMITS: usize = 512;
 pub const MAX_NUMBER: usize = 20;
 /// xenstore entries one run uses, for a number of checks.
 pub fn entries_for(checks: usize) -> usize {
-    // BASE, version, probe, time, seq; `check`; per check its node + 5 keys.
-    5 + 1 + checks * 6
+    // BASE, version, probe, time, seq; `check`; per check its node + 6 keys
+    // (`limits` included).
+    5 + 1 + checks * 7
 }
 
 /// One probe run, as stored under BASE.
@@ -131,13 +142,23 @@ pub struct DecodeError {
     pub problem: String,
 }
 
-/// Encodes a run in the newest layout (version 2).
+/// Encodes a run in the newest layout (version 3).
 pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
-    encode_v2(run)
+    encode_v3(run)
 }
 
-/// Encodes a run in layout version 2: `version`, `run`, `chunk/<n>`.
+/// Encodes a run in layout version 3: version 2 with each check's limits.
+pub fn encode_v3(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+    encode_chunked(run, 3)
+}
+
+/// Encodes a run in layout version 2: `version`, `run`, `chunk/<n>`
+/// (limits are left out: a version 2 reader would refuse them).
 pub fn encode_v2(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+    encode_chunked(run, 2)
+}
+
+fn encode_chunked(run: &Run, version: u32) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
     use crate::snmpline::escape;
     let v1 = encode_v1(run)?;
     let field = |id: &str, k: &str| -> String {
@@ -149,15 +170,18 @@ pub fn encode_v2(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
     };
     let mut chunks: Vec<String> = vec![String::new()];
     for c in &run.checks {
-        let record = [
+        let mut fields = vec![
             escape(&c.id),
             escape(&field(&c.id, "kind")),
             escape(&field(&c.id, "status")),
             escape(&field(&c.id, "target")),
             escape(&field(&c.id, "message")),
             escape(&field(&c.id, "values")),
-        ]
-        .join(" ");
+        ];
+        if version >= 3 {
+            fields.push(escape(&field(&c.id, "limits")));
+        }
+        let record = fields.join(" ");
         if record.len() > MAX_CHUNK {
             return Err(EncodeError {
                 key: format!("check {}", c.id),
@@ -185,7 +209,7 @@ pub fn encode_v2(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
     }
     let probe = escape(&text::clean(&run.probe, MAX_PROBE));
     let mut out = vec![
-        ("version".to_string(), b"2".to_vec()),
+        ("version".to_string(), version.to_string().into_bytes()),
         (
             "run".to_string(),
             format!("{} {} {} {probe}", run.time, run.seq, chunks.len()).into_bytes(),
@@ -251,6 +275,13 @@ pub fn encode_v1(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
             text::clean(&c.message, MAX_MESSAGE).into_bytes(),
         ));
         out.push((key("values"), values.into_bytes()));
+        if !c.limits.is_empty() {
+            let limits = encode_limits(&c.limits).map_err(|problem| EncodeError {
+                key: key("limits"),
+                problem,
+            })?;
+            out.push((key("limits"), limits.into_bytes()));
+        }
     }
     Ok(out)
 }
@@ -259,7 +290,8 @@ fn valid_word(s: &str, max: usize, ok: impl Fn(u8) -> bool) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(ok)
 }
 
-fn valid_value_name(s: &str) -> bool {
+/// A figure's name: `[a-z0-9_]`, 1 to 32 characters.
+pub fn valid_value_name(s: &str) -> bool {
     valid_word(s, 32, |b| {
         b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
     })
@@ -286,6 +318,65 @@ fn encode_values(values: &[Value]) -> Result<String, String> {
     }
     if out.len() > MAX_VALUES {
         return Err(format!("{} bytes, at most {MAX_VALUES}", out.len()));
+    }
+    Ok(out)
+}
+
+fn encode_limits(limits: &[Limit]) -> Result<String, String> {
+    let mut out = String::new();
+    for l in limits {
+        if !valid_value_name(&l.name) {
+            return Err(format!("limit name {:?} must be [a-z0-9_]", l.name));
+        }
+        let num = |v: Option<f64>| -> Result<String, String> {
+            match v {
+                None => Ok(String::new()),
+                Some(v) if v.is_finite() => Ok(((v * 1000.0).round() / 1000.0).to_string()),
+                Some(_) => Err(format!("limit of {} is not a finite number", l.name)),
+            }
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&format!("{}={},{}", l.name, num(l.warning)?, num(l.error)?));
+    }
+    if out.len() > MAX_LIMITS {
+        return Err(format!("{} bytes, at most {MAX_LIMITS}", out.len()));
+    }
+    Ok(out)
+}
+
+/// Parses a `limits` string: `name=warning,error` pairs, either number
+/// possibly empty.
+pub fn parse_limits(s: &str) -> Result<Vec<Limit>, String> {
+    let mut out: Vec<Limit> = Vec::new();
+    for pair in s.split(' ').filter(|p| !p.is_empty()) {
+        let bad = || format!("{:?} is not name=warning,error", text::clean(pair, 40));
+        let (name, nums) = pair.split_once('=').ok_or_else(bad)?;
+        let (w, e) = nums.split_once(',').ok_or_else(bad)?;
+        if !valid_value_name(name) {
+            return Err(format!(
+                "limit name {:?} is not [a-z0-9_]",
+                text::clean(name, 40)
+            ));
+        }
+        let num = |s: &str| -> Result<Option<f64>, String> {
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                parse_number(s).map(Some).ok_or_else(|| {
+                    format!("{name}: {:?} is not a finite number", text::clean(s, 40))
+                })
+            }
+        };
+        if out.iter().any(|l| l.name == name) {
+            return Err(format!("limit {name} appears twice"));
+        }
+        out.push(Limit {
+            name: name.to_string(),
+            warning: num(w)?,
+            error: num(e)?,
+        });
     }
     Ok(out)
 }
@@ -389,11 +480,12 @@ pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
     };
     match version.as_str() {
         "1" => decode_v1(src).map(Some),
-        "2" => decode_v2(src).map(Some),
+        "2" => decode_chunked(src, 2).map(Some),
+        "3" => decode_chunked(src, 3).map(Some),
         _ => Err(err(
             "version",
             format!(
-                "layout version {:?} is not 1 or 2",
+                "layout version {:?} is not 1, 2 or 3",
                 text::clean(&version, 8)
             ),
         )),
@@ -408,9 +500,10 @@ pub fn chunks_announced(run: &[u8]) -> Option<usize> {
     (n <= MAX_CHUNKS).then_some(n)
 }
 
-/// Version 2: the run line and the chunks, unescaped and then checked by
-/// exactly the rules of version 1.
-fn decode_v2<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
+/// Versions 2 and 3: the run line and the chunks, unescaped and then
+/// checked by exactly the rules of version 1.
+fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeError> {
+    let per_check = if version >= 3 { 7 } else { 6 };
     use crate::snmpline::unescape;
     let line = require(read_text(src, "run", MAX_RUN)?, "run")?;
     let f: Vec<&str> = line.split(' ').collect();
@@ -441,13 +534,13 @@ fn decode_v2<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
         let key = format!("chunk/{i}");
         let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
         let fields: Vec<&str> = chunk.split(' ').collect();
-        if !fields.len().is_multiple_of(6) {
+        if !fields.len().is_multiple_of(per_check) {
             return Err(err(
                 &key,
-                format!("{} fields, not 6 per check", fields.len()),
+                format!("{} fields, not {per_check} per check", fields.len()),
             ));
         }
-        for f in fields.chunks(6) {
+        for f in fields.chunks(per_check) {
             let field = |i: usize| unescape(f[i]).map_err(|e| err(&key, e));
             let id = field(0)?;
             if !valid_word(&id, MAX_ID, |b| {
@@ -467,8 +560,9 @@ fn decode_v2<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
                     format!("check {id} appears twice, or more than {MAX_CHECKS} checks"),
                 ));
             }
-            for (j, k) in ["kind", "status", "target", "message", "values"]
+            for (j, k) in ["kind", "status", "target", "message", "values", "limits"]
                 .iter()
+                .take(per_check - 1)
                 .enumerate()
             {
                 let v = field(j + 1)?;
@@ -479,7 +573,7 @@ fn decode_v2<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
         }
     }
     decode_v1(&mut v1).map_err(|e| DecodeError {
-        key: format!("{} (layout 2)", e.key),
+        key: format!("{} (layout {version})", e.key),
         problem: e.problem,
     })
 }
@@ -544,6 +638,8 @@ fn decode_check<S: Source>(src: &mut S, id: &str) -> Result<CheckResult, DecodeE
     )?;
     let values = read_text(src, &key("values"), MAX_VALUES)?.unwrap_or_default();
     let values = parse_values(&values).map_err(|e| err(&key("values"), e))?;
+    let limits = read_text(src, &key("limits"), MAX_LIMITS)?.unwrap_or_default();
+    let limits = parse_limits(&limits).map_err(|e| err(&key("limits"), e))?;
     Ok(CheckResult {
         id: id.to_string(),
         kind,
@@ -551,6 +647,7 @@ fn decode_check<S: Source>(src: &mut S, id: &str) -> Result<CheckResult, DecodeE
         status,
         message,
         values,
+        limits,
     })
 }
 
@@ -603,7 +700,9 @@ mod tests {
         cpu.message = "load 0.52 per cpu, iowait 1.3%, steal 0.0%".into();
         cpu.value("load1", 0.52)
             .value("iowait_pct", 1.3)
-            .value("steal_pct", 0.0);
+            .value("steal_pct", 0.0)
+            .limit("iowait_pct", Some(20.0), Some(40.0))
+            .limit("steal_pct", Some(10.5), None);
         checks.push(cpu);
         let mut swap = CheckResult::new("swap", "swap", "");
         swap.status = Status::Warning;
@@ -619,7 +718,9 @@ mod tests {
             d.message = format!("{i}% used, 12% inodes");
             d.value("used_pct", i as f64)
                 .value("inodes_pct", 12.0)
-                .value("size_bytes", 1.0e12);
+                .value("size_bytes", 1.0e12)
+                .limit("used_pct", Some(85.0), Some(95.0))
+                .limit("inodes_pct", Some(85.0), Some(95.0));
             checks.push(d);
         }
         for i in 0..n_gws {
@@ -648,6 +749,35 @@ mod tests {
             let decoded = decode(&mut to_map(pairs)).unwrap().unwrap();
             assert_eq!(decoded, run);
         }
+        // Version 2 has no room for limits; everything else survives.
+        let mut without_limits = run.clone();
+        without_limits
+            .checks
+            .iter_mut()
+            .for_each(|c| c.limits.clear());
+        let pairs = encode_v2(&run).unwrap();
+        assert_eq!(pairs[0], ("version".into(), b"2".to_vec()));
+        assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), without_limits);
+    }
+
+    #[test]
+    fn hostile_limits_are_rejected() {
+        let base = to_map(encode_v1(&sample(1, 0)).unwrap());
+        for (bad, expect) in [
+            ("used_pct=85", "not name=warning,error"),
+            ("used_pct=85,inf", "not a finite number"),
+            ("Used=1,2", "not [a-z0-9_]"),
+            ("used_pct=1,2 used_pct=3,4", "twice"),
+        ] {
+            let mut m = base.clone();
+            m.insert("check/disk0/limits".into(), bad.as_bytes().to_vec());
+            let e = decode(&mut m).unwrap_err();
+            assert_eq!(e.key, "check/disk0/limits");
+            assert!(e.problem.contains(expect), "{bad}: {}", e.problem);
+        }
+        let mut m = base.clone();
+        m.insert("check/disk0/limits".into(), vec![b'a'; MAX_LIMITS + 1]);
+        assert!(decode(&mut m).unwrap_err().problem.contains("bytes"));
     }
 
     #[test]
@@ -673,19 +803,24 @@ mod tests {
                 chunk.replacen("swapping", "swapping\\x0aFORGED", 1),
                 "control character",
             ),
-            ("chunk/0", format!("{chunk} extra"), "not 6 per check"),
+            ("chunk/0", format!("{chunk} extra"), "not 7 per check"),
             (
                 "chunk/0",
                 chunk.replacen("cpu cpu", "cpu cpu cpu cpu", 1),
-                "not 6 per check",
+                "not 7 per check",
             ),
             (
                 "chunk/0",
                 format!(
                     "{chunk} {}",
-                    chunk.split(' ').take(6).collect::<Vec<_>>().join(" ")
+                    chunk.split(' ').take(7).collect::<Vec<_>>().join(" ")
                 ),
                 "twice",
+            ),
+            (
+                "chunk/0",
+                chunk.replacen("steal_pct=10.5,", "steal_pct=10.5;", 1),
+                "not name=warning,error",
             ),
             (
                 "chunk/0",
@@ -696,14 +831,14 @@ mod tests {
             ("run", "1 2 65 p".into(), "chunk count"),
             ("run", "1 2 1".into(), "expected 4"),
             ("run", "yesterday 2 1 p".into(), "not Unix seconds"),
-            ("version", "3".into(), "layout version"),
+            ("version", "4".into(), "layout version"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();
             m.insert(key.to_string(), value.into_bytes());
             let e = decode(&mut m).unwrap_err();
             assert!(
-                e.key.starts_with(key) || e.key.contains("layout 2"),
+                e.key.starts_with(key) || e.key.contains("layout 3"),
                 "{key}: {e}"
             );
             assert!(e.problem.contains(expect), "{key}: {}", e.problem);
@@ -721,12 +856,13 @@ mod tests {
     fn fifty_filesystems_and_eight_gateways_fit_the_default_quotas() {
         let run = sample(50, 8);
         let pairs = encode_v1(&run).unwrap();
-        assert_eq!(entries_for(run.checks.len()), 366);
+        assert_eq!(entries_for(run.checks.len()), 6 + 7 * 60);
         assert!(entries_for(run.checks.len()) < 1000);
         assert!(pairs.iter().all(|(_, v)| v.len() <= 2048));
-        // 4 top keys + 5 keys per check, plus the directory nodes counted
-        // by entries_for.
-        assert_eq!(pairs.len(), 4 + 5 * run.checks.len());
+        // 4 top keys + 5 keys per check + limits where graded, plus the
+        // directory nodes counted by entries_for.
+        let graded = run.checks.iter().filter(|c| !c.limits.is_empty()).count();
+        assert_eq!(pairs.len(), 4 + 5 * run.checks.len() + graded);
     }
 
     #[test]
@@ -749,7 +885,7 @@ mod tests {
             ("check/cpu/values", b"load1=1 load1=2", "twice"),
             ("check/cpu/values", b"LOAD=1", "not [a-z0-9_]"),
             ("time", b"yesterday", "not Unix seconds"),
-            ("version", b"3", "layout version"),
+            ("version", b"4", "layout version"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();
@@ -809,6 +945,16 @@ mod tests {
                 .map(|(name, value)| Value { name, value: (value * 1000.0).round() / 1000.0 }).collect();
             let s = encode_values(&vals).unwrap();
             prop_assert_eq!(parse_values(&s).unwrap(), vals);
+        }
+
+        #[test]
+        fn limits_round_trip(v in proptest::collection::vec((r"[a-z][a-z0-9_]{0,10}", proptest::option::of(-1.0e6f64..1.0e6), proptest::option::of(-1.0e6f64..1.0e6)), 0..8)) {
+            let mut seen = std::collections::HashSet::new();
+            let round = |x: Option<f64>| x.map(|x| (x * 1000.0).round() / 1000.0);
+            let limits: Vec<Limit> = v.into_iter().filter(|(n, _, _)| seen.insert(n.clone()))
+                .map(|(name, w, e)| Limit { name, warning: round(w), error: round(e) }).collect();
+            let s = encode_limits(&limits).unwrap();
+            prop_assert_eq!(parse_limits(&s).unwrap(), limits);
         }
     }
 }

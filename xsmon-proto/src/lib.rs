@@ -13,4 +13,4 @@ pub mod rawline;
 pub mod snmpline;
 pub mod text;
 
-pub use check::{CheckResult, Status, Value};
+pub use check::{CheckResult, Limit, Status, Value};

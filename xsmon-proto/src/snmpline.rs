@@ -1,4 +1,4 @@
-//! # The SNMP line format, version 2
+//! # The SNMP line format, version 3
 //!
 //! This page is the contract between `snmp-extend` on each dom0 (which
 //! prints it for snmpd's `extend`) and the central `poller` (which reads it
@@ -22,10 +22,12 @@
 //! Records (first field is the record type):
 //!
 //! ```text
-//! xsmon 2 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
-//! xsmon 2 cluster \e - <served_time>                     first line of list-cluster
+//! xsmon 3 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
+//! xsmon 3 cluster \e - <served_time>                     first line of list-cluster
+//! xsmon 3 figures <dom0> <cycle_time|-> <served_time>    first line of figures
 //! G <host> <domid|-> <uuid|-> <probe> <status> <probe_time|-> <seen_time|-> <message>
 //! F <host> <check_id> <kind> <status> <target> <message>
+//! M <host> <check_id> <kind> <status> <target> <values> <limits>
 //! D <dom0> <guest_count>                                  list-cluster: one per dom0
 //! E <scope> <message>                                     a failure of the serving side
 //! END <records>                                           last line: records before it, header included
@@ -42,6 +44,14 @@
 //!   when dom0 first saw that run (dom0's clock: what freshness is
 //!   judged by).
 //! * `F`: one per check that is not ok.
+//! * `M`: figures (extend `xsmonFigures`, fetched only by the poller modes
+//!   that show them): one per check of every host whose latest run is
+//!   current, with all its figures and the thresholds it was graded by.
+//!   `values` is the key layout's `name=number ...` and `limits` its
+//!   `name=warning,error ...` (either threshold empty when unset), each
+//!   escaped as one field; the parser applies the key layout's rules to
+//!   both. dom0's hypervisor counters come as check `xen` (kind `xen`:
+//!   `cpu_time_s`) and `vif<domid>.<n>` (`rx_bytes`, `tx_bytes`).
 //! * `E`: scope `collector` (no recent cycle, or it could not read
 //!   xenstore), `database` (unreadable), `store` (one guest's results
 //!   could not be stored; the guest keeps its G line), `config` (config
@@ -51,6 +61,9 @@
 //! Times are Unix seconds. A reader must refuse a first line with a version
 //! it does not know (and say so) rather than guess.
 //!
+//! **Version 3** (xsmon 0.3) adds the `figures` output and its `M`
+//! records; the state and cluster outputs are those of version 2.
+//!
 //! **Version 1** (xsmon 0.1) is read as well, so that a poller can be
 //! upgraded before its dom0s: its `G` record has no `uuid` and no
 //! `seen_time` (`G <host> <domid|-> <probe> <status> <probe_time|->
@@ -59,11 +72,13 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use thiserror::Error;
 
-use crate::check::Status;
+use crate::check::{CheckResult, Limit, Status, Value};
+use crate::layout::{parse_limits, parse_values};
 
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The oldest version [`parse_all`] still reads.
 pub const OLDEST_READ: u32 = 1;
 
@@ -84,6 +99,90 @@ pub fn probe_is_down(probe: &str) -> bool {
 pub enum Kind {
     State,
     Cluster,
+    Figures,
+}
+
+/// One check's latest figures: what an `M` record carries after its host
+/// (and what the history store keeps as a host's latest figures, one
+/// [`CheckFigures::print`] per line).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckFigures {
+    pub check_id: String,
+    pub kind: String,
+    pub status: Status,
+    pub target: String,
+    pub values: Vec<Value>,
+    pub limits: Vec<Limit>,
+}
+
+impl CheckFigures {
+    pub fn of(c: &CheckResult) -> CheckFigures {
+        CheckFigures {
+            check_id: c.id.clone(),
+            kind: c.kind.clone(),
+            status: c.status,
+            target: c.target.clone(),
+            values: c.values.clone(),
+            limits: c.limits.clone(),
+        }
+    }
+
+    /// The fields after the host: `<check_id> <kind> <status> <target>
+    /// <values> <limits>`. A figure that is not a finite number or has an
+    /// unusable name is left out rather than printed unreadable.
+    pub fn print(&self) -> String {
+        let values: Vec<String> = self
+            .values
+            .iter()
+            .filter(|v| v.value.is_finite() && crate::layout::valid_value_name(&v.name))
+            .map(|v| format!("{}={}", v.name, round3(v.value)))
+            .collect();
+        let num = |x: Option<f64>| {
+            x.filter(|x| x.is_finite())
+                .map(|x| round3(x).to_string())
+                .unwrap_or_default()
+        };
+        let limits: Vec<String> = self
+            .limits
+            .iter()
+            .filter(|l| crate::layout::valid_value_name(&l.name))
+            .map(|l| format!("{}={},{}", l.name, num(l.warning), num(l.error)))
+            .collect();
+        format!(
+            "{} {} {} {} {} {}",
+            escape(&self.check_id),
+            escape(&self.kind),
+            self.status,
+            escape(&self.target),
+            escape(&values.join(" ")),
+            escape(&limits.join(" "))
+        )
+    }
+
+    /// Reads what [`CheckFigures::print`] wrote, by the key layout's rules.
+    pub fn parse(line: &str) -> Result<CheckFigures, String> {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() != 6 {
+            return Err(format!("figures with {} fields, expected 6", f.len()));
+        }
+        Ok(CheckFigures {
+            check_id: unescape(f[0])?,
+            kind: unescape(f[1])?,
+            status: status(f[2])?,
+            target: unescape(f[3])?,
+            values: parse_values(&unescape(f[4])?)?,
+            limits: parse_limits(&unescape(f[5])?)?,
+        })
+    }
+
+    /// The thresholds of figure `name`, if the guest graded it.
+    pub fn limit_of(&self, name: &str) -> Option<&Limit> {
+        self.limits.iter().find(|l| l.name == name)
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +218,10 @@ pub enum Record {
     Dom0 {
         name: String,
         guests: u32,
+    },
+    Figures {
+        host: String,
+        figures: CheckFigures,
     },
     Error {
         scope: String,
@@ -210,6 +313,7 @@ fn print_as(r: &Record, version: u32) -> String {
             let k = match kind {
                 Kind::State => "state",
                 Kind::Cluster => "cluster",
+                Kind::Figures => "figures",
             };
             format!(
                 "xsmon {version} {k} {} {} {served_time}",
@@ -270,6 +374,7 @@ fn print_as(r: &Record, version: u32) -> String {
             e(message)
         ),
         Record::Dom0 { name, guests } => format!("D {} {guests}", e(name)),
+        Record::Figures { host, figures } => format!("M {} {}", e(host), figures.print()),
         Record::Error { scope, message } => format!("E {} {}", e(scope), e(message)),
         Record::End { records } => format!("END {records}"),
     }
@@ -390,6 +495,14 @@ pub fn parse_line_as(line: &str, version: u32) -> Result<Record, String> {
                 message: unescape(f[6])?,
             })
         }
+        "M" if version >= 3 => {
+            want(8)?;
+            let rest = line.splitn(3, ' ').nth(2).unwrap_or("");
+            Ok(Record::Figures {
+                host: unescape(f[1])?,
+                figures: CheckFigures::parse(rest)?,
+            })
+        }
         "D" => {
             want(3)?;
             Ok(Record::Dom0 {
@@ -438,6 +551,7 @@ fn parse_header(line: &str) -> Result<Record, ParseError> {
     let kind = match f[2] {
         "state" => Kind::State,
         "cluster" => Kind::Cluster,
+        "figures" if version >= 3 => Kind::Figures,
         k => {
             return Err(bad(format!(
                 "unknown output kind {:?}",
@@ -556,7 +670,7 @@ mod tests {
         let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
         assert_eq!(parse_all(&cut), Err(ParseError::Truncated(2)));
         assert!(
-            matches!(parse_all("xsmon 3 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "3")
+            matches!(parse_all("xsmon 4 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "4")
         );
         assert!(matches!(
             parse_all("xsmon 0 state x - 1\nEND 1\n"),
@@ -569,7 +683,7 @@ mod tests {
             cycle_time: None,
             served_time: 9,
         };
-        assert_eq!(print(&cluster), "xsmon 2 cluster \\e - 9");
+        assert_eq!(print(&cluster), "xsmon 3 cluster \\e - 9");
         assert!(matches!(parse_all("hello\n"), Err(ParseError::NotXsmon(_))));
         assert!(matches!(parse_all(""), Err(ParseError::Empty)));
         let extra = text.replace("END 2", "END 5");
@@ -612,6 +726,44 @@ mod tests {
         assert_eq!(print_all(&recs), v1);
         // A version 2 G line in a version 1 output is an error, not a guess.
         assert!(parse_all("xsmon 1 state x - 1\nG a 1 - fresh ok - - m\nEND 2\n").is_err());
+    }
+
+    #[test]
+    fn figures_carry_values_and_limits_and_refuse_what_the_layout_refuses() {
+        let mut c = CheckResult::new("disk2", "disk", "/srv/my data\nG forged");
+        c.status = Status::Warning;
+        c.value("used_pct", 91.25)
+            .value("size_bytes", 1e12)
+            .value("nan", f64::NAN);
+        c.limit("used_pct", Some(85.0), Some(95.0))
+            .limit("inodes_pct", None, Some(99.0));
+        let rec = Record::Figures {
+            host: "web 01".into(),
+            figures: CheckFigures::of(&c),
+        };
+        let line = print(&rec);
+        assert_eq!(
+            line,
+            "M web\\s01 disk2 disk warning /srv/my\\sdata\\x0aG\\sforged used_pct=91.25\\ssize_bytes=1000000000000 used_pct=85,95\\sinodes_pct=,99"
+        );
+        let back = parse_line(&line).unwrap();
+        let Record::Figures { host, figures } = back else {
+            panic!("{back:?}")
+        };
+        assert_eq!(host, "web 01");
+        assert_eq!(figures.values.len(), 2, "the NaN is left out");
+        assert_eq!(figures.limit_of("inodes_pct").unwrap().warning, None);
+        // Values and limits obey the key layout's rules.
+        for bad in [
+            "M h c disk ok \\e used_pct=inf \\e",
+            "M h c disk ok \\e \\e used_pct=1",
+            "M h c disk ok \\e USED=1 \\e",
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad}");
+        }
+        // An M record is not part of version 2.
+        assert!(parse_line_as("M h c disk ok \\e \\e \\e", 2).is_err());
+        assert!(parse_all("xsmon 2 figures x - 1\nEND 1\n").is_err());
     }
 
     fn any_status() -> impl Strategy<Value = Status> {
@@ -663,6 +815,45 @@ mod tests {
                 }
             ),
             (s(), any::<u32>()).prop_map(|(name, guests)| Record::Dom0 { name, guests }),
+            (
+                s(),
+                (s(), "[a-z]{1,8}", any_status(), s()),
+                proptest::collection::btree_map("[a-z][a-z0-9_]{0,12}", -1.0e9f64..1.0e9, 0..6),
+                proptest::collection::btree_map(
+                    "[a-z][a-z0-9_]{0,12}",
+                    (
+                        proptest::option::of(-1.0e6f64..1.0e6),
+                        proptest::option::of(-1.0e6f64..1.0e6)
+                    ),
+                    0..4
+                ),
+            )
+                .prop_map(
+                    |(host, (check_id, kind, status, target), values, limits)| Record::Figures {
+                        host,
+                        figures: CheckFigures {
+                            check_id,
+                            kind,
+                            status,
+                            target,
+                            values: values
+                                .into_iter()
+                                .map(|(name, v)| Value {
+                                    name,
+                                    value: round3(v)
+                                })
+                                .collect(),
+                            limits: limits
+                                .into_iter()
+                                .map(|(name, (w, e))| Limit {
+                                    name,
+                                    warning: w.map(round3),
+                                    error: e.map(round3),
+                                })
+                                .collect(),
+                        },
+                    }
+                ),
             (s(), s()).prop_map(|(scope, message)| Record::Error { scope, message }),
         ]
     }
@@ -706,6 +897,7 @@ mod tests {
                 text.clone(),
                 format!("xsmon 1 state x - 1\n{text}"),
                 format!("xsmon 2 state x - 1\n{text}"),
+                format!("xsmon 3 figures x - 1\n{text}"),
                 mangled,
             ] {
                 if let Ok(parsed) = parse_all(&input) {

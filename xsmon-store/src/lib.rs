@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use thiserror::Error;
+use xsmon_proto::snmpline::CheckFigures;
 use xsmon_proto::{CheckResult, Status};
 
 /// The schema, current version, for a new database.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// dom0's own row in `host`: its ident and the name shown for it. No guest
 /// ident can equal `dom0` (guest idents start with `uuid:`, `name:` or
 /// `domid:`), and no guest is shown as `Domain-0` (see host-collector).
@@ -27,7 +28,10 @@ pub const DOM0_NAME: &str = "Domain-0";
 /// Migrations from version N to N+1 (the first entry takes version 1 to
 /// 2). Each runs in one transaction with foreign keys off, as SQLite's
 /// table-rebuild procedure requires.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/v2.sql"),
+    include_str!("migrations/v3.sql"),
+];
 
 /// What can go wrong with the store. Every variant says which database.
 #[derive(Debug, Error)]
@@ -248,6 +252,9 @@ pub struct HostRecord {
     pub findings: Vec<CheckResult>,
     /// (kind, target, name, value) figures to keep.
     pub figures: Vec<(String, String, String, f64)>,
+    /// Every figure of the current run with its thresholds (empty when the
+    /// run is not current): the host's latest figures.
+    pub latest: Vec<CheckFigures>,
     /// Events to record for this host: (kind, detail).
     pub events: Vec<(&'static str, String)>,
 }
@@ -273,6 +280,7 @@ impl HostRecord {
             message: String::new(),
             findings: Vec::new(),
             figures: Vec::new(),
+            latest: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -491,15 +499,23 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
         None => insert_host(tx, h, now)?,
     };
     let running = h.state == "running";
+    let latest = (!h.latest.is_empty()).then(|| {
+        h.latest
+            .iter()
+            .map(CheckFigures::print)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     tx.prepare_cached(
         "UPDATE host SET ident = ?2, uuid = coalesce(?3, uuid), name = ?4, state = ?5,
                 last_seen = CASE WHEN ?6 THEN ?7 ELSE last_seen END,
                 domid = CASE WHEN ?6 THEN ?8 ELSE domid END,
-                config = CASE WHEN ?6 THEN ?9 ELSE config END
+                config = CASE WHEN ?6 THEN ?9 ELSE config END,
+                figures = ?10
           WHERE id = ?1",
     )?
     .execute(params![
-        id, h.ident, h.uuid, h.name, h.state, running, now, h.domid, h.config
+        id, h.ident, h.uuid, h.name, h.state, running, now, h.domid, h.config, latest
     ])?;
     if let Some(r) = h.run {
         tx.prepare_cached(
@@ -835,6 +851,63 @@ pub fn latest(conn: &Connection) -> Result<Option<Latest>> {
             .unwrap_or_default(),
         hosts,
     }))
+}
+
+/// The latest cycle's figures, as snmp-extend's `figures` serves them.
+#[derive(Debug, Clone)]
+pub struct LatestFigures {
+    pub time: i64,
+    pub dom0: String,
+    /// Each host shown in the cycle whose run was current: its label and
+    /// its checks' figures, or why the stored figures cannot be read.
+    pub hosts: Vec<(String, std::result::Result<Vec<CheckFigures>, String>)>,
+}
+
+/// Every host's latest figures, for the hosts of the latest cycle; `None`
+/// when no cycle was ever recorded.
+pub fn latest_figures(conn: &Connection) -> Result<Option<LatestFigures>> {
+    let cycle: Option<(i64, i64, String)> = conn
+        .query_row(
+            "SELECT id, time, dom0 FROM cycle ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((cycle_id, time, dom0)) = cycle else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT s.label, h.figures FROM status s JOIN host h ON h.id = s.host_id
+          WHERE s.cycle_id = ?1 AND h.figures IS NOT NULL ORDER BY (h.ident != 'dom0'), s.label",
+    )?;
+    let rows = stmt.query_map([cycle_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut hosts = Vec::new();
+    for row in rows {
+        let (label, text) = row?;
+        hosts.push((label, parse_figures(&text)));
+    }
+    Ok(Some(LatestFigures { time, dom0, hosts }))
+}
+
+/// A host's latest figures and thresholds (empty when its last run was
+/// not current).
+pub fn host_figures(conn: &Connection, host_id: i64) -> Result<Vec<CheckFigures>> {
+    let text: Option<String> =
+        conn.query_row("SELECT figures FROM host WHERE id = ?1", [host_id], |r| {
+            r.get(0)
+        })?;
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => parse_figures(&t).map_err(Error::Refused),
+    }
+}
+
+fn parse_figures(text: &str) -> std::result::Result<Vec<CheckFigures>, String> {
+    text.lines()
+        .map(|l| CheckFigures::parse(l).map_err(|e| format!("stored figures unreadable: {e}")))
+        .collect()
 }
 
 /// A status read back from the database; anything unexpected is unknown.

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use xsmon_proto::CheckResult;
 
-use super::{grade, Interval};
+use super::Interval;
 use crate::config::CpuConfig;
 use xsmon_checks::Sys;
 
@@ -45,9 +45,11 @@ fn run(
     let steal = pct(interval.now.cpu_steal, interval.prev.cpu_steal);
 
     let mut r = CheckResult::new("cpu", "cpu", "");
-    r.status = grade(per_cpu, cfg.load_per_cpu)
-        .worst(grade(iowait, cfg.iowait_pct))
-        .worst(grade(steal, cfg.steal_pct));
+    r.status = cfg
+        .load_per_cpu
+        .judge(&mut r, "load_per_cpu", per_cpu)
+        .worst(cfg.iowait_pct.judge(&mut r, "iowait_pct", iowait))
+        .worst(cfg.steal_pct.judge(&mut r, "steal_pct", steal));
     r.message = format!(
         "load {:.2} per cpu ({} cpus), iowait {:.1}%, steal {:.1}% over {:.0} s",
         per_cpu,

@@ -6,13 +6,6 @@ pub mod cpu;
 pub mod net;
 pub mod swap;
 
-use crate::config::Thresholds;
-
-/// How bad `value` is against `t` (higher is worse).
-pub fn grade(value: f64, t: Thresholds) -> xsmon_proto::Status {
-    t.grade(value)
-}
-
 /// The interval between two samples, or why there is none.
 pub struct Interval {
     pub prev: crate::state::Sample,

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use xsmon_proto::{CheckResult, Status};
 
-use super::grade;
 use crate::config::NetConfig;
 use crate::ping::{ping_all, PingStats};
 use xsmon_checks::Sys;
@@ -124,13 +123,21 @@ fn grade_ping(id: String, s: &PingStats, cfg: &NetConfig) -> CheckResult {
         Some(rtt) => {
             let ms = rtt.as_secs_f64() * 1000.0;
             r.value("rtt_ms", ms);
-            r.status = grade(loss, cfg.loss_pct).worst(grade(ms, cfg.rtt_ms));
+            r.status = cfg
+                .loss_pct
+                .judge(&mut r, "loss_pct", loss)
+                .worst(cfg.rtt_ms.judge(&mut r, "rtt_ms", ms));
             r.message = format!(
                 "gateway {target}: {}/{} replies, {loss:.0}% loss, rtt {ms:.1} ms",
                 s.received, s.sent
             );
         }
         None => {
+            r.limit(
+                "loss_pct",
+                Some(cfg.loss_pct.warning),
+                Some(cfg.loss_pct.error),
+            );
             r.status = Status::Error;
             r.message = format!(
                 "gateway {target} unreachable: {}/{} replies",

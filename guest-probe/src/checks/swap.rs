@@ -5,7 +5,7 @@
 use anyhow::Result;
 use xsmon_proto::{CheckResult, Status};
 
-use super::{grade, Interval};
+use super::Interval;
 use crate::config::SwapConfig;
 use xsmon_checks::Sys;
 
@@ -46,7 +46,11 @@ fn run(
     } else {
         Status::Ok
     };
-    r.status = grade(rate, cfg.pages_per_s).worst(use_status);
+    r.limit("used_pct", Some(cfg.used_pct_warning), None);
+    r.status = cfg
+        .pages_per_s
+        .judge(&mut r, "pages_per_s", rate)
+        .worst(use_status);
     r.message = if mem.swap_total == 0 {
         format!("{rate:.0} pages/s swapped, no swap space configured")
     } else {
