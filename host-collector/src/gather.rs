@@ -87,12 +87,12 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         pre.push((id, Identity { name, vm }, p));
     }
 
-    // Batch 2: version 2 chunks; version 1 top keys and check listing.
+    // Batch 2: version 2 and 3 chunks; version 1 top keys and check listing.
     let mut batch = Batch::default();
     for (i, (id, _, p)) in pre.iter().enumerate() {
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         match p.values.get("version").map(Vec::as_slice) {
-            Some(b"2") => {
+            Some(b"2" | b"3") => {
                 let n = p
                     .values
                     .get("run")
@@ -115,7 +115,7 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
 
     // Batch 3: the keys of every check of every version 1 guest with a
     // sane number of checks (decode rejects the rest).
-    let fields = ["kind", "status", "target", "message", "values"];
+    let fields = ["kind", "status", "target", "message", "values", "limits"];
     let mut batch = Batch::default();
     for (i, (id, _, p)) in pre.iter().enumerate() {
         let Some(Ok(checks)) = p.lists.get("check") else {

@@ -2,6 +2,7 @@
 //! xenstore, judging freshness and identity) and its configuration. The
 //! history database is the crate xsmon-store.
 
+pub mod chart;
 pub mod collect;
 pub mod config;
 pub mod freshness;

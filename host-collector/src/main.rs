@@ -86,6 +86,11 @@ enum Command {
         check: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Draw the figures as charts into FILE (.svg or .png) instead of
+        /// printing them: a panel per figure, the guest's thresholds as
+        /// lines, rollups' min-max as a band, silences as grey gaps.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -139,7 +144,15 @@ fn main() -> ExitCode {
             guest,
             since,
             check,
+            format: _,
+            plot: Some(file),
+        } => plot_cmd(&config, guest, *since, check.as_deref(), file),
+        Command::History {
+            guest,
+            since,
+            check,
             format,
+            plot: None,
         } => history_cmd(&config, guest, *since, check.as_deref(), *format),
     };
     match result {
@@ -369,6 +382,35 @@ fn history_cmd(
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plot_cmd(
+    config: &Config,
+    guest: &str,
+    since: i64,
+    check: Option<&str>,
+    file: &std::path::Path,
+) -> Result<ExitCode> {
+    let conn = db::open_ro(&config.db, std::time::Duration::from_secs(2))?;
+    let host = db::find_host(&conn, guest)?;
+    let to = now();
+    let rows = db::history(&conn, guest, to - since, check)?;
+    let latest = db::host_figures(&conn, host.id)?;
+    let chart = host_collector::chart::Chart {
+        host: guest,
+        from: to - since,
+        to,
+        rows: &rows,
+        latest: &latest,
+    };
+    let panels = host_collector::chart::draw(&chart, file)?;
+    println!(
+        "{}: {panels} panels, {} figures over {}",
+        file.display(),
+        rows.len(),
+        ago(since)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

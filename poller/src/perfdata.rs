@@ -6,9 +6,12 @@
 //! from the probe's positional check ids (`disk2` becomes `disk3` when a
 //! mount is added), and from the device number for a guest's interfaces
 //! (its domid changes on every boot). Everything in a label came from a
-//! guest, so it is escaped: no `'`, `=`, `|`, control or non-ASCII
-//! character survives, and a long or rewritten target keeps a short digest
-//! of the original so that two targets never share a label.
+//! guest, so it is escaped: no space, `=`, control or non-ASCII character
+//! survives, nor any of Nagios's usual `illegal_macro_output_chars`
+//! (`` `~$&|'"<> ``, which it strips from `$SERVICEPERFDATA$`: a label
+//! must read the same without its quotes); a long or rewritten target
+//! keeps a short digest of the original so that two targets never share a
+//! label.
 
 use std::fmt::Write as _;
 
@@ -73,21 +76,21 @@ fn subject(c: &CheckFigures) -> String {
     }
 }
 
-/// Text a label may hold: printable ASCII without `'`, `=` or `|`, at most
-/// [`MAX_TARGET`] characters; anything rewritten or cut gets a digest of
-/// the original.
+/// Text a label may hold: printable ASCII without `=` or Nagios's usual
+/// illegal macro output characters, at most [`MAX_TARGET`] characters;
+/// anything rewritten or cut gets a digest of the original.
 pub fn label_safe(s: &str) -> String {
+    const UNSAFE: &str = "=`~$&|'\"<>";
     let mut out: String = s
         .chars()
         .map(|c| match c {
-            '\'' | '=' | '|' => '_',
-            c if c.is_ascii_graphic() || c == ' ' => c,
+            c if c.is_ascii_graphic() && !UNSAFE.contains(c) => c,
             _ => '_',
         })
         .collect();
     if out != s || out.len() > MAX_TARGET {
         out.truncate(MAX_TARGET);
-        let _ = write!(out, "~{:06x}", fnv1a(s.as_bytes()) & 0xff_ffff);
+        let _ = write!(out, "-h{:06x}", fnv1a(s.as_bytes()) & 0xff_ffff);
     }
     out
 }
@@ -252,14 +255,14 @@ mod tests {
             .enumerate()
             .map(|(i, t)| disk(&format!("disk{i}"), t, 1.0))
             .collect();
-        let perf = of_host(&checks, "web 01/");
+        let perf = of_host(&checks, &format!("{}/", label_safe("web 01")));
         let mut labels = std::collections::HashSet::new();
         for p in &perf {
             let (label, rest) = p.rsplit_once("'=").expect("quoted label");
             let label = label.strip_prefix('\'').unwrap();
             assert!(
-                !label.contains(['\'', '=', '|'])
-                    && label.bytes().all(|b| (b' '..=b'~').contains(&b)),
+                !label.contains(['\'', '=', '|', ' ', '$', '"', '<', '>', '`', '~', '&'])
+                    && label.bytes().all(|b| (b'!'..=b'}').contains(&b)),
                 "{p}"
             );
             assert!(rest.split(';').count() <= 5, "{p}");

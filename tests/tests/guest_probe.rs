@@ -330,11 +330,13 @@ fn results_are_written_to_xenstore_and_replaced_each_run() {
         run.checks
     );
 
-    // The stock xenstore tool reads the same tree: layout version 2, three
-    // keys (version, run, one chunk).
+    // The stock xenstore tool reads the same tree: layout version 3, three
+    // keys (version, run, one chunk), the thresholds inside the chunk.
     let ls = xs.tool("xenstore-ls").arg(&base).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
-    assert!(ls.contains("version = \"2\""), "{ls}");
+    assert!(ls.contains("version = \"3\""), "{ls}");
+    let chunk = String::from_utf8(c.read(&format!("{base}/chunk/0")).unwrap()).unwrap();
+    assert!(chunk.contains("used_pct=85,95"), "{chunk}");
     assert!(ls.contains("run = \"") && ls.contains("chunk"), "{ls}");
     assert_eq!(c.directory(&format!("{base}/chunk")).unwrap(), ["0"]);
 

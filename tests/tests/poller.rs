@@ -606,3 +606,172 @@ fn prometheus_alert_rules_pass_promtool_on_the_sites_metrics() {
         "{text}"
     );
 }
+
+/// One item of performance data as Nagios recorded it:
+/// `label=value[UOM];warn;crit;min;max` (quotes optional: Nagios strips
+/// them with its usual illegal_macro_output_chars).
+#[derive(Debug)]
+struct Perf {
+    label: String,
+    value: f64,
+    uom: String,
+    fields: Vec<String>,
+}
+
+fn parse_perfdata(text: &str) -> Vec<Perf> {
+    text.split_whitespace()
+        .map(|item| {
+            let (label, rest) = item
+                .rsplit_once('=')
+                .unwrap_or_else(|| panic!("{item}: no ="));
+            let mut fields = rest.split(';').map(str::to_string);
+            let v = fields.next().unwrap();
+            let at = v
+                .find(|c: char| !(c.is_ascii_digit() || ".-".contains(c)))
+                .unwrap_or(v.len());
+            Perf {
+                label: label.trim_matches('\'').to_string(),
+                value: v[..at].parse().unwrap_or_else(|_| panic!("{item}: value")),
+                uom: v[at..].to_string(),
+                fields: fields.collect(),
+            }
+        })
+        .collect()
+}
+
+/// The real Nagios 4 runs the shipped service definitions against the
+/// site with performance data processing on, and writes what it got into
+/// its service perfdata file: that file, not the poller's stdout, is
+/// what PNP4Nagios or a Graphite/InfluxDB bridge graphs.
+#[test]
+fn nagios_records_a_scoped_checks_performance_data() {
+    let s = site();
+    let repo = xsmon_tests::repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let defs = std::fs::read_to_string(repo.join("poller/nagios/xsmon.cfg"))
+        .unwrap()
+        .replace(
+            "/usr/local/bin/poller",
+            xsmon_tests::bin("poller").to_str().unwrap(),
+        )
+        .replace("/etc/xsmon/poller.toml", s.poller_config.to_str().unwrap());
+    std::fs::write(dir.path().join("xsmon.cfg"), defs).unwrap();
+    let perf_file = dir.path().join("service-perfdata");
+    // Debian's defaults where they matter (illegal_macro_output_chars
+    // strips quotes from $SERVICEPERFDATA$), every check scheduled at
+    // start, and Nagios kept as the user running the test.
+    std::fs::write(
+        dir.path().join("nagios.cfg"),
+        format!(
+            "log_file={d}/nagios.log\nstatus_file={d}/status.dat\nlock_file={d}/nagios.lock\ntemp_file={d}/nagios.tmp\n\
+             check_result_path={d}\nobject_cache_file={d}/objects.cache\nprecached_object_file={d}/objects.precache\n\
+             command_file={d}/nagios.cmd\nstate_retention_file={d}/retention.dat\nuse_syslog=0\n\
+             nagios_user=root\nnagios_group=root\nenable_notifications=0\n\
+             illegal_macro_output_chars=`~$&|'\"<>\n\
+             service_inter_check_delay_method=n\nmax_service_check_spread=1\ncheck_result_reaper_frequency=1\n\
+             process_performance_data=1\nservice_perfdata_file={}\nservice_perfdata_file_mode=a\n\
+             service_perfdata_file_template=$SERVICEDESC$\\t$SERVICESTATE$\\t$SERVICEPERFDATA$\n\
+             resource_file=/etc/nagios4/resource.cfg\n\
+             cfg_file=/etc/nagios4/objects/commands.cfg\ncfg_file=/etc/nagios4/objects/contacts.cfg\n\
+             cfg_file=/etc/nagios4/objects/timeperiods.cfg\ncfg_file=/etc/nagios4/objects/templates.cfg\n\
+             cfg_file={d}/xsmon.cfg\n",
+            perf_file.display()
+        ),
+    )
+    .unwrap();
+    let mut nagios = std::process::Command::new("/usr/sbin/nagios4")
+        .arg(dir.path().join("nagios.cfg"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("nagios4 (Debian package nagios4-core)");
+    // Wait for the three services' first results.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let recorded = loop {
+        let text = std::fs::read_to_string(&perf_file).unwrap_or_default();
+        if [
+            "xsmon all guests\t",
+            "xsmon dom0 xen01\t",
+            "xsmon guest web01\t",
+        ]
+        .iter()
+        .all(|s| text.lines().any(|l| l.starts_with(s)))
+        {
+            break text;
+        }
+        if Instant::now() > deadline || nagios.try_wait().unwrap().is_some() {
+            let _ = nagios.kill();
+            panic!(
+                "nagios recorded no performance data for all three services:\n{text}\nlog:\n{}",
+                std::fs::read_to_string(dir.path().join("nagios.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = nagios.kill();
+    let _ = nagios.wait();
+    let service = |name: &str| -> (String, Vec<Perf>) {
+        let line = recorded
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .unwrap();
+        let f: Vec<&str> = line.split('\t').collect();
+        (f[1].to_string(), parse_perfdata(f[2]))
+    };
+    let find = |perf: &[Perf], label: &str| -> f64 {
+        perf.iter()
+            .find(|p| p.label == label)
+            .unwrap_or_else(|| panic!("no {label} in {perf:?}"))
+            .value
+    };
+
+    // The guest: counts, then each of its figures, with its own thresholds.
+    let (state, perf) = service("xsmon guest web01");
+    assert_eq!(state, "OK", "{perf:?}");
+    assert_eq!(find(&perf, "guests"), 1.0);
+    let mem = perf.iter().find(|p| p.label == "mem_used").unwrap();
+    assert_eq!(
+        (mem.value.round(), mem.uom.as_str(), mem.fields.clone()),
+        (
+            30.0,
+            "%",
+            vec!["90".into(), "97".into(), "0".into(), "100".into()]
+        ),
+        "the fixture's 30% in use, with the probe's memory thresholds"
+    );
+    let root = perf.iter().find(|p| p.label == "disk_/_used").unwrap();
+    assert_eq!(
+        (root.uom.as_str(), &root.fields[..2]),
+        ("%", &["85".to_string(), "95".to_string()][..])
+    );
+    let cpu = perf.iter().find(|p| p.label == "cpu_load_per_cpu").unwrap();
+    assert_eq!(cpu.uom, "");
+    assert_eq!(cpu.fields.len(), 3, "warn;crit;min: {cpu:?}");
+    for label in ["cpu_iowait", "cpu_steal", "swap_pages_per_s", "swap_used"] {
+        find(&perf, label);
+    }
+    let rtt = perf
+        .iter()
+        .find(|p| p.label.starts_with("net_") && p.label.ends_with("_rtt"))
+        .unwrap_or_else(|| panic!("no gateway rtt in {perf:?}"));
+    assert_eq!(rtt.uom, "ms");
+    // Every label once: a graph per label.
+    let mut labels = std::collections::HashSet::new();
+    assert!(perf.iter().all(|p| labels.insert(p.label.clone())));
+
+    // The dom0: its own memory and disks.
+    let (_, perf) = service("xsmon dom0 xen01");
+    let mem = perf.iter().find(|p| p.label == "mem_used").unwrap();
+    assert_eq!((mem.uom.as_str(), mem.fields.len()), ("%", 4), "{mem:?}");
+    assert!(perf.iter().any(|p| p.label.starts_with("disk_")));
+
+    // The whole site keeps its counts only (figures are never fetched).
+    let (state, perf) = service("xsmon all guests");
+    assert_eq!(state, "CRITICAL");
+    assert!(
+        perf.iter().all(|p| !p.label.contains('_')
+            || p.label.starts_with("guests_")
+            || p.label.starts_with("dom0s_")),
+        "{perf:?}"
+    );
+}
