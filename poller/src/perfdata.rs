@@ -136,12 +136,13 @@ impl Unit {
         }
     }
 
-    /// The name without the suffix its unit already says.
+    /// The name without the suffix its unit already says (`used_pct` is
+    /// `used` in %). Bytes keep theirs: `used_bytes` beside `used_pct`
+    /// must not become a second `used`.
     fn short_name(self, name: &str) -> String {
         let suffix = match self {
             Unit::Percent => "_pct",
             Unit::Millis => "_ms",
-            Unit::Bytes | Unit::Counter if name.ends_with("_bytes") => "_bytes",
             Unit::Counter if name.ends_with("_s") => "_s",
             _ => "",
         };
@@ -216,11 +217,11 @@ mod tests {
             perf,
             [
                 "'disk_/var_used'=95%;85;95;0;100",
-                "'disk_/var_size'=1000000000B;;;0",
+                "'disk_/var_size_bytes'=1000000000B;;;0",
                 "'net_10.0.0.1_loss'=0%;20;60;0;100",
                 "'net_10.0.0.1_rtt'=0.8ms;100;500;0",
                 "'cpu_load_per_cpu'=0.25;2;4;0",
-                "'vif0_rx'=123457c;;;0",
+                "'vif0_rx_bytes'=123457c;;;0",
             ]
         );
     }

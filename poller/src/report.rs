@@ -672,7 +672,53 @@ mod tests {
         ]
     }
 
+    fn figure_line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            8 => "M (g1|g2|[a-z#0-9]{1,8}) [a-z0-9.]{1,6} (disk|cpu|net|xen) (ok|error) (\\\\e|([a-z/.'=|\"$<>~`&]|\\\\x0a|\\\\x27|\\\\s|\\\\xc3\\\\xa9){1,30}) (\\\\e|[a-z_]{1,8}=-?[0-9]{1,4}(\\.[0-9]{1,2})?(\\\\s[a-z_]{1,8}=[0-9]{1,3}){0,3}) (\\\\e|[a-z_]{1,8}=[0-9]{0,3},[0-9]{0,3})",
+            1 => "E (collector|store) [!-~]{0,20}",
+            1 => any::<String>(),
+        ]
+    }
+
     proptest::proptest! {
+        /// Fuzz target (scripts/fuzz): a dom0 serving hostile figures.
+        /// Whatever it serves, the poller does not panic, and the
+        /// performance data it makes of it is one well-formed item per
+        /// figure: a label without a quote, `=`, space or control
+        /// character, then a number.
+        #[test]
+        fn fuzz_hostile_figures(
+            names in proptest::collection::vec("(g1|g2|[a-z#0-9]{1,8})", 1..4),
+            lines in proptest::collection::vec(figure_line(), 0..12),
+            garbage in proptest::option::of(proptest::prelude::any::<String>()),
+        ) {
+            let mut r = Dom0Result::new("xen01", "10.0.0.1:161");
+            for name in names {
+                r.guests.push(GuestState {
+                    name, domid: None, uuid: None, probe: "fresh".into(), status: Status::Ok,
+                    age: None, message: String::new(), migrated: false, figures: Vec::new(),
+                });
+            }
+            // A well-framed output (header, lines, END), or garbage.
+            let text = garbage.unwrap_or_else(|| {
+                format!("xsmon 3 figures xen01 90 100\n{}\nEND {}\n", lines.join("\n"), lines.len() + 1)
+                    .replace("\n\nEND", "\nEND")
+            });
+            if let Ok(recs) = parse_all(&text) {
+                let _ = absorb_figures(&mut r, recs);
+            }
+            for g in &r.guests {
+                for item in crate::perfdata::of_host(&g.figures, "") {
+                    let (label, rest) = item.rsplit_once("'=").unwrap();
+                    let label = label.strip_prefix('\'').unwrap();
+                    proptest::prop_assert!(label.bytes().all(|b| b.is_ascii_graphic() && !b"'=|\"`$&<>~".contains(&b)), "{}", item);
+                    let value = rest.split(';').next().unwrap().trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%');
+                    proptest::prop_assert!(value.parse::<f64>().is_ok(), "{}", item);
+                }
+            }
+        }
+
         /// Fuzz target (scripts/fuzz): a hostile or broken dom0. Any UDP
         /// payload given to the SNMP decoder, any varbinds in a GETBULK
         /// answer, and any lines served as the extend's output never make

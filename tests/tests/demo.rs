@@ -18,6 +18,11 @@ fn the_demo_runs_and_finds_what_the_scenario_says() {
     );
     assert!(text.contains("XSMON CRITICAL - "), "{text}");
     assert!(text.contains("== host-collector history app01"), "{text}");
+    assert!(text.contains("XSMON OK - 1 guests ok on"), "{text}");
+    assert!(
+        text.contains("   chart: ") && text.contains("app01.png: "),
+        "{text}"
+    );
     // The history table shows app01's swap figures.
     assert!(
         text.contains("swap  ") && text.contains("pages_per_s"),

@@ -238,6 +238,31 @@ fn json_mode_has_everything() {
         .find(|d| d["name"] == "xen03")
         .unwrap();
     assert!(xen03["error"].as_str().unwrap().contains("unreachable"));
+    // Figures come along in json: every check of a current run, none for
+    // a guest whose probe went silent.
+    let guest = |d: &serde_json::Value, name: &str| {
+        d["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let mail01 = guest(xen02, "mail01");
+    let mem = mail01["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "mem")
+        .unwrap_or_else(|| panic!("{mail01}"));
+    assert!(mem["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "used_pct"));
+    assert_eq!(mem["limits"][0]["error"], 97.0);
+    assert!(guest(xen02, "old01").get("figures").is_none());
 }
 
 #[test]
@@ -311,6 +336,18 @@ fn prometheus_mode_passes_promtool() {
     );
     assert!(
         text.contains("xsmon_guest_report_age_seconds{dom0=\"xen01\",guest=\"web01\"} "),
+        "{text}"
+    );
+    // The figures, with the thresholds the guest graded them by.
+    let full = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("xsmon_figure{dom0=\"xen01\",guest=\"db01\",kind=\"disk\",target=\"/srv/data\",name=\"used_pct\"} ")
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(full.parse::<f64>().unwrap() >= 99.0, "{full}");
+    assert!(
+        text.contains("xsmon_figure_threshold{dom0=\"xen01\",guest=\"db01\",kind=\"disk\",target=\"/srv/data\",name=\"used_pct\",level=\"error\"} 95\n"),
         "{text}"
     );
 }
@@ -747,7 +784,14 @@ fn nagios_records_a_scoped_checks_performance_data() {
     let cpu = perf.iter().find(|p| p.label == "cpu_load_per_cpu").unwrap();
     assert_eq!(cpu.uom, "");
     assert_eq!(cpu.fields.len(), 3, "warn;crit;min: {cpu:?}");
-    for label in ["cpu_iowait", "cpu_steal", "swap_pages_per_s", "swap_used"] {
+    for label in [
+        "cpu_iowait",
+        "cpu_steal",
+        "swap_pages_per_s",
+        "swap_used",
+        "swap_used_bytes",
+        "mem_available_bytes",
+    ] {
         find(&perf, label);
     }
     let rtt = perf

@@ -52,6 +52,14 @@ fn main() -> Result<()> {
         nagios.status.code().unwrap_or(-1)
     );
 
+    step("poller nagios --guest web01 (one guest's service, with its figures as performance data)");
+    let scoped = site.poller(&["nagios", "--guest", "web01"]).output()?;
+    let scoped_text = String::from_utf8_lossy(&scoped.stdout);
+    print!("{scoped_text}");
+    if !scoped_text.contains("'mem_used'=") {
+        bail!("no performance data for web01: {scoped_text}");
+    }
+
     step("host-collector history app01 --since 1h (on xen01)");
     let xen01 = site
         .dom0s
@@ -67,6 +75,24 @@ fn main() -> Result<()> {
     if !hist.status.success() {
         bail!("history failed: {}", String::from_utf8_lossy(&hist.stderr));
     }
+
+    step("host-collector history app01 --since 1h --plot (a chart of the same)");
+    let charts = std::env::current_dir()?.join("target/xsmon-demo");
+    std::fs::create_dir_all(&charts)?;
+    let chart = charts.join("app01.png");
+    let plot = Command::new(bin("host-collector"))
+        .args(["--config", "/dev/null", "--db"])
+        .arg(&xen01.db)
+        .args(["history", "app01", "--since", "1h", "--plot"])
+        .arg(&chart)
+        .output()?;
+    if !plot.status.success() {
+        bail!("plot failed: {}", String::from_utf8_lossy(&plot.stderr));
+    }
+    println!(
+        "   chart: {} (a few minutes of history: the demo's site is new)",
+        String::from_utf8_lossy(&plot.stdout).trim()
+    );
 
     step("checking the findings against the scenario");
     let got: Vec<(String, String, String, String)> = raw_text
