@@ -38,7 +38,11 @@ CREATE INDEX cycle_time ON cycle (time);
 -- renames and migrations: ident 'uuid:<uuid>'. Without a readable UUID the
 -- ident is 'name:<name>' (adopted by the UUID once one is seen), or
 -- 'domid:<n>' when the name is unusable too. Names are for humans and need
--- not be unique.
+-- not be unique. `figures` holds the latest cycle's figures when the host's
+-- run was current (NULL otherwise): one line per check, in the SNMP line
+-- format's `M` record fields after the host (xsmon-proto's CheckFigures),
+-- thresholds included; overwritten every cycle (the history is in
+-- sample and rollup).
 CREATE TABLE host (
     id         INTEGER PRIMARY KEY,
     ident      TEXT    NOT NULL UNIQUE,
@@ -60,11 +64,7 @@ CREATE TABLE host (
     run_digest INTEGER,
     run_time   INTEGER,
     run_seen   INTEGER,
-    -- The latest cycle's figures when the host's run was current (NULL
-    -- otherwise): one line per check, in the SNMP line format's `M` record
-    -- fields after the host (xsmon-proto's CheckFigures), thresholds
-    -- included. Overwritten every cycle; the history is in sample/rollup.
-    figures    TEXT
+    figures    TEXT                         -- the latest figures: see above
 );
 CREATE INDEX host_name ON host (name);
 

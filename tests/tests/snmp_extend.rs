@@ -299,3 +299,81 @@ fn a_collector_that_stopped_is_reported() {
     assert!(recs.iter().any(|r| matches!(r, Record::Guest { .. })));
     assert!(out.status.success() && out2.status.success());
 }
+
+/// `figures` through the real snmpd: every current host's checks with
+/// their figures and thresholds, nothing for a guest that never reported;
+/// and during an upgrade, a database the collector has not migrated yet
+/// still serves the state while its figures say why there are none.
+#[test]
+fn figures_are_served_and_an_unmigrated_database_still_serves_the_state() {
+    let xs = Xenstored::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    collected_db(&db, 3, &xs);
+    let extend = bin("snmp-extend");
+    let snmpd = Snmpd::start(&format!(
+        "extend xsmonFigures {} figures --db {}\n",
+        extend.display(),
+        db.display()
+    ))
+    .unwrap();
+    let recs = parse_all(&(out_lines(&snmpd, "xsmonFigures").join("\n") + "\n")).unwrap();
+    let hosts_with_figures: std::collections::BTreeSet<String> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Figures { host, .. } => Some(host.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        hosts_with_figures.into_iter().collect::<Vec<_>>(),
+        ["Domain-0", "guest001", "guest003"],
+        "guest002 never reported: no figures"
+    );
+    let dom0_mem = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::Figures { host, figures } if host == "Domain-0" && figures.kind == "mem" => {
+                Some(figures)
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(dom0_mem.values.iter().any(|v| v.name == "used_pct"));
+    let limit = dom0_mem.limit_of("used_pct").unwrap();
+    assert_eq!((limit.warning, limit.error), (Some(90.0), Some(97.0)));
+
+    // The same database as xsmon 0.2 left it (schema 2: no host.figures).
+    let old = dir.path().join("old.db");
+    std::fs::copy(&db, &old).unwrap();
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = DELETE; ALTER TABLE host DROP COLUMN figures; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(conn);
+    let run = |cmd: &str| {
+        Command::new(&extend)
+            .args([cmd, "--db", old.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let state = run("basic-monitoring");
+    assert!(
+        state.status.success(),
+        "{}",
+        String::from_utf8_lossy(&state.stdout)
+    );
+    let recs = parse_all(&String::from_utf8_lossy(&state.stdout)).unwrap();
+    assert_eq!(
+        recs.iter()
+            .filter(|r| matches!(r, Record::Guest { .. }))
+            .count(),
+        4
+    );
+    let figures = run("figures");
+    assert_eq!(figures.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&figures.stdout);
+    assert!(
+        text.contains("schema\\sversion\\s2") && text.contains("next\\scycle"),
+        "{text}"
+    );
+}

@@ -19,6 +19,10 @@ use xsmon_proto::{CheckResult, Status};
 /// The schema, current version, for a new database.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 pub const SCHEMA_VERSION: i64 = 3;
+/// The oldest schema a read-only reader accepts: during an upgrade,
+/// snmp-extend and `status` keep serving a database the collector has not
+/// migrated yet (version 3 only added `host.figures`).
+pub const OLDEST_READ: i64 = 2;
 /// dom0's own row in `host`: its ident and the name shown for it. No guest
 /// ident can equal `dom0` (guest idents start with `uuid:`, `name:` or
 /// `domid:`), and no guest is shown as `Domain-0` (see host-collector).
@@ -48,7 +52,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
-        "database {path} has schema version {found}, this program reads version {SCHEMA_VERSION}"
+        "database {path} has schema version {found}, this program reads versions {OLDEST_READ} to {SCHEMA_VERSION}"
     )]
     Version { path: PathBuf, found: i64 },
     #[error("database schema version {found} is newer than this program ({SCHEMA_VERSION})")]
@@ -114,7 +118,7 @@ pub fn open_ro(path: &Path, busy: Duration) -> Result<Connection> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(at("reading database", path))?;
-    if version != SCHEMA_VERSION {
+    if !(OLDEST_READ..=SCHEMA_VERSION).contains(&version) {
         return Err(Error::Version {
             path: path.to_path_buf(),
             found: version,
@@ -866,6 +870,12 @@ pub struct LatestFigures {
 /// Every host's latest figures, for the hosts of the latest cycle; `None`
 /// when no cycle was ever recorded.
 pub fn latest_figures(conn: &Connection) -> Result<Option<LatestFigures>> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 3 {
+        return Err(Error::Refused(format!(
+            "the database is at schema version {version}, which keeps no figures: they appear once host-collector's next cycle has migrated it"
+        )));
+    }
     let cycle: Option<(i64, i64, String)> = conn
         .query_row(
             "SELECT id, time, dom0 FROM cycle ORDER BY id DESC LIMIT 1",
@@ -894,6 +904,10 @@ pub fn latest_figures(conn: &Connection) -> Result<Option<LatestFigures>> {
 /// A host's latest figures and thresholds (empty when its last run was
 /// not current).
 pub fn host_figures(conn: &Connection, host_id: i64) -> Result<Vec<CheckFigures>> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 3 {
+        return Ok(Vec::new());
+    }
     let text: Option<String> =
         conn.query_row("SELECT figures FROM host WHERE id = ?1", [host_id], |r| {
             r.get(0)
