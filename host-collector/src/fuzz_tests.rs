@@ -37,21 +37,31 @@ fn check_keys() -> impl Strategy<Value = (String, Vec<(String, Vec<u8>)>)> {
             "x=NaN",
             "a=1e308 b=-0",
         ]),
+        proptest::option::of(value(&[
+            "used_pct=85,95",
+            "used_pct=, rtt_ms=100,500",
+            "x=1,2 x=3,4",
+            "rtt_ms=100,inf",
+        ])),
     )
-        .prop_map(|(id, kind, status, target, message, values)| {
-            let fields = vec![
+        .prop_map(|(id, kind, status, target, message, values, limits)| {
+            let mut fields = vec![
                 (format!("check/{id}/kind"), kind),
                 (format!("check/{id}/status"), status),
                 (format!("check/{id}/target"), target),
                 (format!("check/{id}/message"), message),
                 (format!("check/{id}/values"), values),
             ];
+            if let Some(l) = limits {
+                fields.push((format!("check/{id}/limits"), l));
+            }
             (id, fields)
         })
 }
 
-/// A layout version 2 guest: a run line and chunks, each sometimes what the
-/// probe writes (six escaped fields per check), sometimes anything.
+/// A layout version 2 or 3 guest: a run line and chunks, each sometimes
+/// what the probe writes (six or seven escaped fields per check),
+/// sometimes anything.
 fn guest_keys_v2() -> impl Strategy<Value = (Identity, Prefetched)> {
     (
         value(&["web01", "Domain-0", "DB | primary", ""]),
@@ -69,15 +79,19 @@ fn guest_keys_v2() -> impl Strategy<Value = (Identity, Prefetched)> {
                     "disk0 disk error / full\\x0aG\\sforged used_pct=99",
                     "a b c d e f g",
                     "cpu cpu ok \\e x \\e cpu cpu ok \\e y \\e",
+                    "disk0 disk warning /var\\x27s 90% used_pct=90 used_pct=85,95",
+                    "cpu cpu ok \\e x load_per_cpu=1 load_per_cpu=2,\\x0a",
+                    "net0 net ok 10.0.0.1 m rtt_ms=0.4\\sloss_pct=0 rtt_ms=100,500\\sloss_pct=30,100",
                 ]),
                 "([a-z0-9\\\\]{1,8} ){5}[a-z0-9=.]{0,12}".prop_map(String::into_bytes),
             ],
             0..3,
         ),
+        proptest::sample::select(vec!["2", "3"]),
     )
-        .prop_map(|(name, vm, run, chunks)| {
+        .prop_map(|(name, vm, run, chunks, version)| {
             let mut p = Prefetched::default();
-            p.values.insert("version".into(), b"2".to_vec());
+            p.values.insert("version".into(), version.as_bytes().to_vec());
             p.values.insert("run".into(), run);
             for (i, c) in chunks.into_iter().enumerate() {
                 p.values.insert(format!("chunk/{i}"), c);
@@ -93,7 +107,61 @@ fn guest_keys_v2() -> impl Strategy<Value = (Identity, Prefetched)> {
 }
 
 fn guest_keys() -> impl Strategy<Value = (Identity, Prefetched)> {
-    prop_oneof![guest_keys_v1(), guest_keys_v2()]
+    prop_oneof![guest_keys_v1(), guest_keys_v2(), guest_keys_v3()]
+}
+
+/// A layout version 3 guest as the probe frames it (one chunk of checks in
+/// sevens), with hostile free text and limits that are sometimes valid,
+/// sometimes not: the path by which a guest's thresholds reach the figures
+/// dom0 serves.
+fn guest_keys_v3() -> impl Strategy<Value = (Identity, Prefetched)> {
+    use xsmon_proto::snmpline::escape;
+    let check = (
+        "(cpu|swap|disk[0-9]|net[0-9])",
+        "(cpu|swap|disk|net)",
+        "(ok|warning|error)",
+        prop_oneof![3 => "[ -~]{0,20}", 1 => any::<String>()],
+        prop_oneof![3 => "[ -~]{0,20}", 1 => any::<String>()],
+        "([a-z]{1,6}=-?[0-9]{1,3}(\\.[0-9])?)?( _[a-z]{1,6}=[0-9]{1,3}){0,2}",
+        prop_oneof![
+            3 => "([a-z]{1,6}=[0-9]{0,3},[0-9]{0,3})?( _[a-z]{1,6}=[0-9]{0,3},[0-9]{0,3}){0,2}",
+            1 => any::<String>()
+        ],
+    );
+    ("(web|db)0[0-9]", proptest::collection::vec(check, 1..5)).prop_map(|(name, checks)| {
+        let chunk: Vec<String> = checks
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, kind, status, target, message, values, limits))| {
+                [
+                    format!("{id}x{i}"),
+                    kind,
+                    status,
+                    target,
+                    message,
+                    values,
+                    limits,
+                ]
+                .iter()
+                .map(|f| escape(f.trim_end()))
+                .collect::<Vec<_>>()
+                .join(" ")
+            })
+            .collect();
+        let mut p = Prefetched::default();
+        p.values.insert("version".into(), b"3".to_vec());
+        p.values
+            .insert("run".into(), b"1795700000 7 1 guest-probe\\s0.3.0".to_vec());
+        p.values
+            .insert("chunk/0".into(), chunk.join(" ").into_bytes());
+        (
+            Identity {
+                name: Ok(name.into_bytes()),
+                vm: Ok(b"/vm/12345678-1234-4234-8234-123456789abc".to_vec()),
+            },
+            p,
+        )
+    })
 }
 
 fn guest_keys_v1() -> impl Strategy<Value = (Identity, Prefetched)> {
@@ -156,6 +224,14 @@ fn records(hosts: &[HostRecord]) -> Vec<Record> {
                 status: f.status,
                 target: f.target.clone(),
                 message: f.message.clone(),
+            });
+        }
+        // And the figures output's records (a separate output in real
+        // life; one parse here checks them all the same).
+        for figures in &h.latest {
+            out.push(Record::Figures {
+                host: h.label.clone(),
+                figures: figures.clone(),
             });
         }
     }
