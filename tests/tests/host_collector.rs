@@ -634,10 +634,13 @@ fn varying_run(t: i64, seq: u64, progress: f64) -> xsmon_proto::layout::Run {
     };
     let mut cpu = CheckResult::new("cpu", "cpu", "");
     graded(&mut cpu, "load_per_cpu", 0.6 + 0.5 * day.sin(), 2.0, 4.0);
+    // iowait jitters from one run to the next, so that the hourly rollups
+    // of the oldest days have a min and a max apart (a visible band).
+    let jitter = if (t / 1800) % 2 == 0 { 2.0 } else { -2.0 };
     graded(
         &mut cpu,
         "iowait_pct",
-        4.0 + 3.0 * (3.0 * day).sin(),
+        6.0 + 3.0 * (3.0 * day).sin() + jitter,
         20.0,
         40.0,
     );
@@ -738,6 +741,16 @@ fn history_is_drawn_as_charts_with_thresholds_bands_and_gaps() {
     assert!(count([230, 140, 0]) > 1000, "warning thresholds");
     assert!(count([200, 30, 30]) > 1000, "error thresholds");
     assert!(count([228, 228, 228]) > 10000, "grey gaps");
+    // The rollup band: the figure's blue, light (18% over white).
+    let band = buf[..info.buffer_size()]
+        .chunks(step)
+        .filter(|p| {
+            (205..=222).contains(&p[0])
+                && (218..=233).contains(&p[1])
+                && (232..=245).contains(&p[2])
+        })
+        .count();
+    assert!(band > 300, "rollup band: {band} pixels");
     // Copy it where a person can look at it (the demo draws one too).
     if let Ok(dir) = std::env::var("XSMON_KEEP_CHART") {
         std::fs::copy(&png_path, Path::new(&dir).join("web01.png")).unwrap();
