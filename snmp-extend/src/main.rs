@@ -30,34 +30,41 @@ struct Cli {
     command: Command,
 }
 
+/// Where the collector's database is, and how far to trust it.
+#[derive(clap::Args, Debug)]
+struct Database {
+    /// The collector's history database.
+    #[arg(long, value_name = "PATH", default_value = "/var/lib/xsmon/history.db")]
+    db: PathBuf,
+    /// The collector is failing when its last cycle is older than this
+    /// (an E line; figures are then withheld, not served as current).
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    max_age: i64,
+    /// How long to wait for a busy database (keep well under snmpd's
+    /// extend timeout).
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    busy_ms: u64,
+}
+
+impl Database {
+    fn busy(&self) -> Duration {
+        Duration::from_millis(self.busy_ms)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The latest state of every guest and of dom0 (extend basicXenstoreMonitoring).
     BasicMonitoring {
-        /// The collector's history database.
-        #[arg(long, value_name = "PATH", default_value = "/var/lib/xsmon/history.db")]
-        db: PathBuf,
-        /// Report the collector as failing when its last cycle is older.
-        #[arg(long, value_name = "SECONDS", default_value_t = 900)]
-        max_age: i64,
-        /// How long to wait for a busy database (keep well under snmpd's
-        /// extend timeout).
-        #[arg(long, value_name = "MS", default_value_t = 200)]
-        busy_ms: u64,
+        #[command(flatten)]
+        db: Database,
     },
     /// Every host's latest figures with their thresholds (extend
     /// xsmonFigures): what the poller turns into performance data and
     /// metrics. Only hosts whose probe run is current have figures.
     Figures {
-        /// The collector's history database.
-        #[arg(long, value_name = "PATH", default_value = "/var/lib/xsmon/history.db")]
-        db: PathBuf,
-        /// Serve no figures when the collector's last cycle is older.
-        #[arg(long, value_name = "SECONDS", default_value_t = 900)]
-        max_age: i64,
-        /// How long to wait for a busy database.
-        #[arg(long, value_name = "MS", default_value_t = 200)]
-        busy_ms: u64,
+        #[command(flatten)]
+        db: Database,
     },
     /// The dom0s of the shared config directory with their guest counts
     /// (extend listXenCluster).
@@ -76,16 +83,8 @@ fn main() -> ExitCode {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let (records, ok) = match cli.command {
-        Command::BasicMonitoring {
-            db,
-            max_age,
-            busy_ms,
-        } => basic_monitoring(&db, max_age, Duration::from_millis(busy_ms), now),
-        Command::Figures {
-            db,
-            max_age,
-            busy_ms,
-        } => figures(&db, max_age, Duration::from_millis(busy_ms), now),
+        Command::BasicMonitoring { db } => basic_monitoring(&db.db, db.max_age, db.busy(), now),
+        Command::Figures { db } => figures(&db.db, db.max_age, db.busy(), now),
         Command::ListCluster { dirs } => list_cluster(&dirs, now),
     };
     print!("{}", print_all(&records));
@@ -102,42 +101,12 @@ fn basic_monitoring(
     busy: Duration,
     now: i64,
 ) -> (Vec<Record>, bool) {
-    let header = |dom0: &str, cycle_time: Option<i64>| Record::Header {
-        version: VERSION,
-        kind: Kind::State,
-        dom0: dom0.to_string(),
-        cycle_time,
-        served_time: now,
-    };
-    let latest = db::open_ro(path, busy).and_then(|conn| db::latest(&conn));
-    let latest = match latest {
+    let latest = match db::open_ro(path, busy).and_then(|conn| db::latest(&conn)) {
         Ok(Some(l)) => l,
-        Ok(None) => {
-            return (
-                vec![
-                    header("", None),
-                    Record::Error {
-                        scope: "collector".into(),
-                        message: format!("no collection cycle recorded yet in {}", path.display()),
-                    },
-                ],
-                false,
-            )
-        }
-        Err(e) => {
-            return (
-                vec![
-                    header("", None),
-                    Record::Error {
-                        scope: "database".into(),
-                        message: format!("{e:#}"),
-                    },
-                ],
-                false,
-            )
-        }
+        Ok(None) => return no_cycle(Kind::State, path, now),
+        Err(e) => return failure(Kind::State, now, "database", format!("{e:#}")),
     };
-    let mut out = vec![header(&latest.dom0, Some(latest.time))];
+    let mut out = vec![header(Kind::State, &latest.dom0, Some(latest.time), now)];
     if now - latest.time > max_age {
         out.push(Record::Error {
             scope: "collector".into(),
@@ -182,36 +151,12 @@ fn basic_monitoring(
 }
 
 fn figures(path: &std::path::Path, max_age: i64, busy: Duration, now: i64) -> (Vec<Record>, bool) {
-    let header = |dom0: &str, cycle_time: Option<i64>| Record::Header {
-        version: VERSION,
-        kind: Kind::Figures,
-        dom0: dom0.to_string(),
-        cycle_time,
-        served_time: now,
-    };
-    let failed = |scope: &str, message: String| {
-        (
-            vec![
-                header("", None),
-                Record::Error {
-                    scope: scope.into(),
-                    message,
-                },
-            ],
-            false,
-        )
-    };
     let latest = match db::open_ro(path, busy).and_then(|conn| db::latest_figures(&conn)) {
         Ok(Some(l)) => l,
-        Ok(None) => {
-            return failed(
-                "collector",
-                format!("no collection cycle recorded yet in {}", path.display()),
-            )
-        }
-        Err(e) => return failed("database", format!("{e:#}")),
+        Ok(None) => return no_cycle(Kind::Figures, path, now),
+        Err(e) => return failure(Kind::Figures, now, "database", format!("{e:#}")),
     };
-    let mut out = vec![header(&latest.dom0, Some(latest.time))];
+    let mut out = vec![header(Kind::Figures, &latest.dom0, Some(latest.time), now)];
     // Old figures drawn as current would hide a stopped collector.
     if now - latest.time > max_age {
         out.push(Record::Error {
@@ -238,15 +183,33 @@ fn figures(path: &std::path::Path, max_age: i64, busy: Duration, now: i64) -> (V
     (out, true)
 }
 
+fn header(kind: Kind, dom0: &str, cycle_time: Option<i64>, now: i64) -> Record {
+    Record::Header {
+        version: VERSION,
+        kind,
+        dom0: dom0.to_string(),
+        cycle_time,
+        served_time: now,
+    }
+}
+
+/// An output that says only why it could not be served.
+fn failure(kind: Kind, now: i64, scope: &str, message: String) -> (Vec<Record>, bool) {
+    let error = Record::Error {
+        scope: scope.into(),
+        message,
+    };
+    (vec![header(kind, "", None, now), error], false)
+}
+
+fn no_cycle(kind: Kind, path: &std::path::Path, now: i64) -> (Vec<Record>, bool) {
+    let why = format!("no collection cycle recorded yet in {}", path.display());
+    failure(kind, now, "collector", why)
+}
+
 fn list_cluster(dirs: &[PathBuf], now: i64) -> (Vec<Record>, bool) {
     let cluster = xsmon_proto::cluster::scan(dirs);
-    let mut out = vec![Record::Header {
-        version: VERSION,
-        kind: Kind::Cluster,
-        dom0: String::new(),
-        cycle_time: None,
-        served_time: now,
-    }];
+    let mut out = vec![header(Kind::Cluster, "", None, now)];
     for (dom0, guests) in &cluster.dom0s {
         out.push(Record::Dom0 {
             name: dom0.clone(),
