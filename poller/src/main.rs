@@ -30,8 +30,12 @@ use crate::snmp::Credentials;
 /// and from a static list; all are polled at once.
 ///
 /// Modes: report (default, for humans), raw (one escaped line per finding,
-/// for scripts), nagios (a Nagios/Icinga plugin), json (everything),
-/// prometheus (metrics in the text exposition format).
+/// for scripts), nagios (a Nagios/Icinga plugin; with --guest or --dom0 its
+/// performance data carries that host's figures and thresholds), json
+/// (everything, figures included), prometheus (metrics in the text
+/// exposition format, figures included). Only the modes that show figures
+/// read them (a second extend, xsmonFigures), and only from the dom0s in
+/// scope.
 ///
 /// Exit status: 0 nothing wrong, 1 warnings, 2 errors (an unreachable dom0,
 /// a stale guest, a failed check), 3 the poll could not be done at all (bad
