@@ -657,7 +657,8 @@ fn write_pairs(
 }
 
 /// A plausible run with cpu, swap, `disks` disks and one gateway, all ok
-/// unless `status` says otherwise for the first disk.
+/// unless `status` says otherwise for the first disk, with the probe's
+/// default thresholds as it reports them (key layout 3).
 pub fn sample_run(
     time: i64,
     disks: usize,
@@ -669,11 +670,17 @@ pub fn sample_run(
     cpu.message = "load 0.10 per cpu (2 cpus), iowait 0.5%, steal 0.2% over 300 s".into();
     cpu.value("load_per_cpu", 0.1)
         .value("iowait_pct", 0.5)
-        .value("steal_pct", 0.2);
+        .value("steal_pct", 0.2)
+        .limit("load_per_cpu", Some(2.0), Some(4.0))
+        .limit("iowait_pct", Some(20.0), Some(40.0))
+        .limit("steal_pct", Some(10.0), Some(25.0));
     checks.push(cpu);
     let mut swap = CheckResult::new("swap", "swap", "");
     swap.message = "0 pages/s swapped in+out, 3% of 1024 MiB swap used".into();
-    swap.value("pages_per_s", 0.0).value("used_pct", 3.0);
+    swap.value("pages_per_s", 0.0)
+        .value("used_pct", 3.0)
+        .limit("used_pct", Some(80.0), None)
+        .limit("pages_per_s", Some(100.0), Some(1000.0));
     checks.push(swap);
     for i in 0..disks {
         let mut d = CheckResult::new(
@@ -699,12 +706,18 @@ pub fn sample_run(
             "{} (ext4) {used:.0}% used of 20.0 GiB, inodes 5% used",
             d.target
         );
-        d.value("used_pct", used).value("inodes_pct", 5.0);
+        d.value("used_pct", used)
+            .value("inodes_pct", 5.0)
+            .limit("used_pct", Some(85.0), Some(95.0))
+            .limit("inodes_pct", Some(85.0), Some(95.0));
         checks.push(d);
     }
     let mut net = CheckResult::new("net0", "net", "10.0.0.1");
     net.message = "gateway 10.0.0.1: 3/3 replies, 0% loss, rtt 0.4 ms".into();
-    net.value("loss_pct", 0.0).value("rtt_ms", 0.4);
+    net.value("loss_pct", 0.0)
+        .value("rtt_ms", 0.4)
+        .limit("loss_pct", Some(30.0), Some(100.0))
+        .limit("rtt_ms", Some(100.0), Some(500.0));
     checks.push(net);
     xsmon_proto::layout::Run {
         probe: "guest-probe 0.1.0".into(),
