@@ -145,6 +145,11 @@ pub fn raw(r: &Report) -> String {
 
 /// Nagios plugin output (monitoring-plugins guidelines): one status line
 /// with performance data, then the long output.
+/// The bytes of the first output line a Nagios plugin may count on (Nagios
+/// 4's documented limit on a plugin's output is 8 KB, for every line
+/// together: this leaves the finding lines room).
+const PERFDATA_BUDGET: usize = 6000;
+
 /// The Nagios plugin output. Scoped to a guest (or else to a dom0), the
 /// performance data adds that host's own figures (see `perfdata`).
 pub fn nagios(r: &Report, only_dom0: Option<&str>, only_guest: Option<&str>) -> (String, u8) {
@@ -179,8 +184,18 @@ pub fn nagios(r: &Report, only_dom0: Option<&str>, only_guest: Option<&str>) -> 
         "'dom0s'={};;;0 'dom0s_unreachable'={};;1;0 'guests'={};;;0 'guests_ok'={};;;0 'guests_warning'={};;;0 'guests_error'={};;;0 'guests_stale'={};;1;0",
         s.dom0s, s.unreachable, s.guests, s.ok, s.warning, s.error, s.stale
     );
+    let (figures, dropped) = crate::perfdata::fit(
+        scoped_perfdata(r, only_dom0, only_guest),
+        PERFDATA_BUDGET.saturating_sub(perf.len() + summary.len() + 40),
+    );
+    if dropped > 0 {
+        summary.push_str(&format!(
+            " (performance data: {dropped} of {} figures left out: Nagios keeps only the first 8 KB of a plugin's output)",
+            figures.len() + dropped
+        ));
+    }
     let mut perf = vec![perf];
-    perf.extend(scoped_perfdata(r, only_dom0, only_guest));
+    perf.extend(figures);
     let mut out = format!("XSMON {word} - {summary} | {}\n", perf.join(" "));
     for f in r.findings.iter().filter(|f| f.severity != "info") {
         let who = match (f.dom0.is_empty(), f.host.is_empty()) {

@@ -63,6 +63,41 @@ pub fn of_host(checks: &[CheckFigures], prefix: &str) -> Vec<String> {
     out
 }
 
+/// Nagios keeps only the first few KB of a plugin's output and cuts the
+/// rest silently, mid-item if need be (Nagios 4 here kept about 10 KB of a
+/// 24 KB line). Keeps the items that fit in `budget` bytes: first those
+/// with thresholds (they carry what the status means), then the others,
+/// each group in its order; the kept ones stay in their original order.
+/// Returns them and how many were left out, for the output to say so.
+pub fn fit(items: Vec<String>, budget: usize) -> (Vec<String>, usize) {
+    let total: usize = items.iter().map(|i| i.len() + 1).sum();
+    if total <= budget {
+        return (items, 0);
+    }
+    let graded = |item: &str| {
+        item.rsplit_once("'=")
+            .map(|(_, rest)| rest.split(';').skip(1).take(2).any(|t| !t.is_empty()))
+            .unwrap_or(false)
+    };
+    let mut keep = vec![false; items.len()];
+    let mut used = 0;
+    for pass_graded in [true, false] {
+        for (i, item) in items.iter().enumerate() {
+            if graded(item) == pass_graded && used + item.len() < budget {
+                keep[i] = true;
+                used += item.len() + 1;
+            }
+        }
+    }
+    let dropped = keep.iter().filter(|k| !**k).count();
+    let kept = items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(item, k)| k.then_some(item))
+        .collect();
+    (kept, dropped)
+}
+
 /// What a figure is about: `cpu`, `mem`, `disk_/var`, `net_10.0.0.1`;
 /// for dom0's counters the check id (`xen`, `vif0`).
 fn subject(c: &CheckFigures) -> String {
@@ -80,7 +115,7 @@ fn subject(c: &CheckFigures) -> String {
 /// illegal macro output characters, at most [`MAX_TARGET`] characters;
 /// anything rewritten or cut gets a digest of the original.
 pub fn label_safe(s: &str) -> String {
-    const UNSAFE: &str = "=`~$&|'\"<>";
+    const UNSAFE: &str = "=;`~$&|'\"<>";
     let mut out: String = s
         .chars()
         .map(|c| match c {
@@ -224,6 +259,25 @@ mod tests {
                 "'vif0_rx_bytes'=123457c;;;0",
             ]
         );
+    }
+
+    #[test]
+    fn what_does_not_fit_leaves_the_ungraded_figures_out_first() {
+        let checks: Vec<CheckFigures> = (0..200)
+            .map(|i| disk(&format!("disk{i}"), &format!("/srv/volume{i:03}"), 50.0))
+            .collect();
+        let all = of_host(&checks, "");
+        assert_eq!(all.len(), 400);
+        let (kept, dropped) = fit(all.clone(), 7000);
+        assert_eq!(kept.len() + dropped, 400);
+        assert!(kept.iter().map(|k| k.len() + 1).sum::<usize>() <= 7000);
+        assert!(
+            kept.iter().all(|k| k.contains("_used'=")),
+            "sizes (no thresholds) go first"
+        );
+        // What fits is left alone.
+        let few = of_host(&checks[..3], "");
+        assert_eq!(fit(few.clone(), 7000), (few, 0));
     }
 
     #[test]
