@@ -148,7 +148,7 @@ pub fn raw(r: &Report) -> String {
 /// The bytes of the first output line a Nagios plugin may count on (Nagios
 /// 4's documented limit on a plugin's output is 8 KB, for every line
 /// together: this leaves the finding lines room).
-const PERFDATA_BUDGET: usize = 6000;
+const FIRST_LINE_BUDGET: usize = 6000;
 
 /// The Nagios plugin output. Scoped to a guest (or else to a dom0), the
 /// performance data adds that host's own figures (see `perfdata`).
@@ -184,9 +184,11 @@ pub fn nagios(r: &Report, only_dom0: Option<&str>, only_guest: Option<&str>) -> 
         "'dom0s'={};;;0 'dom0s_unreachable'={};;1;0 'guests'={};;;0 'guests_ok'={};;;0 'guests_warning'={};;;0 'guests_error'={};;;0 'guests_stale'={};;1;0",
         s.dom0s, s.unreachable, s.guests, s.ok, s.warning, s.error, s.stale
     );
+    // The line: "XSMON WORD - summary[ (note)] | counts figures".
+    let note_room = 150;
     let (figures, dropped) = crate::perfdata::fit(
         scoped_perfdata(r, only_dom0, only_guest),
-        PERFDATA_BUDGET.saturating_sub(perf.len() + summary.len() + 40),
+        FIRST_LINE_BUDGET.saturating_sub(30 + summary.len() + note_room + perf.len()),
     );
     if dropped > 0 {
         summary.push_str(&format!(

@@ -525,3 +525,71 @@ fn a_version_1_database_is_migrated_and_history_follows_the_vm() {
         "{csv}"
     );
 }
+
+/// A guest with as many checks as the key layout allows (100: 97
+/// filesystems) has more figures than Nagios keeps of a plugin's output.
+/// Through the real snmpd, `poller nagios --guest` keeps its first line
+/// within budget with every item whole, the figures with thresholds first,
+/// and says how many it left out rather than letting Nagios cut one in half.
+#[test]
+fn a_guest_with_too_many_figures_for_nagios_is_told_not_cut() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    add_domain(&mut c, 3, "big01").unwrap();
+    let t = now();
+    write_run(&mut c, 3, &sample_run(t, 97, Status::Ok)).unwrap();
+    collect_ok(&d, t + 10);
+    let db = d.dir.path().join("history.db");
+    let extend = bin("snmp-extend");
+    let snmpd = Snmpd::start(&format!(
+        "extend basicXenstoreMonitoring {0} basic-monitoring --db {1} --max-age 999999999\nextend xsmonFigures {0} figures --db {1} --max-age 999999999\n",
+        extend.display(),
+        db.display()
+    ))
+    .unwrap();
+    let empty = d.dir.path().join("poller.toml");
+    std::fs::write(&empty, "").unwrap();
+    let out = Command::new(bin("poller"))
+        .args([
+            "nagios",
+            "--guest",
+            "big01",
+            "--config",
+            empty.to_str().unwrap(),
+            "-c",
+            COMMUNITY,
+        ])
+        .arg(format!("--host=xen01={}", snmpd.target()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let first = text.lines().next().unwrap();
+    assert!(first.len() <= 6000, "{} bytes", first.len());
+    let (status, perf) = first.split_once(" | ").unwrap();
+    let items: Vec<&str> = perf.split(' ').collect();
+    for item in &items {
+        let (label, rest) = item.rsplit_once("'=").unwrap_or_else(|| panic!("{item}"));
+        assert!(label.starts_with('\''), "{item}");
+        let fields: Vec<&str> = rest.split(';').collect();
+        assert!(fields.len() <= 5, "{item}");
+        let v = fields[0].trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%');
+        assert!(v.parse::<f64>().is_ok(), "{item}");
+    }
+    // 97 disks x (used, inodes) and the other checks: over 200 figures.
+    let left_out: usize = status
+        .split("performance data: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no note of what was left out: {status}"));
+    let figures = items.len() - 7; // the 7 counts come first
+    assert!(
+        left_out > 0 && figures + left_out > 200,
+        "{figures} + {left_out}"
+    );
+    assert!(status.contains(&format!(
+        "{left_out} of {} figures left out",
+        figures + left_out
+    )));
+}
