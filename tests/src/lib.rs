@@ -28,6 +28,7 @@ use nix::unistd::Pid;
 
 pub mod cluster;
 pub mod dom0;
+pub mod nagios;
 pub mod netns;
 pub use netns::Netns;
 

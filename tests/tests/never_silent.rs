@@ -530,7 +530,8 @@ fn a_version_1_database_is_migrated_and_history_follows_the_vm() {
 /// filesystems) has more figures than Nagios keeps of a plugin's output.
 /// Through the real snmpd, `poller nagios --guest` keeps its first line
 /// within budget with every item whole, the figures with thresholds first,
-/// and says how many it left out rather than letting Nagios cut one in half.
+/// and says how many it left out rather than letting Nagios cut one in half;
+/// the real Nagios 4 records every item whole.
 #[test]
 fn a_guest_with_too_many_figures_for_nagios_is_told_not_cut() {
     let d = Dom0::new("");
@@ -549,19 +550,17 @@ fn a_guest_with_too_many_figures_for_nagios_is_told_not_cut() {
     .unwrap();
     let empty = d.dir.path().join("poller.toml");
     std::fs::write(&empty, "").unwrap();
-    let out = Command::new(bin("poller"))
-        .args([
-            "nagios",
-            "--guest",
-            "big01",
-            "--config",
-            empty.to_str().unwrap(),
-            "-c",
-            COMMUNITY,
-        ])
-        .arg(format!("--host=xen01={}", snmpd.target()))
-        .output()
-        .unwrap();
+    let args = [
+        "nagios".to_string(),
+        "--guest".into(),
+        "big01".into(),
+        "--config".into(),
+        empty.display().to_string(),
+        "-c".into(),
+        COMMUNITY.into(),
+        format!("--host=xen01={}", snmpd.target()),
+    ];
+    let out = Command::new(bin("poller")).args(&args).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let first = text.lines().next().unwrap();
@@ -592,4 +591,27 @@ fn a_guest_with_too_many_figures_for_nagios_is_told_not_cut() {
         "{left_out} of {} figures left out",
         figures + left_out
     )));
+
+    // What Nagios itself records of that check: every item, whole.
+    let nagios_dir = tempfile::tempdir().unwrap();
+    let objects = nagios_dir.path().join("big.cfg");
+    std::fs::write(
+        &objects,
+        format!(
+            "define command {{\n command_name xsmon-true\n command_line /bin/true\n}}\n\
+             define command {{\n command_name check_big\n command_line {} {}\n}}\n\
+             define host {{\n use linux-server\n host_name xen-cluster\n address 127.0.0.1\n check_command xsmon-true\n}}\n\
+             define service {{\n use generic-service\n host_name xen-cluster\n service_description xsmon guest big01\n check_command check_big\n}}\n",
+            bin("poller").display(),
+            args.join(" ")
+        ),
+    )
+    .unwrap();
+    let nagios = xsmon_tests::nagios::Nagios::new(&[&objects]).unwrap();
+    let recorded = nagios
+        .run_until_recorded(&["xsmon guest big01"], std::time::Duration::from_secs(60))
+        .unwrap();
+    let perf = xsmon_tests::nagios::parse_perfdata(&recorded[0].perfdata).unwrap();
+    assert_eq!(recorded[0].state, "OK");
+    assert_eq!(perf.len(), items.len(), "Nagios kept every item");
 }

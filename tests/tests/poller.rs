@@ -11,6 +11,7 @@ use xsmon_proto::rawline;
 use xsmon_tests::cluster::{
     demo_specs, Ailment, Behaviour, Dom0Spec, GuestSpec, SimCluster, DEMO_FINDINGS,
 };
+use xsmon_tests::nagios::{parse_perfdata, Nagios, Perf};
 
 fn guest(name: &str, ailment: Ailment) -> GuestSpec {
     GuestSpec {
@@ -356,33 +357,8 @@ fn prometheus_mode_passes_promtool() {
 fn the_shipped_nagios_definitions_pass_nagios_and_their_command_runs() {
     let repo = xsmon_tests::repo_root();
     let defs = repo.join("poller/nagios/xsmon.cfg");
-    let dir = tempfile::tempdir().unwrap();
-    // nagios4 checks that its (unprivileged) user may write here.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let d = dir.path().display();
-    let main = dir.path().join("nagios.cfg");
-    std::fs::write(
-        &main,
-        format!(
-            "log_file={d}/nagios.log\nstatus_file={d}/status.dat\nlock_file={d}/nagios.lock\ntemp_file={d}/nagios.tmp\n\
-             check_result_path={d}\nobject_cache_file={d}/objects.cache\nprecached_object_file={d}/objects.precache\n\
-             resource_file=/etc/nagios4/resource.cfg\nillegal_macro_output_chars=`~$&|'\"<>\n\
-             cfg_file=/etc/nagios4/objects/commands.cfg\ncfg_file=/etc/nagios4/objects/contacts.cfg\n\
-             cfg_file=/etc/nagios4/objects/timeperiods.cfg\ncfg_file=/etc/nagios4/objects/templates.cfg\n\
-             cfg_file={}\n",
-            defs.display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new("/usr/sbin/nagios4")
-        .arg("-v")
-        .arg(&main)
-        .output()
-        .expect("nagios4 (Debian package nagios4-core)");
+    let nagios = Nagios::new(&[&defs]).unwrap();
+    let out = nagios.verify().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("Total Errors:   0"),
@@ -644,38 +620,6 @@ fn prometheus_alert_rules_pass_promtool_on_the_sites_metrics() {
     );
 }
 
-/// One item of performance data as Nagios recorded it:
-/// `label=value[UOM];warn;crit;min;max` (quotes optional: Nagios strips
-/// them with its usual illegal_macro_output_chars).
-#[derive(Debug)]
-struct Perf {
-    label: String,
-    value: f64,
-    uom: String,
-    fields: Vec<String>,
-}
-
-fn parse_perfdata(text: &str) -> Vec<Perf> {
-    text.split_whitespace()
-        .map(|item| {
-            let (label, rest) = item
-                .rsplit_once('=')
-                .unwrap_or_else(|| panic!("{item}: no ="));
-            let mut fields = rest.split(';').map(str::to_string);
-            let v = fields.next().unwrap();
-            let at = v
-                .find(|c: char| !(c.is_ascii_digit() || ".-".contains(c)))
-                .unwrap_or(v.len());
-            Perf {
-                label: label.trim_matches('\'').to_string(),
-                value: v[..at].parse().unwrap_or_else(|_| panic!("{item}: value")),
-                uom: v[at..].to_string(),
-                fields: fields.collect(),
-            }
-        })
-        .collect()
-}
-
 /// The real Nagios 4 runs the shipped service definitions against the
 /// site with performance data processing on, and writes what it got into
 /// its service perfdata file: that file, not the poller's stdout, is
@@ -685,7 +629,6 @@ fn nagios_records_a_scoped_checks_performance_data() {
     let s = site();
     let repo = xsmon_tests::repo_root();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
     let defs = std::fs::read_to_string(repo.join("poller/nagios/xsmon.cfg"))
         .unwrap()
         .replace(
@@ -694,66 +637,16 @@ fn nagios_records_a_scoped_checks_performance_data() {
         )
         .replace("/etc/xsmon/poller.toml", s.poller_config.to_str().unwrap());
     std::fs::write(dir.path().join("xsmon.cfg"), defs).unwrap();
-    let perf_file = dir.path().join("service-perfdata");
-    // Debian's defaults where they matter (illegal_macro_output_chars
-    // strips quotes from $SERVICEPERFDATA$), every check scheduled at
-    // start, and Nagios kept as the user running the test.
-    std::fs::write(
-        dir.path().join("nagios.cfg"),
-        format!(
-            "log_file={d}/nagios.log\nstatus_file={d}/status.dat\nlock_file={d}/nagios.lock\ntemp_file={d}/nagios.tmp\n\
-             check_result_path={d}\nobject_cache_file={d}/objects.cache\nprecached_object_file={d}/objects.precache\n\
-             command_file={d}/nagios.cmd\nstate_retention_file={d}/retention.dat\nuse_syslog=0\n\
-             nagios_user=root\nnagios_group=root\nenable_notifications=0\n\
-             illegal_macro_output_chars=`~$&|'\"<>\n\
-             service_inter_check_delay_method=n\nmax_service_check_spread=1\ncheck_result_reaper_frequency=1\n\
-             process_performance_data=1\nservice_perfdata_file={}\nservice_perfdata_file_mode=a\n\
-             service_perfdata_file_template=$SERVICEDESC$\\t$SERVICESTATE$\\t$SERVICEPERFDATA$\n\
-             resource_file=/etc/nagios4/resource.cfg\n\
-             cfg_file=/etc/nagios4/objects/commands.cfg\ncfg_file=/etc/nagios4/objects/contacts.cfg\n\
-             cfg_file=/etc/nagios4/objects/timeperiods.cfg\ncfg_file=/etc/nagios4/objects/templates.cfg\n\
-             cfg_file={d}/xsmon.cfg\n",
-            perf_file.display()
-        ),
-    )
-    .unwrap();
-    let mut nagios = std::process::Command::new("/usr/sbin/nagios4")
-        .arg(dir.path().join("nagios.cfg"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("nagios4 (Debian package nagios4-core)");
-    // Wait for the three services' first results.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let recorded = loop {
-        let text = std::fs::read_to_string(&perf_file).unwrap_or_default();
-        if [
-            "xsmon all guests\t",
-            "xsmon dom0 xen01\t",
-            "xsmon guest web01\t",
-        ]
-        .iter()
-        .all(|s| text.lines().any(|l| l.starts_with(s)))
-        {
-            break text;
-        }
-        if Instant::now() > deadline || nagios.try_wait().unwrap().is_some() {
-            let _ = nagios.kill();
-            panic!(
-                "nagios recorded no performance data for all three services:\n{text}\nlog:\n{}",
-                std::fs::read_to_string(dir.path().join("nagios.log")).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let _ = nagios.kill();
-    let _ = nagios.wait();
+    let nagios = Nagios::new(&[&dir.path().join("xsmon.cfg")]).unwrap();
+    let recorded = nagios
+        .run_until_recorded(
+            &["xsmon all guests", "xsmon dom0 xen01", "xsmon guest web01"],
+            Duration::from_secs(90),
+        )
+        .unwrap();
     let service = |name: &str| -> (String, Vec<Perf>) {
-        let line = recorded
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}\t")))
-            .unwrap();
-        let f: Vec<&str> = line.split('\t').collect();
-        (f[1].to_string(), parse_perfdata(f[2]))
+        let r = recorded.iter().find(|r| r.service == name).unwrap();
+        (r.state.clone(), parse_perfdata(&r.perfdata).unwrap())
     };
     let find = |perf: &[Perf], label: &str| -> f64 {
         perf.iter()

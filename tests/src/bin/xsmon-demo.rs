@@ -77,7 +77,7 @@ fn main() -> Result<()> {
     }
 
     step("host-collector history app01 --since 1h --plot (a chart of the same)");
-    let charts = std::env::current_dir()?.join("target/xsmon-demo");
+    let charts = xsmon_tests::repo_root().join("target/xsmon-demo");
     std::fs::create_dir_all(&charts)?;
     let chart = charts.join("app01.png");
     let plot = Command::new(bin("host-collector"))
