@@ -289,6 +289,16 @@ pub fn unescape(field: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("field {field:?} is not UTF-8 once unescaped"))
 }
 
+/// An optional text field: `-` when absent, and a text that is itself `-`
+/// escaped so that it is not read back as absent.
+fn opt_text(v: Option<&str>) -> String {
+    match v {
+        None => "-".into(),
+        Some("-") => "\\x2d".into(),
+        Some(s) => escape(s),
+    }
+}
+
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -351,7 +361,7 @@ fn print_as(r: &Record, version: u32) -> String {
             "G {} {} {} {} {} {} {} {}",
             e(host),
             opt(*domid),
-            uuid.as_deref().map(e).unwrap_or_else(|| "-".into()),
+            opt_text(uuid.as_deref()),
             e(probe),
             status,
             opt(*probe_time),
@@ -655,6 +665,24 @@ mod tests {
                 assert_eq!(message, evil);
             }
             r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_uuid_that_is_a_dash_is_not_read_as_absent() {
+        for uuid in [None, Some("-".to_string()), Some("--".to_string())] {
+            let g = Record::Guest {
+                host: "h".into(),
+                domid: None,
+                uuid: uuid.clone(),
+                probe: "fresh".into(),
+                status: Status::Ok,
+                probe_time: None,
+                seen_time: None,
+                message: "m".into(),
+            };
+            let line = print(&g);
+            assert_eq!(parse_line(&line).unwrap(), g, "{line}");
         }
     }
 
