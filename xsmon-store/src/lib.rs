@@ -23,6 +23,8 @@ pub const SCHEMA_VERSION: i64 = 3;
 /// snmp-extend and `status` keep serving a database the collector has not
 /// migrated yet (version 3 only added `host.figures`).
 pub const OLDEST_READ: i64 = 2;
+/// The first schema that keeps each host's latest figures (`host.figures`).
+const FIGURES_SCHEMA: i64 = 3;
 /// dom0's own row in `host`: its ident and the name shown for it. No guest
 /// ident can equal `dom0` (guest idents start with `uuid:`, `name:` or
 /// `domid:`), and no guest is shown as `Domain-0` (see host-collector).
@@ -115,9 +117,7 @@ pub fn open_ro(path: &Path, busy: Duration) -> Result<Connection> {
     // memory low (snmpd runs it every poll).
     conn.pragma_update(None, "cache_size", -256)
         .map_err(at("opening database", path))?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(at("reading database", path))?;
+    let version = user_version(&conn, path)?;
     if !(OLDEST_READ..=SCHEMA_VERSION).contains(&version) {
         return Err(Error::Version {
             path: path.to_path_buf(),
@@ -128,8 +128,12 @@ pub fn open_ro(path: &Path, busy: Duration) -> Result<Connection> {
 }
 
 fn user_version(conn: &Connection, path: &Path) -> Result<i64> {
+    schema_version(conn).map_err(at("reading database", path))
+}
+
+/// The schema version of an open database (`PRAGMA user_version`).
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(at("reading database", path))
 }
 
 /// Creates the schema in an empty database, or migrates an older one, one
@@ -870,8 +874,8 @@ pub struct LatestFigures {
 /// Every host's latest figures, for the hosts of the latest cycle; `None`
 /// when no cycle was ever recorded.
 pub fn latest_figures(conn: &Connection) -> Result<Option<LatestFigures>> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version < 3 {
+    let version = schema_version(conn)?;
+    if version < FIGURES_SCHEMA {
         return Err(Error::Refused(format!(
             "the database is at schema version {version}, which keeps no figures: they appear once host-collector's next cycle has migrated it"
         )));
@@ -904,8 +908,7 @@ pub fn latest_figures(conn: &Connection) -> Result<Option<LatestFigures>> {
 /// A host's latest figures and thresholds (empty when its last run was
 /// not current).
 pub fn host_figures(conn: &Connection, host_id: i64) -> Result<Vec<CheckFigures>> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version < 3 {
+    if schema_version(conn)? < FIGURES_SCHEMA {
         return Ok(Vec::new());
     }
     let text: Option<String> =
