@@ -197,8 +197,7 @@ fn fmt_num(v: f64, unit: Unit) -> String {
     if unit == Unit::Counter {
         format!("{}", v.round() as i64)
     } else {
-        let r = (v * 1000.0).round() / 1000.0;
-        format!("{r}")
+        xsmon_proto::layout::round3(v).to_string()
     }
 }
 

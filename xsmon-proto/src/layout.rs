@@ -312,14 +312,35 @@ fn encode_values(values: &[Value]) -> Result<String, String> {
         if !out.is_empty() {
             out.push(' ');
         }
-        // Rounded to what a human or a graph needs; keeps the line short.
-        let rounded = (v.value * 1000.0).round() / 1000.0;
-        out.push_str(&format!("{}={}", v.name, rounded));
+        out.push_str(&value_text(v));
     }
     if out.len() > MAX_VALUES {
         return Err(format!("{} bytes, at most {MAX_VALUES}", out.len()));
     }
     Ok(out)
+}
+
+/// A figure rounded to what a human or a graph needs (three decimals),
+/// which keeps the lines short.
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// `name=number`, rounded; the name and the number are the caller's to
+/// have checked.
+pub(crate) fn value_text(v: &Value) -> String {
+    format!("{}={}", v.name, round3(v.value))
+}
+
+/// `name=warning,error`, rounded; a threshold that is unset (or not a
+/// finite number) is left empty.
+pub(crate) fn limit_text(l: &Limit) -> String {
+    let num = |x: Option<f64>| {
+        x.filter(|x| x.is_finite())
+            .map(|x| round3(x).to_string())
+            .unwrap_or_default()
+    };
+    format!("{}={},{}", l.name, num(l.warning), num(l.error))
 }
 
 fn encode_limits(limits: &[Limit]) -> Result<String, String> {
@@ -328,17 +349,17 @@ fn encode_limits(limits: &[Limit]) -> Result<String, String> {
         if !valid_value_name(&l.name) {
             return Err(format!("limit name {:?} must be [a-z0-9_]", l.name));
         }
-        let num = |v: Option<f64>| -> Result<String, String> {
-            match v {
-                None => Ok(String::new()),
-                Some(v) if v.is_finite() => Ok(((v * 1000.0).round() / 1000.0).to_string()),
-                Some(_) => Err(format!("limit of {} is not a finite number", l.name)),
-            }
-        };
+        if [l.warning, l.error]
+            .iter()
+            .flatten()
+            .any(|v| !v.is_finite())
+        {
+            return Err(format!("limit of {} is not a finite number", l.name));
+        }
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&format!("{}={},{}", l.name, num(l.warning)?, num(l.error)?));
+        out.push_str(&limit_text(l));
     }
     if out.len() > MAX_LIMITS {
         return Err(format!("{} bytes, at most {MAX_LIMITS}", out.len()));

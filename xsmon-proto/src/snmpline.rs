@@ -76,7 +76,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::check::{CheckResult, Limit, Status, Value};
-use crate::layout::{parse_limits, parse_values};
+use crate::layout::{limit_text, parse_limits, parse_values, valid_value_name, value_text};
 
 pub const VERSION: u32 = 3;
 /// The oldest version [`parse_all`] still reads.
@@ -134,19 +134,14 @@ impl CheckFigures {
         let values: Vec<String> = self
             .values
             .iter()
-            .filter(|v| v.value.is_finite() && crate::layout::valid_value_name(&v.name))
-            .map(|v| format!("{}={}", v.name, round3(v.value)))
+            .filter(|v| v.value.is_finite() && valid_value_name(&v.name))
+            .map(value_text)
             .collect();
-        let num = |x: Option<f64>| {
-            x.filter(|x| x.is_finite())
-                .map(|x| round3(x).to_string())
-                .unwrap_or_default()
-        };
         let limits: Vec<String> = self
             .limits
             .iter()
-            .filter(|l| crate::layout::valid_value_name(&l.name))
-            .map(|l| format!("{}={},{}", l.name, num(l.warning), num(l.error)))
+            .filter(|l| valid_value_name(&l.name))
+            .map(limit_text)
             .collect();
         format!(
             "{} {} {} {} {} {}",
@@ -179,10 +174,6 @@ impl CheckFigures {
     pub fn limit_of(&self, name: &str) -> Option<&Limit> {
         self.limits.iter().find(|l| l.name == name)
     }
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -615,6 +606,7 @@ pub fn parse_all(text: &str) -> Result<Vec<Record>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::round3;
     use proptest::prelude::*;
 
     fn header() -> Record {
