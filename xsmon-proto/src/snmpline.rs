@@ -15,9 +15,11 @@
 //! | space | `\s` |
 //! | any byte outside `!`..`~` (controls, newline, DEL, UTF-8 bytes) | `\xHH` (lower-case hex) |
 //! | the empty field | `\e` |
+//! | the field `-` alone | `\x2d` |
 //!
 //! so nothing a guest wrote can end a line, add a field or pose as another
-//! record. Optional numbers are written `-` when absent.
+//! record. Optional fields (numbers, the UUID) are written `-` when absent,
+//! which no escaped field can be.
 //!
 //! Records (first field is the record type):
 //!
@@ -228,6 +230,10 @@ pub fn escape(field: &str) -> String {
     if field.is_empty() {
         return "\\e".to_string();
     }
+    // `-` alone means "absent" in an optional field.
+    if field == "-" {
+        return "\\x2d".to_string();
+    }
     let mut out = String::with_capacity(field.len());
     for &b in field.as_bytes() {
         match b {
@@ -278,16 +284,6 @@ pub fn unescape(field: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(out).map_err(|_| format!("field {field:?} is not UTF-8 once unescaped"))
-}
-
-/// An optional text field: `-` when absent, and a text that is itself `-`
-/// escaped so that it is not read back as absent.
-fn opt_text(v: Option<&str>) -> String {
-    match v {
-        None => "-".into(),
-        Some("-") => "\\x2d".into(),
-        Some(s) => escape(s),
-    }
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -352,7 +348,7 @@ fn print_as(r: &Record, version: u32) -> String {
             "G {} {} {} {} {} {} {} {}",
             e(host),
             opt(*domid),
-            opt_text(uuid.as_deref()),
+            uuid.as_deref().map(escape).unwrap_or_else(|| "-".into()),
             e(probe),
             status,
             opt(*probe_time),
@@ -623,6 +619,8 @@ mod tests {
     fn escaping_leaves_only_printable_ascii() {
         assert_eq!(escape("a b\\c"), "a\\sb\\\\c");
         assert_eq!(escape(""), "\\e");
+        assert_eq!(escape("-"), "\\x2d");
+        assert_eq!(unescape("\\x2d").unwrap(), "-");
         assert_eq!(escape("x\ny"), "x\\x0ay");
         assert_eq!(escape("caf\u{e9}"), "caf\\xc3\\xa9");
         assert_eq!(unescape("caf\\xc3\\xa9").unwrap(), "caf\u{e9}");
