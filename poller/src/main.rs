@@ -202,13 +202,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     // ask, and a scoped Nagios check asks only the dom0s in its scope.
     let scoped = cli.guest.is_some() || cli.dom0.is_some();
     if matches!(cli.mode, Mode::Json | Mode::Prometheus) || (cli.mode == Mode::Nagios && scoped) {
-        let in_scope = |r: &report::Dom0Result| {
-            cli.dom0.as_deref().is_none_or(|d| r.name == d)
-                && cli
-                    .guest
-                    .as_deref()
-                    .is_none_or(|g| r.guests.iter().any(|x| report::is_guest(&x.name, g)))
-        };
+        let in_scope =
+            |r: &report::Dom0Result| report::in_scope(r, cli.dom0.as_deref(), cli.guest.as_deref());
         report::fetch_figures(&disc.dom0s, &mut results, in_scope, &creds, &limits);
     }
     let t = Instant::now();

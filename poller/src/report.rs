@@ -137,6 +137,12 @@ pub fn fetch_figures(
 /// Attaches a figures output's `M` records to the guests they name; an
 /// `E` record (old cycle, unreadable database) is the failure it reports.
 fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
+    // A large dom0 serves ten thousand records for a thousand guests: look
+    // each host up by name, not by walking the guests for every record.
+    let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, g) in r.guests.iter().enumerate() {
+        by_name.entry(g.name.clone()).or_insert(i);
+    }
     let mut problems = Vec::new();
     for rec in recs {
         match rec {
@@ -144,8 +150,8 @@ fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
                 return Err("dom0 served something else than figures".into())
             }
             Record::Figures { host, figures } => {
-                if let Some(g) = r.guests.iter_mut().find(|g| g.name == host) {
-                    g.figures.push(figures);
+                if let Some(&i) = by_name.get(&host) {
+                    r.guests[i].figures.push(figures);
                 }
             }
             Record::Error { scope, message } => problems.push(format!("{scope}: {message}")),
@@ -426,9 +432,7 @@ pub fn build(
     }
     // Scoped to a guest: the dom0s that run it (a per-guest Nagios service
     // must not go critical because some other dom0 is down).
-    let runs_guest =
-        |r: &Dom0Result| only_guest.is_none_or(|g| r.guests.iter().any(|x| is_guest(&x.name, g)));
-    for r in dom0s.iter().filter(|r| runs_guest(r)) {
+    for r in dom0s.iter().filter(|r| in_scope(r, None, only_guest)) {
         findings.extend(
             r.findings
                 .iter()
@@ -534,6 +538,13 @@ pub fn build(
 /// domains share a name.
 pub fn base_name(label: &str) -> &str {
     label.split_once('#').map_or(label, |(n, _)| n)
+}
+
+/// Is this dom0 in the scope of a check: the dom0 asked for, and among
+/// dom0s the ones that report the guest asked for (either may be unset).
+pub fn in_scope(r: &Dom0Result, only_dom0: Option<&str>, only_guest: Option<&str>) -> bool {
+    only_dom0.is_none_or(|d| r.name == d)
+        && only_guest.is_none_or(|g| r.guests.iter().any(|x| is_guest(&x.name, g)))
 }
 
 /// Does a dom0's label for a guest answer a question about `query`: the
