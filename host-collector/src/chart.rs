@@ -435,11 +435,9 @@ fn time_ticks(from: i64, to: i64) -> Vec<i64> {
         .collect()
 }
 
-/// A Unix time in the local time zone.
+/// A Unix time in the local time zone, for a label.
 fn clock(t: i64, format: &str) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.with_timezone(&chrono::Local).format(format).to_string())
-        .unwrap_or_default()
+    crate::collect::local_time(t, format).unwrap_or_default()
 }
 
 /// A figure for a label: few digits, no float noise.

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::TimeZone;
 use rusqlite::Connection;
 use xsmon_checks::Sys;
 use xsmon_proto::cluster::Cluster;
@@ -760,13 +759,16 @@ pub fn write_textfile(path: &Path, c: &CycleRecord, now: i64) -> Result<()> {
     Ok(())
 }
 
+/// A Unix time in the local time zone, in a strftime `format`; `None`
+/// for a time chrono cannot represent.
+pub fn local_time(t: i64, format: &str) -> Option<String> {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.with_timezone(&chrono::Local).format(format).to_string())
+}
+
 /// A time for humans: local date and time, and how long ago.
 pub fn when(t: i64, now: i64) -> String {
-    let local = chrono::Local
-        .timestamp_opt(t, 0)
-        .single()
-        .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|| t.to_string());
+    let local = local_time(t, "%Y-%m-%d %H:%M").unwrap_or_else(|| t.to_string());
     format!("{local} ({} ago)", ago(now - t))
 }
 

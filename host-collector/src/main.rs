@@ -336,15 +336,7 @@ fn history_cmd(
             }
         }
         Format::Table => {
-            let time_of = |t: i64| {
-                chrono::DateTime::from_timestamp(t, 0)
-                    .map(|d| {
-                        d.with_timezone(&chrono::Local)
-                            .format("%Y-%m-%d %H:%M")
-                            .to_string()
-                    })
-                    .unwrap_or_default()
-            };
+            let time_of = |t: i64| collect::local_time(t, "%Y-%m-%d %H:%M").unwrap_or_default();
             // Header and rows share one set of widths, each as wide as its
             // longest entry (mount points can be long).
             let target_w = rows
