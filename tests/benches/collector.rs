@@ -60,15 +60,7 @@ fn main() {
     }
     // 1b. The whole collect process (startup, xenstore, dom0 checks, SQLite).
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "db = \"{}\"\nconfig_dirs = []\nxl = \"/nonexistent\"\n",
-            dir.path().join("h.db").display()
-        ),
-    )
-    .unwrap();
+    let cfg = collector_config(dir.path());
     let mut walls = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
@@ -148,6 +140,21 @@ fn main() {
     storage();
 }
 
+/// A collector config in `dir`: its database there, no config directory,
+/// no `xl` (there is no hypervisor).
+fn collector_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "db = \"{}\"\nconfig_dirs = []\nxl = \"/nonexistent\"\n",
+            dir.join("h.db").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 /// A whole `collect` process over `n` guests, each with a 5-check run
 /// written in key layout `layout`.
 fn large(n: u32, layout: u32) {
@@ -165,15 +172,7 @@ fn large(n: u32, layout: u32) {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "db = \"{}\"\nconfig_dirs = []\nxl = \"/nonexistent\"\n",
-            dir.path().join("h.db").display()
-        ),
-    )
-    .unwrap();
+    let cfg = collector_config(dir.path());
     let t = Instant::now();
     let guests = gather::gather(&mut c, false).unwrap();
     let gather_s = t.elapsed().as_secs_f64();

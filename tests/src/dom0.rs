@@ -120,4 +120,12 @@ impl Dom0 {
             out.status.success(),
         )
     }
+
+    /// What snmp-extend basic-monitoring serves, parsed; panics (with the
+    /// output) unless it exited 0 with a well-formed output.
+    pub fn served_records(&self) -> Vec<xsmon_proto::snmpline::Record> {
+        let (text, ok) = self.served();
+        assert!(ok, "snmp-extend failed:\n{text}");
+        xsmon_proto::snmpline::parse_all(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    }
 }

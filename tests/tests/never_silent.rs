@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use xsmon_proto::snmpline::{parse_all, Record};
+use xsmon_proto::snmpline::Record;
 use xsmon_proto::Status;
 use xsmon_tests::dom0::Dom0;
 use xsmon_tests::{
@@ -33,10 +33,7 @@ struct G {
 
 /// The G records snmp-extend serves for this dom0 (the output must parse).
 fn served_guests(d: &Dom0) -> Vec<G> {
-    let (text, ok) = d.served();
-    assert!(ok, "snmp-extend failed:\n{text}");
-    parse_all(&text)
-        .unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    d.served_records()
         .into_iter()
         .filter_map(|r| match r {
             Record::Guest {

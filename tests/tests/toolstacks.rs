@@ -6,7 +6,7 @@
 //! guest-writable; the guest utilities already publishing under `data/`
 //! and `attr/`; `/vm/<uuid>/domains/<domid>`).
 
-use xsmon_proto::snmpline::{parse_all, Record};
+use xsmon_proto::snmpline::Record;
 use xsmon_proto::Status;
 use xsmon_tests::dom0::Dom0;
 use xsmon_tests::{sample_run, write_run};
@@ -76,10 +76,7 @@ fn xapi_domain(xs: &mut Client, domid: u32, uuid: &str, name_label: &str) {
 }
 
 fn guests(d: &Dom0) -> Vec<(String, Option<String>, String, Status)> {
-    let (text, ok) = d.served();
-    assert!(ok, "{text}");
-    parse_all(&text)
-        .unwrap()
+    d.served_records()
         .into_iter()
         .filter_map(|r| match r {
             Record::Guest {
