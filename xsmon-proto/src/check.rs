@@ -136,11 +136,6 @@ impl CheckResult {
         self
     }
 
-    /// The thresholds of figure `name`, if it was graded.
-    pub fn limit_of(&self, name: &str) -> Option<&Limit> {
-        self.limits.iter().find(|l| l.name == name)
-    }
-
     pub fn get(&self, name: &str) -> Option<f64> {
         self.values.iter().find(|v| v.name == name).map(|v| v.value)
     }
