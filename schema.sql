@@ -1,4 +1,4 @@
--- xsmon history: the SQLite schema, version 3.
+-- xsmon history: the SQLite schema, version 4.
 --
 -- This file is the contract between host-collector (which writes),
 -- snmp-extend (which serves the latest state) and `host-collector history`;
@@ -9,6 +9,9 @@
 -- than by name, and records dom0's own observation of each guest's runs.
 -- Version 3 keeps each host's latest figures with their thresholds
 -- (host.figures), which snmp-extend serves and charts draw as lines.
+-- Version 4 keeps what the hypervisor says of each domain: its state since
+-- when and its CPU time (host.xen_*, host.cpu_*), and each status row's
+-- domain state, so a paused or crashed guest is never shown as fresh.
 --
 -- Times are Unix seconds (UTC). Figures are stored as integers, the value
 -- times 1000 (three decimals, as the probe rounds them): SQLite stores small
@@ -64,7 +67,15 @@ CREATE TABLE host (
     run_digest INTEGER,
     run_time   INTEGER,
     run_seen   INTEGER,
-    figures    TEXT                         -- the latest figures: see above
+    figures    TEXT,                        -- the latest figures: see above
+    -- the hypervisor's view last cycle (xl list -v): the domain's state
+    -- word ('running', 'blocked', 'paused', 'crashed', 'dying',
+    -- 'shutdown-<reason>') since when, and its CPU time (x1000) when read,
+    -- from which the next cycle computes CPU %
+    xen_state   TEXT,
+    xen_since   INTEGER,
+    cpu_time_ms INTEGER,
+    cpu_at      INTEGER
 );
 CREATE INDEX host_name ON host (name);
 
@@ -84,6 +95,9 @@ CREATE TABLE status (
     seen_time  INTEGER,                     -- when dom0 first saw that run
     status     TEXT    NOT NULL,            -- worst of the checks: ok, warning, unknown, error
     message    TEXT    NOT NULL,            -- one line for a human
+    -- the hypervisor's word for the domain this cycle (see host.xen_state),
+    -- NULL when unknown (no xl, or not a running domain)
+    domain_state TEXT,
     PRIMARY KEY (host_id, cycle_id)
 ) WITHOUT ROWID;
 CREATE INDEX status_cycle ON status (cycle_id);

@@ -49,7 +49,8 @@ struct Cli {
     format: Option<Format>,
 
     /// xenstore to use: a unix socket or the xenbus device. Default: as Xen's
-    /// tools do (XENSTORED_PATH, /run/xenstored/socket, /dev/xen/xenbus).
+    /// tools do (XENSTORED_PATH, /run/xenstored/socket, /dev/xen/xenbus,
+    /// /proc/xen/xenbus on kernels before 3.14).
     #[arg(long, value_name = "PATH", env = "XENSTORED_PATH")]
     xenstore: Option<PathBuf>,
 

@@ -22,7 +22,7 @@ use xsmon_store::{self as store, CycleRecord, HostRecord, HostRow, Keep, DOM0_ID
 use crate::config::Config;
 use crate::freshness::{self, Rules};
 use crate::gather::{self, Found, Guest};
-use crate::hostfig::HostFigures;
+use crate::hypervisor::Hypervisor;
 
 /// Values of these names are kept in history; the rest are only shown.
 const KEPT: &[&str] = &[
@@ -60,9 +60,9 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     }
     let gathered = read_xenstore(inp);
     let sys = Sys::new(inp.root);
-    let figures = crate::hostfig::collect(&cfg.xl, &sys.path("sys/class/net"));
+    let hv = crate::hypervisor::collect(&cfg.xl, &sys.path("sys"));
     let known = store::hosts(conn).context("reading the known hosts")?;
-    let mut hosts = vec![dom0_record(&sys, cfg, &figures, &known)];
+    let mut hosts = vec![dom0_record(&sys, cfg, &hv, &known, inp.now)];
     let error = match &gathered {
         Ok(guests) => {
             let scene = Scene {
@@ -74,8 +74,9 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
                     stale_after: cfg.stale_after_secs as i64,
                     skew_max: cfg.clock_skew_max_secs as i64,
                 },
+                hypervisor: &cfg.hypervisor,
             };
-            hosts.extend(judge_all(&known, guests, &figures, &scene));
+            hosts.extend(judge_all(&known, guests, &hv, &scene));
             None
         }
         // A cycle that could not read xenstore knows nothing about guests:
@@ -133,6 +134,7 @@ pub struct Scene<'a> {
     pub expect_stopped: &'a [String],
     pub now: i64,
     pub rules: Rules,
+    pub hypervisor: &'a crate::config::HypervisorConfig,
 }
 
 impl Scene<'_> {
@@ -196,7 +198,7 @@ pub fn ident_of(g: &Guest) -> String {
 pub fn judge_all(
     known: &[HostRow],
     guests: &[Guest],
-    fig: &HostFigures,
+    hv: &Hypervisor,
     scene: &Scene<'_>,
 ) -> Vec<HostRecord> {
     let by_ident: HashMap<&str, &HostRow> = known.iter().map(|h| (h.ident.as_str(), h)).collect();
@@ -249,7 +251,15 @@ pub fn judge_all(
                 rec.label, rec.name
             ));
         }
-        add_host_figures(&mut rec, g.domid, fig);
+        crate::domstate::apply(
+            &mut rec,
+            g.domid,
+            Some(g),
+            hv,
+            prev,
+            scene.hypervisor,
+            scene.now,
+        );
         out.push(rec);
     }
     let running_names: HashSet<String> = guests.iter().filter_map(|g| g.name.clone()).collect();
@@ -586,49 +596,14 @@ fn kept_figures(checks: &[CheckResult]) -> Vec<(String, String, String, f64)> {
     out
 }
 
-/// The hypervisor's counters for a domain: kept in history, and served
-/// among its latest figures (check `xen`, and `vif<n>` per interface,
-/// numbered by device so that a graph survives the domid changing).
-fn add_host_figures(rec: &mut HostRecord, domid: u32, fig: &HostFigures) {
-    let counters = |check_id: String, target: &str, values: Vec<(&str, f64)>| CheckFigures {
-        check_id,
-        kind: "xen".into(),
-        status: Status::Ok,
-        target: target.to_string(),
-        values: values
-            .into_iter()
-            .map(|(name, value)| xsmon_proto::Value {
-                name: name.into(),
-                value,
-            })
-            .collect(),
-        limits: Vec::new(),
-    };
-    if let Some(t) = fig.cpu_time_s.get(&domid) {
-        rec.figures
-            .push(("xen".into(), String::new(), "cpu_time_s".into(), *t));
-        rec.latest
-            .push(counters("xen".into(), "", vec![("cpu_time_s", *t)]));
-    }
-    if let Some(vifs) = fig.vifs.get(&domid) {
-        for (vif, (rx, tx)) in vifs {
-            rec.figures
-                .push(("xen".into(), vif.clone(), "rx_bytes".into(), *rx as f64));
-            rec.figures
-                .push(("xen".into(), vif.clone(), "tx_bytes".into(), *tx as f64));
-            // vif<domid>.<device>
-            let device = vif.rsplit_once('.').map_or(vif.as_str(), |(_, d)| d);
-            rec.latest.push(counters(
-                format!("vif{device}"),
-                vif,
-                vec![("rx_bytes", *rx as f64), ("tx_bytes", *tx as f64)],
-            ));
-        }
-    }
-}
-
 /// dom0 itself: memory and disks, with the probe's threshold machinery.
-fn dom0_record(sys: &Sys, cfg: &Config, fig: &HostFigures, known: &[HostRow]) -> HostRecord {
+fn dom0_record(
+    sys: &Sys,
+    cfg: &Config,
+    hv: &Hypervisor,
+    known: &[HostRow],
+    now: i64,
+) -> HostRecord {
     let mut checks = vec![xsmon_checks::memory::check(sys, &cfg.dom0.memory)];
     checks.extend(xsmon_checks::disk::checks(sys, &cfg.dom0.disk));
     let mut rec = HostRecord::new(
@@ -637,7 +612,8 @@ fn dom0_record(sys: &Sys, cfg: &Config, fig: &HostFigures, known: &[HostRow]) ->
         DOM0_NAME.to_string(),
         "running",
     );
-    rec.row = known.iter().find(|h| h.ident == DOM0_IDENT).map(|h| h.id);
+    let prev = known.iter().find(|h| h.ident == DOM0_IDENT);
+    rec.row = prev.map(|h| h.id);
     if rec.row.is_none() {
         rec.events
             .push(("new", format!("{DOM0_NAME} appeared (dom0 itself)")));
@@ -657,11 +633,11 @@ fn dom0_record(sys: &Sys, cfg: &Config, fig: &HostFigures, known: &[HostRow]) ->
         .collect();
     rec.figures = kept_figures(&checks);
     rec.latest = checks.iter().map(CheckFigures::of).collect();
-    if !fig.unavailable.is_empty() {
+    if !hv.unavailable.is_empty() {
         rec.message
-            .push_str(&format!(" ({})", fig.unavailable.join("; ")));
+            .push_str(&format!(" ({})", hv.unavailable.join("; ")));
     }
-    add_host_figures(&mut rec, 0, fig);
+    crate::domstate::apply(&mut rec, 0, None, hv, prev, &cfg.hypervisor, now);
     rec
 }
 

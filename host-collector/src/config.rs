@@ -38,8 +38,11 @@ pub struct Config {
     pub retention: Retention,
     pub dom0: Dom0Config,
     pub xenstore_timeout_secs: u64,
-    /// Run `xl list` for per-domain CPU time (trusted, from the hypervisor).
+    /// Run `xl list -v` for every domain's state, CPU time and memory
+    /// (trusted: from the hypervisor, not the guest).
     pub xl: PathBuf,
+    /// How the hypervisor's view of a domain is judged.
+    pub hypervisor: HypervisorConfig,
     /// After each cycle, write every figure and status as Prometheus
     /// metrics to this file (for node_exporter's textfile collector, e.g.
     /// /var/lib/prometheus/node-exporter/xsmon.prom).
@@ -60,7 +63,39 @@ impl Default for Config {
             dom0: Dom0Config::default(),
             xenstore_timeout_secs: 5,
             xl: PathBuf::from("xl"),
+            hypervisor: HypervisorConfig::default(),
             prometheus_textfile: None,
+        }
+    }
+}
+
+/// `[hypervisor]`: when a domain's state becomes an error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HypervisorConfig {
+    /// A paused domain is a warning, and an error once paused this long.
+    pub paused_error_after_secs: u64,
+    /// A domain shut down but not destroyed (or dying) this long is an
+    /// error: the toolstack did not clean it up, and it holds its memory.
+    pub stuck_after_secs: u64,
+    /// CPU % of all its vCPUs over a cycle's interval at which a domain is
+    /// a warning (`cpu_pct` in its `xen` figures); unset: no warning.
+    pub cpu_pct_warning: Option<f64>,
+    /// ... and an error.
+    pub cpu_pct_error: Option<f64>,
+    /// A domain whose probe is silent and that used at least this CPU %
+    /// over the interval is "spinning: likely hung".
+    pub spinning_pct: f64,
+}
+
+impl Default for HypervisorConfig {
+    fn default() -> Self {
+        HypervisorConfig {
+            paused_error_after_secs: 900,
+            stuck_after_secs: 300,
+            cpu_pct_warning: Some(95.0),
+            cpu_pct_error: None,
+            spinning_pct: 95.0,
         }
     }
 }

@@ -13,7 +13,7 @@ use xsmon_store::HostRecord;
 use crate::collect::{judge_all, Scene};
 use crate::freshness::Rules;
 use crate::gather::{decode_guest, Identity, Prefetched};
-use crate::hostfig::HostFigures;
+use crate::hypervisor::Hypervisor;
 
 /// A value that is sometimes what the probe writes, sometimes anything.
 fn value(good: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
@@ -214,6 +214,7 @@ fn records(hosts: &[HostRecord]) -> Vec<Record> {
             status: h.status,
             probe_time: h.probe_time,
             seen_time: h.run.map(|r| r.seen),
+            domain: None,
             message: h.message.clone(),
         });
         for f in &h.findings {
@@ -253,8 +254,9 @@ proptest! {
             expect_stopped: &[],
             now: 1_795_700_060,
             rules: Rules { stale_after: 600, skew_max: 600 },
+            hypervisor: &Default::default(),
         };
-        let hosts = judge_all(&[], &decoded, &HostFigures::default(), &scene);
+        let hosts = judge_all(&[], &decoded, &Hypervisor::default(), &scene);
         prop_assert_eq!(hosts.iter().filter(|h| h.listed).count(), decoded.len());
         let mut labels: Vec<&str> = hosts.iter().map(|h| h.label.as_str()).collect();
         labels.sort_unstable();

@@ -48,6 +48,10 @@ pub struct Guest {
     /// Why the name could not be used, when it could not.
     pub name_problem: Option<String>,
     pub found: Found,
+    /// The toolstack's balloon target and maximum (`memory/target`,
+    /// `memory/static-max`, KiB): written by dom0, read-only to the guest.
+    pub mem_target_kib: Option<u64>,
+    pub mem_max_kib: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,9 +79,14 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         reqs.push(Request::Read(format!("/local/domain/{id}/vm")));
         reqs.push(Request::Read(format!("{base}/version")));
         reqs.push(Request::Read(format!("{base}/run")));
+        reqs.push(Request::Read(format!("/local/domain/{id}/memory/target")));
+        reqs.push(Request::Read(format!(
+            "/local/domain/{id}/memory/static-max"
+        )));
     }
     let mut replies = xs.pipeline(&reqs).into_iter();
     let mut pre: Vec<(u32, Identity, Prefetched)> = Vec::with_capacity(ids.len());
+    let mut memory: Vec<(Option<u64>, Option<u64>)> = Vec::with_capacity(ids.len());
     for &id in &ids {
         let name = value_of(replies.next());
         let vm = value_of(replies.next());
@@ -85,6 +94,7 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         p.put("version", replies.next());
         p.put("run", replies.next());
         pre.push((id, Identity { name, vm }, p));
+        memory.push((kib(value_of(replies.next())), kib(value_of(replies.next()))));
     }
 
     // Batch 2: version 2 and 3 chunks; version 1 top keys and check listing.
@@ -137,8 +147,10 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
     batch.run(xs, &mut pre);
 
     let mut out = Vec::with_capacity(pre.len());
-    for (domid, identity, mut p) in pre {
+    for ((domid, identity, mut p), (target, max)) in pre.into_iter().zip(memory) {
         let mut guest = decode_guest(domid, identity, &mut p);
+        guest.mem_target_kib = target;
+        guest.mem_max_kib = max;
         if legacy && matches!(guest.found, Found::Nothing) {
             if let Some(n) = &guest.name {
                 guest.found = read_legacy(xs, domid, n);
@@ -147,6 +159,20 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         out.push(guest);
     }
     Ok(out)
+}
+
+/// A KiB figure the toolstack wrote: digits only, at most 16 TiB (Xen's
+/// largest guest), else nothing.
+fn kib(v: Result<Vec<u8>, String>) -> Option<u64> {
+    let b = v.ok()?;
+    if b.is_empty() || b.len() > 12 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(&b)
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .filter(|k| *k <= 16 << 30)
 }
 
 /// What the toolstack wrote about a domain: its name and VM link, as read.
@@ -206,6 +232,8 @@ pub fn decode_guest(domid: u32, identity: Identity, p: &mut Prefetched) -> Guest
         name,
         name_problem,
         found,
+        mem_target_kib: None,
+        mem_max_kib: None,
     }
 }
 
@@ -374,5 +402,35 @@ impl Source for Prefetched {
             .get(key)
             .cloned()
             .unwrap_or_else(|| Ok(Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Fuzz target (scripts/fuzz): whatever sits in a domain's
+        /// `memory/target` or `memory/static-max` (dom0 writes them, but a
+        /// broken toolstack or a hand edit may not), the reader never
+        /// panics and keeps only plain KiB counts up to 16 TiB.
+        #[test]
+        fn fuzz_toolstack_memory_keys(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24), digits in "[0-9]{0,14}") {
+            for b in [raw, digits.into_bytes()] {
+                if let Some(k) = kib(Ok(b.clone())) {
+                    proptest::prop_assert!(k <= 16 << 30);
+                    proptest::prop_assert_eq!(k.to_string().len() <= b.len(), true);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn memory_keys() {
+        assert_eq!(kib(Ok(b"163840".to_vec())), Some(163_840));
+        assert_eq!(kib(Ok(b"-1".to_vec())), None);
+        assert_eq!(kib(Ok(b"".to_vec())), None);
+        assert_eq!(kib(Ok(b"99999999999".to_vec())), None);
+        assert_eq!(kib(Err("ENOENT".into())), None);
     }
 }

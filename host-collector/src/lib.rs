@@ -5,9 +5,10 @@
 pub mod chart;
 pub mod collect;
 pub mod config;
+pub mod domstate;
 pub mod freshness;
 pub mod gather;
-pub mod hostfig;
+pub mod hypervisor;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -284,8 +284,8 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
         .unwrap_or(0)
         .max(6);
     println!(
-        "{:<host_w$} {:>5}  {:<probe_w$} {:<8} {:>8}  MESSAGE",
-        "HOST", "DOMID", "PROBE", "STATUS", "AGE"
+        "{:<host_w$} {:>5}  {:<9} {:<probe_w$} {:<8} {:>8}  MESSAGE",
+        "HOST", "DOMID", "DOMAIN", "PROBE", "STATUS", "AGE"
     );
     for h in &latest.hosts {
         let age = h
@@ -294,14 +294,16 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
             .map(|t| ago(now - t))
             .unwrap_or_else(|| "-".into());
         let domid = h.domid.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        // The hypervisor's word, as Xen spells it in `xl list`.
+        let domain = h.domain_state.as_deref().unwrap_or("-");
         println!(
-            "{:<host_w$} {:>5}  {:<probe_w$} {:<8} {:>8}  {}",
-            h.name, domid, h.probe, h.status, age, h.message
+            "{:<host_w$} {:>5}  {:<9} {:<probe_w$} {:<8} {:>8}  {}",
+            h.name, domid, domain, h.probe, h.status, age, h.message
         );
         for f in &h.findings {
             println!(
-                "{:<host_w$} {:>5}    {:<check_w$} {:<8} {}",
-                "", "", f.check_id, f.status, f.message
+                "{:<host_w$} {:>5}  {:<9}   {:<check_w$} {:<8} {}",
+                "", "", "", f.check_id, f.status, f.message
             );
         }
     }

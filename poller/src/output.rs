@@ -283,6 +283,10 @@ pub fn prometheus(r: &Report) -> String {
         "xsmon_guest_down",
         "Whether the guest should run on this dom0 and does not (1) or not (0).",
     );
+    let mut domain_state = Family::gauge(
+        "xsmon_guest_domain_state",
+        "1 for the hypervisor's state of the guest's domain (running, blocked, paused, crashed, dying, shutdown-<reason>), from dom0s that know it.",
+    );
     let mut report_age = Family::gauge(
         "xsmon_guest_report_age_seconds",
         "Seconds since the guest's probe last reported.",
@@ -339,6 +343,11 @@ pub fn prometheus(r: &Report) -> String {
             stale.add(labels.clone(), if is_stale { 1.0 } else { 0.0 });
             let is_down = xsmon_proto::snmpline::probe_is_down(&g.probe) && !g.migrated;
             down.add(labels.clone(), if is_down { 1.0 } else { 0.0 });
+            if let Some(state) = &g.domain_state {
+                let mut ls = labels.clone();
+                ls.push(("state", state.clone()));
+                domain_state.add(ls, 1.0);
+            }
             if let Some(a) = g.age {
                 report_age.add(labels, a as f64);
             }
@@ -366,6 +375,7 @@ pub fn prometheus(r: &Report) -> String {
         guest_status,
         stale,
         down,
+        domain_state,
         report_age,
         check_status,
         figure,

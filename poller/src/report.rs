@@ -58,6 +58,9 @@ pub struct GuestState {
     pub status: Status,
     pub age: Option<i64>,
     pub message: String,
+    /// The hypervisor's word for the domain (`running`, `paused`,
+    /// `crashed`...: dom0s serving format version 4 with xl).
+    pub domain_state: Option<String>,
     /// Reported `down` here, but running on another polled dom0: migrated.
     pub migrated: bool,
     /// Its latest figures, when the mode asked for them (extend
@@ -278,6 +281,7 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
                 status,
                 probe_time,
                 seen_time,
+                domain,
                 message,
             } => {
                 // dom0's own observation when it has one (version 2), the
@@ -312,6 +316,7 @@ fn absorb(r: &mut Dom0Result, recs: Vec<Record>, now: i64) {
                     status,
                     age,
                     message,
+                    domain_state: domain,
                     migrated: false,
                     figures: Vec::new(),
                 });
@@ -616,6 +621,7 @@ mod tests {
             status: Status::Unknown,
             probe_time: Some(40),
             seen_time: None,
+            domain: None,
             message: "1 unknown: check could not run".into(),
         };
         absorb(&mut r, vec![header("xen01", Kind::State), g], 100);
@@ -708,7 +714,7 @@ mod tests {
             for name in names {
                 r.guests.push(GuestState {
                     name, domid: None, uuid: None, probe: "fresh".into(), status: Status::Ok,
-                    age: None, message: String::new(), migrated: false, figures: Vec::new(),
+                    age: None, message: String::new(), domain_state: None, migrated: false, figures: Vec::new(),
                 });
             }
             // A well-framed output (header, lines, END), or garbage.

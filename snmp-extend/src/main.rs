@@ -134,6 +134,7 @@ fn basic_monitoring(
             status: h.status,
             probe_time: h.probe_time,
             seen_time: h.seen_time,
+            domain: h.domain_state.clone(),
             message: h.message.clone(),
         });
         for f in &h.findings {

@@ -222,6 +222,8 @@ fn storage() {
             uuid_problem: None,
             name: Some(format!("guest{id:03}")),
             name_problem: None,
+            mem_target_kib: None,
+            mem_max_kib: None,
             found: Found::Nothing,
         })
         .collect();

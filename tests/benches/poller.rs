@@ -50,6 +50,8 @@ fn main() {
                 uuid_problem: None,
                 name: Some(format!("g{id}")),
                 name_problem: None,
+                mem_target_kib: None,
+                mem_max_kib: None,
                 found: Found::Run {
                     run: sample_run(now, 2, if id == 3 { Status::Error } else { Status::Ok }),
                     legacy: false,

@@ -37,6 +37,8 @@ fn main() {
                 uuid_problem: None,
                 name: Some(format!("guest{id:03}")),
                 name_problem: None,
+                mem_target_kib: None,
+                mem_max_kib: None,
                 found: Found::Run {
                     run: sample_run(
                         t,

@@ -1,5 +1,6 @@
 //! The demo (`scripts/demo`) runs green: its scenario's findings are
-//! checked inside it, so this test fails the moment the demo rots.
+//! checked inside it, so this test fails the moment the demo rots. It boots
+//! the real Xen lab too (a lab that does not boot fails it).
 
 #[test]
 fn the_demo_runs_and_finds_what_the_scenario_says() {
@@ -13,16 +14,33 @@ fn the_demo_runs_and_finds_what_the_scenario_says() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("all 7 expected findings present, nothing else"),
+        text.contains("all 10 expected findings present, nothing else"),
         "{text}"
     );
     assert!(text.contains("XSMON CRITICAL - "), "{text}");
     assert!(text.contains("== host-collector history app01"), "{text}");
     assert!(text.contains("XSMON OK - 1 guests ok on"), "{text}");
+    // The real hypervisor: its boot, what Xen says of each domain, and a
+    // chart of a real guest with more than a few points.
+    assert!(text.contains("real Xen: dom0 up "), "{text}");
+    // Scenario 11 of the real-Xen tests: the demo's dom0 runs the C
+    // xenstored (the tests' lab runs oxenstored).
     assert!(
-        text.contains("   chart: ") && text.contains("app01.png: "),
+        text.contains("the C xenstored refused all three")
+            && text.contains("bin/xenstored --pid-file"),
         "{text}"
     );
+    assert!(
+        text.contains("crash02") && text.contains("crashed") && text.contains("paused"),
+        "{text}"
+    );
+    let points: usize = text
+        .lines()
+        .find_map(|l| l.split("web02.png: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no chart line: {text}"));
+    assert!(points >= 8, "{points} points in the chart: {text}");
     // The history table shows app01's swap figures.
     assert!(
         text.contains("swap  ") && text.contains("pages_per_s"),

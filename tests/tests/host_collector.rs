@@ -73,7 +73,10 @@ fn guests_written_by_the_real_probe_are_collected() {
     // dom0 itself, with the unavailable hypervisor figures said out loud.
     let (probe, _, msg) = d.host("Domain-0");
     assert_eq!(probe, "host");
-    assert!(msg.contains("per-domain CPU time unavailable"), "{msg}");
+    assert!(
+        msg.contains("domain states and CPU time unavailable"),
+        "{msg}"
+    );
 
     let db = d.db();
     let findings: i64 = db

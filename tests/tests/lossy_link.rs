@@ -28,6 +28,8 @@ fn big_state(path: &std::path::Path) -> usize {
             uuid_problem: None,
             name: Some(format!("guest{id:03}")),
             name_problem: None,
+            mem_target_kib: None,
+            mem_max_kib: None,
             found: host_collector::gather::Found::Run {
                 run: sample_run(now, 1, Status::Error),
                 legacy: false,

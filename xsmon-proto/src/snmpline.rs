@@ -1,4 +1,4 @@
-//! # The SNMP line format, version 3
+//! # The SNMP line format, version 4
 //!
 //! This page is the contract between `snmp-extend` on each dom0 (which
 //! prints it for snmpd's `extend`) and the central `poller` (which reads it
@@ -24,10 +24,10 @@
 //! Records (first field is the record type):
 //!
 //! ```text
-//! xsmon 3 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
-//! xsmon 3 cluster \e - <served_time>                     first line of list-cluster
-//! xsmon 3 figures <dom0> <cycle_time|-> <served_time>    first line of figures
-//! G <host> <domid|-> <uuid|-> <probe> <status> <probe_time|-> <seen_time|-> <message>
+//! xsmon 4 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
+//! xsmon 4 cluster \e - <served_time>                     first line of list-cluster
+//! xsmon 4 figures <dom0> <cycle_time|-> <served_time>    first line of figures
+//! G <host> <domid|-> <uuid|-> <probe> <status> <probe_time|-> <seen_time|-> <domain|-> <message>
 //! F <host> <check_id> <kind> <status> <target> <message>
 //! M <host> <check_id> <kind> <status> <target> <values> <limits>
 //! D <dom0> <guest_count>                                  list-cluster: one per dom0
@@ -44,7 +44,13 @@
 //!   admin said); `status` is `ok`, `warning`, `unknown` or `error`;
 //!   `probe_time` the time the run claims (the guest's clock), `seen_time`
 //!   when dom0 first saw that run (dom0's clock: what freshness is
-//!   judged by).
+//!   judged by); `domain` the hypervisor's word for the domain (`running`,
+//!   `blocked`, `paused`, `crashed`, `dying`, `shutdown-<reason>` with
+//!   reason `poweroff`, `reboot`, `suspend`, `crash`, `watchdog`,
+//!   `soft_reset` or `unknown`), `-` when dom0 could not tell (no xl) or
+//!   the host is not a running domain. A domain that is not running or
+//!   blocked has `probe` `halted`: whatever its probe last wrote is not
+//!   current. Its finding is an `F` record with check `domain`, kind `xen`.
 //! * `F`: one per check that is not ok.
 //! * `M`: figures (extend `xsmonFigures`, fetched only by the poller modes
 //!   that show them): one per check of every host whose latest run is
@@ -63,8 +69,9 @@
 //! Times are Unix seconds. A reader must refuse a first line with a version
 //! it does not know (and say so) rather than guess.
 //!
-//! **Version 3** (xsmon 0.3) adds the `figures` output and its `M`
-//! records; the state and cluster outputs are those of version 2.
+//! **Version 4** (xsmon 0.4) adds the `domain` field to `G`; the rest is
+//! version 3. **Version 3** (xsmon 0.3) adds the `figures` output and its
+//! `M` records; the state and cluster outputs are those of version 2.
 //!
 //! **Version 1** (xsmon 0.1) is read as well, so that a poller can be
 //! upgraded before its dom0s: its `G` record has no `uuid` and no
@@ -80,7 +87,7 @@ use thiserror::Error;
 use crate::check::{CheckResult, Limit, Status, Value};
 use crate::layout::{limit_text, parse_limits, parse_values, valid_value_name, value_text};
 
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The oldest version [`parse_all`] still reads.
 pub const OLDEST_READ: u32 = 1;
 
@@ -88,6 +95,14 @@ pub const OLDEST_READ: u32 = 1;
 /// probe is stale, silent, or sent data that broke the key layout)?
 pub fn probe_is_silent(probe: &str) -> bool {
     matches!(probe, "stale" | "missing" | "invalid")
+}
+
+/// Does a `G` record's `probe` field say the domain exists but is not
+/// running (paused, crashed, shut down, dying: version 4)? Its `F` record
+/// with check `domain` says what the hypervisor sees; its probe's last
+/// results are not current.
+pub fn probe_is_halted(probe: &str) -> bool {
+    probe == "halted"
 }
 
 /// Does a `G` record's `probe` field say the guest should run on that dom0
@@ -198,6 +213,10 @@ pub enum Record {
         probe_time: Option<i64>,
         /// `None` in version 1.
         seen_time: Option<i64>,
+        /// The hypervisor's word for the domain (version 4): `running`,
+        /// `blocked`, `paused`, `crashed`, `dying`, `shutdown-<reason>`;
+        /// `None` when unknown, and in versions 1 to 3.
+        domain: Option<String>,
         message: String,
     },
     Finding {
@@ -344,7 +363,8 @@ fn print_as(r: &Record, version: u32) -> String {
             probe_time,
             seen_time,
             message,
-        } => format!(
+            ..
+        } if version <= 3 => format!(
             "G {} {} {} {} {} {} {} {}",
             e(host),
             opt(*domid),
@@ -353,6 +373,28 @@ fn print_as(r: &Record, version: u32) -> String {
             status,
             opt(*probe_time),
             opt(*seen_time),
+            e(message)
+        ),
+        Record::Guest {
+            host,
+            domid,
+            uuid,
+            probe,
+            status,
+            probe_time,
+            seen_time,
+            domain,
+            message,
+        } => format!(
+            "G {} {} {} {} {} {} {} {} {}",
+            e(host),
+            opt(*domid),
+            uuid.as_deref().map(escape).unwrap_or_else(|| "-".into()),
+            e(probe),
+            status,
+            opt(*probe_time),
+            opt(*seen_time),
+            domain.as_deref().map(escape).unwrap_or_else(|| "-".into()),
             e(message)
         ),
         Record::Finding {
@@ -427,6 +469,15 @@ fn opt_num<T: std::str::FromStr>(s: &str, what: &str) -> Result<Option<T>, Strin
     }
 }
 
+/// An optional escaped field: `-` is absent (no escaped field is `-`).
+fn opt_field(s: &str) -> Result<Option<String>, String> {
+    if s == "-" {
+        Ok(None)
+    } else {
+        unescape(s).map(Some)
+    }
+}
+
 fn status(s: &str) -> Result<Status, String> {
     s.parse::<Status>()
 }
@@ -461,7 +512,22 @@ pub fn parse_line_as(line: &str, version: u32) -> Result<Record, String> {
                 status: status(f[4])?,
                 probe_time: opt_num(f[5], "probe time")?,
                 seen_time: None,
+                domain: None,
                 message: unescape(f[6])?,
+            })
+        }
+        "G" if version >= 4 => {
+            want(10)?;
+            Ok(Record::Guest {
+                host: unescape(f[1])?,
+                domid: opt_num(f[2], "domid")?,
+                uuid: opt_field(f[3])?,
+                probe: unescape(f[4])?,
+                status: status(f[5])?,
+                probe_time: opt_num(f[6], "probe time")?,
+                seen_time: opt_num(f[7], "seen time")?,
+                domain: opt_field(f[8])?,
+                message: unescape(f[9])?,
             })
         }
         "G" => {
@@ -478,6 +544,7 @@ pub fn parse_line_as(line: &str, version: u32) -> Result<Record, String> {
                 status: status(f[5])?,
                 probe_time: opt_num(f[6], "probe time")?,
                 seen_time: opt_num(f[7], "seen time")?,
+                domain: None,
                 message: unescape(f[8])?,
             })
         }
@@ -643,6 +710,7 @@ mod tests {
                 status: Status::Error,
                 probe_time: None,
                 seen_time: Some(3),
+                domain: None,
                 message: evil.into(),
             },
         ]);
@@ -669,6 +737,7 @@ mod tests {
                 status: Status::Ok,
                 probe_time: None,
                 seen_time: None,
+                domain: None,
                 message: "m".into(),
             };
             let line = print(&g);
@@ -688,7 +757,7 @@ mod tests {
         let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
         assert_eq!(parse_all(&cut), Err(ParseError::Truncated(2)));
         assert!(
-            matches!(parse_all("xsmon 4 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "4")
+            matches!(parse_all("xsmon 5 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "5")
         );
         assert!(matches!(
             parse_all("xsmon 0 state x - 1\nEND 1\n"),
@@ -701,7 +770,7 @@ mod tests {
             cycle_time: None,
             served_time: 9,
         };
-        assert_eq!(print(&cluster), "xsmon 3 cluster \\e - 9");
+        assert_eq!(print(&cluster), "xsmon 4 cluster \\e - 9");
         assert!(matches!(parse_all("hello\n"), Err(ParseError::NotXsmon(_))));
         assert!(matches!(parse_all(""), Err(ParseError::Empty)));
         let extra = text.replace("END 2", "END 5");
@@ -722,6 +791,40 @@ mod tests {
     }
 
     #[test]
+    fn version_4_carries_the_domain_state_and_version_3_is_still_read() {
+        let g = Record::Guest {
+            host: "web01".into(),
+            domid: Some(7),
+            uuid: None,
+            probe: "halted".into(),
+            status: Status::Error,
+            probe_time: Some(90),
+            seen_time: Some(95),
+            domain: Some("crashed".into()),
+            message: "crashed".into(),
+        };
+        let line = print(&g);
+        assert_eq!(line, "G web01 7 - halted error 90 95 crashed crashed");
+        assert_eq!(parse_line(&line), Ok(g.clone()));
+        // A domain word that is literally '-' stays a word.
+        let mut dash = g.clone();
+        if let Record::Guest { domain, .. } = &mut dash {
+            *domain = Some("-".into());
+        }
+        assert_eq!(parse_line(&print(&dash)), Ok(dash));
+        // A version 3 dom0: no domain field.
+        let v3 = "xsmon 3 state xen01 100 160\nG web01 7 - fresh ok 90 95 all\\s5\\schecks\\sok\nEND 2\n";
+        let recs = parse_all(v3).unwrap();
+        assert!(matches!(
+            &recs[1],
+            Record::Guest { domain: None, probe, .. } if probe == "fresh"
+        ));
+        // A version 3 G line (9 fields) in a version 4 output is an error.
+        let short = "xsmon 4 state xen01 100 160\nG web01 7 - fresh ok 90 95 all\nEND 2\n";
+        assert!(parse_all(short).is_err());
+    }
+
+    #[test]
     fn version_1_output_is_still_read() {
         let v1 =
             "xsmon 1 state xen01 100 160\nG web01 7 fresh ok 90 all\\s5\\schecks\\sok\nEND 2\n";
@@ -737,6 +840,7 @@ mod tests {
                 status: Status::Ok,
                 probe_time: Some(90),
                 seen_time: None,
+                domain: None,
                 message: "all 5 checks ok".into(),
             }
         );
@@ -800,6 +904,7 @@ mod tests {
                 (
                     s(),
                     proptest::option::of(any::<u32>()),
+                    proptest::option::of(s()),
                     proptest::option::of(s())
                 ),
                 s(),
@@ -809,7 +914,14 @@ mod tests {
                 s()
             )
                 .prop_map(
-                    |((host, domid, uuid), probe, status, probe_time, seen_time, message)| {
+                    |(
+                        (host, domid, uuid, domain),
+                        probe,
+                        status,
+                        probe_time,
+                        seen_time,
+                        message,
+                    )| {
                         Record::Guest {
                             host,
                             domid,
@@ -818,6 +930,7 @@ mod tests {
                             status,
                             probe_time,
                             seen_time,
+                            domain,
                             message,
                         }
                     }

@@ -18,13 +18,15 @@ use xsmon_proto::{CheckResult, Status};
 
 /// The schema, current version, for a new database.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// The oldest schema a read-only reader accepts: during an upgrade,
 /// snmp-extend and `status` keep serving a database the collector has not
 /// migrated yet (version 3 only added `host.figures`).
 pub const OLDEST_READ: i64 = 2;
 /// The first schema that keeps each host's latest figures (`host.figures`).
 const FIGURES_SCHEMA: i64 = 3;
+/// The first schema with the hypervisor's view (`status.domain_state`).
+const DOMAIN_STATE_SCHEMA: i64 = 4;
 /// dom0's own row in `host`: its ident and the name shown for it. No guest
 /// ident can equal `dom0` (guest idents start with `uuid:`, `name:` or
 /// `domid:`), and no guest is shown as `Domain-0` (see host-collector).
@@ -37,6 +39,7 @@ pub const DOM0_NAME: &str = "Domain-0";
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v2.sql"),
     include_str!("migrations/v3.sql"),
+    include_str!("migrations/v4.sql"),
 ];
 
 /// What can go wrong with the store. Every variant says which database.
@@ -170,7 +173,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
 
 /// A host's row as the collector left it: who it is, whether it ran, and
 /// dom0's observation of its probe's last run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostRow {
     pub id: i64,
     pub ident: String,
@@ -181,6 +184,21 @@ pub struct HostRow {
     pub state: String,
     pub config: bool,
     pub run: Option<SeenRun>,
+    /// What the hypervisor said of it last cycle.
+    pub xen: Option<XenSeen>,
+}
+
+/// What the hypervisor said of a domain in a cycle: its state (the word
+/// of the SNMP line format's `G` record) since when, and its CPU time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XenSeen {
+    pub domid: u32,
+    pub state: String,
+    /// When dom0 first saw it in that state (dom0's clock).
+    pub since: i64,
+    pub cpu_time_s: f64,
+    /// When the CPU time was read.
+    pub cpu_at: i64,
 }
 
 /// A probe run as dom0 saw it.
@@ -199,13 +217,31 @@ pub struct SeenRun {
 pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
     let mut st = conn.prepare(
         "SELECT id, ident, uuid, name, last_seen, domid, state, config,
-                run_seq, run_digest, run_time, run_seen FROM host ORDER BY id",
+                run_seq, run_digest, run_time, run_seen,
+                xen_state, xen_since, cpu_time_ms, cpu_at FROM host ORDER BY id",
     )?;
     let rows = st.query_map([], |r| {
         let seq: Option<i64> = r.get(8)?;
         let digest: Option<i64> = r.get(9)?;
         let time: Option<i64> = r.get(10)?;
         let seen: Option<i64> = r.get(11)?;
+        let domid: Option<u32> = r.get(5)?;
+        let xen = match (
+            domid,
+            r.get::<_, Option<String>>(12)?,
+            r.get(13)?,
+            r.get::<_, Option<i64>>(14)?,
+            r.get(15)?,
+        ) {
+            (Some(domid), Some(state), Some(since), Some(cpu), Some(cpu_at)) => Some(XenSeen {
+                domid,
+                state,
+                since,
+                cpu_time_s: from_stored(cpu),
+                cpu_at,
+            }),
+            _ => None,
+        };
         Ok(HostRow {
             id: r.get(0)?,
             ident: r.get(1)?,
@@ -224,6 +260,7 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
                 }),
                 _ => None,
             },
+            xen,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -265,6 +302,9 @@ pub struct HostRecord {
     pub latest: Vec<CheckFigures>,
     /// Events to record for this host: (kind, detail).
     pub events: Vec<(&'static str, String)>,
+    /// What the hypervisor says of it this cycle (kept in the host row;
+    /// `None`: not a running domain, or no hypervisor view).
+    pub xen: Option<XenSeen>,
 }
 
 impl HostRecord {
@@ -290,6 +330,7 @@ impl HostRecord {
             figures: Vec::new(),
             latest: Vec::new(),
             events: Vec::new(),
+            xen: None,
         }
     }
 }
@@ -431,8 +472,8 @@ fn insert_status(
     message: &str,
 ) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO status (cycle_id, host_id, label, domid, probe, probe_time, probe_seq, seen_time, status, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO status (cycle_id, host_id, label, domid, probe, probe_time, probe_seq, seen_time, status, message, domain_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         cycle_id,
@@ -444,7 +485,8 @@ fn insert_status(
         h.probe_seq.map(|s| s as i64),
         h.run.map(|r| r.seen),
         status.as_str(),
-        message
+        message,
+        h.xen.as_ref().map(|x| x.state.as_str())
     ])?;
     Ok(())
 }
@@ -525,6 +567,17 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
     .execute(params![
         id, h.ident, h.uuid, h.name, h.state, running, now, h.domid, h.config, latest
     ])?;
+    if let Some(x) = &h.xen {
+        tx.prepare_cached(
+            "UPDATE host SET xen_state = ?2, xen_since = ?3, cpu_time_ms = ?4, cpu_at = ?5 WHERE id = ?1",
+        )?
+        .execute(params![id, x.state, x.since, to_stored(x.cpu_time_s), x.cpu_at])?;
+    } else if running {
+        tx.prepare_cached(
+            "UPDATE host SET xen_state = NULL, xen_since = NULL, cpu_time_ms = NULL, cpu_at = NULL WHERE id = ?1",
+        )?
+        .execute(params![id])?;
+    }
     if let Some(r) = h.run {
         tx.prepare_cached(
             "UPDATE host SET run_seq = ?2, run_digest = ?3, run_time = ?4, run_seen = ?5 WHERE id = ?1",
@@ -774,6 +827,9 @@ pub struct LatestHost {
     pub status: Status,
     pub message: String,
     pub findings: Vec<LatestFinding>,
+    /// The hypervisor's word for the domain (`running`, `paused`,
+    /// `crashed`...), when it was known.
+    pub domain_state: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -801,11 +857,18 @@ pub fn latest(conn: &Connection) -> Result<Option<Latest>> {
     };
     let mut hosts = Vec::new();
     let mut by_host: HashMap<i64, usize> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT h.id, s.label, h.uuid, s.domid, s.probe, s.probe_time, s.seen_time, s.status, s.message
+    // A schema 3 database (until the collector migrates it) has no
+    // domain states.
+    let domain_state = if schema_version(conn)? >= DOMAIN_STATE_SCHEMA {
+        "s.domain_state"
+    } else {
+        "NULL"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT h.id, s.label, h.uuid, s.domid, s.probe, s.probe_time, s.seen_time, s.status, s.message, {domain_state}
            FROM status s JOIN host h ON h.id = s.host_id
-          WHERE s.cycle_id = ?1 ORDER BY (h.ident != 'dom0'), s.label",
-    )?;
+          WHERE s.cycle_id = ?1 ORDER BY (h.ident != 'dom0'), s.label"
+    ))?;
     let rows = stmt.query_map([cycle_id], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -819,6 +882,7 @@ pub fn latest(conn: &Connection) -> Result<Option<Latest>> {
                 status: parse_status(&r.get::<_, String>(7)?),
                 message: r.get(8)?,
                 findings: Vec::new(),
+                domain_state: r.get(9)?,
             },
         ))
     })?;

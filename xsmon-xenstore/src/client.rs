@@ -20,7 +20,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where Xen's own tools look for xenstore, in their order: `XENSTORED_PATH`
 /// alone when it is set, otherwise the daemon's sockets, then the guest's
-/// xenbus device.
+/// xenbus device, then `/proc/xen/xenbus` (kernels before 3.14 have no
+/// `/dev/xen/xenbus`; libxenstore falls back to it the same way).
 pub fn default_paths() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("XENSTORED_PATH") {
         return vec![PathBuf::from(p)];
@@ -29,6 +30,7 @@ pub fn default_paths() -> Vec<PathBuf> {
         "/run/xenstored/socket",
         "/var/run/xenstored/socket",
         "/dev/xen/xenbus",
+        "/proc/xen/xenbus",
     ]
     .iter()
     .map(PathBuf::from)

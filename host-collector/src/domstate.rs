@@ -1,0 +1,570 @@
+//! What dom0 concludes from the hypervisor's view of a domain
+//! ([`crate::hypervisor`]), once per domain per cycle:
+//!
+//! - its figures from Xen itself: CPU time and CPU % over the cycle's
+//!   interval (from the previous cycle's CPU time, as xentop computes it),
+//!   vCPUs, memory (actual, target, maximum), each vif's and vbd's counters;
+//! - its state: a paused domain is a warning, then an error; a crashed one
+//!   an error at once, saying what to do; one shut down but not destroyed,
+//!   or dying, an error once it lasts; its probe's last results are then
+//!   not current (probe `halted`), whatever their age;
+//! - a silent probe is described by what dom0 sees of the guest: running
+//!   with CPU time moving (the probe is not running), no CPU time at all,
+//!   or spinning at its vCPUs' limit (likely hung).
+
+use xsmon_proto::snmpline::CheckFigures;
+use xsmon_proto::{CheckResult, Limit, Status, Value};
+use xsmon_store::{HostRecord, HostRow, XenSeen};
+
+use crate::collect::ago;
+use crate::config::HypervisorConfig;
+use crate::gather::Guest;
+use crate::hypervisor::{Domain, Hypervisor, Reason, RunState};
+
+/// The check id and kind of the hypervisor's finding about a domain.
+pub const CHECK_ID: &str = "domain";
+pub const KIND: &str = "xen";
+
+/// Applies the hypervisor's view of `domid` to its record. `guest` is the
+/// domain's xenstore side (`None` for dom0), `prev` its host row.
+pub fn apply(
+    rec: &mut HostRecord,
+    domid: u32,
+    guest: Option<&Guest>,
+    hv: &Hypervisor,
+    prev: Option<&HostRow>,
+    cfg: &HypervisorConfig,
+    now: i64,
+) {
+    let dom = hv.domains.get(&domid);
+    let last = prev
+        .and_then(|p| p.xen.as_ref())
+        .filter(|x| x.domid == domid);
+    let interval = last.map(|l| now - l.cpu_at).filter(|dt| *dt > 0);
+    let cpu_pct = dom.and_then(|d| cpu_pct(d, last, now));
+    add_figures(rec, domid, guest, dom, cpu_pct, cfg, hv);
+    let Some(dom) = dom else {
+        return;
+    };
+    let word = dom.state.word();
+    let since = match last {
+        Some(l) if l.state == word => l.since,
+        _ => now,
+    };
+    if let Some(l) = last.filter(|l| l.state != word) {
+        if !(dom.state.runs() && matches!(l.state.as_str(), "running" | "blocked")) {
+            rec.events.push((
+                "domain",
+                format!("{} is {word} (was {})", rec.name, l.state),
+            ));
+        }
+    }
+    rec.xen = Some(XenSeen {
+        domid,
+        state: word,
+        since,
+        cpu_time_s: dom.cpu_time_s,
+        cpu_at: now,
+    });
+    if guest.is_none() {
+        return;
+    }
+    if dom.state.runs() {
+        describe_silence(rec, cpu_pct, interval, cfg);
+        busy_finding(rec, cpu_pct, interval, cfg);
+    } else {
+        halted(rec, dom, now, now - since, cfg);
+    }
+}
+
+/// CPU % of all its vCPUs since the previous cycle's reading (same
+/// domain instance: a new domid restarts the count).
+fn cpu_pct(d: &Domain, last: Option<&XenSeen>, now: i64) -> Option<f64> {
+    let l = last?;
+    let dt = (now - l.cpu_at) as f64;
+    let used = d.cpu_time_s - l.cpu_time_s;
+    if dt <= 0.0 || used < 0.0 || d.vcpus == 0 {
+        return None;
+    }
+    Some((used / dt / f64::from(d.vcpus) * 100.0).clamp(0.0, 100.0))
+}
+
+fn value(name: &str, value: f64) -> Value {
+    Value {
+        name: name.into(),
+        value,
+    }
+}
+
+/// The domain's figures: kept in history (`rec.figures`) and served as its
+/// latest (`rec.latest`): check `xen`, and one check per vif and vbd,
+/// numbered by device so that a graph survives the domid changing.
+fn add_figures(
+    rec: &mut HostRecord,
+    domid: u32,
+    guest: Option<&Guest>,
+    dom: Option<&Domain>,
+    cpu_pct: Option<f64>,
+    cfg: &HypervisorConfig,
+    hv: &Hypervisor,
+) {
+    let mut xen = Vec::new();
+    if let Some(d) = dom {
+        xen.push(value("cpu_time_s", d.cpu_time_s));
+        if let Some(p) = cpu_pct {
+            xen.push(value("cpu_pct", (p * 1000.0).round() / 1000.0));
+        }
+        xen.push(value("vcpus", f64::from(d.vcpus)));
+        xen.push(value("mem_actual_bytes", (d.mem_mib << 20) as f64));
+    }
+    if let Some(g) = guest {
+        if let Some(t) = g.mem_target_kib {
+            xen.push(value("mem_target_bytes", (t << 10) as f64));
+        }
+        if let Some(m) = g.mem_max_kib {
+            xen.push(value("mem_max_bytes", (m << 10) as f64));
+        }
+    }
+    let push = |rec: &mut HostRecord, id: String, target: &str, values: Vec<Value>, limits| {
+        for v in &values {
+            rec.figures
+                .push((KIND.into(), target.to_string(), v.name.clone(), v.value));
+        }
+        rec.latest.push(CheckFigures {
+            check_id: id,
+            kind: KIND.into(),
+            status: Status::Ok,
+            target: target.to_string(),
+            values,
+            limits,
+        });
+    };
+    if !xen.is_empty() {
+        let limits = if cfg.cpu_pct_warning.is_some() || cfg.cpu_pct_error.is_some() {
+            vec![Limit {
+                name: "cpu_pct".into(),
+                warning: cfg.cpu_pct_warning,
+                error: cfg.cpu_pct_error,
+            }]
+        } else {
+            Vec::new()
+        };
+        push(rec, "xen".into(), "", xen, limits);
+    }
+    for (vif, c) in hv.vifs.get(&domid).into_iter().flatten() {
+        // vif<domid>.<device>
+        let device = vif.rsplit_once('.').map_or(vif.as_str(), |(_, d)| d);
+        let values = vec![
+            value("rx_bytes", c.rx_bytes as f64),
+            value("tx_bytes", c.tx_bytes as f64),
+            value("rx_packets", c.rx_packets as f64),
+            value("tx_packets", c.tx_packets as f64),
+            value("rx_dropped", c.rx_dropped as f64),
+            value("tx_dropped", c.tx_dropped as f64),
+        ];
+        push(rec, format!("vif{device}"), vif, values, Vec::new());
+    }
+    for (dev, c) in hv.vbds.get(&domid).into_iter().flatten() {
+        let values = vec![
+            value("rd_req", c.rd_req as f64),
+            value("wr_req", c.wr_req as f64),
+            value("rd_sect", c.rd_sect as f64),
+            value("wr_sect", c.wr_sect as f64),
+            value("oo_req", c.oo_req as f64),
+        ];
+        push(
+            rec,
+            format!("vbd{dev}"),
+            &format!("vbd-{domid}-{dev}"),
+            values,
+            Vec::new(),
+        );
+    }
+}
+
+/// A silent probe in a running domain: say what dom0 sees.
+fn describe_silence(
+    rec: &mut HostRecord,
+    cpu_pct: Option<f64>,
+    interval: Option<i64>,
+    cfg: &HypervisorConfig,
+) {
+    if !matches!(rec.probe, "stale" | "missing") {
+        return;
+    }
+    let (Some(pct), Some(dt)) = (cpu_pct, interval) else {
+        return;
+    };
+    let over = ago(dt);
+    let seen = if pct >= cfg.spinning_pct {
+        format!("dom0 sees it spinning at {pct:.0}% of its vCPUs for the last {over}: likely hung")
+    } else if pct < 0.05 {
+        format!("dom0 sees it running but using no CPU time for the last {over}: hung")
+    } else {
+        format!("dom0 sees it running ({pct:.1}% CPU over the last {over}): the guest is alive, its probe is not running")
+    };
+    rec.message.push_str(&format!("; {seen}"));
+}
+
+/// Sustained CPU over the interval, against the configured thresholds.
+fn busy_finding(
+    rec: &mut HostRecord,
+    cpu_pct: Option<f64>,
+    interval: Option<i64>,
+    cfg: &HypervisorConfig,
+) {
+    let (Some(pct), Some(dt)) = (cpu_pct, interval) else {
+        return;
+    };
+    let status = match (cfg.cpu_pct_error, cfg.cpu_pct_warning) {
+        (Some(e), _) if pct >= e => Status::Error,
+        (_, Some(w)) if pct >= w => Status::Warning,
+        _ => return,
+    };
+    let mut c = CheckResult::new(CHECK_ID, KIND, "");
+    c.status = status;
+    c.message = format!(
+        "CPU at {pct:.0}% of its vCPUs over the last {} (as Xen counts it)",
+        ago(dt)
+    );
+    c.values.push(value("cpu_pct", pct));
+    rec.status = rec.status.max(status);
+    rec.message.push_str(&format!("; {}", c.message));
+    rec.findings.push(c);
+}
+
+/// A domain that exists but does not run: the hypervisor's finding
+/// replaces whatever its probe last wrote, which is not current.
+fn halted(rec: &mut HostRecord, dom: &Domain, now: i64, age: i64, cfg: &HypervisorConfig) {
+    let name = rec.name.clone();
+    let lasting = age >= cfg.stuck_after_secs as i64;
+    let for_ = ago(age);
+    let (status, message) = match dom.state {
+        RunState::Paused => (
+            if age >= cfg.paused_error_after_secs as i64 {
+                Status::Error
+            } else {
+                Status::Warning
+            },
+            format!("paused for {for_} (xl list: p): `xl unpause {name}` resumes it"),
+        ),
+        RunState::Crashed => (
+            Status::Error,
+            format!(
+                "crashed: its kernel died {for_} ago and Xen keeps the domain for a core dump (on_crash = \"preserve\"): `xl dump-core {name} FILE`, then `xl destroy {name}`"
+            ),
+        ),
+        RunState::Shutdown(Reason::Suspend) if !lasting => (
+            Status::Warning,
+            format!("suspended for {for_}: being saved or migrated"),
+        ),
+        RunState::Shutdown(r) if !lasting => (
+            Status::Warning,
+            format!("shut down ({}) {for_} ago, not yet destroyed", r.as_str()),
+        ),
+        RunState::Shutdown(r) => (
+            Status::Error,
+            format!(
+                "shut down ({}) {for_} ago and never destroyed: the toolstack did not clean it up; `xl destroy {name}`",
+                r.as_str()
+            ),
+        ),
+        RunState::Dying if !lasting => (Status::Warning, format!("dying for {for_}: being destroyed")),
+        RunState::Dying => (
+            Status::Error,
+            format!(
+                "dying for {for_}: a zombie domain still holding {} MiB (a backend or a mapping keeps it; see `xl list`, `xenstore-ls /local/domain/0/backend`)",
+                dom.mem_mib
+            ),
+        ),
+        RunState::Running | RunState::Blocked => return,
+    };
+    let mut c = CheckResult::new(CHECK_ID, KIND, "");
+    c.status = status;
+    c.message = message.clone();
+    let probe_said = match rec.probe {
+        "fresh" | "stale" => match rec.run {
+            Some(r) => format!(
+                "; its probe's last run was seen {} ago",
+                ago((now - r.seen).max(0))
+            ),
+            None => String::new(),
+        },
+        _ => String::new(),
+    };
+    rec.probe = "halted";
+    rec.status = status;
+    rec.message = format!("{message}{probe_said}");
+    rec.findings = vec![c];
+    // The guest's own figures are not current: keep only Xen's.
+    rec.latest.retain(|f| f.kind == KIND);
+    rec.figures.retain(|f| f.0 == KIND);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gather::Found;
+    use crate::hypervisor::parse_xl_list;
+
+    const NOW: i64 = 1_796_000_000;
+
+    fn guest(domid: u32) -> Guest {
+        Guest {
+            domid,
+            uuid: None,
+            uuid_problem: None,
+            name: Some("web01".into()),
+            name_problem: None,
+            found: Found::Nothing,
+            mem_target_kib: Some(163_840),
+            mem_max_kib: Some(262_144),
+        }
+    }
+
+    fn view(state: &str, cpu: f64) -> Hypervisor {
+        Hypervisor {
+            domains: parse_xl_list(&format!(
+                "Name ID Mem VCPUs State Time(s)\nweb01 7 160 2 {state} {cpu}\n"
+            )),
+            ..Default::default()
+        }
+    }
+
+    fn fresh_record() -> HostRecord {
+        let mut r = HostRecord::new("uuid:x".into(), "web01".into(), "web01".into(), "running");
+        r.probe = "fresh";
+        r.status = Status::Ok;
+        r.message = "all 5 checks ok".into();
+        r.latest.push(CheckFigures {
+            check_id: "mem".into(),
+            kind: "mem".into(),
+            status: Status::Ok,
+            target: String::new(),
+            values: vec![value("used_pct", 30.0)],
+            limits: Vec::new(),
+        });
+        r.figures
+            .push(("mem".into(), String::new(), "used_pct".into(), 30.0));
+        r
+    }
+
+    fn row(state: &str, since: i64, cpu: f64, at: i64) -> HostRow {
+        HostRow {
+            id: 1,
+            ident: "uuid:x".into(),
+            uuid: None,
+            name: "web01".into(),
+            last_seen: at,
+            domid: Some(7),
+            state: "running".into(),
+            config: false,
+            run: None,
+            xen: Some(XenSeen {
+                domid: 7,
+                state: state.into(),
+                since,
+                cpu_time_s: cpu,
+                cpu_at: at,
+            }),
+        }
+    }
+
+    fn run(state: &str, cpu: f64, prev: Option<&HostRow>) -> HostRecord {
+        let mut r = fresh_record();
+        apply(
+            &mut r,
+            7,
+            Some(&guest(7)),
+            &view(state, cpu),
+            prev,
+            &HypervisorConfig::default(),
+            NOW,
+        );
+        r
+    }
+
+    fn xen_value(r: &HostRecord, name: &str) -> Option<f64> {
+        r.latest
+            .iter()
+            .find(|f| f.check_id == "xen")?
+            .values
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.value)
+    }
+
+    #[test]
+    fn a_crashed_guest_is_an_error_at_once_and_never_fresh() {
+        let r = run("---sc-", 10.0, None);
+        assert_eq!(r.probe, "halted");
+        assert_eq!(r.status, Status::Error);
+        assert!(r.message.starts_with("crashed"), "{}", r.message);
+        assert!(r.message.contains("xl dump-core web01") && r.message.contains("xl destroy web01"));
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].id, CHECK_ID);
+        // The probe's figures are not current; Xen's are.
+        assert!(r.latest.iter().all(|f| f.kind == KIND));
+        assert!(r.figures.iter().all(|f| f.0 == KIND));
+        assert_eq!(r.xen.as_ref().unwrap().state, "crashed");
+    }
+
+    #[test]
+    fn a_paused_guest_is_a_warning_then_an_error() {
+        let r = run("--p---", 10.0, None);
+        assert_eq!((r.probe, r.status), ("halted", Status::Warning));
+        assert!(r.message.contains("xl unpause web01"), "{}", r.message);
+        let long_ago = row("paused", NOW - 1000, 10.0, NOW - 300);
+        let r = run("--p---", 10.0, Some(&long_ago));
+        assert_eq!(r.status, Status::Error);
+        assert!(r.message.contains("paused for 16 min"), "{}", r.message);
+        assert_eq!(r.xen.unwrap().since, NOW - 1000);
+    }
+
+    #[test]
+    fn shut_down_and_dying_domains_become_errors_once_they_last() {
+        let r = run("---s--", 10.0, None);
+        assert_eq!(r.status, Status::Warning);
+        assert!(r.message.contains("poweroff"), "{}", r.message);
+        let stuck = row("shutdown-poweroff", NOW - 400, 10.0, NOW - 300);
+        let r = run("---s--", 10.0, Some(&stuck));
+        assert_eq!(r.status, Status::Error);
+        assert!(r.message.contains("xl destroy web01"), "{}", r.message);
+        let zombie = row("dying", NOW - 4000, 10.0, NOW - 300);
+        let r = run("-----d", 10.0, Some(&zombie));
+        assert_eq!(r.status, Status::Error);
+        assert!(
+            r.message.contains("zombie") && r.message.contains("160 MiB"),
+            "{}",
+            r.message
+        );
+        let r = run("---ss-", 10.0, None);
+        assert!(r.message.starts_with("suspended"), "{}", r.message);
+    }
+
+    #[test]
+    fn cpu_percent_comes_from_the_previous_cycles_cpu_time() {
+        // 2 vCPUs, 60 s of CPU time over 300 s: 10 %.
+        let prev = row("blocked", NOW - 3000, 100.0, NOW - 300);
+        let r = run("-b----", 160.0, Some(&prev));
+        assert_eq!(xen_value(&r, "cpu_pct"), Some(10.0));
+        assert_eq!(
+            xen_value(&r, "mem_actual_bytes"),
+            Some((160u64 << 20) as f64)
+        );
+        assert_eq!(
+            xen_value(&r, "mem_target_bytes"),
+            Some((163_840u64 << 10) as f64)
+        );
+        assert_eq!(
+            xen_value(&r, "mem_max_bytes"),
+            Some((262_144u64 << 10) as f64)
+        );
+        assert_eq!((r.probe, r.status), ("fresh", Status::Ok));
+        // A new domain instance (another domid) starts the count afresh.
+        let mut other = prev.clone();
+        other.xen.as_mut().unwrap().domid = 3;
+        assert_eq!(
+            xen_value(&run("-b----", 160.0, Some(&other)), "cpu_pct"),
+            None
+        );
+        // CPU time going back (a reboot under the same domid) gives none.
+        assert_eq!(xen_value(&run("-b----", 1.0, Some(&prev)), "cpu_pct"), None);
+    }
+
+    #[test]
+    fn a_busy_guest_is_a_warning_at_the_threshold() {
+        let prev = row("running", NOW - 3000, 0.0, NOW - 300);
+        let r = run("r-----", 590.0, Some(&prev));
+        assert_eq!(r.status, Status::Warning);
+        assert!(r
+            .findings
+            .iter()
+            .any(|f| f.id == CHECK_ID && f.message.contains("98%")));
+    }
+
+    #[test]
+    fn a_silent_probe_is_described_by_what_dom0_sees() {
+        let silent = |cpu_now: f64| {
+            let mut r = fresh_record();
+            r.probe = "stale";
+            r.status = Status::Error;
+            r.message = "probe not reporting since 10:00".into();
+            let prev = row("blocked", NOW - 3000, 100.0, NOW - 300);
+            apply(
+                &mut r,
+                7,
+                Some(&guest(7)),
+                &view("-b----", cpu_now),
+                Some(&prev),
+                &HypervisorConfig::default(),
+                NOW,
+            );
+            r.message
+        };
+        assert!(silent(103.0).contains("the guest is alive, its probe is not running"));
+        assert!(silent(100.0).contains("using no CPU time for the last 5 min: hung"));
+        assert!(silent(700.0).contains("spinning at 100% of its vCPUs"));
+    }
+
+    #[test]
+    fn without_xl_nothing_changes() {
+        let mut r = fresh_record();
+        apply(
+            &mut r,
+            7,
+            Some(&guest(7)),
+            &Hypervisor::default(),
+            None,
+            &HypervisorConfig::default(),
+            NOW,
+        );
+        assert_eq!((r.probe, r.status), ("fresh", Status::Ok));
+        assert!(r.xen.is_none());
+    }
+
+    #[test]
+    fn device_counters_become_figures() {
+        let mut hv = view("-b----", 1.0);
+        hv.vifs.entry(7).or_default().insert(
+            "vif7.0".into(),
+            crate::hypervisor::VifCounters {
+                rx_bytes: 5,
+                tx_dropped: 2,
+                ..Default::default()
+            },
+        );
+        hv.vbds.entry(7).or_default().insert(
+            "51712".into(),
+            crate::hypervisor::VbdCounters {
+                wr_sect: 80,
+                ..Default::default()
+            },
+        );
+        let mut r = fresh_record();
+        apply(
+            &mut r,
+            7,
+            Some(&guest(7)),
+            &hv,
+            None,
+            &HypervisorConfig::default(),
+            NOW,
+        );
+        let vif = r.latest.iter().find(|f| f.check_id == "vif0").unwrap();
+        assert_eq!(vif.target, "vif7.0");
+        assert!(vif
+            .values
+            .iter()
+            .any(|v| v.name == "tx_dropped" && v.value == 2.0));
+        let vbd = r.latest.iter().find(|f| f.check_id == "vbd51712").unwrap();
+        assert!(vbd
+            .values
+            .iter()
+            .any(|v| v.name == "wr_sect" && v.value == 80.0));
+        assert!(r
+            .figures
+            .iter()
+            .any(|f| f.1 == "vbd-7-51712" && f.2 == "wr_sect"));
+    }
+}

@@ -1,0 +1,138 @@
+//! Scenarios that run the same on every lab (oxenstored and C xenstored):
+//! each drives real guests end to end, from the guest kernel's xenbus to
+//! the poller's `json`, `nagios` (with its exit code) and `raw`.
+
+use anyhow::{ensure, Context, Result};
+
+use super::{LabGuest, LabSite};
+
+/// The `seq` of the run a guest last wrote (the second field of its
+/// `data/xsmon/run` key).
+fn written_seq(site: &LabSite, g: &LabGuest) -> Result<u64> {
+    let run = site.lab.guest_ok(g, "xenstore-read data/xsmon/run")?;
+    run.split(' ')
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .with_context(|| format!("{}'s run key: {run:?}", g.name))
+}
+
+/// Healthy guests: every check ok through the guest kernel's
+/// `/dev/xen/xenbus`, the VM's UUID from the toolstack's `/vm`, Nagios OK
+/// with the probe's performance data, no finding; then, on the first
+/// guest, with `/dev/xen/xenbus` removed, one more run through
+/// `/proc/xen/xenbus` (kernels before 3.14 have only that).
+pub fn healthy(site: &LabSite, guests: &[&LabGuest]) -> Result<()> {
+    for g in guests {
+        site.probe_runs(g, 1)?;
+        let j = site.collected(&g.name)?;
+        ensure!(
+            j["probe"] == "fresh" && j["status"] == "ok",
+            "{}: {j}",
+            g.name
+        );
+        ensure!(
+            j["uuid"] == g.uuid().as_str(),
+            "{}: the UUID from /vm: {j}",
+            g.name
+        );
+        ensure!(
+            j["domain_state"].is_string(),
+            "{}: no domain state: {j}",
+            g.name
+        );
+        let (out, code) = site.poll(&["nagios", "--guest", &g.name])?;
+        ensure!(
+            code == 0 && out.starts_with("XSMON OK"),
+            "{}: {out}",
+            g.name
+        );
+        for label in [
+            "mem_used",
+            "disk_/data_used",
+            "cpu_load_per_cpu",
+            "net_10.77.0.1_rtt",
+        ] {
+            ensure!(
+                out.contains(&format!("'{label}'=")) || out.contains(&format!(" {label}=")),
+                "{}: no {label} in the performance data: {out}",
+                g.name
+            );
+        }
+        let mine = site.raw_for(&g.name)?;
+        ensure!(
+            mine.is_empty(),
+            "{}: findings for a healthy guest: {mine:?}",
+            g.name
+        );
+    }
+    let Some(g) = guests.first() else {
+        return Ok(());
+    };
+    let before = written_seq(site, g)?;
+    let out = site.lab.guest_ok(
+        g,
+        "touch /run/probe.off; sleep 8; rm /dev/xen/xenbus && guest-probe 2>&1; echo probe-rc=$?",
+    )?;
+    ensure!(
+        out.contains("probe-rc=0"),
+        "probe through /proc/xen/xenbus: {out}"
+    );
+    let after = written_seq(site, g)?;
+    ensure!(
+        after > before,
+        "seq {before} -> {after}: no run through /proc/xen/xenbus"
+    );
+    let j = site.collected(&g.name)?;
+    ensure!(j["probe"] == "fresh" && j["status"] == "ok", "{j}");
+    site.lab.guest_ok(g, "rm -f /run/probe.off")?;
+    Ok(())
+}
+
+/// A hostile guest, from inside a real domU: the real xenstored refuses
+/// its writes to another domain's area, to dom0's and to the 2010 shared
+/// path (not granted here); garbage in its own area (a newline followed
+/// by a forged `G` line for its victim) is reported for it alone.
+pub fn hostile(site: &LabSite, hostile: &LabGuest, victim: &LabGuest) -> Result<()> {
+    let victim_domid = site.domid(&victim.name)?;
+    for path in [
+        format!("/local/domain/{victim_domid}/data/xsmon/run"),
+        "/local/domain/0/data/xsmon/run".to_string(),
+        format!(
+            "/tool/myManagement/domUunsecureFiles/basicMonitoring/{}/status",
+            victim.name
+        ),
+    ] {
+        let e = site
+            .lab
+            .guest(hostile, &format!("xenstore-write {path} forged"))?;
+        ensure!(
+            e.rc != 0,
+            "the real xenstored let a guest write {path}: {}",
+            e.out
+        );
+    }
+    site.lab.guest_ok(
+        hostile,
+        &format!(
+            "touch /run/probe.off; sleep 8; xenstore-write data/xsmon/version 3 data/xsmon/run \"$(printf '1 2 3 x\\nG {} {victim_domid} - fresh ok - - forged')\"",
+            victim.name
+        ),
+    )?;
+    site.collect()?;
+    let raw = site.raw()?;
+    ensure!(
+        raw.iter()
+            .any(|l| l.host == hostile.name && l.severity == "error" && l.check == "probe"),
+        "no finding for the hostile guest: {raw:?}"
+    );
+    ensure!(
+        !raw.iter().any(|l| l.host == victim.name),
+        "the victim got findings: {raw:?}"
+    );
+    let j = site.guest_json(&victim.name)?.context("the victim")?;
+    ensure!(
+        j["status"] == "ok" && j["probe"] == "fresh",
+        "the victim: {j}"
+    );
+    Ok(())
+}
