@@ -150,7 +150,7 @@ fn series_of(chart: &Chart<'_>) -> Vec<Series> {
                     },
                 })
                 .collect();
-            if kind == "xen" {
+            if xsmon_proto::check::is_counter(&kind, &metric) {
                 points = rates(&points);
             }
             if points.is_empty() {
@@ -299,12 +299,12 @@ fn panel<DB: DrawingBackend>(
         (false, true) => top * 1.15,
         (false, false) => 1.0,
     };
-    let mut caption = match (s.kind.as_str(), s.target.is_empty()) {
-        (_, true) => format!("{}: {}", s.kind, s.metric),
-        ("xen", false) => format!("{} {}: {} per s", s.kind, s.target, s.metric),
-        (_, false) => format!("{} {}: {}", s.kind, s.target, s.metric),
+    let mut caption = if s.target.is_empty() {
+        format!("{}: {}", s.kind, s.metric)
+    } else {
+        format!("{} {}: {}", s.kind, s.target, s.metric)
     };
-    if s.kind == "xen" && s.target.is_empty() {
+    if xsmon_proto::check::is_counter(&s.kind, &s.metric) {
         caption.push_str(" per s");
     }
     for (word, all, drawn) in [("warning", s.warning, warning), ("error", s.error, error)] {

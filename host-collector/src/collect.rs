@@ -62,6 +62,15 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     let sys = Sys::new(inp.root);
     let hv = crate::hypervisor::collect(&cfg.xl, &sys.path("sys"));
     let known = store::hosts(conn).context("reading the known hosts")?;
+    // xenstore is read before xl: a domain xenstore still lists but the
+    // hypervisor no longer knows was destroyed in between (its home is
+    // being removed), and is judged as not running.
+    let gathered = gathered.map(|mut guests| {
+        if hv.knows_states() {
+            guests.retain(|g| hv.domains.contains_key(&g.domid));
+        }
+        guests
+    });
     let mut hosts = vec![dom0_record(&sys, cfg, &hv, &known, inp.now)];
     let error = match &gathered {
         Ok(guests) => {

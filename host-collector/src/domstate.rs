@@ -125,10 +125,19 @@ fn add_figures(
             xen.push(value("mem_max_bytes", (m << 10) as f64));
         }
     }
+    // History is kept under the check id (`xen`, `vif0`, `vbd51712`), not
+    // the device's dom0-side name (`vif7.0`): a reboot gives the domain a
+    // new domid, and its graph must go on; and a thousand guests then
+    // share a dozen metrics instead of each having its own.
     let push = |rec: &mut HostRecord, id: String, target: &str, values: Vec<Value>, limits| {
+        let kept_as = if id == "xen" {
+            String::new()
+        } else {
+            id.clone()
+        };
         for v in &values {
             rec.figures
-                .push((KIND.into(), target.to_string(), v.name.clone(), v.value));
+                .push((KIND.into(), kept_as.clone(), v.name.clone(), v.value));
         }
         rec.latest.push(CheckFigures {
             check_id: id,
@@ -565,6 +574,10 @@ mod tests {
         assert!(r
             .figures
             .iter()
-            .any(|f| f.1 == "vbd-7-51712" && f.2 == "wr_sect"));
+            .any(|f| f.1 == "vbd51712" && f.2 == "wr_sect"));
+        assert!(r
+            .figures
+            .iter()
+            .any(|f| f.1 == "vif0" && f.2 == "tx_dropped"));
     }
 }

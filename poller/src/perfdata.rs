@@ -148,10 +148,7 @@ enum Unit {
 
 impl Unit {
     fn of(kind: &str, name: &str) -> Unit {
-        // The hypervisor's figures are counters (CPU time, bytes, packets,
-        // requests), but for its gauges: CPU %, memory, vCPUs.
-        let xen_gauge = name == "cpu_pct" || name == "vcpus" || name.starts_with("mem_");
-        if kind == "xen" && !xen_gauge {
+        if xsmon_proto::check::is_counter(kind, name) {
             Unit::Counter
         } else if name.ends_with("_pct") {
             Unit::Percent

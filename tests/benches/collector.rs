@@ -132,9 +132,10 @@ fn main() {
     println!("  SQLite insert of one cycle of {GUESTS} guests: median {:.1} ms, max {:.1} ms (20 cycles)", times[10] * 1000.0, times[19] * 1000.0);
 
     // 4. Large dom0s, in key layout 1 and the probe's default, 3.
-    large(1000, 1);
-    large(1000, 3);
-    large(4000, 3);
+    large(1000, 1, false);
+    large(1000, 3, false);
+    large(1000, 3, true);
+    large(4000, 3, false);
 
     // 3. Storage over time.
     storage();
@@ -155,9 +156,79 @@ fn collector_config(dir: &std::path::Path) -> std::path::PathBuf {
     cfg
 }
 
+/// What the hypervisor side gives for `n` guests: an `xl` that prints
+/// `xl list -v` for dom0 and `n` domains, and a sysfs root with a vif and
+/// a vbd per domain, as a Xen host would have them.
+fn fake_hypervisor(dir: &std::path::Path, n: u32, cycle: u32) -> std::path::PathBuf {
+    let mut list = String::from(
+        "Name                                        ID   Mem VCPUs\tState\tTime(s)   UUID                            Reason-Code\tSecurity Label\n",
+    );
+    list.push_str("Domain-0                                     0  4096     4     r-----   93245.1 00000000-0000-0000-0000-000000000000        -                -\n");
+    for id in 1..=n {
+        let state = match id % 50 {
+            0 => "--p---",
+            25 => "---sc-",
+            _ => "-b----",
+        };
+        list.push_str(&format!(
+            "{:<40} {id:5} {:5} {:5}     {state} {:9.1} {} {:>8} {:>16}\n",
+            format!("vm{id:05}"),
+            1024,
+            2,
+            f64::from(id) + f64::from(cycle) * 30.0,
+            xsmon_tests::uuid_for(&format!("vm{id:05}")),
+            "-",
+            "-"
+        ));
+    }
+    std::fs::write(dir.join("xl-list.txt"), list).unwrap();
+    let xl = dir.join("xl");
+    std::fs::write(
+        &xl,
+        format!(
+            "#!/bin/sh\nexec cat {}\n",
+            dir.join("xl-list.txt").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if cycle == 0 {
+        for id in 1..=n {
+            let vif = dir.join(format!("root/sys/class/net/vif{id}.0/statistics"));
+            std::fs::create_dir_all(&vif).unwrap();
+            for f in [
+                "rx_bytes",
+                "tx_bytes",
+                "rx_packets",
+                "tx_packets",
+                "rx_dropped",
+                "tx_dropped",
+            ] {
+                std::fs::write(vif.join(f), format!("{}\n", id * 1000)).unwrap();
+            }
+            let vbd = dir.join(format!(
+                "root/sys/bus/xen-backend/devices/vbd-{id}-51712/statistics"
+            ));
+            std::fs::create_dir_all(&vbd).unwrap();
+            for f in ["rd_req", "wr_req", "rd_sect", "wr_sect", "oo_req"] {
+                std::fs::write(vbd.join(f), format!("{}\n", id * 10)).unwrap();
+            }
+        }
+        // dom0's own /proc and mounts, for its memory and disk checks.
+        xsmon_tests::copy_tree(
+            &xsmon_tests::repo_root().join("tests/fixtures/probe/xen-guest/a/proc"),
+            &dir.join("root/proc"),
+        )
+        .ok();
+    }
+    xl
+}
+
 /// A whole `collect` process over `n` guests, each with a 5-check run
-/// written in key layout `layout`.
-fn large(n: u32, layout: u32) {
+/// written in key layout `layout`; with `hypervisor`, also `xl list -v`
+/// for them (states, CPU %, memory) and a vif and vbd each.
+fn large(n: u32, layout: u32, hypervisor: bool) {
     let collector = bin_dir().join("host-collector");
     let xs = Xenstored::start().unwrap();
     let mut c = xs.client().unwrap();
@@ -173,19 +244,36 @@ fn large(n: u32, layout: u32) {
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = collector_config(dir.path());
+    if hypervisor {
+        let xl = fake_hypervisor(dir.path(), n, 0);
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(
+            &cfg,
+            text.replace(
+                "xl = \"/nonexistent\"",
+                &format!("xl = \"{}\"", xl.display()),
+            ),
+        )
+        .unwrap();
+    }
     let t = Instant::now();
     let guests = gather::gather(&mut c, false).unwrap();
     let gather_s = t.elapsed().as_secs_f64();
     assert_eq!(guests.len(), n as usize);
     let mut walls = Vec::new();
     for i in 0..7 {
+        if hypervisor {
+            fake_hypervisor(dir.path(), n, i as u32 + 1);
+        }
         let t = Instant::now();
-        let out = Command::new(&collector)
-            .args(["--config", cfg.to_str().unwrap(), "collect", "--xenstore"])
+        let mut cmd = Command::new(&collector);
+        cmd.args(["--config", cfg.to_str().unwrap(), "collect", "--xenstore"])
             .arg(xs.socket())
-            .args(["--now", &(now + 60 + i * 300).to_string()])
-            .output()
-            .unwrap();
+            .args(["--now", &(now + 60 + i * 300).to_string()]);
+        if hypervisor {
+            cmd.arg("--root").arg(dir.path().join("root"));
+        }
+        let out = cmd.output().unwrap();
         walls.push(t.elapsed().as_secs_f64());
         assert!(
             out.status.success(),
@@ -196,8 +284,13 @@ fn large(n: u32, layout: u32) {
     // The first cycle inserts every host row; the rest are the steady state.
     let first = walls.remove(0);
     walls.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let with = if hypervisor {
+        " + xl list -v, a vif and a vbd each"
+    } else {
+        ""
+    };
     println!(
-        "  {n} guests x 5 checks, layout {layout}: xenstore part {:.0} ms; whole `collect` process: first cycle {:.0} ms, then median {:.0} ms, max {:.0} ms (6 cycles)",
+        "  {n} guests x 5 checks, layout {layout}{with}: xenstore part {:.0} ms; whole `collect` process: first cycle {:.0} ms, then median {:.0} ms, max {:.0} ms (6 cycles)",
         gather_s * 1000.0,
         first * 1000.0,
         walls[3] * 1000.0,

@@ -143,16 +143,16 @@ fn main() -> Result<()> {
         bail!("history failed: {}", String::from_utf8_lossy(&hist.stderr));
     }
 
-    step("host-collector history web02 --plot (a real PV guest on the real dom0)");
+    step("host-collector history web02 --since 5m --plot (a real PV guest on the real dom0)");
     let charts = xsmon_tests::repo_root().join("target/xsmon-demo");
     std::fs::create_dir_all(&charts)?;
     let chart = charts.join("web02.png");
     let png = lab.lab.dom0_ok(
-        "host-collector history web02 --since 1h --plot /tmp/web02.png >/dev/null && base64 /tmp/web02.png",
+        "host-collector history web02 --since 5m --plot /tmp/web02.png >/dev/null && base64 /tmp/web02.png",
     )?;
     std::fs::write(&chart, base64_decode(&png).context("the chart's base64")?)?;
     let points = lab.lab.dom0_ok(
-        "host-collector history web02 --since 1h --check mem --format csv | grep -c used_pct",
+        "host-collector history web02 --since 5m --check mem --format csv | grep -c used_pct",
     )?;
     println!(
         "   chart: {}: {} cycles of a real guest's figures, with Xen's own CPU %, memory and vif counters",
@@ -222,7 +222,9 @@ fn lab_scenario(lab: &LabSite, guests: &[LabGuest]) -> Result<()> {
     step("real Xen: xl pause pause02; a kernel crash in crash02 (echo c > /proc/sysrq-trigger)");
     lab.lab.dom0_ok("xl pause pause02")?;
     let crash = lab_guest(guests, "crash02")?;
-    let _ = lab.lab.guest(crash, "echo c > /proc/sysrq-trigger");
+    let _ = lab
+        .lab
+        .guest_within(crash, "echo c > /proc/sysrq-trigger", 5);
     lab.lab
         .wait_for("crash02 to crash", Duration::from_secs(60), || {
             Ok(lab.lab.xl_state("crash02")?.as_deref() == Some("---sc-"))

@@ -269,10 +269,17 @@ impl XenLab {
         self.dom0(script)?.ok(&format!("dom0: {}", brief(script)))
     }
 
-    /// Runs a shell script in a guest, relayed by dom0 over the bridge.
+    /// Runs a shell script in a guest (60 s at most), relayed by dom0 over
+    /// the bridge.
     pub fn guest(&self, g: &LabGuest, script: &str) -> Result<Exec> {
+        self.guest_within(g, script, 60)
+    }
+
+    /// Runs a shell script in a guest, giving up after `secs` (a script
+    /// that kills the guest's kernel never answers).
+    pub fn guest_within(&self, g: &LabGuest, script: &str, secs: u32) -> Result<Exec> {
         let b64 = base64(script.as_bytes());
-        let relay = format!("echo '{b64}' | nc -w 10 {} 2323", g.ip());
+        let relay = format!("echo '{b64}' | timeout {secs} nc -w 10 {} 2323", g.ip());
         let e = self.dom0(&relay)?;
         // The guest's agent ends its output with its own exit code; dom0's
         // agent adds the relay's.
