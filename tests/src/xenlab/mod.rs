@@ -437,6 +437,8 @@ pub struct LabSite {
     poller_config: PathBuf,
     /// One collector cycle at a time (the collector refuses a second one).
     collect_lock: Mutex<()>,
+    /// When the latest cycle started, by dom0's clock.
+    last_cycle: Mutex<i64>,
 }
 
 impl LabSite {
@@ -460,6 +462,7 @@ impl LabSite {
             dir,
             poller_config,
             collect_lock: Mutex::new(()),
+            last_cycle: Mutex::new(0),
         })
     }
 
@@ -546,11 +549,52 @@ impl LabSite {
     /// Runs one collector cycle on the lab's dom0.
     pub fn collect(&self) -> Result<String> {
         let _one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.lab.collect()
+        let out = self.lab.dom0_ok("date +%s; host-collector collect 2>&1")?;
+        let started: i64 = out
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .with_context(|| format!("dom0's clock: {out}"))?;
+        let mut last = self.last_cycle.lock().unwrap_or_else(|e| e.into_inner());
+        *last = (*last).max(started);
+        Ok(out)
     }
 
-    /// Runs the real poller against the lab: stdout and exit code.
+    /// snmpd keeps an extend's output for 5 s (NET-SNMP-EXTEND-MIB's
+    /// nsExtendCacheTime, not settable from snmpd.conf): waits until what
+    /// it serves comes from a cycle no older than the last [`collect`], so
+    /// that a poll right after a cycle reads that cycle.
+    ///
+    /// [`collect`]: LabSite::collect
+    fn wait_served_current(&self) -> Result<()> {
+        let want = *self.last_cycle.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.run_poller(&["json"])?.0;
+            let served = serde_json::from_str::<serde_json::Value>(&out)
+                .ok()
+                .and_then(|j| {
+                    j["dom0s"]
+                        .as_array()?
+                        .iter()
+                        .find(|d| d["name"] == LAB_DOM0)?["cycle_time"]
+                        .as_i64()
+                });
+            if served.is_some_and(|t| t >= want) || Instant::now() > deadline {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(700));
+        }
+    }
+
+    /// Runs the real poller against the lab (after the served state caught
+    /// up with the last cycle): stdout and exit code.
     pub fn poll(&self, args: &[&str]) -> Result<(String, i32)> {
+        self.wait_served_current()?;
+        self.run_poller(args)
+    }
+
+    fn run_poller(&self, args: &[&str]) -> Result<(String, i32)> {
         let out = Command::new(crate::bin("poller"))
             .args(args)
             .arg("--config")

@@ -1,0 +1,428 @@
+//! Reading: the hosts the collector knows, finding one by name or UUID,
+//! the latest cycle (snmp-extend, `status`), the latest figures, history.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use xsmon_proto::snmpline::CheckFigures;
+use xsmon_proto::Status;
+
+use crate::schema::schema_version;
+use crate::*;
+
+/// A host's row as the collector left it: who it is, whether it ran, and
+/// dom0's observation of its probe's last run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRow {
+    pub id: i64,
+    pub ident: String,
+    pub uuid: Option<String>,
+    pub name: String,
+    pub last_seen: i64,
+    pub domid: Option<u32>,
+    pub state: String,
+    pub config: bool,
+    pub run: Option<SeenRun>,
+    /// What the hypervisor said of it last cycle.
+    pub xen: Option<XenSeen>,
+}
+
+/// What the hypervisor said of a domain in a cycle: its state (the word
+/// of the SNMP line format's `G` record) since when, and its CPU time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XenSeen {
+    pub domid: u32,
+    pub state: String,
+    /// When dom0 first saw it in that state (dom0's clock).
+    pub since: i64,
+    pub cpu_time_s: f64,
+    /// When the CPU time was read.
+    pub cpu_at: i64,
+}
+
+/// A probe run as dom0 saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenRun {
+    pub seq: u64,
+    /// A digest of the run's content (see host-collector's freshness rules).
+    pub digest: u64,
+    /// The time the run claims (the guest's clock).
+    pub time: i64,
+    /// When dom0 first saw this run (dom0's clock).
+    pub seen: i64,
+}
+
+/// Every host row, for the collector to match this cycle's domains to.
+pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
+    let mut st = conn.prepare(
+        "SELECT id, ident, uuid, name, last_seen, domid, state, config,
+                run_seq, run_digest, run_time, run_seen,
+                xen_state, xen_since, cpu_time_ms, cpu_at FROM host ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| {
+        let seq: Option<i64> = r.get(8)?;
+        let digest: Option<i64> = r.get(9)?;
+        let time: Option<i64> = r.get(10)?;
+        let seen: Option<i64> = r.get(11)?;
+        let domid: Option<u32> = r.get(5)?;
+        let xen = match (
+            domid,
+            r.get::<_, Option<String>>(12)?,
+            r.get(13)?,
+            r.get::<_, Option<i64>>(14)?,
+            r.get(15)?,
+        ) {
+            (Some(domid), Some(state), Some(since), Some(cpu), Some(cpu_at)) => Some(XenSeen {
+                domid,
+                state,
+                since,
+                cpu_time_s: from_stored(cpu),
+                cpu_at,
+            }),
+            _ => None,
+        };
+        Ok(HostRow {
+            id: r.get(0)?,
+            ident: r.get(1)?,
+            uuid: r.get(2)?,
+            name: r.get(3)?,
+            last_seen: r.get(4)?,
+            domid: r.get(5)?,
+            state: r.get(6)?,
+            config: r.get::<_, i64>(7)? != 0,
+            run: match (seq, digest, time, seen) {
+                (Some(seq), Some(digest), Some(time), Some(seen)) => Some(SeenRun {
+                    seq: seq as u64,
+                    digest: digest as u64,
+                    time,
+                    seen,
+                }),
+                _ => None,
+            },
+            xen,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Finds the one host `spec` names: an ident (`uuid:...`), a bare UUID, a
+/// label shown in the latest cycle (`web01#7`), or a name. A name several
+/// hosts had is refused with the candidates, unless exactly one of them is
+/// running.
+pub fn find_host(conn: &Connection, spec: &str) -> Result<HostRow> {
+    let all = hosts(conn)?;
+    let lower = spec.to_ascii_lowercase();
+    if let Some(h) = all.iter().find(|h| {
+        h.ident == spec
+            || h.uuid.as_deref() == Some(lower.as_str())
+            || (spec == DOM0_NAME && h.ident == DOM0_IDENT)
+    }) {
+        return Ok(h.clone());
+    }
+    let labelled: Option<i64> = conn
+        .query_row(
+            "SELECT s.host_id FROM status s WHERE s.label = ?1 AND s.cycle_id = (SELECT max(id) FROM cycle)",
+            [spec],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(h) = labelled.and_then(|id| all.iter().find(|h| h.id == id)) {
+        return Ok(h.clone());
+    }
+    let named: Vec<&HostRow> = all
+        .iter()
+        .filter(|h| h.name == spec && h.ident != DOM0_IDENT)
+        .collect();
+    let running: Vec<&&HostRow> = named.iter().filter(|h| h.state == "running").collect();
+    match (named.len(), running.len()) {
+        (0, _) => Err(Error::UnknownHost(spec.to_string())),
+        (1, _) => Ok(named[0].clone()),
+        (_, 1) => Ok((*running[0]).clone()),
+        _ => Err(Error::Ambiguous {
+            name: spec.to_string(),
+            candidates: named.iter().map(|h| h.ident.clone()).collect(),
+        }),
+    }
+}
+
+/// The latest cycle, as snmp-extend and `status` show it.
+#[derive(Debug, Clone)]
+pub struct Latest {
+    pub cycle_id: i64,
+    pub time: i64,
+    pub dom0: String,
+    pub error: Option<String>,
+    /// Hosts the cycle could not store whole (one line each).
+    pub problems: Vec<String>,
+    pub hosts: Vec<LatestHost>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LatestHost {
+    /// The label shown (unique in the cycle).
+    pub name: String,
+    pub uuid: Option<String>,
+    pub domid: Option<u32>,
+    pub probe: String,
+    pub probe_time: Option<i64>,
+    /// When dom0 first saw the probe's latest run.
+    pub seen_time: Option<i64>,
+    pub status: Status,
+    pub message: String,
+    pub findings: Vec<LatestFinding>,
+    /// The hypervisor's word for the domain (`running`, `paused`,
+    /// `crashed`...), when it was known.
+    pub domain_state: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LatestFinding {
+    pub check_id: String,
+    pub kind: String,
+    pub target: String,
+    pub status: Status,
+    pub message: String,
+}
+
+/// The latest cycle with every host's summary and findings; `None` when
+/// no cycle was ever recorded.
+pub fn latest(conn: &Connection) -> Result<Option<Latest>> {
+    type CycleRow = (i64, i64, String, Option<String>, Option<String>);
+    let cycle: Option<CycleRow> = conn
+        .query_row(
+            "SELECT id, time, dom0, error, problems FROM cycle ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let Some((cycle_id, time, dom0, error, problems)) = cycle else {
+        return Ok(None);
+    };
+    let mut hosts = Vec::new();
+    let mut by_host: HashMap<i64, usize> = HashMap::new();
+    // A schema 3 database (until the collector migrates it) has no
+    // domain states.
+    let domain_state = if schema_version(conn)? >= DOMAIN_STATE_SCHEMA {
+        "s.domain_state"
+    } else {
+        "NULL"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT h.id, s.label, h.uuid, s.domid, s.probe, s.probe_time, s.seen_time, s.status, s.message, {domain_state}
+           FROM status s JOIN host h ON h.id = s.host_id
+          WHERE s.cycle_id = ?1 ORDER BY (h.ident != 'dom0'), s.label"
+    ))?;
+    let rows = stmt.query_map([cycle_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            LatestHost {
+                name: r.get(1)?,
+                uuid: r.get(2)?,
+                domid: r.get(3)?,
+                probe: r.get(4)?,
+                probe_time: r.get(5)?,
+                seen_time: r.get(6)?,
+                status: parse_status(&r.get::<_, String>(7)?),
+                message: r.get(8)?,
+                findings: Vec::new(),
+                domain_state: r.get(9)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (id, h) = row?;
+        by_host.insert(id, hosts.len());
+        hosts.push(h);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT host_id, check_id, kind, target, status, message FROM finding WHERE cycle_id = ?1
+          ORDER BY host_id, check_id",
+    )?;
+    let rows = stmt.query_map([cycle_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            LatestFinding {
+                check_id: r.get(1)?,
+                kind: r.get(2)?,
+                target: r.get(3)?,
+                status: parse_status(&r.get::<_, String>(4)?),
+                message: r.get(5)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (host_id, f) = row?;
+        if let Some(&i) = by_host.get(&host_id) {
+            hosts[i].findings.push(f);
+        }
+    }
+    Ok(Some(Latest {
+        cycle_id,
+        time,
+        dom0,
+        error,
+        problems: problems
+            .map(|p| p.lines().map(str::to_string).collect())
+            .unwrap_or_default(),
+        hosts,
+    }))
+}
+
+/// The latest cycle's figures, as snmp-extend's `figures` serves them.
+#[derive(Debug, Clone)]
+pub struct LatestFigures {
+    pub time: i64,
+    pub dom0: String,
+    /// Each host shown in the cycle whose run was current: its label and
+    /// its checks' figures, or why the stored figures cannot be read.
+    pub hosts: Vec<(String, std::result::Result<Vec<CheckFigures>, String>)>,
+}
+
+/// Every host's latest figures, for the hosts of the latest cycle; `None`
+/// when no cycle was ever recorded.
+pub fn latest_figures(conn: &Connection) -> Result<Option<LatestFigures>> {
+    let version = schema_version(conn)?;
+    if version < FIGURES_SCHEMA {
+        return Err(Error::Refused(format!(
+            "the database is at schema version {version}, which keeps no figures: they appear once host-collector's next cycle has migrated it"
+        )));
+    }
+    let cycle: Option<(i64, i64, String)> = conn
+        .query_row(
+            "SELECT id, time, dom0 FROM cycle ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((cycle_id, time, dom0)) = cycle else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT s.label, h.figures FROM status s JOIN host h ON h.id = s.host_id
+          WHERE s.cycle_id = ?1 AND h.figures IS NOT NULL ORDER BY (h.ident != 'dom0'), s.label",
+    )?;
+    let rows = stmt.query_map([cycle_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut hosts = Vec::new();
+    for row in rows {
+        let (label, text) = row?;
+        hosts.push((label, parse_figures(&text)));
+    }
+    Ok(Some(LatestFigures { time, dom0, hosts }))
+}
+
+/// A host's latest figures and thresholds (empty when its last run was
+/// not current).
+pub fn host_figures(conn: &Connection, host_id: i64) -> Result<Vec<CheckFigures>> {
+    if schema_version(conn)? < FIGURES_SCHEMA {
+        return Ok(Vec::new());
+    }
+    let text: Option<String> =
+        conn.query_row("SELECT figures FROM host WHERE id = ?1", [host_id], |r| {
+            r.get(0)
+        })?;
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => parse_figures(&t).map_err(Error::Refused),
+    }
+}
+
+fn parse_figures(text: &str) -> std::result::Result<Vec<CheckFigures>, String> {
+    text.lines()
+        .map(|l| CheckFigures::parse(l).map_err(|e| format!("stored figures unreadable: {e}")))
+        .collect()
+}
+
+/// A status read back from the database; anything unexpected is unknown.
+fn parse_status(s: &str) -> Status {
+    s.parse().unwrap_or(Status::Unknown)
+}
+
+/// One row of a host's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    pub time: i64,
+    /// 'raw', 'hourly' or 'daily'.
+    pub resolution: &'static str,
+    pub kind: String,
+    pub target: String,
+    pub metric: String,
+    pub value: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A host's figures since `since`, optionally of one check kind: raw rows
+/// where they are still kept, rolled-up rows before that. `host` is found
+/// as [`find_host`] does (a UUID, a label or a name).
+pub fn history(
+    conn: &Connection,
+    host: &str,
+    since: i64,
+    kind: Option<&str>,
+) -> Result<Vec<HistoryRow>> {
+    let host_id = find_host(conn, host)?.id;
+    let mut out = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT r.start, r.period, m.kind, m.target, m.name, r.vavg, r.vmin, r.vmax
+           FROM rollup r JOIN metric m ON m.id = r.metric_id
+          WHERE r.host_id = ?1 AND r.start >= ?2 AND (?3 IS NULL OR m.kind = ?3)
+          ORDER BY r.start, m.kind, m.target, m.name",
+    )?;
+    let rows = stmt.query_map(params![host_id, since - 86400, kind], |r| {
+        Ok(HistoryRow {
+            time: r.get(0)?,
+            resolution: if r.get::<_, i64>(1)? == 3600 {
+                "hourly"
+            } else {
+                "daily"
+            },
+            kind: r.get(2)?,
+            target: r.get(3)?,
+            metric: r.get(4)?,
+            value: from_stored(r.get(5)?),
+            min: from_stored(r.get(6)?),
+            max: from_stored(r.get(7)?),
+        })
+    })?;
+    for r in rows {
+        let r = r?;
+        if r.time
+            + if r.resolution == "hourly" {
+                3600
+            } else {
+                86400
+            }
+            > since
+        {
+            out.push(r);
+        }
+    }
+    let mut stmt = conn.prepare(
+        "SELECT c.time, m.kind, m.target, m.name, s.v
+           FROM sample s JOIN cycle c ON c.id = s.cycle_id JOIN metric m ON m.id = s.metric_id
+          WHERE s.host_id = ?1 AND c.time >= ?2 AND (?3 IS NULL OR m.kind = ?3)
+          ORDER BY c.time, m.kind, m.target, m.name",
+    )?;
+    let rows = stmt.query_map(params![host_id, since, kind], |r| {
+        let v = from_stored(r.get(4)?);
+        Ok(HistoryRow {
+            time: r.get(0)?,
+            resolution: "raw",
+            kind: r.get(1)?,
+            target: r.get(2)?,
+            metric: r.get(3)?,
+            value: v,
+            min: v,
+            max: v,
+        })
+    })?;
+    for r in rows {
+        out.push(r?);
+    }
+    out.sort_by(|a, b| {
+        (a.time, &a.kind, &a.target, &a.metric).cmp(&(b.time, &b.kind, &b.target, &b.metric))
+    });
+    Ok(out)
+}

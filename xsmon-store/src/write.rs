@@ -1,0 +1,394 @@
+//! Writing one cycle: a transaction per cycle, a savepoint per host, the
+//! host rows and their events, and `forget`.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use xsmon_proto::snmpline::CheckFigures;
+use xsmon_proto::{CheckResult, Status};
+
+use crate::*;
+
+/// One host's state in one cycle, and what becomes of its `host` row.
+#[derive(Debug, Clone)]
+pub struct HostRecord {
+    /// The existing `host` row this record updates (`None`: a new host).
+    pub row: Option<i64>,
+    /// Stable identity: `dom0`, `uuid:<uuid>`, `name:<name>`, `domid:<n>`.
+    pub ident: String,
+    pub uuid: Option<String>,
+    /// The toolstack's name (or the last one known).
+    pub name: String,
+    /// The name shown for this host in this cycle, unique within it.
+    pub label: String,
+    pub domid: Option<u32>,
+    /// The `host` row's state after this cycle ('running', 'gone', ...).
+    pub state: &'static str,
+    /// Has a .cfg under this dom0 (kept for running hosts).
+    pub config: bool,
+    /// Whether a status row is written (false: only the host row changes).
+    pub listed: bool,
+    /// 'fresh', 'stale', 'missing', 'invalid', 'host', 'down' or 'stopped'.
+    pub probe: &'static str,
+    pub probe_time: Option<i64>,
+    pub probe_seq: Option<u64>,
+    /// The run dom0 now knows of (stored in the host row when `Some`).
+    pub run: Option<SeenRun>,
+    pub status: Status,
+    pub message: String,
+    /// The checks that are not ok.
+    pub findings: Vec<CheckResult>,
+    /// (kind, target, name, value) figures to keep.
+    pub figures: Vec<(String, String, String, f64)>,
+    /// Every figure of the current run with its thresholds (empty when the
+    /// run is not current): the host's latest figures.
+    pub latest: Vec<CheckFigures>,
+    /// Events to record for this host: (kind, detail).
+    pub events: Vec<(&'static str, String)>,
+    /// What the hypervisor says of it this cycle (kept in the host row;
+    /// `None`: not a running domain, or no hypervisor view).
+    pub xen: Option<XenSeen>,
+}
+
+impl HostRecord {
+    /// A record with no probe data yet: `listed`, status error.
+    pub fn new(ident: String, name: String, label: String, state: &'static str) -> HostRecord {
+        HostRecord {
+            row: None,
+            ident,
+            uuid: None,
+            name,
+            label,
+            domid: None,
+            state,
+            config: false,
+            listed: true,
+            probe: "missing",
+            probe_time: None,
+            probe_seq: None,
+            run: None,
+            status: Status::Error,
+            message: String::new(),
+            findings: Vec::new(),
+            figures: Vec::new(),
+            latest: Vec::new(),
+            events: Vec::new(),
+            xen: None,
+        }
+    }
+}
+
+/// One collection cycle.
+#[derive(Debug, Clone)]
+pub struct CycleRecord {
+    pub time: i64,
+    pub duration_ms: i64,
+    pub dom0: String,
+    pub error: Option<String>,
+    pub hosts: Vec<HostRecord>,
+}
+
+/// How long rows are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    pub raw_secs: i64,
+    pub hourly_secs: i64,
+    pub daily_secs: i64,
+}
+
+/// What [`write_cycle`] stored.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub cycle_id: i64,
+    /// Hosts whose records could not be stored whole: each got a status
+    /// row saying so (or, failing that, a line here and in the cycle's
+    /// `problems`), and the rest of the cycle was stored.
+    pub problems: Vec<String>,
+}
+
+/// Writes a whole cycle in one transaction: either all of it is there
+/// afterwards, or none of it. Each host is written under its own savepoint:
+/// a host whose rows cannot be stored (a constraint, a bad value) costs
+/// only that host its figures, never the cycle.
+pub fn write_cycle(conn: &mut Connection, c: &CycleRecord, keep: Keep) -> Result<Written> {
+    let tx = conn.transaction()?;
+    let listed = c.hosts.iter().filter(|h| h.listed).count();
+    tx.execute(
+        "INSERT INTO cycle (time, duration_ms, dom0, guests, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.time, c.duration_ms, c.dom0, listed as i64, c.error],
+    )?;
+    let cycle_id = tx.last_insert_rowid();
+    let mut metrics = MetricIds::default();
+    let mut problems = Vec::new();
+    for h in &c.hosts {
+        if let Err(e) = write_host_isolated(&tx, cycle_id, c.time, h, &mut metrics) {
+            let why = format!("cannot store {} ({}): {e}", h.label, h.ident);
+            tracing::error!("{why}");
+            if h.listed && write_failure_row(&tx, cycle_id, c.time, h, &why).is_ok() {
+                problems.push(why);
+                continue;
+            }
+            problems.push(why);
+        }
+    }
+    if !problems.is_empty() {
+        tx.execute(
+            "UPDATE cycle SET problems = ?2 WHERE id = ?1",
+            params![cycle_id, problems.join("\n")],
+        )?;
+    }
+    apply_retention(&tx, c.time, keep)?;
+    tx.commit()?;
+    Ok(Written { cycle_id, problems })
+}
+
+/// Writes one host's rows under a savepoint, rolled back on failure.
+fn write_host_isolated(
+    tx: &Transaction<'_>,
+    cycle_id: i64,
+    now: i64,
+    h: &HostRecord,
+    metrics: &mut MetricIds,
+) -> Result<()> {
+    tx.execute_batch("SAVEPOINT host")?;
+    match write_host(tx, cycle_id, now, h, metrics) {
+        Ok(()) => {
+            tx.execute_batch("RELEASE host")?;
+            metrics.keep_added();
+            Ok(())
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO host; RELEASE host")?;
+            metrics.drop_added();
+            Err(e)
+        }
+    }
+}
+
+fn write_host(
+    tx: &Transaction<'_>,
+    cycle_id: i64,
+    now: i64,
+    h: &HostRecord,
+    metrics: &mut MetricIds,
+) -> Result<()> {
+    let host_id = upsert_host(tx, h, now)?;
+    for (kind, detail) in &h.events {
+        event(tx, now, host_id, kind, detail)?;
+    }
+    if !h.listed {
+        return Ok(());
+    }
+    insert_status(tx, cycle_id, host_id, h, h.status, &h.message)?;
+    for f in &h.findings {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO finding (cycle_id, host_id, check_id, kind, target, status, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![cycle_id, host_id, f.id, f.kind, f.target, f.status.as_str(), f.message])?;
+    }
+    for (kind, target, name, value) in &h.figures {
+        let metric_id = metrics.get(tx, kind, target, name)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO sample (host_id, metric_id, cycle_id, v) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![host_id, metric_id, cycle_id, to_stored(*value)])?;
+    }
+    Ok(())
+}
+
+fn insert_status(
+    tx: &Transaction<'_>,
+    cycle_id: i64,
+    host_id: i64,
+    h: &HostRecord,
+    status: Status,
+    message: &str,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO status (cycle_id, host_id, label, domid, probe, probe_time, probe_seq, seen_time, status, message, domain_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        cycle_id,
+        host_id,
+        h.label,
+        h.domid,
+        h.probe,
+        h.probe_time,
+        h.probe_seq.map(|s| s as i64),
+        h.run.map(|r| r.seen),
+        status.as_str(),
+        message,
+        h.xen.as_ref().map(|x| x.state.as_str())
+    ])?;
+    Ok(())
+}
+
+/// After a host's rows failed: one status row that says so, so the host
+/// keeps its line (an error) in snmp-extend's output.
+fn write_failure_row(
+    tx: &Transaction<'_>,
+    cycle_id: i64,
+    now: i64,
+    h: &HostRecord,
+    why: &str,
+) -> Result<()> {
+    tx.execute_batch("SAVEPOINT failure")?;
+    let attempt = (|| -> Result<()> {
+        let host_id = match existing_host_id(tx, h)? {
+            Some(id) => id,
+            None => insert_host(tx, h, now)?,
+        };
+        insert_status(tx, cycle_id, host_id, h, Status::Error, why)
+    })();
+    match attempt {
+        Ok(()) => {
+            tx.execute_batch("RELEASE failure")?;
+            Ok(())
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO failure; RELEASE failure")?;
+            Err(e)
+        }
+    }
+}
+
+fn existing_host_id(tx: &Transaction<'_>, h: &HostRecord) -> Result<Option<i64>> {
+    if let Some(id) = h.row {
+        return Ok(Some(id));
+    }
+    Ok(tx
+        .prepare_cached("SELECT id FROM host WHERE ident = ?1")?
+        .query_row([&h.ident], |r| r.get(0))
+        .optional()?)
+}
+
+fn insert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO host (ident, uuid, name, first_seen, last_seen, domid, state, config)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        h.ident, h.uuid, h.name, now, h.domid, h.state, h.config
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Updates (or creates) a host's row: identity, name, state, and the run
+/// dom0 saw. `last_seen` moves only while the host runs here.
+fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
+    let id = match existing_host_id(tx, h)? {
+        Some(id) => id,
+        None => insert_host(tx, h, now)?,
+    };
+    let running = h.state == "running";
+    let latest = (!h.latest.is_empty()).then(|| {
+        h.latest
+            .iter()
+            .map(CheckFigures::print)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    tx.prepare_cached(
+        "UPDATE host SET ident = ?2, uuid = coalesce(?3, uuid), name = ?4, state = ?5,
+                last_seen = CASE WHEN ?6 THEN ?7 ELSE last_seen END,
+                domid = CASE WHEN ?6 THEN ?8 ELSE domid END,
+                config = CASE WHEN ?6 THEN ?9 ELSE config END,
+                figures = ?10
+          WHERE id = ?1",
+    )?
+    .execute(params![
+        id, h.ident, h.uuid, h.name, h.state, running, now, h.domid, h.config, latest
+    ])?;
+    if let Some(x) = &h.xen {
+        tx.prepare_cached(
+            "UPDATE host SET xen_state = ?2, xen_since = ?3, cpu_time_ms = ?4, cpu_at = ?5 WHERE id = ?1",
+        )?
+        .execute(params![id, x.state, x.since, to_stored(x.cpu_time_s), x.cpu_at])?;
+    } else if running {
+        tx.prepare_cached(
+            "UPDATE host SET xen_state = NULL, xen_since = NULL, cpu_time_ms = NULL, cpu_at = NULL WHERE id = ?1",
+        )?
+        .execute(params![id])?;
+    }
+    if let Some(r) = h.run {
+        tx.prepare_cached(
+            "UPDATE host SET run_seq = ?2, run_digest = ?3, run_time = ?4, run_seen = ?5 WHERE id = ?1",
+        )?
+        .execute(params![id, r.seq as i64, r.digest as i64, r.time, r.seen])?;
+    }
+    Ok(id)
+}
+
+fn event(tx: &Transaction<'_>, time: i64, host_id: i64, kind: &str, detail: &str) -> Result<()> {
+    tx.prepare_cached("INSERT INTO event (time, host_id, kind, detail) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![time, host_id, kind, detail])?;
+    Ok(())
+}
+
+/// `host-collector forget`: an admin says a guest that is not running here
+/// is gone for good; it is no longer reported as down. Its history stays.
+pub fn forget(conn: &mut Connection, spec: &str, now: i64) -> Result<HostRow> {
+    let h = find_host(conn, spec)?;
+    if h.ident == DOM0_IDENT {
+        return Err(Error::Refused("dom0 itself cannot be forgotten".into()));
+    }
+    if h.state == "running" {
+        return Err(Error::Refused(format!(
+            "{} ({}) is running here as domain {}: nothing to forget",
+            h.name,
+            h.ident,
+            h.domid.map(|d| d.to_string()).unwrap_or_else(|| "?".into())
+        )));
+    }
+    let tx = conn.transaction()?;
+    tx.execute("UPDATE host SET state = 'forgotten' WHERE id = ?1", [h.id])?;
+    event(
+        &tx,
+        now,
+        h.id,
+        "forgotten",
+        &format!(
+            "{} ({}) forgotten by an admin (was {})",
+            h.name, h.ident, h.state
+        ),
+    )?;
+    tx.commit()?;
+    Ok(h)
+}
+
+/// Metric ids looked up in this cycle. The ids a host's savepoint added
+/// are dropped with it when it is rolled back (their rows are gone).
+#[derive(Default)]
+struct MetricIds {
+    ids: HashMap<(String, String, String), i64>,
+    added: Vec<(String, String, String)>,
+}
+
+impl MetricIds {
+    fn get(&mut self, tx: &Transaction<'_>, kind: &str, target: &str, name: &str) -> Result<i64> {
+        let key = (kind.to_string(), target.to_string(), name.to_string());
+        if let Some(id) = self.ids.get(&key) {
+            return Ok(*id);
+        }
+        tx.prepare_cached("INSERT OR IGNORE INTO metric (kind, target, name) VALUES (?1, ?2, ?3)")?
+            .execute(params![kind, target, name])?;
+        let id: i64 = tx
+            .prepare_cached("SELECT id FROM metric WHERE kind = ?1 AND target = ?2 AND name = ?3")?
+            .query_row(params![kind, target, name], |r| r.get(0))?;
+        self.added.push(key.clone());
+        self.ids.insert(key, id);
+        Ok(id)
+    }
+
+    fn keep_added(&mut self) {
+        self.added.clear();
+    }
+
+    fn drop_added(&mut self) {
+        for k in self.added.drain(..) {
+            self.ids.remove(&k);
+        }
+    }
+}
