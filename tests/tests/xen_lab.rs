@@ -205,8 +205,13 @@ fn shutdown_create_reboot_and_rename_keep_one_history() -> Result<()> {
             Duration::from_secs(130),
         )?
         .ok("xl shutdown")?;
-    let j = collected(site, &g.name)?;
-    ensure!(j["probe"] == "down", "after xl shutdown: {j}");
+    // `xl shutdown -w` returns once the domain has shut down; Xen may
+    // still be tearing it down (`dying`, a warning) for a cycle or two.
+    site.lab.wait_for(
+        "life01 to be down after xl shutdown",
+        Duration::from_secs(60),
+        || Ok(collected(site, &g.name)?["probe"] == "down"),
+    )?;
     site.lab.create(g)?;
     site.lab.wait_guest_up(g, Duration::from_secs(120))?;
     let next = domid_of(site, &g.name)?;
