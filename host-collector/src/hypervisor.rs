@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -332,21 +332,30 @@ fn read_counter(dir: &Path, name: &str) -> Option<u64> {
         .and_then(|s| s.trim().parse::<u64>().ok())
 }
 
+/// The backend devices under `dir` named `<prefix><domid><sep><device>`
+/// (`vif7.0`, `vbd-7-51712`), both numbers: (domid, entry name, device,
+/// its `statistics` directory). Anything else is skipped.
+fn device_dirs(dir: &Path, prefix: &str, sep: char) -> Vec<(u32, String, String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (domid, dev) = name.strip_prefix(prefix)?.split_once(sep)?;
+            let domid = domid.parse::<u32>().ok()?;
+            dev.parse::<u32>().ok()?;
+            let dev = dev.to_string();
+            Some((domid, name, dev, e.path().join("statistics")))
+        })
+        .collect()
+}
+
 /// Reads the vif counters under `sys_class_net` (normally /sys/class/net).
 pub fn read_vifs(sys_class_net: &Path) -> BTreeMap<u32, BTreeMap<String, VifCounters>> {
     let mut out: BTreeMap<u32, BTreeMap<String, VifCounters>> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(sys_class_net) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some((domid, dev)) = name.strip_prefix("vif").and_then(|r| r.split_once('.')) else {
-            continue;
-        };
-        let (Ok(domid), Ok(_)) = (domid.parse::<u32>(), dev.parse::<u32>()) else {
-            continue;
-        };
-        let s = e.path().join("statistics");
+    for (domid, name, _, s) in device_dirs(sys_class_net, "vif", '.') {
         let (Some(rx_bytes), Some(tx_bytes)) =
             (read_counter(&s, "rx_bytes"), read_counter(&s, "tx_bytes"))
         else {
@@ -368,18 +377,7 @@ pub fn read_vifs(sys_class_net: &Path) -> BTreeMap<u32, BTreeMap<String, VifCoun
 /// Reads blkback's counters: `vbd-<domid>-<device>/statistics`.
 pub fn read_vbds(backend_devices: &Path) -> BTreeMap<u32, BTreeMap<String, VbdCounters>> {
     let mut out: BTreeMap<u32, BTreeMap<String, VbdCounters>> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(backend_devices) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some((domid, dev)) = name.strip_prefix("vbd-").and_then(|r| r.split_once('-')) else {
-            continue;
-        };
-        let (Ok(domid), Ok(_)) = (domid.parse::<u32>(), dev.parse::<u32>()) else {
-            continue;
-        };
-        let s = e.path().join("statistics");
+    for (domid, _, dev, s) in device_dirs(backend_devices, "vbd-", '-') {
         let Some(rd_req) = read_counter(&s, "rd_req") else {
             continue;
         };
@@ -390,7 +388,7 @@ pub fn read_vbds(backend_devices: &Path) -> BTreeMap<u32, BTreeMap<String, VbdCo
             wr_sect: read_counter(&s, "wr_sect").unwrap_or(0),
             oo_req: read_counter(&s, "oo_req").unwrap_or(0),
         };
-        out.entry(domid).or_default().insert(dev.to_string(), c);
+        out.entry(domid).or_default().insert(dev, c);
     }
     out
 }

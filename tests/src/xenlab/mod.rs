@@ -382,11 +382,6 @@ impl XenLab {
         }
     }
 
-    /// Runs one collector cycle in dom0 now.
-    pub fn collect(&self) -> Result<String> {
-        self.dom0_ok("host-collector collect 2>&1")
-    }
-
     /// The domain's state letters from `xl list` (`r-----`, `--p---`...).
     pub fn xl_state(&self, name: &str) -> Result<Option<String>> {
         let out = self.dom0_ok("xl list")?;
