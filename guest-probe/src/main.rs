@@ -21,6 +21,7 @@ use crate::checks::Interval;
 use crate::config::Config;
 use crate::state::StateFile;
 use xsmon_checks::Sys;
+use xsmon_proto::layout::Resumed;
 
 /// Check this Xen guest (CPU, swap, disks, gateways) and write the results
 /// into xenstore for dom0 to collect.
@@ -68,6 +69,11 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     state_file: Option<PathBuf>,
 
+    /// Wait this long between measuring and writing (for tests that
+    /// suspend a guest in the middle of a run).
+    #[arg(long, value_name = "SECS", hide = true)]
+    hold_before_write: Option<u64>,
+
     /// More logging on stderr (-v, -vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -110,7 +116,7 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
     // Connect before measuring: on a machine that is not a Xen guest (a
     // copied binary tried by hand) the connection error comes at once, and
     // no check runs and no ping leaves it.
-    let xs = if only_print {
+    let mut xs = if only_print {
         None
     } else {
         let mut xs = match &cli.xenstore {
@@ -120,11 +126,33 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
         xs.set_timeout(Duration::from_secs(config.xenstore.timeout_secs.max(1)));
         Some(xs)
     };
+    let state = StateFile::new(state_path);
+    let domid_before = xs.as_mut().and_then(own_domid);
+    let (mut checks, mut resumed) = run_checks(&sys, config, &state, domid_before, None);
+    if let Some(secs) = cli.hold_before_write {
+        std::thread::sleep(Duration::from_secs(secs));
+    }
+    // Suspended while measuring (saved and restored, or migrated): the
+    // figures span the suspension; measure again, afresh.
+    let domid_after = xs.as_mut().and_then(own_domid);
+    if domid_before.is_some() && domid_after != domid_before {
+        let during = Resumed {
+            from_domid: domid_before,
+            suspended_ms: None,
+        };
+        tracing::info!(
+            ?domid_before,
+            ?domid_after,
+            "suspended during the run: measuring again"
+        );
+        (checks, resumed) = run_checks(&sys, config, &state, domid_after, Some(during));
+    }
     let mut run = Run {
         probe: format!("guest-probe {}", env!("CARGO_PKG_VERSION")),
         time: 0,
         seq: 0,
-        checks: run_checks(&sys, config, &StateFile::new(state_path)),
+        checks,
+        resumed,
     };
     run.time = (xsmon_checks::sys::now_ms() / 1000) as i64;
 
@@ -145,9 +173,25 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Runs every check; none can stop the others.
-fn run_checks(sys: &Sys, config: &Config, state: &StateFile) -> Vec<CheckResult> {
-    let interval = interval(sys, config, state);
+/// This domain's id, from its own xenstore `domid` key (the toolstack
+/// writes it; a guest may read it).
+fn own_domid(xs: &mut xsmon_xenstore::Client) -> Option<u32> {
+    use xsmon_xenstore::Store;
+    let v = xs.read_opt("domid").ok()??;
+    std::str::from_utf8(&v).ok()?.trim().parse().ok()
+}
+
+/// Runs every check; none can stop the others. Also returns the
+/// suspension found since the previous run, if any.
+fn run_checks(
+    sys: &Sys,
+    config: &Config,
+    state: &StateFile,
+    domid: Option<u32>,
+    during: Option<Resumed>,
+) -> (Vec<CheckResult>, Option<Resumed>) {
+    let interval = interval(sys, config, state, domid, during);
+    let resumed = interval.as_ref().ok().and_then(|i| i.resumed);
     let interval_ref = interval.as_ref();
     let mut out = vec![
         checks::cpu::check(sys, &config.cpu, interval_ref),
@@ -156,28 +200,59 @@ fn run_checks(sys: &Sys, config: &Config, state: &StateFile) -> Vec<CheckResult>
     ];
     out.extend(xsmon_checks::disk::checks(sys, &config.disk));
     out.extend(checks::net::checks(sys, &config.net));
-    out
+    (out, resumed)
 }
 
-/// The interval since the last run, or a short sample on a first run.
-fn interval(sys: &Sys, config: &Config, state: &StateFile) -> Result<Interval> {
-    let now = state::sample(sys)?;
-    let (prev, now, note) = match state.load().filter(|p| p.usable_before(&now)) {
-        Some(prev) => (prev, now, None),
-        None => {
+/// The interval since the last run; a short sample on a first run, and
+/// after a suspension (`during` this run, or found between the previous
+/// run's sample and this one), since no figure may span it.
+fn interval(
+    sys: &Sys,
+    config: &Config,
+    state: &StateFile,
+    domid: Option<u32>,
+    during: Option<Resumed>,
+) -> Result<Interval> {
+    let mut now = state::sample(sys)?;
+    now.domid = domid;
+    let prev = state.load().filter(|p| p.usable_before(&now));
+    let resumed = during.or_else(|| prev.and_then(|p| p.suspension_before(&now)));
+    let (prev, now, note) = match (prev, resumed) {
+        (Some(prev), None) => (prev, now, None),
+        _ => {
             std::thread::sleep(Duration::from_millis(config.cpu.first_sample_ms.max(100)));
-            let later = state::sample(sys)?;
-            (
-                now,
-                later,
-                Some("first run: short sample, no previous state".to_string()),
-            )
+            let mut later = state::sample(sys)?;
+            later.domid = domid;
+            // Here either the domain was suspended or there is no usable
+            // previous sample.
+            let note = match resumed {
+                Some(r) => format!("resumed {}: short sample, steal not graded", describe(&r)),
+                None => "first run: short sample, no previous state".into(),
+            };
+            (now, later, Some(note))
         }
     };
     if let Err(e) = state.save(&now) {
         tracing::warn!("cannot save state, next run will sample afresh: {e:#}");
     }
-    Ok(Interval { prev, now, note })
+    Ok(Interval {
+        prev,
+        now,
+        note,
+        resumed,
+    })
+}
+
+/// "in a new domain (was 7) after 8.4 s suspended", as far as known.
+fn describe(r: &Resumed) -> String {
+    let mut s = match r.from_domid {
+        Some(d) => format!("in a new domain (was {d})"),
+        None => "after a suspension".to_string(),
+    };
+    if let Some(ms) = r.suspended_ms {
+        s.push_str(&format!(", {:.1} s suspended", ms as f64 / 1000.0));
+    }
+    s
 }
 
 /// Where to write: the guest's home (relative path unless --domain-path),

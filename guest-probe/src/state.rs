@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use xsmon_proto::layout::Resumed;
 
 pub const DEFAULT_PATH: &str = "/var/lib/xsmon/probe.state";
 
@@ -21,6 +22,12 @@ pub struct Sample {
     pub cpu_steal: u64,
     pub pswpin: u64,
     pub pswpout: u64,
+    /// The domain the sample was taken in (from xenstore's `domid`), when
+    /// known: a restore or a migration gives the VM a new one.
+    pub domid: Option<u32>,
+    /// CLOCK_BOOTTIME minus CLOCK_MONOTONIC, in ms: Linux adds the time it
+    /// was suspended (a Xen save, restore or migration) to the first only.
+    pub sleep_ms: Option<u64>,
 }
 
 const FIELDS: [&str; 7] = [
@@ -48,7 +55,12 @@ impl Sample {
 
     fn from_map(m: &BTreeMap<&str, u64>) -> Option<Sample> {
         let g = |k: &str| m.get(k).copied();
+        // Optional: state files written before xsmon 0.4 have neither.
+        let domid = g("domid").and_then(|d| u32::try_from(d).ok());
+        let sleep_ms = g("sleep_ms");
         Some(Sample {
+            domid,
+            sleep_ms,
             time_ms: g("time_ms")?,
             btime: g("btime")?,
             cpu_total: g("cpu_total")?,
@@ -56,6 +68,28 @@ impl Sample {
             cpu_steal: g("cpu_steal")?,
             pswpin: g("pswpin")?,
             pswpout: g("pswpout")?,
+        })
+    }
+
+    /// Was the domain suspended between `self` and `now` (same boot)? A
+    /// new domid, or the suspended-time clock grown by more than half a
+    /// second, says so; each alone is enough (a guest that cannot read its
+    /// domid, or a kernel that does not book the suspension).
+    pub fn suspension_before(&self, now: &Sample) -> Option<Resumed> {
+        if self.btime != now.btime {
+            return None;
+        }
+        let from_domid = match (self.domid, now.domid) {
+            (Some(a), Some(b)) if a != b => Some(a),
+            _ => None,
+        };
+        let suspended_ms = match (self.sleep_ms, now.sleep_ms) {
+            (Some(a), Some(b)) if b > a + 500 => Some(b - a),
+            _ => None,
+        };
+        (from_domid.is_some() || suspended_ms.is_some()).then_some(Resumed {
+            from_domid,
+            suspended_ms,
         })
     }
 
@@ -98,7 +132,18 @@ pub fn sample(sys: &xsmon_checks::Sys) -> Result<Sample> {
         cpu_steal: t.steal.unwrap_or(0),
         pswpin: vmget("pswpin"),
         pswpout: vmget("pswpout"),
+        domid: None,
+        sleep_ms: sleep_ms(),
     })
+}
+
+/// CLOCK_BOOTTIME - CLOCK_MONOTONIC, in ms.
+fn sleep_ms() -> Option<u64> {
+    use nix::sys::time::TimeValLike;
+    use nix::time::{clock_gettime, ClockId};
+    let boot = clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?;
+    let mono = clock_gettime(ClockId::CLOCK_MONOTONIC).ok()?;
+    u64::try_from(boot.num_milliseconds() - mono.num_milliseconds()).ok()
 }
 
 /// The state file.
@@ -135,6 +180,12 @@ impl StateFile {
         for (k, v) in FIELDS.iter().zip(s.fields()) {
             text.push_str(&format!("{k} {v}\n"));
         }
+        if let Some(d) = s.domid {
+            text.push_str(&format!("domid {d}\n"));
+        }
+        if let Some(m) = s.sleep_ms {
+            text.push_str(&format!("sleep_ms {m}\n"));
+        }
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -163,6 +214,8 @@ mod tests {
             cpu_steal: 5,
             pswpin: 6,
             pswpout: 7,
+            domid: Some(9),
+            sleep_ms: Some(10),
         };
         f.save(&s).unwrap();
         assert_eq!(f.load(), Some(s));
@@ -190,5 +243,37 @@ mod tests {
         b.btime = 5;
         b.time_ms = 500;
         assert!(!a.usable_before(&b));
+    }
+
+    #[test]
+    fn a_new_domid_or_booked_sleep_is_a_suspension() {
+        let a = Sample {
+            btime: 5,
+            domid: Some(7),
+            sleep_ms: Some(100),
+            ..Default::default()
+        };
+        let mut b = a;
+        assert_eq!(a.suspension_before(&b), None);
+        b.domid = Some(9);
+        assert_eq!(
+            a.suspension_before(&b),
+            Some(Resumed {
+                from_domid: Some(7),
+                suspended_ms: None
+            })
+        );
+        b.domid = Some(7);
+        b.sleep_ms = Some(8_600);
+        assert_eq!(a.suspension_before(&b).unwrap().suspended_ms, Some(8_500));
+        // A reboot is not a suspension (and the state is not used at all).
+        b.btime = 6;
+        assert_eq!(a.suspension_before(&b), None);
+        // A state file from before xsmon 0.4: nothing to compare.
+        let old = Sample {
+            btime: 5,
+            ..Default::default()
+        };
+        assert_eq!(old.suspension_before(&a), None);
     }
 }

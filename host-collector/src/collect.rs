@@ -84,6 +84,7 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
                     skew_max: cfg.clock_skew_max_secs as i64,
                 },
                 hypervisor: &cfg.hypervisor,
+                without_probe: &cfg.without_probe,
             };
             hosts.extend(judge_all(&known, guests, &hv, &scene));
             None
@@ -132,7 +133,9 @@ fn read_xenstore(inp: &Inputs<'_>) -> Result<Vec<Guest>> {
         None => xsmon_xenstore::Client::open_default()?,
     };
     xs.set_timeout(Duration::from_secs(inp.config.xenstore_timeout_secs.max(1)));
-    gather::gather(&mut xs, inp.config.legacy)
+    let mut guests = gather::gather(&mut xs, inp.config.legacy)?;
+    crate::agent::read(&mut xs, &mut guests, &inp.config.without_probe);
+    Ok(guests)
 }
 
 /// What a cycle judges guests against.
@@ -144,6 +147,8 @@ pub struct Scene<'a> {
     pub now: i64,
     pub rules: Rules,
     pub hypervisor: &'a crate::config::HypervisorConfig,
+    /// Guests that do not run the probe, and how their agents are judged.
+    pub without_probe: &'a crate::agent::WithoutProbe,
 }
 
 impl Scene<'_> {
@@ -320,6 +325,9 @@ fn judge_running(
         return rec;
     }
     match &g.found {
+        Found::Nothing if scene.without_probe.lists(&name) => {
+            crate::agent::judge(&mut rec, g, scene.without_probe);
+        }
         Found::Nothing => {
             rec.message = match prev.and_then(|h| h.run) {
                 Some(r) => format!(
@@ -335,8 +343,20 @@ fn judge_running(
         }
         Found::Run { run, legacy } => {
             let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
-            let seen =
-                freshness::observe(run, prev.and_then(|h| h.run), prev_cycle, now, scene.rules);
+            let new_instance = crate::continuity::new_instance_note(
+                prev,
+                g.domid,
+                run,
+                scene.config_elsewhere(&name),
+            );
+            let seen = freshness::observe_instance(
+                run,
+                prev.and_then(|h| h.run),
+                prev_cycle,
+                now,
+                scene.rules,
+                new_instance,
+            );
             rec.probe_time = Some(run.time);
             rec.probe_seq = Some(run.seq);
             rec.run = Some(seen.run);

@@ -43,6 +43,9 @@ pub struct Config {
     pub xl: PathBuf,
     /// How the hypervisor's view of a domain is judged.
     pub hypervisor: HypervisorConfig,
+    /// Guests that cannot run guest-probe (Windows, BSD, appliances):
+    /// reported by what Xen and their guest agent say.
+    pub without_probe: crate::agent::WithoutProbe,
     /// After each cycle, write every figure and status as Prometheus
     /// metrics to this file (for node_exporter's textfile collector, e.g.
     /// /var/lib/prometheus/node-exporter/xsmon.prom).
@@ -64,6 +67,7 @@ impl Default for Config {
             xenstore_timeout_secs: 5,
             xl: PathBuf::from("xl"),
             hypervisor: HypervisorConfig::default(),
+            without_probe: Default::default(),
             prometheus_textfile: None,
         }
     }

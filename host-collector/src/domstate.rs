@@ -328,6 +328,7 @@ mod tests {
             found: Found::Nothing,
             mem_target_kib: Some(163_840),
             mem_max_kib: Some(262_144),
+            agent: None,
         }
     }
 

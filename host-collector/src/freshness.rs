@@ -64,12 +64,31 @@ pub fn observe(
     now: i64,
     rules: Rules,
 ) -> Observation {
+    observe_instance(run, prev, prev_cycle, now, rules, None)
+}
+
+/// [`observe`], for a run that may come from a new domain of the VM
+/// (`new_instance`: how it continues the VM, from
+/// [`crate::continuity::new_instance_note`]). A new domain continues the
+/// VM's runs: its seq may repeat or go back (its xenstore area was built
+/// afresh, or copied during a migration while a run was being written),
+/// which is then no finding; within one domain the seq rules stand.
+pub fn observe_instance(
+    run: &Run,
+    prev: Option<SeenRun>,
+    prev_cycle: Option<i64>,
+    now: i64,
+    rules: Rules,
+    new_instance: Option<String>,
+) -> Observation {
     let digest = digest(run);
     let mut notes = Vec::new();
     let mut findings = Vec::new();
+    let continues = new_instance.is_some();
     let (seen, changed) = match prev {
         None => (run.time.min(now), false),
         Some(p) if p.seq == run.seq && p.digest == digest => (p.seen, false),
+        Some(_) if continues => (now, true),
         Some(p) if p.seq == run.seq => {
             findings.push(finding(
                 "seq",
@@ -90,6 +109,7 @@ pub fn observe(
         }
         Some(_) => (now, true),
     };
+    notes.extend(new_instance);
     let ahead = run.time - now;
     if ahead > rules.skew_max {
         findings.push(clock_finding(ahead, "ahead of"));
@@ -146,6 +166,7 @@ mod tests {
             time,
             seq,
             checks: vec![c],
+            resumed: None,
         }
     }
 
@@ -197,6 +218,37 @@ mod tests {
         let unchanged = observe(&run(t, 9, "x"), Some(a.run), Some(t), t + 300, RULES);
         assert_eq!(unchanged.run.seen, t);
         assert!(unchanged.findings.is_empty());
+    }
+
+    #[test]
+    fn a_new_domain_continues_the_runs_without_a_finding() {
+        let t = 1_700_000_000;
+        let a = observe(&run(t, 9, "x"), None, None, t, RULES);
+        let note = || Some("restored (domain 7 -> 9)".to_string());
+        // Suspended while writing seq 9: the new domain writes it again.
+        let again = observe_instance(
+            &run(t + 20, 9, "y"),
+            Some(a.run),
+            Some(t),
+            t + 300,
+            RULES,
+            note(),
+        );
+        assert!(again.findings.is_empty(), "{:?}", again.findings);
+        assert_eq!(again.notes, vec!["restored (domain 7 -> 9)".to_string()]);
+        assert_eq!(again.run.seen, t + 300);
+        let back = observe_instance(
+            &run(t + 20, 4, "y"),
+            Some(a.run),
+            Some(t),
+            t + 300,
+            RULES,
+            note(),
+        );
+        assert_eq!(back.notes.len(), 1, "{:?}", back.notes);
+        // Within one domain, two writers are still a warning.
+        let two = observe_instance(&run(t, 9, "z"), Some(a.run), Some(t), t + 300, RULES, None);
+        assert_eq!(two.findings[0].id, "seq");
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn guest_keys_v2() -> impl Strategy<Value = (Identity, Prefetched)> {
             ],
             0..3,
         ),
-        proptest::sample::select(vec!["2", "3"]),
+        proptest::sample::select(vec!["2", "3", "4"]),
     )
         .prop_map(|(name, vm, run, chunks, version)| {
             let mut p = Prefetched::default();
@@ -255,6 +255,7 @@ proptest! {
             now: 1_795_700_060,
             rules: Rules { stale_after: 600, skew_max: 600 },
             hypervisor: &Default::default(),
+            without_probe: &Default::default(),
         };
         let hosts = judge_all(&[], &decoded, &Hypervisor::default(), &scene);
         prop_assert_eq!(hosts.iter().filter(|h| h.listed).count(), decoded.len());

@@ -52,6 +52,9 @@ pub struct Guest {
     /// `memory/static-max`, KiB): written by dom0, read-only to the guest.
     pub mem_target_kib: Option<u64>,
     pub mem_max_kib: Option<u64>,
+    /// A guest agent's keys, read for guests listed in `[without_probe]`
+    /// that have no probe results ([`crate::agent::read`]).
+    pub agent: Option<crate::agent::AgentKeys>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,12 +100,12 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         memory.push((kib(value_of(replies.next())), kib(value_of(replies.next()))));
     }
 
-    // Batch 2: version 2 and 3 chunks; version 1 top keys and check listing.
+    // Batch 2: version 2 to 4 chunks; version 1 top keys and check listing.
     let mut batch = Batch::default();
     for (i, (id, _, p)) in pre.iter().enumerate() {
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         match p.values.get("version").map(Vec::as_slice) {
-            Some(b"2" | b"3") => {
+            Some(b"2" | b"3" | b"4") => {
                 let n = p
                     .values
                     .get("run")
@@ -234,6 +237,7 @@ pub fn decode_guest(domid: u32, identity: Identity, p: &mut Prefetched) -> Guest
         found,
         mem_target_kib: None,
         mem_max_kib: None,
+        agent: None,
     }
 }
 

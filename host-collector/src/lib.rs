@@ -2,9 +2,11 @@
 //! xenstore, judging freshness and identity) and its configuration. The
 //! history database is the crate xsmon-store.
 
+pub mod agent;
 pub mod chart;
 pub mod collect;
 pub mod config;
+pub mod continuity;
 pub mod domstate;
 pub mod freshness;
 pub mod gather;

@@ -317,6 +317,7 @@ fn storage() {
             name_problem: None,
             mem_target_kib: None,
             mem_max_kib: None,
+            agent: None,
             found: Found::Nothing,
         })
         .collect();

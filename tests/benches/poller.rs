@@ -52,6 +52,7 @@ fn main() {
                 name_problem: None,
                 mem_target_kib: None,
                 mem_max_kib: None,
+                agent: None,
                 found: Found::Run {
                     run: sample_run(now, 2, if id == 3 { Status::Error } else { Status::Ok }),
                     legacy: false,

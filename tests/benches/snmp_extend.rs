@@ -39,6 +39,7 @@ fn main() {
                 name_problem: None,
                 mem_target_kib: None,
                 mem_max_kib: None,
+                agent: None,
                 found: Found::Run {
                     run: sample_run(
                         t,

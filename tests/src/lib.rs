@@ -206,6 +206,7 @@ pub fn store_cycle_with(
             skew_max: 600,
         },
         hypervisor: &hypervisor,
+        without_probe: &Default::default(),
     };
     let known = xsmon_store::hosts(conn)?;
     let hosts = host_collector::collect::judge_all(&known, guests, hv, &scene);

@@ -238,5 +238,6 @@ pub fn sample_run(
         time,
         seq: 1,
         checks,
+        resumed: None,
     }
 }

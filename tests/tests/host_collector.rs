@@ -669,6 +669,7 @@ fn varying_run(t: i64, seq: u64, progress: f64) -> xsmon_proto::layout::Run {
         time: t,
         seq,
         checks,
+        resumed: None,
     }
 }
 

@@ -30,6 +30,7 @@ fn big_state(path: &std::path::Path) -> usize {
             name_problem: None,
             mem_target_kib: None,
             mem_max_kib: None,
+            agent: None,
             found: host_collector::gather::Found::Run {
                 run: sample_run(now, 1, Status::Error),
                 legacy: false,

@@ -1,4 +1,4 @@
-//! # The xenstore key layout, versions 1 and 2
+//! # The xenstore key layout, versions 1 to 4
 //!
 //! This page is the contract between `guest-probe` (which writes) and
 //! `host-collector` (which reads). Each probe run replaces the whole tree
@@ -64,6 +64,20 @@
 //! chunks hold fields in sevens. A version 1 writer may add the same
 //! `check/<id>/limits` key, which readers before xsmon 0.3 ignore.
 //!
+//! **Version 4** (written by default since xsmon 0.4) is version 3 with a
+//! fifth field in the run line, before the probe:
+//! `<time> <seq> <chunks> <resumed> <probe>`. `resumed` is `-`, or
+//! `<from_domid>,<suspended_ms>` (either part `?` when unknown) when the
+//! probe found that its domain was suspended since its previous run or
+//! during this one: saved and restored, or migrated, both of which give
+//! the VM a new domain. The run's interval figures then start afresh (no
+//! delta spans the suspension) and its steal is not graded (the guest's
+//! kernel books the time its new domain spent being restored as steal).
+//! `from_domid` is the domid of the previous run's domain; `suspended_ms`
+//! how much CLOCK_BOOTTIME grew over CLOCK_MONOTONIC (Linux books a Xen
+//! suspension there, as it does a sleep). Readers keep reading versions 1
+//! to 3 (where `resumed` is unknown).
+//!
 //! Fields are separated by single spaces and escaped as in the SNMP line
 //! format (`\\`, `\s`, `\xHH`, the empty field `\e`), so a chunk holds
 //! printable ASCII only, and its fields come in sixes; a check is never
@@ -88,7 +102,7 @@ use crate::check::{CheckResult, Limit, Status, Value};
 use crate::text::{self, TextError};
 
 /// The newest layout version, written by default.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Most `chunk/<n>` keys of a version 2 run.
 pub const MAX_CHUNKS: usize = 64;
 /// Longest `chunk/<n>` value (xenstored's default quota is 2048 bytes).
@@ -124,6 +138,80 @@ pub struct Run {
     pub time: i64,
     pub seq: u64,
     pub checks: Vec<CheckResult>,
+    /// Set when the probe found that its domain was suspended (saved and
+    /// restored, or migrated) since its previous run, or during this one
+    /// (layout 4; `None` in older layouts).
+    pub resumed: Option<Resumed>,
+}
+
+/// The probe's evidence that its domain was suspended since its previous
+/// run: the run's interval figures start afresh after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resumed {
+    /// The domid the previous run was written from, when it differs from
+    /// this run's (a restore and a migration both give a new domain).
+    pub from_domid: Option<u32>,
+    /// How long the guest's kernel was suspended, in ms (the growth of
+    /// CLOCK_BOOTTIME over CLOCK_MONOTONIC, which a Xen resume books),
+    /// when it grew.
+    pub suspended_ms: Option<u64>,
+}
+
+/// Largest domid a guest may name (`DOMID_FIRST_RESERVED` - 1).
+const MAX_DOMID: u32 = 0x7FEF;
+
+impl Resumed {
+    /// The run line's field: `-`, or `<from_domid>,<suspended_ms>` with
+    /// `?` for what is unknown.
+    pub fn field(r: Option<&Resumed>) -> String {
+        match r {
+            None => "-".into(),
+            Some(r) => format!(
+                "{},{}",
+                r.from_domid.map_or("?".into(), |d| d.to_string()),
+                r.suspended_ms.map_or("?".into(), |m| m.to_string())
+            ),
+        }
+    }
+
+    /// Parses the run line's field (guest data: strict and bounded).
+    pub fn parse_field(s: &str) -> Result<Option<Resumed>, String> {
+        if s == "-" {
+            return Ok(None);
+        }
+        let bad = || {
+            format!(
+                "resumed field {:?} is not - or <domid>,<ms>",
+                text::clean(s, 24)
+            )
+        };
+        let (d, m) = s.split_once(',').ok_or_else(bad)?;
+        let num = |v: &str, digits: usize| -> Result<Option<u64>, String> {
+            match v {
+                "?" => Ok(None),
+                v if !v.is_empty()
+                    && v.len() <= digits
+                    && v.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    v.parse().map(Some).map_err(|_| bad())
+                }
+                _ => Err(bad()),
+            }
+        };
+        let from_domid = num(d, 5)?
+            .map(|d| {
+                u32::try_from(d)
+                    .ok()
+                    .filter(|d| *d <= MAX_DOMID)
+                    .ok_or_else(bad)
+            })
+            .transpose()?;
+        let suspended_ms = num(m, 12)?;
+        Ok(Some(Resumed {
+            from_domid,
+            suspended_ms,
+        }))
+    }
 }
 
 /// A run that cannot be encoded (a bug in the writer, not bad luck).
@@ -142,9 +230,15 @@ pub struct DecodeError {
     pub problem: String,
 }
 
-/// Encodes a run in the newest layout (version 3).
+/// Encodes a run in the newest layout (version 4).
 pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
-    encode_v3(run)
+    encode_v4(run)
+}
+
+/// Encodes a run in layout version 4: version 3 with the `resumed` field
+/// in the run line.
+pub fn encode_v4(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+    encode_chunked(run, 4)
 }
 
 /// Encodes a run in layout version 3: version 2 with each check's limits.
@@ -212,7 +306,18 @@ fn encode_chunked(run: &Run, version: u32) -> Result<Vec<(String, Vec<u8>)>, Enc
         ("version".to_string(), version.to_string().into_bytes()),
         (
             "run".to_string(),
-            format!("{} {} {} {probe}", run.time, run.seq, chunks.len()).into_bytes(),
+            if version >= 4 {
+                format!(
+                    "{} {} {} {} {probe}",
+                    run.time,
+                    run.seq,
+                    chunks.len(),
+                    Resumed::field(run.resumed.as_ref())
+                )
+            } else {
+                format!("{} {} {} {probe}", run.time, run.seq, chunks.len())
+            }
+            .into_bytes(),
         ),
     ];
     for (i, c) in chunks.into_iter().enumerate() {
@@ -503,10 +608,11 @@ pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
         "1" => decode_v1(src).map(Some),
         "2" => decode_chunked(src, 2).map(Some),
         "3" => decode_chunked(src, 3).map(Some),
+        "4" => decode_chunked(src, 4).map(Some),
         _ => Err(err(
             "version",
             format!(
-                "layout version {:?} is not 1, 2 or 3",
+                "layout version {:?} is not 1, 2, 3 or 4",
                 text::clean(&version, 8)
             ),
         )),
@@ -528,9 +634,15 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
     use crate::snmpline::unescape;
     let line = require(read_text(src, "run", MAX_RUN)?, "run")?;
     let f: Vec<&str> = line.split(' ').collect();
-    if f.len() != 4 {
-        return Err(err("run", format!("{} fields, expected 4", f.len())));
+    let want = if version >= 4 { 5 } else { 4 };
+    if f.len() != want {
+        return Err(err("run", format!("{} fields, expected {want}", f.len())));
     }
+    let resumed = if version >= 4 {
+        Resumed::parse_field(f[3]).map_err(|e| err("run", e))?
+    } else {
+        None
+    };
     let n: usize = f[2]
         .parse()
         .ok()
@@ -548,7 +660,7 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
     v1.insert("version".into(), b"1".to_vec());
     v1.insert("time".into(), f[0].as_bytes().to_vec());
     v1.insert("seq".into(), f[1].as_bytes().to_vec());
-    let probe = unescape(f[3]).map_err(|e| err("run", e))?;
+    let probe = unescape(f[want - 1]).map_err(|e| err("run", e))?;
     v1.insert("probe".into(), probe.into_bytes());
     let mut ids = std::collections::HashSet::new();
     for i in 0..n {
@@ -593,10 +705,12 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
             }
         }
     }
-    decode_v1(&mut v1).map_err(|e| DecodeError {
+    let mut run = decode_v1(&mut v1).map_err(|e| DecodeError {
         key: format!("{} (layout {version})", e.key),
         problem: e.problem,
-    })
+    })?;
+    run.resumed = resumed;
+    Ok(run)
 }
 
 /// Version 1: one key per field.
@@ -641,6 +755,7 @@ fn decode_v1<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
         time,
         seq,
         checks,
+        resumed: None,
     })
 }
 
@@ -756,6 +871,7 @@ mod tests {
             time: 1_764_097_200,
             seq: 42,
             checks,
+            resumed: None,
         }
     }
 
@@ -779,6 +895,43 @@ mod tests {
         let pairs = encode_v2(&run).unwrap();
         assert_eq!(pairs[0], ("version".into(), b"2".to_vec()));
         assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), without_limits);
+    }
+
+    #[test]
+    fn version_4_carries_the_resumed_field_and_3_still_reads() {
+        let mut run = sample(2, 1);
+        run.resumed = Some(Resumed {
+            from_domid: Some(12),
+            suspended_ms: None,
+        });
+        let pairs = encode(&run).unwrap();
+        assert_eq!(pairs[0], ("version".into(), b"4".to_vec()));
+        assert!(String::from_utf8_lossy(&pairs[1].1).contains(" 12,? guest-probe"));
+        assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), run);
+        // A version 3 writer (an older probe) has no such field.
+        let pairs = encode_v3(&run).unwrap();
+        let mut old = run.clone();
+        old.resumed = None;
+        assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), old);
+        for bad in [
+            "12",
+            "x,1",
+            "99999,1",
+            "1,1234567890123",
+            ",",
+            "-1,5",
+            "1,\\n",
+        ] {
+            assert!(Resumed::parse_field(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Resumed::parse_field("?,8450").unwrap(),
+            Some(Resumed {
+                from_domid: None,
+                suspended_ms: Some(8450)
+            })
+        );
+        assert_eq!(Resumed::parse_field("-").unwrap(), None);
     }
 
     #[test]
@@ -849,23 +1002,24 @@ mod tests {
                 "unknown status",
             ),
             ("chunk/0", chunk.replacen("cpu", "\\q", 1), "bad escape"),
-            ("run", "1 2 65 p".into(), "chunk count"),
-            ("run", "1 2 1".into(), "expected 4"),
-            ("run", "yesterday 2 1 p".into(), "not Unix seconds"),
-            ("version", "4".into(), "layout version"),
+            ("run", "1 2 65 - p".into(), "chunk count"),
+            ("run", "1 2 1 p".into(), "expected 5"),
+            ("run", "1 2 1 7;3 p".into(), "resumed field"),
+            ("run", "yesterday 2 1 - p".into(), "not Unix seconds"),
+            ("version", "5".into(), "layout version"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();
             m.insert(key.to_string(), value.into_bytes());
             let e = decode(&mut m).unwrap_err();
             assert!(
-                e.key.starts_with(key) || e.key.contains("layout 3"),
+                e.key.starts_with(key) || e.key.contains("layout 4"),
                 "{key}: {e}"
             );
             assert!(e.problem.contains(expect), "{key}: {}", e.problem);
         }
         let mut m = base.clone();
-        m.insert("run".into(), b"1 2 2 p".to_vec());
+        m.insert("run".into(), b"1 2 2 - p".to_vec());
         assert_eq!(
             decode(&mut m).unwrap_err().key,
             "chunk/1",
@@ -906,7 +1060,7 @@ mod tests {
             ("check/cpu/values", b"load1=1 load1=2", "twice"),
             ("check/cpu/values", b"LOAD=1", "not [a-z0-9_]"),
             ("time", b"yesterday", "not Unix seconds"),
-            ("version", b"4", "layout version"),
+            ("version", b"5", "layout version"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();

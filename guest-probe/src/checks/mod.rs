@@ -10,8 +10,12 @@ pub mod swap;
 pub struct Interval {
     pub prev: crate::state::Sample,
     pub now: crate::state::Sample,
-    /// Set on a first run, where the interval is a short sample.
+    /// Set on a first run, or after a suspension, where the interval is a
+    /// short sample.
     pub note: Option<String>,
+    /// The domain was suspended since the previous run (or during this
+    /// one): the interval is a short sample taken afterwards.
+    pub resumed: Option<xsmon_proto::layout::Resumed>,
 }
 
 impl Interval {

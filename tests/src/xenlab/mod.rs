@@ -434,6 +434,8 @@ pub struct LabSite {
     collect_lock: Mutex<()>,
     /// When the latest cycle started, by dom0's clock.
     last_cycle: Mutex<i64>,
+    /// When the latest cycle was asked of dom0, by the host's clock.
+    last_asked: Mutex<Option<Instant>>,
 }
 
 impl LabSite {
@@ -458,6 +460,7 @@ impl LabSite {
             poller_config,
             collect_lock: Mutex::new(()),
             last_cycle: Mutex::new(0),
+            last_asked: Mutex::new(None),
         })
     }
 
@@ -541,9 +544,38 @@ impl LabSite {
         Ok(self.raw()?.into_iter().filter(|l| l.host == name).collect())
     }
 
-    /// Runs one collector cycle on the lab's dom0.
+    /// Runs one collector cycle on the lab's dom0: a cycle that starts
+    /// after this call. Tests run side by side: one that waited for
+    /// another's cycle, asked after its own call began, takes that cycle
+    /// (one emulated cycle costs seconds).
     pub fn collect(&self) -> Result<String> {
+        let called = Instant::now();
         let _one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self
+            .last_asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t > called)
+        {
+            return Ok("(a cycle that started after this call)".into());
+        }
+        self.cycle()
+    }
+
+    /// Runs `f` while no other test can run a collector cycle; `f` runs
+    /// its own with the function it is given. For a scenario whose words
+    /// appear only in the first cycle after an event (a VM's new domain).
+    pub fn cycles_held<T>(
+        &self,
+        f: impl FnOnce(&dyn Fn() -> Result<String>) -> Result<T>,
+    ) -> Result<T> {
+        let _one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
+        f(&|| self.cycle())
+    }
+
+    /// One cycle, now (the caller holds `collect_lock`).
+    fn cycle(&self) -> Result<String> {
+        *self.last_asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         let out = self.lab.dom0_ok("date +%s; host-collector collect 2>&1")?;
         let started: i64 = out
             .lines()

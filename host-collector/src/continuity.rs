@@ -1,0 +1,126 @@
+//! A VM seen under a new domain: the same UUID, another domid. Saves,
+//! restores, live migrations and reboots all give a VM a new domain; none
+//! of them is a finding, and each gets its own words in the guest's note.
+//!
+//! What tells them apart:
+//!
+//! - the probe's `resumed` field (key layout 4): its domain was suspended
+//!   since its previous run, so the VM was restored or migrated, not
+//!   rebooted;
+//! - what this dom0 saw in between: a VM not running here at the previous
+//!   cycle and back now was saved and restored (or migrated away and
+//!   back); one whose config lives in another dom0's folder came from
+//!   there;
+//! - one that ran here at the previous cycle and resumes in a new domain
+//!   now was restored or live-migrated within this dom0 between two
+//!   cycles: dom0 cannot tell which, and says so.
+
+use xsmon_proto::layout::Run;
+use xsmon_store::HostRow;
+
+/// How the running domain `domid` continues the VM dom0 knew as `prev`,
+/// when it is a new domain of it. `config_elsewhere` is the dom0 whose
+/// folder of the shared config directory holds the VM's config, if not
+/// this one.
+pub fn new_instance_note(
+    prev: Option<&HostRow>,
+    domid: u32,
+    run: &Run,
+    config_elsewhere: Option<&str>,
+) -> Option<String> {
+    let suspended = run
+        .resumed
+        .and_then(|r| r.suspended_ms)
+        .map(|ms| format!(", suspended {:.1} s", ms as f64 / 1000.0))
+        .unwrap_or_default();
+    let from = config_elsewhere
+        .map(|d| format!(" from dom0 {d} (its config is in {d}'s folder)"))
+        .unwrap_or_default();
+    let Some(prev) = prev else {
+        // First seen here, already resumed: it came over a migration.
+        return run
+            .resumed
+            .map(|_| format!("migrated here{from}: resumed in domain {domid}{suspended}"));
+    };
+    let old = prev.domid?;
+    if old == domid {
+        return run
+            .resumed
+            .map(|_| format!("suspended and resumed in the same domain {domid}{suspended}"));
+    }
+    let change = format!("domain {old} -> {domid}");
+    Some(match (run.resumed, prev.state.as_str()) {
+        (Some(_), "running") if !from.is_empty() => {
+            format!("migrated here{from} ({change}{suspended})")
+        }
+        (Some(_), "running") => format!(
+            "restored or migrated within this dom0 since the last cycle ({change}{suspended})"
+        ),
+        (Some(_), _) => {
+            format!("restored ({change}{suspended}; it was not running here at the last cycle)")
+        }
+        (None, _) => format!("rebooted or created again ({change})"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xsmon_proto::layout::Resumed;
+
+    fn row(domid: u32, state: &str) -> HostRow {
+        HostRow {
+            id: 1,
+            ident: "uuid:x".into(),
+            uuid: None,
+            name: "web01".into(),
+            last_seen: 0,
+            domid: Some(domid),
+            state: state.into(),
+            config: true,
+            run: None,
+            xen: None,
+        }
+    }
+
+    fn run(resumed: Option<Resumed>) -> Run {
+        Run {
+            probe: "guest-probe 0.4.0".into(),
+            time: 0,
+            seq: 5,
+            checks: Vec::new(),
+            resumed,
+        }
+    }
+
+    const RESUMED: Option<Resumed> = Some(Resumed {
+        from_domid: Some(7),
+        suspended_ms: Some(8_400),
+    });
+
+    #[test]
+    fn each_way_to_a_new_domain_has_its_words() {
+        let n =
+            |prev: Option<&HostRow>, r, elsewhere| new_instance_note(prev, 9, &run(r), elsewhere);
+        assert_eq!(n(Some(&row(9, "running")), None, None), None);
+        assert_eq!(
+            n(Some(&row(7, "running")), None, None).unwrap(),
+            "rebooted or created again (domain 7 -> 9)"
+        );
+        assert_eq!(
+            n(Some(&row(7, "down")), RESUMED, None).unwrap(),
+            "restored (domain 7 -> 9, suspended 8.4 s; it was not running here at the last cycle)"
+        );
+        assert!(n(Some(&row(7, "running")), RESUMED, None)
+            .unwrap()
+            .starts_with("restored or migrated within this dom0"));
+        assert_eq!(
+            n(None, RESUMED, Some("xen02")).unwrap(),
+            "migrated here from dom0 xen02 (its config is in xen02's folder): resumed in domain 9, suspended 8.4 s"
+        );
+        assert_eq!(n(None, None, None), None);
+        assert!(n(Some(&row(9, "running")), RESUMED, None)
+            .unwrap()
+            .starts_with("suspended and resumed in the same domain"));
+    }
+}
