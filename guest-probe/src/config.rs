@@ -140,10 +140,12 @@ pub struct XenstoreConfig {
     pub legacy_name: Option<String>,
     /// Seconds one xenstore request may take.
     pub timeout_secs: u64,
-    /// The key layout written: 3 (default: 3 keys for a typical guest,
-    /// with the thresholds behind each status), 2 (the same without
-    /// thresholds, for dom0s whose collector is xsmon 0.2) or 1 (one key
-    /// per field, for collectors older than 0.2). Upgrade the dom0s first.
+    /// The key layout written: 4 (default: 3 keys for a typical guest,
+    /// with the thresholds behind each status and whether the domain was
+    /// suspended since the last run), 3 (the same without the latter, for
+    /// dom0s whose collector is xsmon 0.3), 2 (without thresholds, for
+    /// xsmon 0.2) or 1 (one key per field, for collectors older than 0.2).
+    /// Upgrade the dom0s first.
     pub layout: u32,
 }
 
@@ -154,7 +156,7 @@ impl Default for XenstoreConfig {
             legacy: false,
             legacy_name: None,
             timeout_secs: 5,
-            layout: 3,
+            layout: 4,
         }
     }
 }
@@ -183,9 +185,9 @@ impl Config {
         for rule in &self.net.mac_rules {
             rule.contains(Ipv4Addr::UNSPECIFIED)?;
         }
-        if !matches!(self.xenstore.layout, 1..=3) {
+        if !matches!(self.xenstore.layout, 1..=4) {
             anyhow::bail!(
-                "xenstore.layout must be 1, 2 or 3, not {}",
+                "xenstore.layout must be 1, 2, 3 or 4, not {}",
                 self.xenstore.layout
             );
         }

@@ -130,6 +130,7 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
     let domid_before = xs.as_mut().and_then(own_domid);
     let (mut checks, mut resumed) = run_checks(&sys, config, &state, domid_before, None);
     if let Some(secs) = cli.hold_before_write {
+        tracing::info!(secs, domid = ?domid_before, "holding before writing");
         std::thread::sleep(Duration::from_secs(secs));
     }
     // Suspended while measuring (saved and restored, or migrated): the
@@ -169,7 +170,12 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
     };
     let bases = bases(cli, config, &sys);
     publish::publish(&mut xs, &bases, &mut run, config.xenstore.layout)?;
-    tracing::info!(seq = run.seq, checks = run.checks.len(), "results written");
+    tracing::info!(
+        seq = run.seq,
+        checks = run.checks.len(),
+        resumed = %Resumed::field(run.resumed.as_ref()),
+        "results written"
+    );
     Ok(())
 }
 

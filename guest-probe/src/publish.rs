@@ -20,7 +20,8 @@ pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run, version: u32) -
     let encode = match version {
         1 => layout::encode_v1,
         2 => layout::encode_v2,
-        _ => layout::encode_v3,
+        3 => layout::encode_v3,
+        _ => layout::encode_v4,
     };
     xs.transaction(ATTEMPTS, |t| {
         // The previous run's seq, from either layout version.

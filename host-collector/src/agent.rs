@@ -506,6 +506,7 @@ mod tests {
             mem_target_kib: MAX,
             mem_max_kib: MAX,
             agent,
+            start_time: None,
         }
     }
 

@@ -90,6 +90,11 @@ pub struct HypervisorConfig {
     /// A domain whose probe is silent and that used at least this CPU %
     /// over the interval is "spinning: likely hung".
     pub spinning_pct: f64,
+    /// A running domain whose memory stays more than `balloon_off_pct` of
+    /// its target (and 32 MiB) away from the toolstack's target this long
+    /// after it started is a warning (`balloon`).
+    pub balloon_settle_secs: u64,
+    pub balloon_off_pct: f64,
 }
 
 impl Default for HypervisorConfig {
@@ -100,6 +105,8 @@ impl Default for HypervisorConfig {
             cpu_pct_warning: Some(95.0),
             cpu_pct_error: None,
             spinning_pct: 95.0,
+            balloon_settle_secs: 600,
+            balloon_off_pct: 5.0,
         }
     }
 }

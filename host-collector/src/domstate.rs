@@ -42,7 +42,7 @@ pub fn apply(
         .filter(|x| x.domid == domid);
     let interval = last.map(|l| now - l.cpu_at).filter(|dt| *dt > 0);
     let cpu_pct = dom.and_then(|d| cpu_pct(d, last, now));
-    add_figures(rec, domid, guest, dom, cpu_pct, cfg, hv);
+    add_figures(rec, domid, guest, cpu_pct, cfg, hv, now);
     let Some(dom) = dom else {
         return;
     };
@@ -72,6 +72,9 @@ pub fn apply(
     if dom.state.runs() {
         describe_silence(rec, cpu_pct, interval, cfg);
         busy_finding(rec, cpu_pct, interval, cfg);
+        if let Some(g) = guest {
+            balloon_finding(rec, dom, g, now, cfg);
+        }
     } else {
         halted(rec, dom, now, now - since, cfg);
     }
@@ -103,11 +106,12 @@ fn add_figures(
     rec: &mut HostRecord,
     domid: u32,
     guest: Option<&Guest>,
-    dom: Option<&Domain>,
     cpu_pct: Option<f64>,
     cfg: &HypervisorConfig,
     hv: &Hypervisor,
+    now: i64,
 ) {
+    let dom = hv.domains.get(&domid);
     let mut xen = Vec::new();
     if let Some(d) = dom {
         xen.push(value("cpu_time_s", d.cpu_time_s));
@@ -123,6 +127,9 @@ fn add_figures(
         }
         if let Some(m) = g.mem_max_kib {
             xen.push(value("mem_max_bytes", (m << 10) as f64));
+        }
+        if let Some(up) = uptime(g, now) {
+            xen.push(value("uptime_s", up.round()));
         }
     }
     // History is kept under the check id (`xen`, `vif0`, `vbd51712`), not
@@ -213,6 +220,48 @@ fn describe_silence(
         format!("dom0 sees it running ({pct:.1}% CPU over the last {over}): the guest is alive, its probe is not running")
     };
     rec.message.push_str(&format!("; {seen}"));
+}
+
+/// Seconds since the toolstack created the domain (dom0's clock both).
+fn uptime(g: &Guest, now: i64) -> Option<f64> {
+    let up = now as f64 - g.start_time?;
+    (up >= 0.0).then_some(up)
+}
+
+/// A balloon that stays away from the toolstack's target: the guest's
+/// balloon driver is missing, stuck, or cannot give memory back. Judged
+/// once the domain has run `balloon_settle_secs` (a new domain's balloon
+/// takes a while to reach its target); the gap must exceed
+/// `balloon_off_pct` of the target and 32 MiB (xl rounds to MiB).
+fn balloon_finding(
+    rec: &mut HostRecord,
+    dom: &Domain,
+    g: &Guest,
+    now: i64,
+    cfg: &HypervisorConfig,
+) {
+    let (Some(target_kib), Some(up)) = (g.mem_target_kib, uptime(g, now)) else {
+        return;
+    };
+    if up < cfg.balloon_settle_secs as f64 {
+        return;
+    }
+    let target_mib = target_kib >> 10;
+    let gap = dom.mem_mib.abs_diff(target_mib);
+    if gap <= 32 || (gap as f64) <= target_mib as f64 * cfg.balloon_off_pct / 100.0 {
+        return;
+    }
+    let mut c = CheckResult::new("balloon", KIND, "");
+    c.status = Status::Warning;
+    c.message = format!(
+        "balloon away from its target: {} MiB in use, the toolstack's target is {target_mib} MiB (memory/target), {} after the domain started: is its balloon driver loaded?",
+        dom.mem_mib,
+        ago(up as i64)
+    );
+    c.values.push(value("mem_gap_mib", gap as f64));
+    rec.status = rec.status.max(Status::Warning);
+    rec.message.push_str(&format!("; {}", c.message));
+    rec.findings.push(c);
 }
 
 /// Sustained CPU over the interval, against the configured thresholds.
@@ -329,6 +378,7 @@ mod tests {
             mem_target_kib: Some(163_840),
             mem_max_kib: Some(262_144),
             agent: None,
+            start_time: None,
         }
     }
 
@@ -515,6 +565,40 @@ mod tests {
         assert!(silent(103.0).contains("the guest is alive, its probe is not running"));
         assert!(silent(100.0).contains("using no CPU time for the last 5 min: hung"));
         assert!(silent(700.0).contains("spinning at 100% of its vCPUs"));
+    }
+
+    #[test]
+    fn uptime_and_a_stuck_balloon() {
+        let judged = |g: &Guest| {
+            let mut r = fresh_record();
+            apply(
+                &mut r,
+                7,
+                Some(g),
+                &view("-b----", 10.0),
+                None,
+                &HypervisorConfig::default(),
+                NOW,
+            );
+            r
+        };
+        let mut g = guest(7);
+        g.start_time = Some((NOW - 3600) as f64);
+        // xl says 160 MiB; the target is 100 MiB, an hour after the start.
+        g.mem_target_kib = Some(100 << 10);
+        let r = judged(&g);
+        assert_eq!(xen_value(&r, "uptime_s"), Some(3600.0));
+        assert_eq!(r.status, Status::Warning);
+        assert!(
+            r.findings.iter().any(|f| f.id == "balloon"
+                && f.message.contains("160 MiB in use")
+                && f.message.contains("target is 100 MiB")),
+            "{:?}",
+            r.findings
+        );
+        // Just started: the balloon has time to get there.
+        g.start_time = Some((NOW - 60) as f64);
+        assert_eq!(judged(&g).status, Status::Ok);
     }
 
     #[test]

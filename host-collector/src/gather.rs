@@ -52,6 +52,10 @@ pub struct Guest {
     /// `memory/static-max`, KiB): written by dom0, read-only to the guest.
     pub mem_target_kib: Option<u64>,
     pub mem_max_kib: Option<u64>,
+    /// When the toolstack created this domain (`/vm/<uuid>/start_time`,
+    /// dom0's clock, Unix seconds): its uptime, restarted by every new
+    /// domain (reboot, restore, migration).
+    pub start_time: Option<f64>,
     /// A guest agent's keys, read for guests listed in `[without_probe]`
     /// that have no probe results ([`crate::agent::read`]).
     pub agent: Option<crate::agent::AgentKeys>,
@@ -100,8 +104,14 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         memory.push((kib(value_of(replies.next())), kib(value_of(replies.next()))));
     }
 
-    // Batch 2: version 2 to 4 chunks; version 1 top keys and check listing.
+    // Batch 2: version 2 to 4 chunks; version 1 top keys and check
+    // listing; the toolstack's start time under the VM's /vm path.
     let mut batch = Batch::default();
+    for (i, (_, identity, _)) in pre.iter().enumerate() {
+        if let Some(uuid) = identity.vm.as_deref().ok().and_then(vm_uuid) {
+            batch.toolstack(i, format!("/vm/{uuid}/start_time"));
+        }
+    }
     for (i, (id, _, p)) in pre.iter().enumerate() {
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         match p.values.get("version").map(Vec::as_slice) {
@@ -151,9 +161,11 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
 
     let mut out = Vec::with_capacity(pre.len());
     for ((domid, identity, mut p), (target, max)) in pre.into_iter().zip(memory) {
+        let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
         let mut guest = decode_guest(domid, identity, &mut p);
         guest.mem_target_kib = target;
         guest.mem_max_kib = max;
+        guest.start_time = start_time;
         if legacy && matches!(guest.found, Found::Nothing) {
             if let Some(n) = &guest.name {
                 guest.found = read_legacy(xs, domid, n);
@@ -176,6 +188,19 @@ fn kib(v: Result<Vec<u8>, String>) -> Option<u64> {
         .parse::<u64>()
         .ok()
         .filter(|k| *k <= 16 << 30)
+}
+
+/// The toolstack's `start_time` (`1796174546.98`): seconds, a dot and
+/// hundredths, bounded; else nothing.
+fn start_time(v: &[u8]) -> Option<f64> {
+    if v.is_empty() || v.len() > 24 || !v.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+        return None;
+    }
+    std::str::from_utf8(v)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0)
 }
 
 /// What the toolstack wrote about a domain: its name and VM link, as read.
@@ -237,6 +262,7 @@ pub fn decode_guest(domid: u32, identity: Identity, p: &mut Prefetched) -> Guest
         found,
         mem_target_kib: None,
         mem_max_kib: None,
+        start_time: None,
         agent: None,
     }
 }
@@ -345,6 +371,14 @@ impl Batch {
         self.wanted.push((guest, key.to_string(), false));
     }
 
+    /// A toolstack key (absolute path) for guest `guest`, filed under its
+    /// last component in [`Prefetched::toolstack`], apart from guest data.
+    fn toolstack(&mut self, guest: usize, path: String) {
+        let key = path.rsplit('/').next().unwrap_or_default().to_string();
+        self.reqs.push(Request::Read(path));
+        self.wanted.push((guest, format!("@{key}"), false));
+    }
+
     fn list(&mut self, guest: usize, base: &str, key: &str) {
         self.reqs.push(Request::Directory(format!("{base}/{key}")));
         self.wanted.push((guest, key.to_string(), true));
@@ -356,7 +390,11 @@ impl Batch {
         }
         for ((i, key, listing), reply) in self.wanted.into_iter().zip(xs.pipeline(&self.reqs)) {
             let p = &mut pre[i].2;
-            if listing {
+            if let Some(k) = key.strip_prefix('@') {
+                if let Ok(v) = value_of(Some(reply)) {
+                    p.toolstack.insert(k.to_string(), v);
+                }
+            } else if listing {
                 p.lists.insert(key, names_of(Some(reply)));
             } else {
                 p.put(&key, Some(reply));
@@ -373,6 +411,9 @@ pub struct Prefetched {
     pub values: BTreeMap<String, Vec<u8>>,
     pub lists: BTreeMap<String, Result<Vec<String>, String>>,
     pub errors: BTreeMap<String, String>,
+    /// Keys the toolstack wrote (read-only to the guest), never decoded as
+    /// guest data.
+    pub toolstack: BTreeMap<String, Vec<u8>>,
 }
 
 impl Prefetched {
@@ -427,6 +468,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn start_times() {
+        assert_eq!(start_time(b"1796174546.98"), Some(1_796_174_546.98));
+        assert_eq!(start_time(b"-5"), None);
+        assert_eq!(start_time(b""), None);
+        assert_eq!(start_time(b"1e9"), None);
+        assert_eq!(start_time(b"..."), None);
     }
 
     #[test]

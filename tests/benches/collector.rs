@@ -318,6 +318,7 @@ fn storage() {
             mem_target_kib: None,
             mem_max_kib: None,
             agent: None,
+            start_time: None,
             found: Found::Nothing,
         })
         .collect();

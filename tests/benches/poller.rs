@@ -53,6 +53,7 @@ fn main() {
                 mem_target_kib: None,
                 mem_max_kib: None,
                 agent: None,
+                start_time: None,
                 found: Found::Run {
                     run: sample_run(now, 2, if id == 3 { Status::Error } else { Status::Ok }),
                     legacy: false,

@@ -40,6 +40,7 @@ fn main() {
                 mem_target_kib: None,
                 mem_max_kib: None,
                 agent: None,
+                start_time: None,
                 found: Found::Run {
                     run: sample_run(
                         t,

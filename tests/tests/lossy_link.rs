@@ -31,6 +31,7 @@ fn big_state(path: &std::path::Path) -> usize {
             mem_target_kib: None,
             mem_max_kib: None,
             agent: None,
+            start_time: None,
             found: host_collector::gather::Found::Run {
                 run: sample_run(now, 1, Status::Error),
                 legacy: false,

@@ -278,13 +278,13 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
         "xl save {n} /tmp/{n}.save && xl restore /tmp/{n}.save && rm /tmp/{n}.save",
         n = g.name
     );
-    // The run lines the probe wrote (the lab's guests log each after it).
+    // The runs the probe wrote, as it logs them (the lab runs it with -v):
+    // "... results written seq=12 checks=5 resumed=7,8400".
     let runs = || -> Result<Vec<String>> {
         Ok(site
             .lab
-            .guest_ok(g, "cat /run/probe.runs")?
+            .guest_ok(g, "grep 'results written' /run/probe.log")?
             .lines()
-            .filter(|l| l.starts_with("probe rc="))
             .map(str::to_string)
             .collect())
     };
@@ -324,41 +324,57 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
         }
         let after = domid_of(site, &g.name)?;
         ensure!(after != domid, "restore {round}: same domid {domid}");
-        // "probe rc=0 <date> <time> <seq> <chunks> <resumed> <probe>"
         let since = runs()?.split_off(written_before);
         ensure!(
-            since.iter().any(|l| l
-                .split(' ')
-                .nth(6)
-                .is_some_and(|f| f.starts_with(&format!("{domid},")))),
+            since
+                .iter()
+                .any(|l| l.contains(&format!("resumed={domid},"))),
             "restore {round}: no run after it says it resumed from domain {domid}: {since:?}"
         );
     }
 
     // Saved and restored while the probe holds between measuring and
-    // writing: the run is measured again in the new domain.
+    // writing (no other run meanwhile): the run is measured again in the
+    // new domain.
     let domid = domid_of(site, &g.name)?;
     site.lab.guest_ok(
         g,
         "touch /run/probe.off; sleep 12; rm -f /run/hold.log; \
-         (guest-probe --hold-before-write 20 >/run/hold.log 2>&1; echo held-rc=$? >>/run/hold.log) &",
+         (guest-probe -v --hold-before-write 60 >/run/hold.log 2>&1; echo held-rc=$? >>/run/hold.log) &",
     )?;
-    std::thread::sleep(Duration::from_secs(5));
-    site.lab.dom0_ok(&save_restore)?;
     site.lab.wait_for(
-        "the held run to be written",
-        Duration::from_secs(120),
+        "the probe to hold before writing",
+        Duration::from_secs(60),
         || {
             Ok(site
                 .lab
                 .guest_ok(g, "cat /run/hold.log")?
-                .contains("held-rc=0"))
+                .contains("holding before writing"))
         },
     )?;
-    let run = site.lab.guest_ok(g, "xenstore-read data/xsmon/run")?;
+    site.lab.dom0_ok(&save_restore)?;
+    let held = site.lab.wait_for(
+        "the held run to be written",
+        Duration::from_secs(150),
+        || {
+            Ok(site
+                .lab
+                .guest_ok(g, "cat /run/hold.log")?
+                .contains("held-rc="))
+        },
+    );
+    let log = site
+        .lab
+        .guest_ok(g, "cat /run/hold.log; xenstore-ls data")?;
+    held.with_context(|| log.clone())?;
+    ensure!(log.contains("held-rc=0"), "the held probe: {log}");
+    let run = site
+        .lab
+        .guest_ok(g, "xenstore-read data/xsmon/run")
+        .with_context(|| log.clone())?;
     ensure!(
         run.split(' ').nth(3) == Some(&format!("{domid},?")),
-        "a run suspended between measuring and writing names its old domain {domid}: {run}"
+        "a run suspended between measuring and writing names its old domain {domid}: {run} ({log})"
     );
     let j = collected(site, &g.name)?;
     ensure!(
@@ -502,11 +518,35 @@ fn a_crashed_and_preserved_guest_is_an_error_at_once() -> Result<()> {
     let site = site();
     let g = &guests().pv;
     probe_runs(site, g, 1)?;
+    // Detection in seconds: `host-collector watch` runs a cycle on the
+    // domain event the crash fires; nothing else runs one meanwhile.
+    site.lab.dom0_ok(
+        "host-collector -v watch >/var/log/watch.log 2>&1 & echo $! >/run/watch.pid; sleep 2",
+    )?;
+    let crashed_at = Instant::now();
     let _ = site.lab.guest_within(g, "echo c > /proc/sysrq-trigger", 5);
-    site.lab
-        .wait_for("xl list to show the crash", Duration::from_secs(60), || {
-            Ok(site.lab.xl_state(&g.name)?.as_deref() == Some("---sc-"))
-        })?;
+    let seen = site.lab.wait_for(
+        "the watch's cycle to serve the crash",
+        Duration::from_secs(90),
+        || {
+            Ok(site.raw_for(&g.name)?.iter().any(|l| {
+                l.check == "domain" && l.severity == "error" && l.message.starts_with("crashed")
+            }))
+        },
+    );
+    let watch_log = site
+        .lab
+        .dom0_ok("kill $(cat /run/watch.pid); cat /var/log/watch.log")?;
+    seen.with_context(|| format!("host-collector watch's log: {watch_log}"))?;
+    eprintln!(
+        "xen lab: a guest's kernel crash to the poller's error line, with host-collector watch: {:.1} s",
+        crashed_at.elapsed().as_secs_f64()
+    );
+    ensure!(
+        site.lab.xl_state(&g.name)?.as_deref() == Some("---sc-"),
+        "xl list after the crash: {:?}",
+        site.lab.xl_state(&g.name)?
+    );
     let j = collected(site, &g.name)?;
     ensure!(
         j["probe"] == "halted" && j["domain_state"] == "crashed" && j["status"] == "error",

@@ -427,3 +427,37 @@ fn pipelined_requests_come_back_in_request_order() {
     // The connection is in step afterwards.
     assert_eq!(c.read("/p/k7").unwrap(), b"v7");
 }
+
+#[test]
+fn watches_fire_once_when_set_then_on_every_change_and_between_requests() {
+    let xs = Xenstored::start().unwrap();
+    let mut watcher = xs.client().unwrap();
+    let mut writer = xs.client().unwrap();
+    watcher.watch("/test/w", "tok").unwrap();
+    // The daemon fires a new watch once.
+    let first = watcher.wait_event(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(
+        (first.path.as_str(), first.token.as_str()),
+        ("/test/w", "tok")
+    );
+    assert_eq!(
+        watcher.wait_event(Duration::from_millis(200)).unwrap(),
+        None
+    );
+    writer.write("/test/w/x", b"1").unwrap();
+    let e = watcher.wait_event(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(e.path, "/test/w/x");
+    // An event that arrives while the client waits for a reply is kept.
+    writer.write("/test/w/y", b"2").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(watcher.read("/test/w/y").unwrap(), b"2");
+    let e = watcher.wait_event(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(e.path, "/test/w/y");
+    // dom0's special paths.
+    watcher.watch("@releaseDomain", "rel").unwrap();
+    let e = watcher.wait_event(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(
+        (e.path.as_str(), e.token.as_str()),
+        ("@releaseDomain", "rel")
+    );
+}

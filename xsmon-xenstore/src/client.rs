@@ -50,6 +50,32 @@ pub struct Client {
     next_req_id: u32,
     timeout: Duration,
     poisoned: Option<String>,
+    /// Watch events received and not yet taken ([`Client::wait_event`]),
+    /// at most [`MAX_QUEUED_EVENTS`] (the oldest are dropped).
+    events: std::collections::VecDeque<WatchEvent>,
+}
+
+/// Watch events kept while nobody waits for them: a flood (thousands of
+/// domains starting) must not grow the queue without bound; whoever
+/// waits wants to know that something changed, not every event.
+pub const MAX_QUEUED_EVENTS: usize = 1024;
+
+/// A watch firing: the path that changed (or the special `@releaseDomain`,
+/// `@introduceDomain`) and the token given to [`Client::watch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub path: String,
+    pub token: String,
+}
+
+impl WatchEvent {
+    /// Decodes a `WATCH_EVENT` payload: `path\0token\0`.
+    fn decode(payload: &[u8]) -> Option<WatchEvent> {
+        let mut parts = payload.split(|b| *b == 0);
+        let path = String::from_utf8(parts.next()?.to_vec()).ok()?;
+        let token = String::from_utf8(parts.next()?.to_vec()).ok()?;
+        Some(WatchEvent { path, token })
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -111,7 +137,40 @@ impl Client {
             next_req_id: 1,
             timeout: DEFAULT_TIMEOUT,
             poisoned: None,
+            events: std::collections::VecDeque::new(),
         })
+    }
+
+    /// Asks the daemon to send an event whenever `path` (or anything under
+    /// it, or the special `@releaseDomain` / `@introduceDomain`) changes.
+    /// The daemon fires each watch once when it is set.
+    pub fn watch(&mut self, path: &str, token: &str) -> Result<()> {
+        let mut payload = Vec::with_capacity(path.len() + token.len() + 2);
+        payload.extend_from_slice(path.as_bytes());
+        payload.push(0);
+        payload.extend_from_slice(token.as_bytes());
+        payload.push(0);
+        self.request(0, MsgType::Watch, path, &payload).map(drop)
+    }
+
+    /// The next watch event, waiting at most `timeout`; `None` if none came.
+    pub fn wait_event(&mut self, timeout: Duration) -> Result<Option<WatchEvent>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Ok(Some(e));
+            }
+            if let Some(why) = &self.poisoned {
+                return Err(Error::Poisoned(why.clone()));
+            }
+            match self.next_frame_or_event(deadline, "watch", "", true) {
+                // A stale reply (to a request that timed out) or an
+                // over-long frame: skipped, as by every request.
+                Ok(_) => {}
+                Err(Error::Timeout { .. }) => return Ok(self.events.pop_front()),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Where this client is connected.
@@ -296,19 +355,43 @@ impl Client {
         }
     }
 
-    /// The next reply frame from the peer (watch events skipped), or the
-    /// header of an over-long one (its payload is being discarded).
+    /// The next reply frame from the peer (watch events queued for
+    /// [`Client::wait_event`]), or the header of an over-long one (its
+    /// payload is being discarded).
     fn next_frame(
         &mut self,
         deadline: Instant,
         op: &'static str,
         path: &str,
     ) -> Result<std::result::Result<Frame, crate::wire::Header>> {
+        self.next_frame_or_event(deadline, op, path, false)
+    }
+
+    /// [`Client::next_frame`]; with `on_event`, it also returns (the event's
+    /// frame) once a watch event has been queued.
+    fn next_frame_or_event(
+        &mut self,
+        deadline: Instant,
+        op: &'static str,
+        path: &str,
+        on_event: bool,
+    ) -> Result<std::result::Result<Frame, crate::wire::Header>> {
         let mut buf = [0u8; HEADER_LEN + PAYLOAD_MAX];
         loop {
             match self.reader.next_frame() {
                 Ok(Some(frame)) if frame.header.msg_type == MsgType::WatchEvent as u32 => {
-                    tracing::trace!("skipping an unrequested watch event");
+                    match WatchEvent::decode(&frame.payload) {
+                        Some(e) => {
+                            if self.events.len() >= MAX_QUEUED_EVENTS {
+                                self.events.pop_front();
+                            }
+                            self.events.push_back(e);
+                        }
+                        None => tracing::debug!("skipping a malformed watch event"),
+                    }
+                    if on_event {
+                        return Ok(Ok(frame));
+                    }
                     continue;
                 }
                 Ok(Some(frame)) => return Ok(Ok(frame)),

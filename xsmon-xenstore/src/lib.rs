@@ -6,7 +6,8 @@
 //! a dom0 that must never trust what a guest wrote:
 //!
 //! * every request has a timeout ([`Client::set_timeout`], default 5 s);
-//! * replies are matched to requests by id, and watch events are skipped;
+//! * replies are matched to requests by id; watch events are queued for
+//!   [`Client::wait_event`];
 //! * a frame longer than the protocol's 4096-byte bound is an error before
 //!   anything is allocated for it;
 //! * values are bytes in and bytes out: decoding belongs to the caller.
@@ -24,7 +25,10 @@ mod error;
 mod perms;
 pub mod wire;
 
-pub use client::{default_paths, Client, Reply, Request, Store, Transaction, DEFAULT_TIMEOUT};
+pub use client::{
+    default_paths, Client, Reply, Request, Store, Transaction, WatchEvent, DEFAULT_TIMEOUT,
+    MAX_QUEUED_EVENTS,
+};
 pub use error::{Error, Result};
 pub use perms::{Access, Perm};
 pub use wire::XsErrno;
