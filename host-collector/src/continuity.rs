@@ -14,6 +14,9 @@
 //! - one that ran here at the previous cycle and resumes in a new domain
 //!   now was restored or live-migrated within this dom0 between two
 //!   cycles: dom0 cannot tell which, and says so.
+//!
+//! The note stands while the run that says it resumed is the latest (a
+//! later cycle, or `host-collector watch`'s, words it from the run alone).
 
 use xsmon_proto::layout::Run;
 use xsmon_store::HostRow;
@@ -44,9 +47,14 @@ pub fn new_instance_note(
     };
     let old = prev.domid?;
     if old == domid {
-        return run
-            .resumed
-            .map(|_| format!("suspended and resumed in the same domain {domid}{suspended}"));
+        // dom0 already knows this domain; the run (until the probe's next)
+        // still says where it came from.
+        return run.resumed.map(|r| match r.from_domid {
+            Some(was) if was != domid => {
+                format!("restored or migrated: resumed in domain {domid} (was {was}){suspended}")
+            }
+            _ => format!("suspended and resumed in the same domain {domid}{suspended}"),
+        });
     }
     let change = format!("domain {old} -> {domid}");
     Some(match (run.resumed, prev.state.as_str()) {
@@ -119,7 +127,16 @@ mod tests {
             "migrated here from dom0 xen02 (its config is in xen02's folder): resumed in domain 9, suspended 8.4 s"
         );
         assert_eq!(n(None, None, None), None);
-        assert!(n(Some(&row(9, "running")), RESUMED, None)
+        // A later cycle, the same run: where it came from, still.
+        assert_eq!(
+            n(Some(&row(9, "running")), RESUMED, None).unwrap(),
+            "restored or migrated: resumed in domain 9 (was 7), suspended 8.4 s"
+        );
+        let in_place = Some(Resumed {
+            from_domid: None,
+            suspended_ms: Some(2_000),
+        });
+        assert!(n(Some(&row(9, "running")), in_place, None)
             .unwrap()
             .starts_with("suspended and resumed in the same domain"));
     }

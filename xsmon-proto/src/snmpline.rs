@@ -40,8 +40,10 @@
 //!   output (`name`, or `name#domid` when several domains share a name;
 //!   never `Domain-0` for a guest); `uuid` the VM's UUID; `probe` is
 //!   `fresh`, `stale`, `missing`, `invalid`, `host` (dom0), `down` (should
-//!   run on this dom0 and does not) or `stopped` (not running, as the
-//!   admin said); `status` is `ok`, `warning`, `unknown` or `error`;
+//!   run on this dom0 and does not), `stopped` (not running, as the
+//!   admin said), or, for a guest configured as running no probe, `agent`
+//!   (its guest agent's keys, check `agent`) or `none` (no agent either:
+//!   what the hypervisor sees); `status` is `ok`, `warning`, `unknown` or `error`;
 //!   `probe_time` the time the run claims (the guest's clock), `seen_time`
 //!   when dom0 first saw that run (dom0's clock: what freshness is
 //!   judged by); `domain` the hypervisor's word for the domain (`running`,
