@@ -330,11 +330,11 @@ fn results_are_written_to_xenstore_and_replaced_each_run() {
         run.checks
     );
 
-    // The stock xenstore tool reads the same tree: layout version 3, three
+    // The stock xenstore tool reads the same tree: layout version 4, three
     // keys (version, run, one chunk), the thresholds inside the chunk.
     let ls = xs.tool("xenstore-ls").arg(&base).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
-    assert!(ls.contains("version = \"3\""), "{ls}");
+    assert!(ls.contains("version = \"4\""), "{ls}");
     let chunk = String::from_utf8(c.read(&format!("{base}/chunk/0")).unwrap()).unwrap();
     assert!(chunk.contains("used_pct=85,95"), "{chunk}");
     assert!(ls.contains("run = \"") && ls.contains("chunk"), "{ls}");

@@ -154,6 +154,23 @@ fn a_sick_guest_reports_a_full_disk_swapping_and_a_dead_gateway() -> Result<()> 
 fn a_guest_crashed_and_destroyed_is_down() -> Result<()> {
     let site = site();
     let g = &guests().saved;
+    // First, within one running domain, a second writer: the run's seq
+    // rewritten with other content is still a warning.
+    site.lab.guest_ok(g, "touch /run/probe.off; sleep 12")?;
+    site.collect()?;
+    site.lab.guest_ok(
+        g,
+        "c=$(xenstore-read data/xsmon/chunk/0) && xenstore-write data/xsmon/chunk/0 \"$(echo \"$c\" | sed 's/ ok / warning /')\"",
+    )?;
+    let j = collected(site, &g.name)?;
+    let mine = site.raw_for(&g.name)?;
+    ensure!(
+        mine.iter().any(|l| l.check == "seq"
+            && l.severity == "warning"
+            && l.message.contains("more than one probe")),
+        "a second writer in one domain: {j} {mine:?}"
+    );
+    site.lab.guest_ok(g, "rm -f /run/probe.off")?;
     probe_runs(site, g, 1)?;
     // The guest's kernel panics; the agent's connection dies with it.
     let _ = site.lab.guest_within(g, "echo c > /proc/sysrq-trigger", 5);
@@ -325,6 +342,43 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
                 );
                 check(&j)
             })?;
+        } else if round == 1 {
+            // Steal after a restore: what the guest's kernel booked over
+            // the save and restore (its /proc/stat, before and after),
+            // against what the probe reports for its first run after.
+            let stat = || -> Result<(u64, u64)> {
+                let line = site.lab.guest_ok(g, "head -1 /proc/stat")?;
+                let f: Vec<u64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                ensure!(f.len() >= 8, "/proc/stat: {line}");
+                Ok((f[7], f.iter().take(8).sum()))
+            };
+            let (steal0, total0) = stat()?;
+            site.lab.dom0_ok(&save_restore)?;
+            probe_runs(site, g, 1)?;
+            let (steal1, total1) = stat()?;
+            let kernel = 100.0 * (steal1 - steal0) as f64 / (total1 - total0).max(1) as f64;
+            let j = collected(site, &g.name)?;
+            let figures = site.lab.dom0_ok("snmp-extend figures")?;
+            let probe = figures
+                .lines()
+                .find(|l| l.starts_with(&format!("M {} cpu cpu ", g.name)))
+                .and_then(|l| {
+                    l.split(' ')
+                        .nth(6)?
+                        .split("\\s")
+                        .find_map(|v| v.strip_prefix("steal_pct="))
+                })
+                .unwrap_or("?")
+                .to_string();
+            eprintln!(
+                "xen lab: steal across a save and restore, by the guest's kernel: {kernel:.1}% over {:.0} s; the probe's first run after it: {probe}% (a short sample, not graded)",
+                (total1 - total0) as f64 / 100.0
+            );
+            check(&j)?;
         } else {
             site.lab.dom0_ok(&save_restore)?;
             probe_runs(site, g, 1)?;
