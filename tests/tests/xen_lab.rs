@@ -402,7 +402,7 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
     site.lab.guest_ok(
         g,
         "touch /run/probe.off; sleep 12; rm -f /run/hold.log; \
-         (guest-probe -v --hold-before-write 60 >/run/hold.log 2>&1; echo held-rc=$? >>/run/hold.log) &",
+         (guest-probe -v --hold-before-write 30 >/run/hold.log 2>&1; echo held-rc=$? >>/run/hold.log) &",
     )?;
     site.lab.wait_for(
         "the probe to hold before writing",
@@ -468,10 +468,7 @@ fn live_migration_is_not_a_false_down() -> Result<()> {
             .lab
             .guest_ok(g, "grep -c 'results written' /run/probe.log || true")?;
         let logged: usize = logged.trim().parse().unwrap_or(0);
-        site.lab.dom0_ok(&format!(
-            "xl migrate -s /lab/migrate-here {} localhost 2>&1",
-            g.name
-        ))?;
+        migrate_here(site, g, domid)?;
         let after = domid_of(site, &g.name)?;
         ensure!(after != domid, "migration {round}: the same domid {domid}");
         if round == 1 {
@@ -513,6 +510,33 @@ fn live_migration_is_not_a_false_down() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `xl migrate` to this same host. Under software emulation, Xen 4.17's
+/// PVH live migration sometimes fails in the toolstack itself ("Mapping
+/// of pfn ... failed -22", then "domain did not respond to suspend
+/// request"), leaving the guest running where it was: that is tried once
+/// more, and said on stderr. Any other outcome is the test's to judge.
+fn migrate_here(site: &LabSite, g: &LabGuest, domid: u32) -> Result<()> {
+    let cmd = format!("xl migrate -s /lab/migrate-here {} localhost 2>&1", g.name);
+    let first = site.lab.dom0_within(&cmd, Duration::from_secs(300))?;
+    if first.rc == 0 {
+        return Ok(());
+    }
+    ensure!(
+        site.domid(&g.name)? == domid && first.out.contains("failed to suspend at sender"),
+        "xl migrate failed and the guest did not stay in domain {domid}: {}",
+        first.out
+    );
+    eprintln!(
+        "xen lab: xl migrate of {} failed in the toolstack and left it in domain {domid}; once more. Its words: {}",
+        g.name,
+        first.out.lines().filter(|l| l.contains("error")).take(3).collect::<Vec<_>>().join(" | ")
+    );
+    site.lab
+        .dom0_within(&cmd, Duration::from_secs(300))?
+        .ok("xl migrate, the second time")
+        .map(drop)
 }
 
 /// Scenario 9: a hostile guest, from inside a real domU: the real xenstored

@@ -739,7 +739,13 @@ fn parse_agent_output(text: &str) -> Result<Exec> {
     let at = text
         .rfind(marker)
         .context("no exit code in the answer (cut off?)")?;
+    // The code's own line; what follows it is the relay's noise (a
+    // relay whose connection a save or a migration left hanging is killed
+    // by `timeout` after the whole answer came: "Terminated").
     let rc = text[at + marker.len()..]
+        .lines()
+        .next()
+        .unwrap_or("")
         .trim()
         .parse::<i32>()
         .context("unreadable exit code")?;
