@@ -69,8 +69,9 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     state_file: Option<PathBuf>,
 
-    /// Wait this long between measuring and writing (for tests that
-    /// suspend a guest in the middle of a run).
+    /// Wait up to this long between measuring and writing, until the
+    /// domain changes (for tests that suspend a guest in the middle of a
+    /// run).
     #[arg(long, value_name = "SECS", hide = true)]
     hold_before_write: Option<u64>,
 
@@ -130,8 +131,15 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
     let domid_before = xs.as_mut().and_then(own_domid);
     let (mut checks, mut resumed) = run_checks(&sys, config, &state, domid_before, None);
     if let Some(secs) = cli.hold_before_write {
+        // Until the domain changes under the probe (a save and restore, a
+        // migration), or `secs` have passed.
         tracing::info!(secs, domid = ?domid_before, "holding before writing");
-        std::thread::sleep(Duration::from_secs(secs));
+        for _ in 0..secs {
+            std::thread::sleep(Duration::from_secs(1));
+            if xs.as_mut().and_then(own_domid) != domid_before {
+                break;
+            }
+        }
     }
     // Suspended while measuring (saved and restored, or migrated): the
     // figures span the suspension; measure again, afresh.

@@ -402,7 +402,7 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
     site.lab.guest_ok(
         g,
         "touch /run/probe.off; sleep 12; rm -f /run/hold.log; \
-         (guest-probe -v --hold-before-write 30 >/run/hold.log 2>&1; echo held-rc=$? >>/run/hold.log) &",
+         (guest-probe -v --hold-before-write 240 >/run/hold.log 2>&1; echo held-rc=$? >>/run/hold.log) &",
     )?;
     site.lab.wait_for(
         "the probe to hold before writing",
