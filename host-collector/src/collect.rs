@@ -349,12 +349,14 @@ fn judge_running(
                 run,
                 scene.config_elsewhere(&name),
             );
+            let new_domain = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid);
             let seen = freshness::observe_instance(
                 run,
                 prev.and_then(|h| h.run),
                 prev_cycle,
                 now,
                 scene.rules,
+                new_domain,
                 new_instance,
             );
             rec.probe_time = Some(run.time);

@@ -64,27 +64,30 @@ pub fn observe(
     now: i64,
     rules: Rules,
 ) -> Observation {
-    observe_instance(run, prev, prev_cycle, now, rules, None)
+    observe_instance(run, prev, prev_cycle, now, rules, false, None)
 }
 
-/// [`observe`], for a run that may come from a new domain of the VM
-/// (`new_instance`: how it continues the VM, from
+/// [`observe`], for a run that may come from a new domain of the VM:
+/// `new_domain` when the domain is not the one the previous run was seen
+/// in, `note` how the run continues the VM (from
 /// [`crate::continuity::new_instance_note`]). A new domain continues the
 /// VM's runs: its seq may repeat or go back (its xenstore area was built
 /// afresh, or copied during a migration while a run was being written),
-/// which is then no finding; within one domain the seq rules stand.
+/// which is then no finding; within one domain the seq rules stand, even
+/// while the latest run says it resumed.
 pub fn observe_instance(
     run: &Run,
     prev: Option<SeenRun>,
     prev_cycle: Option<i64>,
     now: i64,
     rules: Rules,
-    new_instance: Option<String>,
+    new_domain: bool,
+    note: Option<String>,
 ) -> Observation {
     let digest = digest(run);
     let mut notes = Vec::new();
     let mut findings = Vec::new();
-    let continues = new_instance.is_some();
+    let continues = new_domain;
     let (seen, changed) = match prev {
         None => (run.time.min(now), false),
         Some(p) if p.seq == run.seq && p.digest == digest => (p.seen, false),
@@ -109,7 +112,7 @@ pub fn observe_instance(
         }
         Some(_) => (now, true),
     };
-    notes.extend(new_instance);
+    notes.extend(note);
     let ahead = run.time - now;
     if ahead > rules.skew_max {
         findings.push(clock_finding(ahead, "ahead of"));
@@ -232,6 +235,7 @@ mod tests {
             Some(t),
             t + 300,
             RULES,
+            true,
             note(),
         );
         assert!(again.findings.is_empty(), "{:?}", again.findings);
@@ -243,11 +247,21 @@ mod tests {
             Some(t),
             t + 300,
             RULES,
+            true,
             note(),
         );
         assert_eq!(back.notes.len(), 1, "{:?}", back.notes);
-        // Within one domain, two writers are still a warning.
-        let two = observe_instance(&run(t, 9, "z"), Some(a.run), Some(t), t + 300, RULES, None);
+        // Within one domain, two writers are still a warning, even while
+        // the latest run says it resumed (its note stands).
+        let two = observe_instance(
+            &run(t, 9, "z"),
+            Some(a.run),
+            Some(t),
+            t + 300,
+            RULES,
+            false,
+            note(),
+        );
         assert_eq!(two.findings[0].id, "seq");
     }
 

@@ -114,7 +114,11 @@ fn domid_of(site: &LabSite, name: &str) -> Result<u32> {
 /// /proc/xen/xenbus as on kernels before 3.14.
 fn healthy_pv_and_pvh_guests_report_every_check_ok() -> Result<()> {
     let g = guests();
-    scenarios::healthy(site(), &[&g.pv, &g.pvh])
+    let site = site();
+    site.lab
+        .tolerating_triple_faults(&g.pvh, "healthy guests", || {
+            scenarios::healthy(site, &[&g.pv, &g.pvh])
+        })
 }
 
 /// Scenario 2: a full disk, swapping, and a dead gateway, each reported
@@ -463,52 +467,66 @@ fn live_migration_is_not_a_false_down() -> Result<()> {
     probe_runs(site, g, 1)?;
     let before = collected(site, &g.name)?;
     for round in 1..=3 {
-        let domid = domid_of(site, &g.name)?;
-        let logged = site
-            .lab
-            .guest_ok(g, "grep -c 'results written' /run/probe.log || true")?;
-        let logged: usize = logged.trim().parse().unwrap_or(0);
-        migrate_here(site, g, domid)?;
-        let after = domid_of(site, &g.name)?;
-        ensure!(after != domid, "migration {round}: the same domid {domid}");
-        if round == 1 {
-            // A lab fact for the README: does the new domain's xenstore
-            // area hold the old one's runs (copied by the migration)?
-            let run = site.lab.dom0(&format!(
-                "xenstore-read /local/domain/{after}/data/xsmon/run"
-            ))?;
-            eprintln!(
-                "xen lab: right after xl migrate, the new domain's data/xsmon/run: {}",
-                if run.rc == 0 {
-                    run.out.trim().to_string()
-                } else {
-                    "absent".into()
-                }
-            );
-        }
-        let j = collected(site, &g.name)?;
-        ensure!(
-            j["probe"] != "down" && j["uuid"] == before["uuid"],
-            "right after migration {round}: {j}"
-        );
-        probe_runs(site, g, 1)?;
-        let j = collected(site, &g.name)?;
-        ensure!(
-            j["probe"] == "fresh" && j["status"] == "ok",
-            "migration {round}: {j}"
-        );
-        let mine = site.raw_for(&g.name)?;
-        ensure!(mine.is_empty(), "migration {round}: findings {mine:?}");
-        let runs = site
-            .lab
-            .guest_ok(g, "grep 'results written' /run/probe.log")?;
-        ensure!(
-            runs.lines()
-                .skip(logged)
-                .any(|l| l.contains(&format!("resumed={domid},"))),
-            "migration {round}: no run after it says it resumed from domain {domid}: {runs}"
+        site.lab
+            .tolerating_triple_faults(g, &format!("migration {round}"), || {
+                migration_round(site, g, round, &before)
+            })?;
+    }
+    Ok(())
+}
+
+/// One live migration of `g` to this same host, judged.
+fn migration_round(
+    site: &LabSite,
+    g: &LabGuest,
+    round: u32,
+    before: &serde_json::Value,
+) -> Result<()> {
+    let domid = domid_of(site, &g.name)?;
+    let logged = site
+        .lab
+        .guest_ok(g, "grep -c 'results written' /run/probe.log || true")?;
+    let logged: usize = logged.trim().parse().unwrap_or(0);
+    migrate_here(site, g, domid)?;
+    let after = domid_of(site, &g.name)?;
+    ensure!(after != domid, "migration {round}: the same domid {domid}");
+    if round == 1 {
+        // A lab fact for the README: does the new domain's xenstore
+        // area hold the old one's runs (copied by the migration)?
+        let run = site.lab.dom0(&format!(
+            "xenstore-read /local/domain/{after}/data/xsmon/run"
+        ))?;
+        eprintln!(
+            "xen lab: right after xl migrate, the new domain's data/xsmon/run: {}",
+            if run.rc == 0 {
+                run.out.trim().to_string()
+            } else {
+                "absent".into()
+            }
         );
     }
+    let j = collected(site, &g.name)?;
+    ensure!(
+        j["probe"] != "down" && j["uuid"] == before["uuid"],
+        "right after migration {round}: {j}"
+    );
+    probe_runs(site, g, 1)?;
+    let j = collected(site, &g.name)?;
+    ensure!(
+        j["probe"] == "fresh" && j["status"] == "ok",
+        "migration {round}: {j}"
+    );
+    let mine = site.raw_for(&g.name)?;
+    ensure!(mine.is_empty(), "migration {round}: findings {mine:?}");
+    let runs = site
+        .lab
+        .guest_ok(g, "grep 'results written' /run/probe.log")?;
+    ensure!(
+        runs.lines()
+            .skip(logged)
+            .any(|l| l.contains(&format!("resumed={domid},"))),
+        "migration {round}: no run after it says it resumed from domain {domid}: {runs}"
+    );
     Ok(())
 }
 
@@ -1065,6 +1083,12 @@ fn run_chain<'a>(
             if passed { "ok" } else { "FAILED" },
             t.elapsed().as_secs_f64()
         );
+        if let Err(e) = &outcome {
+            // At once too (the summary comes when every chain is over):
+            // the first lines, the rest (consoles) in the summary.
+            let head: Vec<&str> = e.lines().take(6).collect();
+            eprintln!("---- {} (first lines) ----\n{}", s.name, head.join("\n"));
+        }
         results
             .lock()
             .unwrap_or_else(|e| e.into_inner())
