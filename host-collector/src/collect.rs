@@ -349,7 +349,15 @@ fn judge_running(
                 run,
                 scene.config_elsewhere(&name),
             );
-            let new_domain = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid);
+            // The run comes from a domain other than the one the stored run
+            // was seen in: the domid changed this cycle, or the stored run
+            // was first seen before this domain was created (a cycle in
+            // between saw the new domain before its probe wrote anything).
+            let new_domain = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid)
+                || g.start_time.is_some_and(|created| {
+                    prev.and_then(|h| h.run)
+                        .is_some_and(|r| (r.seen as f64) < created)
+                });
             let seen = freshness::observe_instance(
                 run,
                 prev.and_then(|h| h.run),

@@ -282,7 +282,10 @@ impl XenLab {
         // nc's idle timeout: 20 s, since a guest starved of CPU for
         // seconds (a dozen scenarios on two emulated CPUs) is slow, not
         // gone; but a connection that a save or a migration cut must end.
-        let relay = format!("echo '{b64}' | timeout {secs} nc -w {secs} {} 2323", g.ip());
+        // nc's idle timeout: 20 s, since a guest starved of CPU for
+        // seconds (a dozen scenarios on two emulated CPUs) is slow, not
+        // gone; but a connection that a save or a migration cut must end.
+        let relay = format!("echo '{b64}' | timeout {secs} nc -w 20 {} 2323", g.ip());
         let e = self.dom0(&relay)?;
         // The guest's agent ends its output with its own exit code; dom0's
         // agent adds the relay's.
@@ -760,6 +763,27 @@ fn tail(text: &str, n: usize) -> String {
 /// One request to a lab agent: the script base64-encoded on one line, then
 /// everything it prints, ending with `__XSMON_RC=<code>`.
 fn agent_call(port: u16, script: &str, timeout: Duration) -> Result<Exec> {
+    // QEMU's user network accepts on the host's side before it connects
+    // inside; when dom0's agent is between two connections, the host's
+    // connection is closed at once, without a byte: the script never ran
+    // (the agent always answers with its exit code), so it is sent again.
+    let mut attempt = 1;
+    loop {
+        let out = agent_exchange(port, script, timeout)?;
+        if out.is_empty() && attempt < 4 {
+            eprintln!("xen lab: dom0's agent closed a connection unanswered; again ({attempt})");
+            std::thread::sleep(Duration::from_secs(1));
+            attempt += 1;
+            continue;
+        }
+        let text = String::from_utf8_lossy(&out).into_owned();
+        return parse_agent_output(&text)
+            .with_context(|| format!("agent's answer to {:?}: {text:?}", brief(script)));
+    }
+}
+
+/// One connection to dom0's agent: the script out, the answer back.
+fn agent_exchange(port: u16, script: &str, timeout: Duration) -> Result<Vec<u8>> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))
         .with_context(|| format!("connecting to the lab's agent on 127.0.0.1:{port}"))?;
     s.set_read_timeout(Some(timeout))?;
@@ -768,9 +792,7 @@ fn agent_call(port: u16, script: &str, timeout: Duration) -> Result<Exec> {
     let mut out = Vec::new();
     s.read_to_end(&mut out)
         .with_context(|| format!("reading the agent's answer to {:?}", brief(script)))?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    parse_agent_output(&text)
-        .with_context(|| format!("agent's answer to {:?}: {text:?}", brief(script)))
+    Ok(out)
 }
 
 fn parse_agent_output(text: &str) -> Result<Exec> {
