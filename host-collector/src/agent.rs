@@ -31,7 +31,7 @@ use xsmon_store::HostRecord;
 use xsmon_xenstore::{Client, Reply, Request};
 
 use crate::collect::glob_match;
-use crate::gather::{Found, Guest};
+use crate::gather::{kib_count, names_of, Found, Guest};
 
 /// The check id and kind of what dom0 makes of a guest agent's keys.
 pub const CHECK_ID: &str = "agent";
@@ -125,7 +125,7 @@ pub fn read(xs: &mut Client, guests: &mut [Guest], cfg: &WithoutProbe) {
         for k in KEYS {
             keys.values.insert(k.to_string(), value(replies.next()));
         }
-        keys.vifs = Some(listing(replies.next()));
+        keys.vifs = Some(names_of(replies.next()));
         guests[i].agent = Some(keys);
     }
     let mut reqs = Vec::new();
@@ -163,15 +163,6 @@ fn value(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Option<Vec<u8>>, St
         Some(Err(e)) if e.is_not_found() => Ok(None),
         Some(Err(e)) => Err(e.to_string()),
         Some(Ok(Reply::Names(_))) | None => Err("no reply".into()),
-    }
-}
-
-fn listing(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<String>, String> {
-    match r {
-        Some(Ok(Reply::Names(n))) => Ok(n),
-        Some(Err(e)) if e.is_not_found() => Ok(Vec::new()),
-        Some(Err(e)) => Err(e.to_string()),
-        Some(Ok(Reply::Value(_))) | None => Err("no listing".into()),
     }
 }
 
@@ -243,7 +234,7 @@ pub fn decode(keys: &AgentKeys, mem_max_kib: Option<u64>) -> AgentView {
     v.updated = text_of("data/updated", updated);
     let mut kib_of = |k: &str, b: Option<Vec<u8>>| -> Option<u64> {
         let b = b?;
-        match parse_kib(&b) {
+        match kib_count(&b) {
             Some(n) => Some(n),
             None => {
                 problems.push(format!(
@@ -312,18 +303,6 @@ pub fn decode(keys: &AgentKeys, mem_max_kib: Option<u64>) -> AgentView {
     v.addresses.sort();
     v.problems = problems;
     v
-}
-
-/// A plain KiB count: digits only, at most 16 TiB (Xen's largest guest).
-fn parse_kib(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 12 || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(b)
-        .ok()?
-        .parse::<u64>()
-        .ok()
-        .filter(|k| *k <= 16 << 30)
 }
 
 /// The record of a running guest listed in `[without_probe]` that has no

@@ -176,14 +176,19 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
     Ok(out)
 }
 
-/// A KiB figure the toolstack wrote: digits only, at most 16 TiB (Xen's
-/// largest guest), else nothing.
+/// A KiB figure the toolstack wrote, when it could be read and is one.
 fn kib(v: Result<Vec<u8>, String>) -> Option<u64> {
-    let b = v.ok()?;
+    kib_count(&v.ok()?)
+}
+
+/// A plain KiB count: digits only, at most 16 TiB (Xen's largest guest),
+/// else nothing. The toolstack's memory keys and the guest agents' meminfo
+/// keys are read by this one rule.
+pub(crate) fn kib_count(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 12 || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(&b)
+    std::str::from_utf8(b)
         .ok()?
         .parse::<u64>()
         .ok()
@@ -347,7 +352,9 @@ fn value_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<u8>, String>
     }
 }
 
-fn names_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<String>, String> {
+/// A listing's reply: the names, none when the node is missing, or the
+/// read's error.
+pub(crate) fn names_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<String>, String> {
     match r {
         Some(Ok(Reply::Names(n))) => Ok(n),
         Some(Err(e)) if e.is_not_found() => Ok(Vec::new()),
