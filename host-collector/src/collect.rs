@@ -343,29 +343,15 @@ fn judge_running(
         }
         Found::Run { run, legacy } => {
             let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
-            let new_instance = crate::continuity::new_instance_note(
-                prev,
-                g.domid,
-                run,
-                scene.config_elsewhere(&name),
-            );
-            // The run comes from a domain other than the one the stored run
-            // was seen in: the domid changed this cycle, or the stored run
-            // was first seen before this domain was created (a cycle in
-            // between saw the new domain before its probe wrote anything).
-            let new_domain = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid)
-                || g.start_time.is_some_and(|created| {
-                    prev.and_then(|h| h.run)
-                        .is_some_and(|r| (r.seen as f64) < created)
-                });
+            let continuity = crate::continuity::of(prev, g, run, scene.config_elsewhere(&name));
             let seen = freshness::observe_instance(
                 run,
                 prev.and_then(|h| h.run),
                 prev_cycle,
                 now,
                 scene.rules,
-                new_domain,
-                new_instance,
+                continuity.new_domain,
+                continuity.note,
             );
             rec.probe_time = Some(run.time);
             rec.probe_seq = Some(run.seq);

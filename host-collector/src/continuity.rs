@@ -21,6 +21,40 @@
 use xsmon_proto::layout::Run;
 use xsmon_store::HostRow;
 
+use crate::gather::Guest;
+
+/// How a run stands to the VM's stored one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continuity {
+    /// The run comes from a domain other than the one the stored run was
+    /// seen in: the domid changed since the previous cycle, or the stored
+    /// run was first seen before the toolstack created this domain (a
+    /// cycle in between saw the new domain before its probe wrote anything:
+    /// `xl migrate` does not copy the guest's xenstore area). Its seq then
+    /// starts afresh without a finding.
+    pub new_domain: bool,
+    /// The words for the guest's message, from [`new_instance_note`].
+    pub note: Option<String>,
+}
+
+/// Judges the running domain `g`'s `run` against the VM's stored row.
+pub fn of(
+    prev: Option<&HostRow>,
+    g: &Guest,
+    run: &Run,
+    config_elsewhere: Option<&str>,
+) -> Continuity {
+    let new_domain = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid)
+        || g.start_time.is_some_and(|created| {
+            prev.and_then(|h| h.run)
+                .is_some_and(|r| (r.seen as f64) < created)
+        });
+    Continuity {
+        new_domain,
+        note: new_instance_note(prev, g.domid, run, config_elsewhere),
+    }
+}
+
 /// How the running domain `domid` continues the VM dom0 knew as `prev`,
 /// when it is a new domain of it. `config_elsewhere` is the dom0 whose
 /// folder of the shared config directory holds the VM's config, if not
@@ -105,6 +139,39 @@ mod tests {
         from_domid: Some(7),
         suspended_ms: Some(8_400),
     });
+
+    #[test]
+    fn a_new_domain_is_a_new_domid_or_a_stored_run_older_than_the_domain() {
+        let guest = |start_time| Guest {
+            domid: 9,
+            uuid: None,
+            uuid_problem: None,
+            name: Some("web01".into()),
+            name_problem: None,
+            found: crate::gather::Found::Nothing,
+            mem_target_kib: None,
+            mem_max_kib: None,
+            start_time,
+            agent: None,
+        };
+        let mut seen_here = row(9, "running");
+        seen_here.run = Some(xsmon_store::SeenRun {
+            seq: 1,
+            digest: 5,
+            time: 1_000,
+            seen: 1_000,
+        });
+        // A domid change.
+        assert!(of(Some(&row(7, "running")), &guest(None), &run(None), None).new_domain);
+        // Same domid; the stored run was seen before this domain existed
+        // (a migration, then a cycle before the probe's first run).
+        assert!(of(Some(&seen_here), &guest(Some(1_500.0)), &run(RESUMED), None).new_domain);
+        // ... or after: one domain, whose seq rules stand.
+        let later = of(Some(&seen_here), &guest(Some(900.0)), &run(RESUMED), None);
+        assert!(!later.new_domain);
+        assert!(later.note.is_some());
+        assert!(!of(Some(&seen_here), &guest(None), &run(None), None).new_domain);
+    }
 
     #[test]
     fn each_way_to_a_new_domain_has_its_words() {
