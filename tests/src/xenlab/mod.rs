@@ -589,15 +589,9 @@ impl LabSite {
                 let dom0 = serde_json::from_str::<serde_json::Value>(&out)
                     .ok()
                     .and_then(|j| {
-                        j["dom0s"]
-                            .as_array()?
-                            .iter()
-                            .find(|d| d["name"] == LAB_DOM0)
-                            .map(|d| {
-                                let mut d = d.clone();
-                                d["guests"] = serde_json::Value::Null;
-                                d.to_string()
-                            })
+                        let mut d = lab_dom0(&j)?.clone();
+                        d["guests"] = serde_json::Value::Null;
+                        Some(d.to_string())
                     });
                 bail!("{name} is not in poller json (exit {code}; the lab's dom0: {dom0:?})")
             }
@@ -678,13 +672,7 @@ impl LabSite {
             let out = self.run_poller(&["json"])?.0;
             let served = serde_json::from_str::<serde_json::Value>(&out)
                 .ok()
-                .and_then(|j| {
-                    j["dom0s"]
-                        .as_array()?
-                        .iter()
-                        .find(|d| d["name"] == LAB_DOM0)?["cycle_time"]
-                        .as_i64()
-                });
+                .and_then(|j| lab_dom0(&j)?["cycle_time"].as_i64());
             if served.is_some_and(|t| t >= want) || Instant::now() > deadline {
                 return Ok(());
             }
@@ -728,14 +716,19 @@ impl LabSite {
         let (out, _) = self.poll(&["json"])?;
         let j: serde_json::Value =
             serde_json::from_str(&out).with_context(|| format!("poller json: {out}"))?;
-        Ok(j["dom0s"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|d| d["name"] == LAB_DOM0)
-            .flat_map(|d| d["guests"].as_array().cloned().unwrap_or_default())
-            .find(|g| g["name"] == name))
+        Ok(lab_dom0(&j)
+            .and_then(|d| d["guests"].as_array())
+            .and_then(|guests| guests.iter().find(|g| g["name"] == name))
+            .cloned())
     }
+}
+
+/// The lab dom0's entry in `poller json`.
+fn lab_dom0(json: &serde_json::Value) -> Option<&serde_json::Value> {
+    json["dom0s"]
+        .as_array()?
+        .iter()
+        .find(|d| d["name"] == LAB_DOM0)
 }
 
 impl Drop for XenLab {
