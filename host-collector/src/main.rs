@@ -193,22 +193,44 @@ fn collect_cmd(
     root: &std::path::Path,
     at: Option<i64>,
 ) -> Result<ExitCode> {
+    match locked_cycle(config, xenstore, root, at)? {
+        Cycle::Done => Ok(ExitCode::SUCCESS),
+        Cycle::Busy(why) => {
+            eprintln!("host-collector: {why}; not starting a second one");
+            Ok(ExitCode::from(3))
+        }
+    }
+}
+
+/// What [`locked_cycle`] did.
+enum Cycle {
+    Done,
+    /// Another collect holds the lock (why, with its path).
+    Busy(String),
+}
+
+/// One cycle under the collect lock (`<db>.lock`): overlapping cron runs,
+/// or the watch and cron, never interleave their cycles.
+fn locked_cycle(
+    config: &Config,
+    xenstore: Option<&std::path::Path>,
+    root: &std::path::Path,
+    at: Option<i64>,
+) -> Result<Cycle> {
     let lock_path = PathBuf::from(format!("{}.lock", config.db.display()));
     if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let file = File::create(&lock_path)
         .with_context(|| format!("opening lock {}", lock_path.display()))?;
-    // Held until the end of this function: overlapping cron runs never
-    // interleave their cycles.
+    // Held until the end of this function.
     let _lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((_, errno)) => {
-            eprintln!(
-                "host-collector: another collect holds {} ({errno}); not starting a second one",
+            return Ok(Cycle::Busy(format!(
+                "another collect holds {} ({errno})",
                 lock_path.display()
-            );
-            return Ok(ExitCode::from(3));
+            )))
         }
     };
     if std::env::var_os("XSMON_TEST_HOLD_LOCK_MS").is_some() {
@@ -233,7 +255,7 @@ fn collect_cmd(
         "cycle stored in {}",
         config.db.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Cycle::Done)
 }
 
 /// The watch loop: one cycle at the start, then one after every burst of
@@ -279,11 +301,9 @@ fn watch_cmd(
 /// holds the lock, rather than skip what just happened.
 fn watched_cycle(config: &Config, xenstore: Option<&std::path::Path>) -> Result<()> {
     for _ in 0..120 {
-        match collect_cmd(config, xenstore, std::path::Path::new("/"), None) {
-            Ok(code) if code == ExitCode::from(3) => {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-            Ok(_) => return Ok(()),
+        match locked_cycle(config, xenstore, std::path::Path::new("/"), None) {
+            Ok(Cycle::Busy(_)) => std::thread::sleep(std::time::Duration::from_millis(500)),
+            Ok(Cycle::Done) => return Ok(()),
             // A cycle that fails (xenstore unreadable) is recorded as the
             // cycle's error by run_cycle; the watch goes on.
             Err(e) => {
