@@ -27,11 +27,15 @@ use crate::gather::Guest;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Continuity {
     /// The run comes from a domain other than the one the stored run was
-    /// seen in: the domid changed since the previous cycle, or the stored
-    /// run was first seen before the toolstack created this domain (a
-    /// cycle in between saw the new domain before its probe wrote anything:
-    /// `xl migrate` does not copy the guest's xenstore area). Its seq then
-    /// starts afresh without a finding.
+    /// seen in. Its seq then starts afresh without a finding. A cycle in
+    /// between may have seen the new domain before its probe wrote anything
+    /// (`xl migrate` does not copy the guest's xenstore area), so the
+    /// stored domid is already the new one; what tells it then:
+    /// - the run says its probe's previous run was written in another
+    ///   domain (`resumed`, key layout 4): it is the probe's first here;
+    /// - or the stored run was first seen before the toolstack created
+    ///   this domain (`/vm/<uuid>/start_time`; after a migration libxl has
+    ///   removed that node with the source domain, so it is absent there).
     pub new_domain: bool,
     /// The words for the guest's message, from [`new_instance_note`].
     pub note: Option<String>,
@@ -44,7 +48,12 @@ pub fn of(
     run: &Run,
     config_elsewhere: Option<&str>,
 ) -> Continuity {
+    let first_here = run
+        .resumed
+        .and_then(|r| r.from_domid)
+        .is_some_and(|was| was != g.domid);
     let new_domain = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid)
+        || first_here
         || g.start_time.is_some_and(|created| {
             prev.and_then(|h| h.run)
                 .is_some_and(|r| (r.seen as f64) < created)
@@ -166,10 +175,24 @@ mod tests {
         // Same domid; the stored run was seen before this domain existed
         // (a migration, then a cycle before the probe's first run).
         assert!(of(Some(&seen_here), &guest(Some(1_500.0)), &run(RESUMED), None).new_domain);
-        // ... or after: one domain, whose seq rules stand.
-        let later = of(Some(&seen_here), &guest(Some(900.0)), &run(RESUMED), None);
+        // Same domid, no start_time (libxl removed /vm/<uuid> with the
+        // migration's source domain): the run says it is the probe's
+        // first in this domain.
+        assert!(of(Some(&seen_here), &guest(None), &run(RESUMED), None).new_domain);
+        // ... or after: one domain, whose seq rules stand, even while its
+        // run says it was suspended and resumed in place.
+        let in_place = Some(Resumed {
+            from_domid: None,
+            suspended_ms: Some(2_000),
+        });
+        let later = of(Some(&seen_here), &guest(Some(900.0)), &run(in_place), None);
         assert!(!later.new_domain);
         assert!(later.note.is_some());
+        let from_here = Some(Resumed {
+            from_domid: Some(9),
+            suspended_ms: None,
+        });
+        assert!(!of(Some(&seen_here), &guest(None), &run(from_here), None).new_domain);
         assert!(!of(Some(&seen_here), &guest(None), &run(None), None).new_domain);
     }
 

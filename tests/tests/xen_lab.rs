@@ -487,22 +487,26 @@ fn migration_round(
         .lab
         .guest_ok(g, "grep -c 'results written' /run/probe.log || true")?;
     let logged: usize = logged.trim().parse().unwrap_or(0);
+    let vm_before = site.lab.dom0(&vm_facts(domid))?.out;
     migrate_here(site, g, domid)?;
     let after = domid_of(site, &g.name)?;
     ensure!(after != domid, "migration {round}: the same domid {domid}");
     if round == 1 {
-        // A lab fact for the README: does the new domain's xenstore
-        // area hold the old one's runs (copied by the migration)?
+        // Lab facts for the README: does the new domain's xenstore area
+        // hold the old one's runs (copied by the migration)? What is left
+        // of the VM's /vm/<uuid> (libxl removes it with the source)?
         let run = site.lab.dom0(&format!(
             "xenstore-read /local/domain/{after}/data/xsmon/run"
         ))?;
         eprintln!(
-            "xen lab: right after xl migrate, the new domain's data/xsmon/run: {}",
+            "xen lab: right after xl migrate, the new domain's data/xsmon/run: {}; before: {}; after: {}",
             if run.rc == 0 {
                 run.out.trim().to_string()
             } else {
                 "absent".into()
-            }
+            },
+            vm_before.trim(),
+            site.lab.dom0(&vm_facts(after))?.out.trim()
         );
     }
     let j = collected(site, &g.name)?;
@@ -528,6 +532,15 @@ fn migration_round(
         "migration {round}: no run after it says it resumed from domain {domid}: {runs}"
     );
     Ok(())
+}
+
+/// What the toolstack says of domain `domid`'s VM: its vm path and the
+/// start_time there.
+fn vm_facts(domid: u32) -> String {
+    format!(
+        "v=$(xenstore-read /local/domain/{domid}/vm); \
+         echo \"domain {domid}: vm=$v start_time=$(xenstore-read $v/start_time 2>&1)\""
+    )
 }
 
 /// `xl migrate` to this same host. Under software emulation, Xen 4.17's
