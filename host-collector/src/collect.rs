@@ -60,7 +60,7 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     }
     let gathered = read_xenstore(inp);
     let sys = Sys::new(inp.root);
-    let hv = crate::hypervisor::collect(&cfg.xl, &sys.path("sys"));
+    let hv = crate::hypervisor::collect(&cfg.xl, &sys.path("proc/net/dev"), &sys.path("sys"));
     let known = store::hosts(conn).context("reading the known hosts")?;
     // xenstore is read before xl: a domain xenstore still lists but the
     // hypervisor no longer knows was destroyed in between (its home is

@@ -157,8 +157,8 @@ fn collector_config(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// What the hypervisor side gives for `n` guests: an `xl` that prints
-/// `xl list -v` for dom0 and `n` domains, and a sysfs root with a vif and
-/// a vbd per domain, as a Xen host would have them.
+/// `xl list -v` for dom0 and `n` domains, a `/proc/net/dev` with a vif per
+/// domain and a sysfs root with a vbd each, as a Xen host would have them.
 fn fake_hypervisor(dir: &std::path::Path, n: u32, cycle: u32) -> std::path::PathBuf {
     let mut list = String::from(
         "Name                                        ID   Mem VCPUs\tState\tTime(s)   UUID                            Reason-Code\tSecurity Label\n",
@@ -194,19 +194,15 @@ fn fake_hypervisor(dir: &std::path::Path, n: u32, cycle: u32) -> std::path::Path
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
     if cycle == 0 {
+        let mut dev = String::from(
+            "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n",
+        );
         for id in 1..=n {
-            let vif = dir.join(format!("root/sys/class/net/vif{id}.0/statistics"));
-            std::fs::create_dir_all(&vif).unwrap();
-            for f in [
-                "rx_bytes",
-                "tx_bytes",
-                "rx_packets",
-                "tx_packets",
-                "rx_dropped",
-                "tx_dropped",
-            ] {
-                std::fs::write(vif.join(f), format!("{}\n", id * 1000)).unwrap();
-            }
+            let c = u64::from(id) * 1000;
+            dev.push_str(&format!(
+                "{:>6}: {c:>7} {id:>7} 0 0 0 0 0 0 {c:>7} {id:>7} 0 0 0 0 0 0\n",
+                format!("vif{id}.0")
+            ));
             let vbd = dir.join(format!(
                 "root/sys/bus/xen-backend/devices/vbd-{id}-51712/statistics"
             ));
@@ -215,12 +211,15 @@ fn fake_hypervisor(dir: &std::path::Path, n: u32, cycle: u32) -> std::path::Path
                 std::fs::write(vbd.join(f), format!("{}\n", id * 10)).unwrap();
             }
         }
-        // dom0's own /proc and mounts, for its memory and disk checks.
+        // dom0's own /proc and mounts, for its memory and disk checks,
+        // and the vifs' counters.
         xsmon_tests::copy_tree(
             &xsmon_tests::repo_root().join("tests/fixtures/probe/xen-guest/a/proc"),
             &dir.join("root/proc"),
         )
         .ok();
+        std::fs::create_dir_all(dir.join("root/proc/net")).unwrap();
+        std::fs::write(dir.join("root/proc/net/dev"), dev).unwrap();
     }
     xl
 }
