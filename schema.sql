@@ -75,7 +75,14 @@ CREATE TABLE host (
     xen_state   TEXT,
     xen_since   INTEGER,
     cpu_time_ms INTEGER,
-    cpu_at      INTEGER
+    cpu_at      INTEGER,
+    -- more counters read at cpu_at, from which the next cycle computes
+    -- rates: `name=value` pairs separated by spaces (`vcpu0=12.5
+    -- vif0.tx_dropped=3`)
+    xen_counters TEXT,
+    -- new domains of this VM dom0 took for reboots (or, for a guest
+    -- without the probe, any new domain: restores cannot be told apart)
+    reboots     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX host_name ON host (name);
 

@@ -59,8 +59,10 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
         tracing::warn!("{p}");
     }
     let gathered = read_xenstore(inp);
+    let read_ms = started.elapsed().as_millis();
     let sys = Sys::new(inp.root);
     let hv = crate::hypervisor::collect(&cfg.xl, &sys.path("proc/net/dev"), &sys.path("sys"));
+    let hypervisor_ms = started.elapsed().as_millis() - read_ms;
     let known = store::hosts(conn).context("reading the known hosts")?;
     // xenstore is read before xl: a domain xenstore still lists but the
     // hypervisor no longer knows was destroyed in between (its home is
@@ -93,9 +95,10 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
         // they are neither gone nor present, and keep their rows as they are.
         Err(e) => Some(format!("cannot read xenstore: {e:#}")),
     };
+    let judged_ms = started.elapsed().as_millis();
     let record = CycleRecord {
         time: inp.now,
-        duration_ms: started.elapsed().as_millis() as i64,
+        duration_ms: judged_ms as i64,
         dom0,
         error: error.clone(),
         hosts,
@@ -105,6 +108,15 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     for p in &written.problems {
         tracing::error!("{p}");
     }
+    // Where a large dom0's cycle goes (`host-collector -v collect`).
+    tracing::info!(
+        domains = record.hosts.len(),
+        xenstore_ms = read_ms,
+        hypervisor_ms,
+        judge_ms = judged_ms - read_ms - hypervisor_ms,
+        store_ms = started.elapsed().as_millis() - judged_ms,
+        "cycle"
+    );
     if let Some(path) = &cfg.prometheus_textfile {
         // The history is stored; a textfile that cannot be written is
         // reported but does not undo the cycle.
@@ -326,6 +338,9 @@ fn judge_running(
     }
     match &g.found {
         Found::Nothing if scene.without_probe.lists(&name) => {
+            // Without the probe, dom0 cannot tell a reboot from a restore:
+            // every new domain counts.
+            rec.rebooted = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid);
             crate::agent::judge(&mut rec, g, scene.without_probe);
         }
         Found::Nothing => {
@@ -344,6 +359,9 @@ fn judge_running(
         Found::Run { run, legacy } => {
             let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
             let continuity = crate::continuity::of(prev, g, run, scene.config_elsewhere(&name));
+            // The first run of a new domain that its probe does not say
+            // resumed: a reboot (or a shutdown and a create).
+            rec.rebooted = continuity.new_domain && run.resumed.is_none();
             let seen = freshness::observe_instance(
                 run,
                 prev.and_then(|h| h.run),

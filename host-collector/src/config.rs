@@ -95,6 +95,9 @@ pub struct HypervisorConfig {
     /// after it started is a warning (`balloon`).
     pub balloon_settle_secs: u64,
     pub balloon_off_pct: f64,
+    /// A vif dropping this many packets per second (both ways, averaged
+    /// over the cycle's interval) is a warning; unset: no warning.
+    pub vif_drops_per_s_warning: Option<f64>,
 }
 
 impl Default for HypervisorConfig {
@@ -107,6 +110,7 @@ impl Default for HypervisorConfig {
             spinning_pct: 95.0,
             balloon_settle_secs: 600,
             balloon_off_pct: 5.0,
+            vif_drops_per_s_warning: Some(10.0),
         }
     }
 }

@@ -131,6 +131,7 @@ mod tests {
             config: true,
             run: None,
             xen: None,
+            reboots: 0,
         }
     }
 

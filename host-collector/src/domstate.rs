@@ -2,8 +2,10 @@
 //! ([`crate::hypervisor`]), once per domain per cycle:
 //!
 //! - its figures from Xen itself: CPU time and CPU % over the cycle's
-//!   interval (from the previous cycle's CPU time, as xentop computes it),
-//!   vCPUs, memory (actual, target, maximum), each vif's and vbd's counters;
+//!   interval, for all vCPUs and per vCPU (from the previous cycle's CPU
+//!   times, as xentop computes it), vCPUs, memory (actual, target,
+//!   maximum), uptime, the reboot count, each vif's and vbd's counters and
+//!   each vif's drops per second (a warning past `vif_drops_per_s_warning`);
 //! - its state: a paused domain is a warning, then an error; a crashed one
 //!   an error at once, saying what to do; one shut down but not destroyed,
 //!   or dying, an error once it lasts; its probe's last results are then
@@ -11,6 +13,8 @@
 //! - a silent probe is described by what dom0 sees of the guest: running
 //!   with CPU time moving (the probe is not running), no CPU time at all,
 //!   or spinning at its vCPUs' limit (likely hung).
+
+use std::collections::BTreeMap;
 
 use xsmon_proto::snmpline::CheckFigures;
 use xsmon_proto::{CheckResult, Limit, Status, Value};
@@ -41,8 +45,18 @@ pub fn apply(
         .and_then(|p| p.xen.as_ref())
         .filter(|x| x.domid == domid);
     let interval = last.map(|l| now - l.cpu_at).filter(|dt| *dt > 0);
-    let cpu_pct = dom.and_then(|d| cpu_pct(d, last, now));
-    add_figures(rec, domid, guest, cpu_pct, cfg, hv, now);
+    let counters = counters_of(domid, hv);
+    let rates = Rates {
+        cpu_pct: dom.and_then(|d| cpu_pct(d, last, now)),
+        per_s: last
+            .zip(interval)
+            .map(|(l, dt)| per_second(&counters, &l.counters, dt))
+            .unwrap_or_default(),
+    };
+    let reboots = prev.map_or(0, |p| p.reboots) + u64::from(rec.rebooted);
+    add_figures(rec, domid, guest, &rates, reboots, cfg, hv, now);
+    drops_finding(rec, &rates, interval, cfg);
+    let cpu_pct = rates.cpu_pct;
     let Some(dom) = dom else {
         return;
     };
@@ -65,6 +79,7 @@ pub fn apply(
         since,
         cpu_time_s: dom.cpu_time_s,
         cpu_at: now,
+        counters,
     });
     if guest.is_none() {
         return;
@@ -92,6 +107,78 @@ fn cpu_pct(d: &Domain, last: Option<&XenSeen>, now: i64) -> Option<f64> {
     Some((used / dt / f64::from(d.vcpus) * 100.0).clamp(0.0, 100.0))
 }
 
+/// The cycle's rates from the hypervisor's counters.
+struct Rates {
+    /// CPU % of all vCPUs.
+    cpu_pct: Option<f64>,
+    /// Per second since the previous cycle, by counter name (see
+    /// [`counters_of`]): a vCPU's CPU seconds, a vif's drops.
+    per_s: BTreeMap<String, f64>,
+}
+
+/// The counters kept for next cycle's rates: each vCPU's CPU time
+/// (`vcpu<N>`) and each vif's drops (`vif<dev>.rx_dropped`,
+/// `vif<dev>.tx_dropped`: numbered by device, as its figures are).
+fn counters_of(domid: u32, hv: &Hypervisor) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (vcpu, t) in hv.vcpu_times.get(&domid).into_iter().flatten() {
+        out.insert(format!("vcpu{vcpu}"), *t);
+    }
+    for (vif, c) in hv.vifs.get(&domid).into_iter().flatten() {
+        let device = vif_device(vif);
+        out.insert(format!("vif{device}.rx_dropped"), c.rx_dropped as f64);
+        out.insert(format!("vif{device}.tx_dropped"), c.tx_dropped as f64);
+    }
+    out
+}
+
+/// Each counter's growth per second over `dt`; one that went back (a
+/// counter reset: a new vif, a vCPU unplugged and plugged) has no rate.
+fn per_second(
+    now: &BTreeMap<String, f64>,
+    last: &BTreeMap<String, f64>,
+    dt: i64,
+) -> BTreeMap<String, f64> {
+    now.iter()
+        .filter_map(|(k, v)| {
+            let grew = v - last.get(k)?;
+            (grew >= 0.0).then(|| (k.clone(), grew / dt as f64))
+        })
+        .collect()
+}
+
+/// Which of the hypervisor's figures history keeps, every cycle for every
+/// domain: xcp-rrdd's per-VM set (CPU %, memory in use, each vif's bytes
+/// and drops, each vbd's requests and sectors). The rest are served with
+/// the latest figures only: the CPU time is the CPU %'s counter (and kept
+/// in the host row for the next cycle's), the per-vCPU CPU % the same per
+/// vCPU, vCPUs, the memory target and maximum, uptime and the reboot count
+/// change rarely (a reboot is an event, a target away from the memory a
+/// `balloon` finding), packets follow bytes, the per-second rates are the
+/// counters' own, and `oo_req` is blkback's. Every row counts: each cycle
+/// writes one per figure per domain, and a thousand-guest dom0's cycle
+/// spent more time storing 20 of them per guest than reading xenstore.
+fn kept_in_history(name: &str) -> bool {
+    matches!(
+        name,
+        "cpu_pct"
+            | "mem_actual_bytes"
+            | "rx_bytes"
+            | "tx_bytes"
+            | "rx_dropped"
+            | "tx_dropped"
+            | "rd_req"
+            | "wr_req"
+            | "rd_sect"
+            | "wr_sect"
+    )
+}
+
+/// `vif<domid>.<device>`'s device number.
+fn vif_device(vif: &str) -> &str {
+    vif.rsplit_once('.').map_or(vif, |(_, d)| d)
+}
+
 fn value(name: &str, value: f64) -> Value {
     Value {
         name: name.into(),
@@ -102,24 +189,35 @@ fn value(name: &str, value: f64) -> Value {
 /// The domain's figures: kept in history (`rec.figures`) and served as its
 /// latest (`rec.latest`): check `xen`, and one check per vif and vbd,
 /// numbered by device so that a graph survives the domid changing.
+#[allow(clippy::too_many_arguments)]
 fn add_figures(
     rec: &mut HostRecord,
     domid: u32,
     guest: Option<&Guest>,
-    cpu_pct: Option<f64>,
+    rates: &Rates,
+    reboots: u64,
     cfg: &HypervisorConfig,
     hv: &Hypervisor,
     now: i64,
 ) {
     let dom = hv.domains.get(&domid);
     let mut xen = Vec::new();
+    let pct = |p: f64| ((p * 1000.0).round() / 1000.0).clamp(0.0, 100.0);
     if let Some(d) = dom {
         xen.push(value("cpu_time_s", d.cpu_time_s));
-        if let Some(p) = cpu_pct {
-            xen.push(value("cpu_pct", (p * 1000.0).round() / 1000.0));
+        if let Some(p) = rates.cpu_pct {
+            xen.push(value("cpu_pct", pct(p)));
+        }
+        for vcpu in hv.vcpu_times.get(&domid).into_iter().flat_map(|m| m.keys()) {
+            if let Some(r) = rates.per_s.get(&format!("vcpu{vcpu}")) {
+                xen.push(value(&format!("vcpu{vcpu}_pct"), pct(r * 100.0)));
+            }
         }
         xen.push(value("vcpus", f64::from(d.vcpus)));
         xen.push(value("mem_actual_bytes", (d.mem_mib << 20) as f64));
+    }
+    if guest.is_some() && dom.is_some() {
+        xen.push(value("reboots", reboots as f64));
     }
     if let Some(g) = guest {
         if let Some(t) = g.mem_target_kib {
@@ -142,7 +240,7 @@ fn add_figures(
         } else {
             id.clone()
         };
-        for v in &values {
+        for v in values.iter().filter(|v| kept_in_history(&v.name)) {
             rec.figures
                 .push((KIND.into(), kept_as.clone(), v.name.clone(), v.value));
         }
@@ -168,9 +266,8 @@ fn add_figures(
         push(rec, "xen".into(), "", xen, limits);
     }
     for (vif, c) in hv.vifs.get(&domid).into_iter().flatten() {
-        // vif<domid>.<device>
-        let device = vif.rsplit_once('.').map_or(vif.as_str(), |(_, d)| d);
-        let values = vec![
+        let device = vif_device(vif);
+        let mut values = vec![
             value("rx_bytes", c.rx_bytes as f64),
             value("tx_bytes", c.tx_bytes as f64),
             value("rx_packets", c.rx_packets as f64),
@@ -178,6 +275,14 @@ fn add_figures(
             value("rx_dropped", c.rx_dropped as f64),
             value("tx_dropped", c.tx_dropped as f64),
         ];
+        for side in ["rx", "tx"] {
+            if let Some(r) = rates.per_s.get(&format!("vif{device}.{side}_dropped")) {
+                values.push(value(
+                    &format!("{side}_drops_per_s"),
+                    (r * 1000.0).round() / 1000.0,
+                ));
+            }
+        }
         push(rec, format!("vif{device}"), vif, values, Vec::new());
     }
     for (dev, c) in hv.vbds.get(&domid).into_iter().flatten() {
@@ -262,6 +367,47 @@ fn balloon_finding(
     rec.status = rec.status.max(Status::Warning);
     rec.message.push_str(&format!("; {}", c.message));
     rec.findings.push(c);
+}
+
+/// A vif dropping packets over the interval (netback's drops: the guest
+/// does not drain its rings, or dom0 cannot keep up), against
+/// `vif_drops_per_s_warning`.
+fn drops_finding(
+    rec: &mut HostRecord,
+    rates: &Rates,
+    interval: Option<i64>,
+    cfg: &HypervisorConfig,
+) {
+    let (Some(limit), Some(dt)) = (cfg.vif_drops_per_s_warning, interval) else {
+        return;
+    };
+    let mut by_vif: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for (k, r) in &rates.per_s {
+        if let Some((vif, side)) = k.split_once('.') {
+            let e = by_vif.entry(vif).or_default();
+            match side {
+                "rx_dropped" => e.0 = *r,
+                "tx_dropped" => e.1 = *r,
+                _ => {}
+            }
+        }
+    }
+    for (vif, (rx, tx)) in by_vif {
+        if rx + tx < limit {
+            continue;
+        }
+        let mut c = CheckResult::new(vif, KIND, "");
+        c.status = Status::Warning;
+        c.message = format!(
+            "{vif} dropping {:.1} packets/s over the last {} (from the guest {rx:.1}/s, to it {tx:.1}/s, as netback counts them)",
+            rx + tx,
+            ago(dt)
+        );
+        c.values.push(value("drops_per_s", rx + tx));
+        rec.status = rec.status.max(Status::Warning);
+        rec.message.push_str(&format!("; {}", c.message));
+        rec.findings.push(c);
+    }
 }
 
 /// Sustained CPU over the interval, against the configured thresholds.
@@ -426,7 +572,9 @@ mod tests {
                 since,
                 cpu_time_s: cpu,
                 cpu_at: at,
+                counters: BTreeMap::new(),
             }),
+            reboots: 0,
         }
     }
 
@@ -664,5 +812,126 @@ mod tests {
             .figures
             .iter()
             .any(|f| f.1 == "vif0" && f.2 == "tx_dropped"));
+    }
+
+    /// `xl vcpu-list` captured on the lab's dom0 (Xen 4.17).
+    const XL_VCPU_LIST: &str = include_str!("../../tests/fixtures/xen/xl-vcpu-list.txt");
+
+    #[test]
+    fn the_labs_vcpu_list_parses() {
+        let v = crate::hypervisor::parse_xl_vcpu_list(XL_VCPU_LIST);
+        assert_eq!(v.len(), 8, "dom0 and seven guests: {v:?}");
+        assert_eq!(v[&0].len(), 2, "dom0 has two vCPUs");
+        assert!(v.values().flat_map(|m| m.values()).all(|t| *t > 0.0));
+        let odd = "Name ID VCPU CPU State Time(s) Affinity\n\
+                   web01 7 0 - --p 12.5 all / all\n\
+                   web01 7 1 1 r-- -3 all / all\n\
+                   web01 7 2 1 xyz 4 all / all\n\
+                   web 01 7 3 1 -b- 4 all / all\n";
+        let v = crate::hypervisor::parse_xl_vcpu_list(odd);
+        assert_eq!(v[&7].len(), 1, "{v:?}");
+        assert_eq!(v[&7][&0], 12.5);
+    }
+
+    #[test]
+    fn per_vcpu_cpu_percent_drops_and_reboots() {
+        let with = |v0: f64, v1: f64, drops: u64| {
+            let mut hv = view("-b----", v0 + v1);
+            hv.vcpu_times.insert(7, BTreeMap::from([(0, v0), (1, v1)]));
+            hv.vifs.entry(7).or_default().insert(
+                "vif7.0".into(),
+                crate::hypervisor::VifCounters {
+                    tx_dropped: drops,
+                    ..Default::default()
+                },
+            );
+            hv
+        };
+        let cfg = HypervisorConfig::default();
+        // The first cycle: counters kept, no rate yet.
+        let mut first = fresh_record();
+        apply(
+            &mut first,
+            7,
+            Some(&guest(7)),
+            &with(100.0, 10.0, 0),
+            None,
+            &cfg,
+            NOW - 300,
+        );
+        assert_eq!(xen_value(&first, "vcpu0_pct"), None);
+        assert_eq!(xen_value(&first, "reboots"), Some(0.0));
+        let mut prev = row("blocked", NOW - 3000, 110.0, NOW - 300);
+        prev.xen = first.xen.clone();
+        prev.reboots = 2;
+        // 300 s later: vCPU 0 used 150 s (50 %), vCPU 1 3 s (1 %); 6,000
+        // drops (20/s) to the guest.
+        let mut r = fresh_record();
+        r.rebooted = true;
+        apply(
+            &mut r,
+            7,
+            Some(&guest(7)),
+            &with(250.0, 13.0, 6_000),
+            Some(&prev),
+            &cfg,
+            NOW,
+        );
+        assert_eq!(xen_value(&r, "vcpu0_pct"), Some(50.0));
+        assert_eq!(xen_value(&r, "vcpu1_pct"), Some(1.0));
+        assert_eq!(xen_value(&r, "cpu_pct"), Some(25.5));
+        assert_eq!(xen_value(&r, "reboots"), Some(3.0));
+        let vif = r.latest.iter().find(|f| f.check_id == "vif0").unwrap();
+        assert!(vif
+            .values
+            .iter()
+            .any(|v| v.name == "tx_drops_per_s" && v.value == 20.0));
+        assert_eq!(r.status, Status::Warning);
+        let drop = r.findings.iter().find(|c| c.id == "vif0").unwrap();
+        assert!(
+            drop.message.contains("dropping 20.0 packets/s"),
+            "{}",
+            drop.message
+        );
+        // Under the threshold, or with it unset: no finding.
+        let mut quiet = fresh_record();
+        apply(
+            &mut quiet,
+            7,
+            Some(&guest(7)),
+            &with(250.0, 13.0, 30),
+            Some(&prev),
+            &cfg,
+            NOW,
+        );
+        assert_eq!(quiet.status, Status::Ok, "{}", quiet.message);
+        let off = HypervisorConfig {
+            vif_drops_per_s_warning: None,
+            ..cfg.clone()
+        };
+        let mut r = fresh_record();
+        apply(
+            &mut r,
+            7,
+            Some(&guest(7)),
+            &with(250.0, 13.0, 6_000),
+            Some(&prev),
+            &off,
+            NOW,
+        );
+        assert_eq!(r.status, Status::Ok);
+        // A counter that went back (a new vCPU, a vif recreated): no rate.
+        let mut r = fresh_record();
+        apply(
+            &mut r,
+            7,
+            Some(&guest(7)),
+            &with(5.0, 13.0, 0),
+            Some(&prev),
+            &cfg,
+            NOW,
+        );
+        assert_eq!(xen_value(&r, "vcpu0_pct"), None);
+        assert_eq!(xen_value(&r, "vcpu1_pct"), Some(1.0));
     }
 }

@@ -34,7 +34,8 @@ struct Guests {
     life: LabGuest,
     /// Saved and restored, then crashed with on_crash = "destroy".
     saved: LabGuest,
-    /// Hostile, then its probe stops while it runs, then `xl destroy`.
+    /// Hostile, then its probe stops while it runs, then its kernel
+    /// crashes (seen by a cron tick alone), then `xl destroy`.
     hostile: LabGuest,
     /// No probe: a guest agent's keys, hostile ones, then a CPU burner.
     bare: LabGuest,
@@ -103,6 +104,18 @@ fn probe_runs(site: &LabSite, g: &LabGuest, n: usize) -> Result<()> {
 
 fn collected(site: &LabSite, name: &str) -> Result<serde_json::Value> {
     site.collected(name)
+}
+
+/// A figure of the hypervisor's `xen` check in a guest's poller json.
+fn xen_figure(guest: &serde_json::Value, name: &str) -> Option<f64> {
+    guest["figures"]
+        .as_array()?
+        .iter()
+        .find(|f| f["check_id"] == "xen")?["values"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)?["value"]
+        .as_f64()
 }
 
 fn domid_of(site: &LabSite, name: &str) -> Result<u32> {
@@ -263,6 +276,12 @@ fn shutdown_create_reboot_and_rename_keep_one_history() -> Result<()> {
             "{how}: {j}"
         );
     }
+    // Each new domain that its probe did not say resumed: a reboot.
+    let j = collected(site, &g.name)?;
+    ensure!(
+        xen_figure(&j, "reboots") == Some(3.0),
+        "after a shutdown and create and two reboots, the reboot count: {j}"
+    );
 
     // xl rename: the new name is shown, the history follows the UUID.
     site.lab.dom0_ok(&format!("xl rename {} life02", g.name))?;
@@ -766,9 +785,45 @@ fn a_live_guest_with_a_dead_probe_is_told_from_a_dead_guest() -> Result<()> {
             || message.contains("using no CPU time"),
         "{message}"
     );
+    crash_seen_with_cron_alone(site, g)?;
     // Scenario 3: `xl destroy`: down.
     site.lab.dom0_ok(&format!("xl destroy {}", g.name))?;
     expect_down(site, &g.name)
+}
+
+/// Detection without `host-collector watch`: the kernel of `g` (kept by
+/// on_crash = "preserve") crashes, and the next tick of a cron of every
+/// minute (`* * * * *`, run in dom0 at the next minute boundary of its
+/// clock) runs the cycle that sees it. The time from the crash to the
+/// poller's error line once that cycle is done is what cron alone gives
+/// (other scenarios' cycles may have seen it sooner; this one would have,
+/// alone). With the 5-minute cron of a real site, the wait for the tick
+/// is up to 300 s instead of 60.
+fn crash_seen_with_cron_alone(site: &LabSite, g: &LabGuest) -> Result<()> {
+    site.lab.dom0_ok(
+        "rm -f /run/cron.done; \
+         ( sleep $((60 - $(date +%s) % 60)); host-collector collect >/var/log/cron-tick.log 2>&1; touch /run/cron.done ) \
+         >/dev/null 2>&1 &",
+    )?;
+    let crashed_at = Instant::now();
+    let _ = site.lab.guest_within(g, "echo c > /proc/sysrq-trigger", 5);
+    site.lab
+        .wait_for("the cron tick's cycle", Duration::from_secs(120), || {
+            Ok(site.lab.dom0("[ -e /run/cron.done ]")?.rc == 0)
+        })?;
+    let lines = site.raw_for(&g.name)?;
+    ensure!(
+        lines.iter().any(|l| l.check == "domain"
+            && l.severity == "error"
+            && l.message.starts_with("crashed")),
+        "after the cron tick: {lines:?} ({})",
+        site.lab.dom0_ok("cat /var/log/cron-tick.log")?
+    );
+    eprintln!(
+        "xen lab: a guest's kernel crash to the poller's error line, with cron alone (every minute): {:.1} s",
+        crashed_at.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// What dom0 sees without the guest (4): figures from Xen itself. A guest
@@ -779,17 +834,18 @@ fn xens_own_figures_cpu_percent_memory_vifs_and_vbds() -> Result<()> {
     let site = site();
     let g = guests();
     let figures_now = || site.lab.dom0_ok("snmp-extend figures");
-    let cpu_pct = |figures: &str, host: &str| -> Option<f64> {
+    let xen_value = |figures: &str, host: &str, name: &str| -> Option<f64> {
         figures
             .lines()
             .find(|l| l.starts_with(&format!("M {host} xen xen ")))?
             .split(' ')
             .nth(6)?
             .split("\\s")
-            .find_map(|v| v.strip_prefix("cpu_pct="))?
+            .find_map(|v| v.strip_prefix(&format!("{name}=")))?
             .parse()
             .ok()
     };
+    let cpu_pct = |figures: &str, host: &str| xen_value(figures, host, "cpu_pct");
     // Idle first (no probe, no agent: its own figure over one interval).
     site.collect()?;
     std::thread::sleep(Duration::from_secs(10));
@@ -810,6 +866,12 @@ fn xens_own_figures_cpu_percent_memory_vifs_and_vbds() -> Result<()> {
     ensure!(
         burning > 25.0 && burning > idle + 20.0,
         "bare01 at {burning}% CPU while burning, {idle}% idle: {figures}"
+    );
+    // Its one vCPU's own figure (`xl vcpu-list`) says the same.
+    let vcpu0 = xen_value(&figures, &g.bare.name, "vcpu0_pct").context(figures.clone())?;
+    ensure!(
+        (vcpu0 - burning).abs() < 2.0,
+        "bare01's vCPU 0 at {vcpu0}%, all its vCPUs at {burning}%: {figures}"
     );
     // No probe: still its state and Xen's figures.
     let bare = site.guest_json(&g.bare.name)?.context("bare01")?;

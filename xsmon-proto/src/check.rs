@@ -142,12 +142,16 @@ impl CheckResult {
 }
 
 /// Is this figure a counter that only grows (dom0's hypervisor figures of
-/// kind `xen`: CPU time, bytes, packets, requests, sectors), rather than a
-/// gauge (CPU %, memory, vCPUs, and every figure a probe reports)? Charts
-/// draw counters as rates per second; Nagios performance data marks them
-/// `c`.
+/// kind `xen`: CPU time, bytes, packets, drops, requests, sectors), rather
+/// than a gauge (CPU %, rates, memory, vCPUs, uptime, the reboot count,
+/// and every figure a probe reports)? Charts draw counters as rates per
+/// second; Nagios performance data marks them `c`.
 pub fn is_counter(kind: &str, name: &str) -> bool {
-    kind == "xen" && !(name == "cpu_pct" || name == "vcpus" || name.starts_with("mem_"))
+    kind == "xen"
+        && !(name.ends_with("_pct")
+            || name.ends_with("_per_s")
+            || matches!(name, "vcpus" | "uptime_s" | "reboots")
+            || name.starts_with("mem_"))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Reading: the hosts the collector knows, finding one by name or UUID,
 //! the latest cycle (snmp-extend, `status`), the latest figures, history.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use xsmon_proto::snmpline::CheckFigures;
@@ -25,6 +25,8 @@ pub struct HostRow {
     pub run: Option<SeenRun>,
     /// What the hypervisor said of it last cycle.
     pub xen: Option<XenSeen>,
+    /// New domains of this VM taken for reboots (see `schema.sql`).
+    pub reboots: u64,
 }
 
 /// What the hypervisor said of a domain in a cycle: its state (the word
@@ -38,6 +40,31 @@ pub struct XenSeen {
     pub cpu_time_s: f64,
     /// When the CPU time was read.
     pub cpu_at: i64,
+    /// More counters read then (per-vCPU CPU time, vif drops), by name.
+    pub counters: BTreeMap<String, f64>,
+}
+
+impl XenSeen {
+    /// `counters` as stored: `name=value` pairs separated by spaces.
+    pub fn print_counters(&self) -> String {
+        self.counters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The stored form back; a pair that does not parse is dropped (its
+    /// rate is then missing for one cycle).
+    pub fn parse_counters(text: &str) -> BTreeMap<String, f64> {
+        text.split(' ')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                let v: f64 = v.parse().ok()?;
+                (!k.is_empty() && v.is_finite()).then(|| (k.to_string(), v))
+            })
+            .collect()
+    }
 }
 
 /// A probe run as dom0 saw it.
@@ -57,7 +84,8 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
     let mut st = conn.prepare(
         "SELECT id, ident, uuid, name, last_seen, domid, state, config,
                 run_seq, run_digest, run_time, run_seen,
-                xen_state, xen_since, cpu_time_ms, cpu_at FROM host ORDER BY id",
+                xen_state, xen_since, cpu_time_ms, cpu_at, xen_counters, reboots
+           FROM host ORDER BY id",
     )?;
     let rows = st.query_map([], |r| {
         let seq: Option<i64> = r.get(8)?;
@@ -78,6 +106,9 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
                 since,
                 cpu_time_s: from_stored(cpu),
                 cpu_at,
+                counters: XenSeen::parse_counters(
+                    r.get::<_, Option<String>>(16)?.as_deref().unwrap_or(""),
+                ),
             }),
             _ => None,
         };
@@ -100,6 +131,7 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
                 _ => None,
             },
             xen,
+            reboots: r.get::<_, i64>(17)?.max(0) as u64,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -48,6 +48,9 @@ pub struct HostRecord {
     /// What the hypervisor says of it this cycle (kept in the host row;
     /// `None`: not a running domain, or no hypervisor view).
     pub xen: Option<XenSeen>,
+    /// This cycle took a new domain of the VM for a reboot: its count
+    /// (`host.reboots`) grows by one.
+    pub rebooted: bool,
 }
 
 impl HostRecord {
@@ -74,6 +77,7 @@ impl HostRecord {
             latest: Vec::new(),
             events: Vec::new(),
             xen: None,
+            rebooted: false,
         }
     }
 }
@@ -303,14 +307,27 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
     ])?;
     if let Some(x) = &h.xen {
         tx.prepare_cached(
-            "UPDATE host SET xen_state = ?2, xen_since = ?3, cpu_time_ms = ?4, cpu_at = ?5 WHERE id = ?1",
+            "UPDATE host SET xen_state = ?2, xen_since = ?3, cpu_time_ms = ?4, cpu_at = ?5,
+                    xen_counters = ?6 WHERE id = ?1",
         )?
-        .execute(params![id, x.state, x.since, to_stored(x.cpu_time_s), x.cpu_at])?;
+        .execute(params![
+            id,
+            x.state,
+            x.since,
+            to_stored(x.cpu_time_s),
+            x.cpu_at,
+            x.print_counters()
+        ])?;
     } else if running {
         tx.prepare_cached(
-            "UPDATE host SET xen_state = NULL, xen_since = NULL, cpu_time_ms = NULL, cpu_at = NULL WHERE id = ?1",
+            "UPDATE host SET xen_state = NULL, xen_since = NULL, cpu_time_ms = NULL, cpu_at = NULL,
+                    xen_counters = NULL WHERE id = ?1",
         )?
         .execute(params![id])?;
+    }
+    if h.rebooted {
+        tx.prepare_cached("UPDATE host SET reboots = reboots + 1 WHERE id = ?1")?
+            .execute(params![id])?;
     }
     if let Some(r) = h.run {
         tx.prepare_cached(
