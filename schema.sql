@@ -67,6 +67,7 @@ CREATE TABLE host (
     run_digest INTEGER,
     run_time   INTEGER,
     run_seen   INTEGER,
+    run_domid  INTEGER,                     -- the domain that run was read from
     figures    TEXT,                        -- the latest figures: see above
     -- the hypervisor's view last cycle (xl list -v): the domain's state
     -- word ('running', 'blocked', 'paused', 'crashed', 'dying',

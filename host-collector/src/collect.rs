@@ -359,9 +359,12 @@ fn judge_running(
         Found::Run { run, legacy } => {
             let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
             let continuity = crate::continuity::of(prev, g, run, scene.config_elsewhere(&name));
-            // The first run of a new domain that its probe does not say
-            // resumed: a reboot (or a shutdown and a create).
-            rec.rebooted = continuity.new_domain && run.resumed.is_none();
+            // The first run of a new domain (seq 1: its xenstore area is
+            // new) that its probe does not say resumed: a reboot, or a
+            // shutdown and a create. A later run seen first (the probe
+            // wrote twice between two cycles) cannot tell, and is not
+            // counted: a migration must not count as a reboot.
+            rec.rebooted = continuity.new_domain && run.resumed.is_none() && run.seq == 1;
             let seen = freshness::observe_instance(
                 run,
                 prev.and_then(|h| h.run),

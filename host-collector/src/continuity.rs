@@ -27,15 +27,16 @@ use crate::gather::Guest;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Continuity {
     /// The run comes from a domain other than the one the stored run was
-    /// seen in. Its seq then starts afresh without a finding. A cycle in
-    /// between may have seen the new domain before its probe wrote anything
-    /// (`xl migrate` does not copy the guest's xenstore area), so the
-    /// stored domid is already the new one; what tells it then:
-    /// - the run says its probe's previous run was written in another
-    ///   domain (`resumed`, key layout 4): it is the probe's first here;
-    /// - or the stored run was first seen before the toolstack created
-    ///   this domain (`/vm/<uuid>/start_time`; after a migration libxl has
-    ///   removed that node with the source domain, so it is absent there).
+    /// read from (`host.run_domid`). Its seq then starts afresh without a
+    /// finding. Cycles in between may have seen the new domain before its
+    /// probe wrote anything (`xl migrate` does not copy the guest's
+    /// xenstore area), and the probe may have written more than one run
+    /// before the next cycle: only the stored run's own domain tells.
+    /// For a row stored before schema 5 (no `run_domid`), what tells:
+    /// the row's domid changed; the run says its probe's previous run was
+    /// written in another domain (`resumed`, key layout 4); or the stored
+    /// run was first seen before the toolstack created this domain
+    /// (`/vm/<uuid>/start_time`, which is gone after a migration).
     pub new_domain: bool,
     /// The words for the guest's message, from [`new_instance_note`].
     pub note: Option<String>,
@@ -48,16 +49,21 @@ pub fn of(
     run: &Run,
     config_elsewhere: Option<&str>,
 ) -> Continuity {
-    let first_here = run
-        .resumed
-        .and_then(|r| r.from_domid)
-        .is_some_and(|was| was != g.domid);
-    let new_domain = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid)
-        || first_here
-        || g.start_time.is_some_and(|created| {
-            prev.and_then(|h| h.run)
-                .is_some_and(|r| (r.seen as f64) < created)
-        });
+    let new_domain = match prev.and_then(|h| h.run.and(h.run_domid)) {
+        Some(read_from) => read_from != g.domid,
+        None => {
+            let first_here = run
+                .resumed
+                .and_then(|r| r.from_domid)
+                .is_some_and(|was| was != g.domid);
+            prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid)
+                || first_here
+                || g.start_time.is_some_and(|created| {
+                    prev.and_then(|h| h.run)
+                        .is_some_and(|r| (r.seen as f64) < created)
+                })
+        }
+    };
     Continuity {
         new_domain,
         note: new_instance_note(prev, g.domid, run, config_elsewhere),
@@ -130,6 +136,7 @@ mod tests {
             state: state.into(),
             config: true,
             run: None,
+            run_domid: None,
             xen: None,
             reboots: 0,
         }
@@ -195,6 +202,39 @@ mod tests {
         });
         assert!(!of(Some(&seen_here), &guest(None), &run(from_here), None).new_domain);
         assert!(!of(Some(&seen_here), &guest(None), &run(None), None).new_domain);
+    }
+
+    #[test]
+    fn the_stored_runs_own_domain_decides_from_schema_5_on() {
+        let guest = Guest {
+            domid: 16,
+            uuid: None,
+            uuid_problem: None,
+            name: Some("web01".into()),
+            name_problem: None,
+            found: crate::gather::Found::Nothing,
+            mem_target_kib: None,
+            mem_max_kib: None,
+            start_time: None,
+            agent: None,
+        };
+        // Seen in domain 12; a cycle after the migration already stored
+        // domid 16; the probe then wrote two runs there before the next
+        // cycle (the second does not say it resumed), and /vm/<uuid> has
+        // no start_time: still the new domain's run (the lab's CI failure).
+        let mut prev = row(16, "running");
+        prev.run = Some(xsmon_store::SeenRun {
+            seq: 2,
+            digest: 5,
+            time: 1_000,
+            seen: 1_000,
+        });
+        prev.run_domid = Some(12);
+        assert!(of(Some(&prev), &guest, &run(None), None).new_domain);
+        // Read from this very domain: the seq rules stand, whatever the
+        // run says of where its probe ran before.
+        prev.run_domid = Some(16);
+        assert!(!of(Some(&prev), &guest, &run(RESUMED), None).new_domain);
     }
 
     #[test]

@@ -566,6 +566,7 @@ mod tests {
             state: "running".into(),
             config: false,
             run: None,
+            run_domid: None,
             xen: Some(XenSeen {
                 domid: 7,
                 state: state.into(),
@@ -847,36 +848,29 @@ mod tests {
             );
             hv
         };
+        // One cycle of domain 7 with these vCPU times and drops.
+        let cycle = |rebooted: bool,
+                     times: (f64, f64, u64),
+                     prev: Option<&HostRow>,
+                     cfg: &HypervisorConfig,
+                     now: i64| {
+            let mut r = fresh_record();
+            r.rebooted = rebooted;
+            let hv = with(times.0, times.1, times.2);
+            apply(&mut r, 7, Some(&guest(7)), &hv, prev, cfg, now);
+            r
+        };
         let cfg = HypervisorConfig::default();
         // The first cycle: counters kept, no rate yet.
-        let mut first = fresh_record();
-        apply(
-            &mut first,
-            7,
-            Some(&guest(7)),
-            &with(100.0, 10.0, 0),
-            None,
-            &cfg,
-            NOW - 300,
-        );
+        let first = cycle(false, (100.0, 10.0, 0), None, &cfg, NOW - 300);
         assert_eq!(xen_value(&first, "vcpu0_pct"), None);
         assert_eq!(xen_value(&first, "reboots"), Some(0.0));
         let mut prev = row("blocked", NOW - 3000, 110.0, NOW - 300);
         prev.xen = first.xen.clone();
         prev.reboots = 2;
         // 300 s later: vCPU 0 used 150 s (50 %), vCPU 1 3 s (1 %); 6,000
-        // drops (20/s) to the guest.
-        let mut r = fresh_record();
-        r.rebooted = true;
-        apply(
-            &mut r,
-            7,
-            Some(&guest(7)),
-            &with(250.0, 13.0, 6_000),
-            Some(&prev),
-            &cfg,
-            NOW,
-        );
+        // drops (20/s) to the guest; and it was a reboot.
+        let r = cycle(true, (250.0, 13.0, 6_000), Some(&prev), &cfg, NOW);
         assert_eq!(xen_value(&r, "vcpu0_pct"), Some(50.0));
         assert_eq!(xen_value(&r, "vcpu1_pct"), Some(1.0));
         assert_eq!(xen_value(&r, "cpu_pct"), Some(25.5));
@@ -893,44 +887,27 @@ mod tests {
             "{}",
             drop.message
         );
+        // History keeps the all-vCPU figure and the drops, not the rest.
+        assert!(r.figures.iter().any(|f| f.2 == "cpu_pct"));
+        assert!(r
+            .figures
+            .iter()
+            .any(|f| f.1 == "vif0" && f.2 == "tx_dropped"));
+        assert!(!r
+            .figures
+            .iter()
+            .any(|f| f.2 == "vcpu0_pct" || f.2 == "reboots"));
         // Under the threshold, or with it unset: no finding.
-        let mut quiet = fresh_record();
-        apply(
-            &mut quiet,
-            7,
-            Some(&guest(7)),
-            &with(250.0, 13.0, 30),
-            Some(&prev),
-            &cfg,
-            NOW,
-        );
+        let quiet = cycle(false, (250.0, 13.0, 30), Some(&prev), &cfg, NOW);
         assert_eq!(quiet.status, Status::Ok, "{}", quiet.message);
         let off = HypervisorConfig {
             vif_drops_per_s_warning: None,
             ..cfg.clone()
         };
-        let mut r = fresh_record();
-        apply(
-            &mut r,
-            7,
-            Some(&guest(7)),
-            &with(250.0, 13.0, 6_000),
-            Some(&prev),
-            &off,
-            NOW,
-        );
+        let r = cycle(false, (250.0, 13.0, 6_000), Some(&prev), &off, NOW);
         assert_eq!(r.status, Status::Ok);
         // A counter that went back (a new vCPU, a vif recreated): no rate.
-        let mut r = fresh_record();
-        apply(
-            &mut r,
-            7,
-            Some(&guest(7)),
-            &with(5.0, 13.0, 0),
-            Some(&prev),
-            &cfg,
-            NOW,
-        );
+        let r = cycle(false, (5.0, 13.0, 0), Some(&prev), &cfg, NOW);
         assert_eq!(xen_value(&r, "vcpu0_pct"), None);
         assert_eq!(xen_value(&r, "vcpu1_pct"), Some(1.0));
     }

@@ -660,6 +660,12 @@ fn a_paused_guest_is_never_fresh() -> Result<()> {
             .is_some_and(|s| s.as_bytes().get(2) == Some(&b'p')),
         "xl list after xl pause: {state:?}"
     );
+    if let Some(before) = site.before(&g.name)? {
+        ensure!(
+            before.contains(" fresh ") && !before.contains("paused"),
+            "the older xsmon did not fail as the issue says (fresh, no word of the pause): {before}"
+        );
+    }
     let j = collected(site, &g.name)?;
     ensure!(
         j["probe"] == "halted" && j["domain_state"] == "paused" && j["status"] == "warning",
@@ -722,6 +728,12 @@ fn a_crashed_and_preserved_guest_is_an_error_at_once() -> Result<()> {
         "xl list after the crash: {:?}",
         site.lab.xl_state(&g.name)?
     );
+    if let Some(before) = site.before(&g.name)? {
+        ensure!(
+            before.contains(" fresh ") && !before.contains("crash"),
+            "the older xsmon did not fail as the issue says (fresh, no word of the crash): {before}"
+        );
+    }
     let j = collected(site, &g.name)?;
     ensure!(
         j["probe"] == "halted" && j["domain_state"] == "crashed" && j["status"] == "error",
@@ -785,6 +797,12 @@ fn a_live_guest_with_a_dead_probe_is_told_from_a_dead_guest() -> Result<()> {
             || message.contains("using no CPU time"),
         "{message}"
     );
+    if let Some(before) = site.before(&g.name)? {
+        ensure!(
+            !before.contains("alive") && !before.contains("CPU"),
+            "the older xsmon did not fail as the issue says (nothing of what dom0 sees): {before}"
+        );
+    }
     crash_seen_with_cron_alone(site, g)?;
     // Scenario 3: `xl destroy`: down.
     site.lab.dom0_ok(&format!("xl destroy {}", g.name))?;
@@ -867,10 +885,12 @@ fn xens_own_figures_cpu_percent_memory_vifs_and_vbds() -> Result<()> {
         burning > 25.0 && burning > idle + 20.0,
         "bare01 at {burning}% CPU while burning, {idle}% idle: {figures}"
     );
-    // Its one vCPU's own figure (`xl vcpu-list`) says the same.
+    // Its one vCPU's own figure (`xl vcpu-list`) says about the same: the
+    // two xl processes read Xen up to a second or so apart under
+    // emulation (seen: 43.3 % against 38.3 % over a 30 s interval).
     let vcpu0 = xen_value(&figures, &g.bare.name, "vcpu0_pct").context(figures.clone())?;
     ensure!(
-        (vcpu0 - burning).abs() < 2.0,
+        vcpu0 > idle + 15.0 && (vcpu0 - burning).abs() < 12.0,
         "bare01's vCPU 0 at {vcpu0}%, all its vCPUs at {burning}%: {figures}"
     );
     // No probe: still its state and Xen's figures.
@@ -916,6 +936,12 @@ fn a_guest_without_the_probe_is_reported_by_xen_and_its_agent() -> Result<()> {
     );
     let (out, code) = site.poll(&["nagios", "--guest", &g.name])?;
     ensure!(code == 0, "{out}");
+    if let Some(before) = site.before(&g.name)? {
+        ensure!(
+            before.contains("not reporting"),
+            "the older xsmon did not fail as the issue says (a guest without the probe got nothing but an error): {before}"
+        );
+    }
 
     // What xe-guest-utilities' daemon writes, from inside the real domU.
     site.lab.guest_ok(

@@ -23,6 +23,9 @@ pub struct HostRow {
     pub state: String,
     pub config: bool,
     pub run: Option<SeenRun>,
+    /// The domain `run` was read from (`None` in rows written before
+    /// schema 5).
+    pub run_domid: Option<u32>,
     /// What the hypervisor said of it last cycle.
     pub xen: Option<XenSeen>,
     /// New domains of this VM taken for reboots (see `schema.sql`).
@@ -84,7 +87,7 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
     let mut st = conn.prepare(
         "SELECT id, ident, uuid, name, last_seen, domid, state, config,
                 run_seq, run_digest, run_time, run_seen,
-                xen_state, xen_since, cpu_time_ms, cpu_at, xen_counters, reboots
+                xen_state, xen_since, cpu_time_ms, cpu_at, xen_counters, reboots, run_domid
            FROM host ORDER BY id",
     )?;
     let rows = st.query_map([], |r| {
@@ -130,6 +133,7 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
                 }),
                 _ => None,
             },
+            run_domid: r.get(18)?,
             xen,
             reboots: r.get::<_, i64>(17)?.max(0) as u64,
         })

@@ -331,9 +331,17 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
     }
     if let Some(r) = h.run {
         tx.prepare_cached(
-            "UPDATE host SET run_seq = ?2, run_digest = ?3, run_time = ?4, run_seen = ?5 WHERE id = ?1",
+            "UPDATE host SET run_seq = ?2, run_digest = ?3, run_time = ?4, run_seen = ?5,
+                    run_domid = ?6 WHERE id = ?1",
         )?
-        .execute(params![id, r.seq as i64, r.digest as i64, r.time, r.seen])?;
+        .execute(params![
+            id,
+            r.seq as i64,
+            r.digest as i64,
+            r.time,
+            r.seen,
+            h.domid
+        ])?;
     }
     Ok(id)
 }

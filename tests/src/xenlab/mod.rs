@@ -606,6 +606,29 @@ impl LabSite {
             .with_context(|| format!("xl domid {name}: {out}"))
     }
 
+    /// With `XSMON_LAB_BEFORE` (an older xsmon's collector and snmp-extend
+    /// in dom0 beside the current ones, see scripts/xen-lab): one cycle of
+    /// the older collector, on its own config and database, and the line
+    /// that version's basic-monitoring gives `name`: what it reported of
+    /// the same domain at the same moment. `None` in a lab without it.
+    pub fn before(&self, name: &str) -> Result<Option<String>> {
+        let out = self.lab.dom0(
+            "[ -x /usr/lib/xsmon-before/host-collector ] || exit 10; \
+             /usr/lib/xsmon-before/host-collector --config /etc/xsmon/before.toml collect >/dev/null 2>&1; \
+             /usr/lib/xsmon-before/snmp-extend basic-monitoring --db /var/lib/xsmon/before.db",
+        )?;
+        if out.rc == 10 {
+            return Ok(None);
+        }
+        let text = out.ok("the older xsmon's basic-monitoring")?;
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(name))
+            .with_context(|| format!("the older xsmon says nothing of {name}: {text}"))?;
+        eprintln!("xen lab: the older xsmon (XSMON_LAB_BEFORE) said of {name}: {line}");
+        Ok(Some(line.to_string()))
+    }
+
     /// `poller raw`'s lines about one guest.
     pub fn raw_for(&self, name: &str) -> Result<Vec<xsmon_proto::rawline::RawLine>> {
         Ok(self.raw()?.into_iter().filter(|l| l.host == name).collect())
@@ -758,8 +781,9 @@ fn tail(text: &str, n: usize) -> String {
 fn agent_call(port: u16, script: &str, timeout: Duration) -> Result<Exec> {
     // QEMU's user network accepts on the host's side before it connects
     // inside; when dom0's agent is between two connections, the host's
-    // connection is closed at once, without a byte: the script never ran
-    // (the agent always answers with its exit code), so it is sent again.
+    // connection is closed (or reset) at once, without a byte: the script
+    // never ran (the agent always answers with its exit code), so it is
+    // sent again.
     let mut attempt = 1;
     loop {
         let out = agent_exchange(port, script, timeout)?;
@@ -783,9 +807,13 @@ fn agent_exchange(port: u16, script: &str, timeout: Duration) -> Result<Vec<u8>>
     s.write_all(format!("{}\n", base64(script.as_bytes())).as_bytes())?;
     s.shutdown(Shutdown::Write)?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out)
-        .with_context(|| format!("reading the agent's answer to {:?}", brief(script)))?;
-    Ok(out)
+    match s.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        // Reset before a byte came back: as a close without an answer.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && out.is_empty() => Ok(out),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("reading the agent's answer to {:?}", brief(script)))),
+    }
 }
 
 fn parse_agent_output(text: &str) -> Result<Exec> {
