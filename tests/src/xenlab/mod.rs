@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use xsmon_proto::Status;
 
 use crate::{repo_root, spawn_tied_to_process};
 
@@ -610,8 +611,9 @@ impl LabSite {
     /// in dom0 beside the current ones, see scripts/xen-lab): one cycle of
     /// the older collector, on its own config and database, and the line
     /// that version's basic-monitoring gives `name`: what it reported of
-    /// the same domain at the same moment. `None` in a lab without it.
-    pub fn before(&self, name: &str) -> Result<Option<String>> {
+    /// the same domain at the same moment (its probe word, status and
+    /// message). `None` in a lab without it.
+    pub fn before(&self, name: &str) -> Result<Option<(String, Status, String)>> {
         let out = self.lab.dom0(
             "[ -x /usr/lib/xsmon-before/host-collector ] || exit 10; \
              /usr/lib/xsmon-before/host-collector --config /etc/xsmon/before.toml collect >/dev/null 2>&1; \
@@ -621,12 +623,29 @@ impl LabSite {
             return Ok(None);
         }
         let text = out.ok("the older xsmon's basic-monitoring")?;
-        let line = text
-            .lines()
-            .find(|l| l.split(' ').nth(1) == Some(name))
+        // Today's reader reads that version's lines, as the poller does.
+        let records = xsmon_proto::snmpline::parse_all(&text)
+            .map_err(|e| anyhow::anyhow!("the older xsmon's lines: {e}: {text}"))?;
+        let said = records
+            .into_iter()
+            .find_map(|r| match r {
+                xsmon_proto::snmpline::Record::Guest {
+                    host,
+                    probe,
+                    status,
+                    message,
+                    ..
+                } if host == name => Some((probe, status, message)),
+                _ => None,
+            })
             .with_context(|| format!("the older xsmon says nothing of {name}: {text}"))?;
-        eprintln!("xen lab: the older xsmon (XSMON_LAB_BEFORE) said of {name}: {line}");
-        Ok(Some(line.to_string()))
+        eprintln!(
+            "xen lab: the older xsmon (XSMON_LAB_BEFORE) said of {name}: {} {}: {}",
+            said.0,
+            said.1.as_str(),
+            said.2
+        );
+        Ok(Some(said))
     }
 
     /// `poller raw`'s lines about one guest.
