@@ -359,12 +359,15 @@ fn judge_running(
         Found::Run { run, legacy } => {
             let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
             let continuity = crate::continuity::of(prev, g, run, scene.config_elsewhere(&name));
-            // The first run of a new domain (seq 1: its xenstore area is
-            // new) that its probe does not say resumed: a reboot, or a
-            // shutdown and a create. A later run seen first (the probe
-            // wrote twice between two cycles) cannot tell, and is not
-            // counted: a migration must not count as a reboot.
-            rec.rebooted = continuity.new_domain && run.resumed.is_none() && run.seq == 1;
+            // The first run dom0 sees of a new domain, when its probe does
+            // not say it resumed: a reboot, or a shutdown and a create.
+            // Either its seq 1 (the area is new), or a later run (the
+            // probe wrote twice before this cycle) of a domain with a
+            // start_time: after a migration, whose first run may be
+            // missed the same way, the toolstack leaves none.
+            rec.rebooted = continuity.new_domain
+                && run.resumed.is_none()
+                && (run.seq == 1 || g.start_time.is_some());
             let seen = freshness::observe_instance(
                 run,
                 prev.and_then(|h| h.run),

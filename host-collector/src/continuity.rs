@@ -152,15 +152,10 @@ mod tests {
         }
     }
 
-    const RESUMED: Option<Resumed> = Some(Resumed {
-        from_domid: Some(7),
-        suspended_ms: Some(8_400),
-    });
-
-    #[test]
-    fn a_new_domain_is_a_new_domid_or_a_stored_run_older_than_the_domain() {
-        let guest = |start_time| Guest {
-            domid: 9,
+    /// Running domain `domid` of web01, created at `start_time`.
+    fn guest(domid: u32, start_time: Option<f64>) -> Guest {
+        Guest {
+            domid,
             uuid: None,
             uuid_problem: None,
             name: Some("web01".into()),
@@ -170,7 +165,17 @@ mod tests {
             mem_max_kib: None,
             start_time,
             agent: None,
-        };
+        }
+    }
+
+    const RESUMED: Option<Resumed> = Some(Resumed {
+        from_domid: Some(7),
+        suspended_ms: Some(8_400),
+    });
+
+    #[test]
+    fn a_new_domain_is_a_new_domid_or_a_stored_run_older_than_the_domain() {
+        let guest = |start_time| guest(9, start_time);
         let mut seen_here = row(9, "running");
         seen_here.run = Some(xsmon_store::SeenRun {
             seq: 1,
@@ -206,18 +211,7 @@ mod tests {
 
     #[test]
     fn the_stored_runs_own_domain_decides_from_schema_5_on() {
-        let guest = Guest {
-            domid: 16,
-            uuid: None,
-            uuid_problem: None,
-            name: Some("web01".into()),
-            name_problem: None,
-            found: crate::gather::Found::Nothing,
-            mem_target_kib: None,
-            mem_max_kib: None,
-            start_time: None,
-            agent: None,
-        };
+        let guest = guest(16, None);
         // Seen in domain 12; a cycle after the migration already stored
         // domid 16; the probe then wrote two runs there before the next
         // cycle (the second does not say it resumed), and /vm/<uuid> has

@@ -115,16 +115,7 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
     for (i, (id, _, p)) in pre.iter().enumerate() {
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         match p.values.get("version").map(Vec::as_slice) {
-            Some(b"2" | b"3" | b"4") => {
-                let n = p
-                    .values
-                    .get("run")
-                    .and_then(|r| layout::chunks_announced(r))
-                    .unwrap_or(0);
-                for c in 0..n {
-                    batch.read(i, &base, &format!("chunk/{c}"));
-                }
-            }
+            Some(b"2" | b"3" | b"4") => batch.chunks_of(i, &base, p),
             Some(b"1") => {
                 for k in ["probe", "time", "seq"] {
                     batch.read(i, &base, k);
@@ -135,6 +126,7 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         }
     }
     batch.run(xs, &mut pre);
+    reread_runs_written_meanwhile(xs, &mut pre);
 
     // Batch 3: the keys of every check of every version 1 guest with a
     // sane number of checks (decode rejects the rest).
@@ -373,6 +365,24 @@ struct Batch {
 }
 
 impl Batch {
+    /// A chunked run's `chunk/<n>` keys, as many as its `run` line
+    /// announces, then its `run` once more, filed as [`RUN_AFTER`]: the
+    /// daemon answers one connection's requests in order, and a guest
+    /// replaces its whole run in one transaction, so the chunks belong to
+    /// the `run` read first only if the second read gives the same line.
+    fn chunks_of(&mut self, guest: usize, base: &str, p: &Prefetched) {
+        let n = p
+            .values
+            .get("run")
+            .and_then(|r| layout::chunks_announced(r))
+            .unwrap_or(0);
+        for c in 0..n {
+            self.read(guest, base, &format!("chunk/{c}"));
+        }
+        self.reqs.push(Request::Read(format!("{base}/run")));
+        self.wanted.push((guest, RUN_AFTER.to_string(), false));
+    }
+
     fn read(&mut self, guest: usize, base: &str, key: &str) {
         self.reqs.push(Request::Read(format!("{base}/{key}")));
         self.wanted.push((guest, key.to_string(), false));
@@ -407,6 +417,69 @@ impl Batch {
                 p.put(&key, Some(reply));
             }
         }
+    }
+}
+
+/// Where [`Batch::chunks_of`] files its second read of `run`.
+const RUN_AFTER: &str = "run (read again after its chunks)";
+
+/// Times a guest's run is read again when it was replaced while its
+/// chunks were being read (its probe wrote between the reads).
+const REREADS: usize = 3;
+
+/// The guests whose `run` changed between the first read and the one after
+/// its chunks (a new run written meanwhile: the chunks may be the new
+/// run's under the old `run` line, which would read as that seq
+/// rewritten) are read again: `run`, then its chunks and `run` again.
+/// One that keeps changing is an error for its `run` key, reported for it
+/// alone.
+fn reread_runs_written_meanwhile(xs: &mut Client, pre: &mut [(u32, Identity, Prefetched)]) {
+    let changed = |pre: &[(u32, Identity, Prefetched)]| -> Vec<usize> {
+        pre.iter()
+            .enumerate()
+            .filter(|(_, (_, _, p))| {
+                p.values.contains_key(RUN_AFTER) || p.errors.contains_key(RUN_AFTER)
+            })
+            .filter(|(_, (_, _, p))| p.values.get("run") != p.values.get(RUN_AFTER))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let mut again = changed(pre);
+    for _ in 0..REREADS {
+        if again.is_empty() {
+            break;
+        }
+        tracing::debug!(
+            guests = again.len(),
+            "runs written while read: reading them again"
+        );
+        let mut first = Batch::default();
+        for &i in &again {
+            let (id, _, p) = &mut pre[i];
+            p.values
+                .retain(|k, _| !k.starts_with("chunk/") && k != "run");
+            p.errors
+                .retain(|k, _| !k.starts_with("chunk/") && k != "run");
+            first.read(i, &format!("/local/domain/{id}/{DATA_SUBPATH}"), "run");
+        }
+        first.run(xs, pre);
+        let mut chunks = Batch::default();
+        for &i in &again {
+            let (id, _, p) = &pre[i];
+            chunks.chunks_of(i, &format!("/local/domain/{id}/{DATA_SUBPATH}"), p);
+        }
+        chunks.run(xs, pre);
+        again = changed(pre);
+    }
+    for (i, (_, _, p)) in pre.iter_mut().enumerate() {
+        if again.contains(&i) {
+            p.errors.insert(
+                "run".into(),
+                format!("the run kept changing while it was read ({REREADS} times)"),
+            );
+        }
+        p.values.remove(RUN_AFTER);
+        p.errors.remove(RUN_AFTER);
     }
 }
 

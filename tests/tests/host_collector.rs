@@ -786,3 +786,80 @@ fn history_is_drawn_as_charts_with_thresholds_bands_and_gaps() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(".svg or .png"));
 }
+
+/// A guest that writes a new run while dom0 reads its area: dom0 reads a
+/// chunked run's `run` line, then its chunks, in two rounds of requests,
+/// so the chunks of a run written in between could be read under the
+/// older `run` line (seen on the Xen lab: "run seq 4 was rewritten with
+/// different content"). Here one guest rewrites its run every
+/// millisecond, each with its seq in its cpu message, while dom0 gathers
+/// 50 guests again and again: every run dom0 reads is one the guest wrote
+/// whole, or (when it kept changing under every re-read) an error saying
+/// so, never a mix.
+#[test]
+fn a_run_rewritten_while_dom0_reads_it_is_never_read_half_old() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let xs = xsmon_tests::Xenstored::start().unwrap();
+    let mut c = xs.client().unwrap();
+    let t = now();
+    let written_as = |seq: u64| {
+        let mut run = sample_run(t, 3, Status::Ok);
+        run.seq = seq;
+        run.checks[0].message = format!("written as seq {seq}");
+        run
+    };
+    for id in 1..=50 {
+        add_domain(&mut c, id, &format!("vm{id:02}")).unwrap();
+        write_run(&mut c, id, &written_as(0)).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    // Stops the writer however the reading ends (a failed assertion too:
+    // the scope waits for the writer).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let (whole, kept_changing) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut w = xs.client().unwrap();
+            let mut seq = 0;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                write_run(&mut w, 1, &written_as(seq)).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            seq
+        });
+        let stopping = StopOnDrop(&stop);
+        let (mut whole, mut kept_changing) = (0, 0);
+        for _ in 0..150 {
+            let guests = host_collector::gather::gather(&mut c, false).unwrap();
+            let g = guests.iter().find(|g| g.domid == 1).unwrap();
+            match &g.found {
+                host_collector::gather::Found::Run { run, .. } => {
+                    assert_eq!(
+                        run.checks[0].message,
+                        format!("written as seq {}", run.seq),
+                        "a run read half old"
+                    );
+                    whole += 1;
+                }
+                host_collector::gather::Found::Invalid(why) => {
+                    assert!(why.contains("kept changing"), "{why}");
+                    kept_changing += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        drop(stopping);
+        let writes = writer.join().unwrap();
+        assert!(writes > 150, "the writer wrote only {writes} runs");
+        (whole, kept_changing)
+    });
+    assert!(
+        whole > kept_changing,
+        "{whole} whole runs read, {kept_changing} kept changing"
+    );
+}

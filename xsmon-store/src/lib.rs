@@ -32,6 +32,8 @@ pub const OLDEST_READ: i64 = 2;
 const FIGURES_SCHEMA: i64 = 3;
 /// The first schema with the hypervisor's view (`status.domain_state`).
 const DOMAIN_STATE_SCHEMA: i64 = 4;
+/// The first schema with `host.xen_counters`, `reboots` and `run_domid`.
+const COUNTERS_SCHEMA: i64 = 5;
 /// dom0's own row in `host`: its ident and the name shown for it. No guest
 /// ident can equal `dom0` (guest idents start with `uuid:`, `name:` or
 /// `domid:`), and no guest is shown as `Domain-0` (see host-collector).

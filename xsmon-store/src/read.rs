@@ -84,12 +84,24 @@ pub struct SeenRun {
 
 /// Every host row, for the collector to match this cycle's domains to.
 pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
-    let mut st = conn.prepare(
+    // A read-only reader (`status`, `history`) may meet a database the
+    // collector has not migrated yet: the columns it lacks read as unset.
+    let version = schema_version(conn)?;
+    let xen = if version >= DOMAIN_STATE_SCHEMA {
+        "xen_state, xen_since, cpu_time_ms, cpu_at"
+    } else {
+        "NULL, NULL, NULL, NULL"
+    };
+    let since_5 = if version >= COUNTERS_SCHEMA {
+        "xen_counters, reboots, run_domid"
+    } else {
+        "NULL, 0, NULL"
+    };
+    let mut st = conn.prepare(&format!(
         "SELECT id, ident, uuid, name, last_seen, domid, state, config,
-                run_seq, run_digest, run_time, run_seen,
-                xen_state, xen_since, cpu_time_ms, cpu_at, xen_counters, reboots, run_domid
-           FROM host ORDER BY id",
-    )?;
+                run_seq, run_digest, run_time, run_seen, {xen}, {since_5}
+           FROM host ORDER BY id"
+    ))?;
     let rows = st.query_map([], |r| {
         let seq: Option<i64> = r.get(8)?;
         let digest: Option<i64> = r.get(9)?;
@@ -461,4 +473,43 @@ pub fn history(
         (a.time, &a.kind, &a.target, &a.metric).cmp(&(b.time, &b.kind, &b.target, &b.metric))
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `status` and `history` run `hosts` on a read-only connection,
+    /// possibly before the collector has migrated the database: a
+    /// version 4 host table (no xen_counters, reboots, run_domid) still
+    /// reads, and the current one reads its new columns.
+    #[test]
+    fn hosts_reads_a_database_not_yet_migrated_to_5() {
+        let v4 = rusqlite::Connection::open_in_memory().unwrap();
+        v4.execute_batch(
+            "CREATE TABLE host (id INTEGER PRIMARY KEY, ident TEXT, uuid TEXT, name TEXT,
+                 first_seen INTEGER, last_seen INTEGER, domid INTEGER, state TEXT,
+                 config INTEGER NOT NULL DEFAULT 0, run_seq INTEGER, run_digest INTEGER,
+                 run_time INTEGER, run_seen INTEGER, figures TEXT, xen_state TEXT,
+                 xen_since INTEGER, cpu_time_ms INTEGER, cpu_at INTEGER);
+             INSERT INTO host (ident, name, first_seen, last_seen, domid, state, run_seq, run_digest, run_time, run_seen)
+             VALUES ('uuid:x', 'web01', 1, 2, 7, 'running', 3, 9, 2, 2);
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        let old = hosts(&v4).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!((old[0].run_domid, old[0].reboots), (None, 0));
+        assert_eq!(old[0].run.map(|r| r.seq), Some(3));
+
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::open_rw(&dir.path().join("h.db")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO host (ident, name, first_seen, last_seen, domid, state, run_seq, run_digest, run_time, run_seen, run_domid, reboots)
+             VALUES ('uuid:x', 'web01', 1, 2, 7, 'running', 3, 9, 2, 2, 7, 2);",
+        )
+        .unwrap();
+        let now = hosts(&conn).unwrap();
+        assert_eq!((now[0].run_domid, now[0].reboots), (Some(7), 2));
+    }
 }
