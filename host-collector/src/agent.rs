@@ -476,16 +476,10 @@ mod tests {
 
     fn guest(agent: Option<AgentKeys>) -> Guest {
         Guest {
-            domid: 7,
-            uuid: None,
-            uuid_problem: None,
-            name: Some("win01".into()),
-            name_problem: None,
-            found: Found::Nothing,
             mem_target_kib: MAX,
             mem_max_kib: MAX,
             agent,
-            start_time: None,
+            ..Guest::named(7, "win01")
         }
     }
 

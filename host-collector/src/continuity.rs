@@ -152,19 +152,21 @@ mod tests {
         }
     }
 
+    /// A stored run with seq `seq`, seen at 1,000.
+    fn stored(seq: u64) -> xsmon_store::SeenRun {
+        xsmon_store::SeenRun {
+            seq,
+            digest: 5,
+            time: 1_000,
+            seen: 1_000,
+        }
+    }
+
     /// Running domain `domid` of web01, created at `start_time`.
     fn guest(domid: u32, start_time: Option<f64>) -> Guest {
         Guest {
-            domid,
-            uuid: None,
-            uuid_problem: None,
-            name: Some("web01".into()),
-            name_problem: None,
-            found: crate::gather::Found::Nothing,
-            mem_target_kib: None,
-            mem_max_kib: None,
             start_time,
-            agent: None,
+            ..Guest::named(domid, "web01")
         }
     }
 
@@ -177,12 +179,7 @@ mod tests {
     fn a_new_domain_is_a_new_domid_or_a_stored_run_older_than_the_domain() {
         let guest = |start_time| guest(9, start_time);
         let mut seen_here = row(9, "running");
-        seen_here.run = Some(xsmon_store::SeenRun {
-            seq: 1,
-            digest: 5,
-            time: 1_000,
-            seen: 1_000,
-        });
+        seen_here.run = Some(stored(1));
         // A domid change.
         assert!(of(Some(&row(7, "running")), &guest(None), &run(None), None).new_domain);
         // Same domid; the stored run was seen before this domain existed
@@ -217,12 +214,7 @@ mod tests {
         // cycle (the second does not say it resumed), and /vm/<uuid> has
         // no start_time: still the new domain's run (the lab's CI failure).
         let mut prev = row(16, "running");
-        prev.run = Some(xsmon_store::SeenRun {
-            seq: 2,
-            digest: 5,
-            time: 1_000,
-            seen: 1_000,
-        });
+        prev.run = Some(stored(2));
         prev.run_domid = Some(12);
         assert!(of(Some(&prev), &guest, &run(None), None).new_domain);
         // Read from this very domain: the seq rules stand, whatever the

@@ -508,23 +508,15 @@ fn halted(rec: &mut HostRecord, dom: &Domain, now: i64, age: i64, cfg: &Hypervis
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gather::Found;
     use crate::hypervisor::parse_xl_list;
 
     const NOW: i64 = 1_796_000_000;
 
     fn guest(domid: u32) -> Guest {
         Guest {
-            domid,
-            uuid: None,
-            uuid_problem: None,
-            name: Some("web01".into()),
-            name_problem: None,
-            found: Found::Nothing,
             mem_target_kib: Some(163_840),
             mem_max_kib: Some(262_144),
-            agent: None,
-            start_time: None,
+            ..Guest::named(domid, "web01")
         }
     }
 

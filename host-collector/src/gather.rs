@@ -61,6 +61,26 @@ pub struct Guest {
     pub agent: Option<crate::agent::AgentKeys>,
 }
 
+#[cfg(test)]
+impl Guest {
+    /// A running domain `domid` named `name` with nothing else known: the
+    /// start of every unit test's guest.
+    pub(crate) fn named(domid: u32, name: &str) -> Guest {
+        Guest {
+            domid,
+            uuid: None,
+            uuid_problem: None,
+            name: Some(name.into()),
+            name_problem: None,
+            found: Found::Nothing,
+            mem_target_kib: None,
+            mem_max_kib: None,
+            start_time: None,
+            agent: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Found {
     /// A run that passed validation; `legacy` when read from the shared path.

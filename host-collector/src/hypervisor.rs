@@ -303,23 +303,19 @@ pub fn collect(xl: &Path, proc_net_dev: &Path, sys: &Path) -> Hypervisor {
         let vcpus = s.spawn(|| run_xl(xl, &["vcpu-list"], Duration::from_secs(10)));
         let list = s.spawn(|| run_xl(xl, &["list", "-v"], Duration::from_secs(10)));
         h.vbds = read_vbds(&sys.join("bus/xen-backend/devices"));
-        (
-            list.join()
-                .unwrap_or_else(|_| Err("its reader failed".into())),
-            vcpus.join(),
-        )
+        let joined = |r: std::thread::Result<Result<String, String>>| {
+            r.unwrap_or_else(|_| Err("its reader failed".into()))
+        };
+        (joined(list.join()), joined(vcpus.join()))
     });
     // Said only when xl itself answered: without xl, its listing's line
     // says it for both.
     match vcpus {
-        Ok(Ok(text)) => h.vcpu_times = parse_xl_vcpu_list(&text),
-        Ok(Err(e)) if list.is_ok() => h
+        Ok(text) => h.vcpu_times = parse_xl_vcpu_list(&text),
+        Err(e) if list.is_ok() => h
             .unavailable
             .push(format!("per-vCPU CPU time unavailable ({e})")),
-        Ok(Err(_)) => {}
-        Err(_) => h
-            .unavailable
-            .push("per-vCPU CPU time unavailable (its reader failed)".into()),
+        Err(_) => {}
     }
     match list {
         Ok(text) => {
@@ -403,10 +399,10 @@ fn read_counter(dir: &Path, name: &str) -> Option<u64> {
         .and_then(|s| s.trim().parse::<u64>().ok())
 }
 
-/// The backend devices under `dir` named `<prefix><domid><sep><device>`
-/// (`vif7.0`, `vbd-7-51712`), both numbers: (domid, entry name, device,
-/// its `statistics` directory). Anything else is skipped.
-fn device_dirs(dir: &Path, prefix: &str, sep: char) -> Vec<(u32, String, String, PathBuf)> {
+/// blkback's devices under `dir` named `vbd-<domid>-<device>`, both
+/// numbers: (domid, device, its `statistics` directory). Anything else
+/// (`vif-7-0`) is skipped.
+fn vbd_dirs(dir: &Path) -> Vec<(u32, String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -414,11 +410,10 @@ fn device_dirs(dir: &Path, prefix: &str, sep: char) -> Vec<(u32, String, String,
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let (domid, dev) = name.strip_prefix(prefix)?.split_once(sep)?;
+            let (domid, dev) = name.strip_prefix("vbd-")?.split_once('-')?;
             let domid = domid.parse::<u32>().ok()?;
             dev.parse::<u32>().ok()?;
-            let dev = dev.to_string();
-            Some((domid, name, dev, e.path().join("statistics")))
+            Some((domid, dev.to_string(), e.path().join("statistics")))
         })
         .collect()
 }
@@ -470,7 +465,7 @@ fn vif_domid(name: &str) -> Option<u32> {
 /// Reads blkback's counters: `vbd-<domid>-<device>/statistics`.
 pub fn read_vbds(backend_devices: &Path) -> BTreeMap<u32, BTreeMap<String, VbdCounters>> {
     let mut out: BTreeMap<u32, BTreeMap<String, VbdCounters>> = BTreeMap::new();
-    for (domid, _, dev, s) in device_dirs(backend_devices, "vbd-", '-') {
+    for (domid, dev, s) in vbd_dirs(backend_devices) {
         let Some(rd_req) = read_counter(&s, "rd_req") else {
             continue;
         };
