@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use xsmon_xenstore::Store;
+
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
@@ -76,6 +78,7 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
         "--help",
     ]));
     assert!(p.contains("--domain-path"));
+    installed_probe_config_writes_the_newest_layout();
 
     sh(Command::new("dpkg").args(["-r", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
     assert!(!Path::new("/usr/bin/guest-probe").exists());
@@ -85,4 +88,42 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
     sh(Command::new("dpkg").args(["--purge", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
     assert!(!Path::new("/etc/xsmon/probe.toml").exists());
     assert!(!Path::new("/etc/cron.d/xsmon-host-collector").exists());
+}
+
+/// The packaged `/etc/xsmon/probe.toml`, as installed, drives a real run of
+/// the installed probe into a real oxenstored: it writes the newest key
+/// layout (the one whose `resumed` field tells dom0 a restore from a
+/// reboot), never an older one a shipped config pinned.
+fn installed_probe_config_writes_the_newest_layout() {
+    let xs = xsmon_tests::Xenstored::start().unwrap();
+    let mut c = xs.client().unwrap();
+    xsmon_tests::add_domain(&mut c, 7, "web01").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = xsmon_tests::probe_root("xen-guest", "a", &["127.0.0.1"]).unwrap();
+    sh(Command::new("/usr/bin/guest-probe")
+        .env_remove("XENSTORED_PATH")
+        .arg("--config")
+        .arg("/etc/xsmon/probe.toml")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--state-file")
+        .arg(tmp.path().join("state"))
+        .arg("--xenstore")
+        .arg(xs.socket())
+        .args(["--domain-path", "/local/domain/7"]));
+    let version = c.read("/local/domain/7/data/xsmon/version").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version),
+        xsmon_proto::layout::VERSION.to_string(),
+        "the packaged probe.toml makes the probe write layout {}",
+        String::from_utf8_lossy(&version)
+    );
+    let run = c.read("/local/domain/7/data/xsmon/run").unwrap();
+    let run = String::from_utf8_lossy(&run);
+    assert!(
+        run.split(' ')
+            .nth(3)
+            .is_some_and(|r| r == "-" || r.contains(',')),
+        "the run line carries the resumed field: {run}"
+    );
 }

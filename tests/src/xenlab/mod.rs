@@ -27,6 +27,7 @@ use xsmon_proto::Status;
 use crate::{repo_root, spawn_tied_to_process};
 
 pub mod scenarios;
+mod waits;
 
 /// Which xenstore daemon dom0 runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,38 +356,11 @@ impl XenLab {
         } else {
             ("to run its probe", "cat /run/probe.runs", "probe rc=")
         };
-        self.wait_for(&format!("guest {} {what}", g.name), within, || {
-            Ok(self
-                .guest(g, script)
-                .map(|e| e.rc == 0 && e.out.contains(expect))
-                .unwrap_or(false))
+        self.wait_until(&format!("guest {} {what}", g.name), within, |seen| {
+            let e = self.guest(g, script)?;
+            *seen = format!("exit {}: {}", e.rc, tail(e.out.trim(), 3));
+            Ok((e.rc == 0 && e.out.contains(expect)).then_some(()))
         })
-    }
-
-    /// Polls `ready` until it returns true; fails after `within` with the
-    /// consoles.
-    pub fn wait_for(
-        &self,
-        what: &str,
-        within: Duration,
-        mut ready: impl FnMut() -> Result<bool>,
-    ) -> Result<()> {
-        let start = Instant::now();
-        let mut last_err = String::new();
-        loop {
-            match ready() {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => last_err = format!("{e:#}"),
-            }
-            if start.elapsed() > within {
-                bail!(
-                    "waited {within:?} for {what} (last error: {last_err})\n{}",
-                    self.consoles()
-                );
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
     }
 
     /// The domain's state letters from `xl list` (`r-----`, `--p---`...).
@@ -709,17 +683,20 @@ impl LabSite {
     /// [`collect`]: LabSite::collect
     fn wait_served_current(&self) -> Result<()> {
         let want = *self.last_cycle.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = self.run_poller(&["json"])?.0;
+        let what = format!("snmpd to serve dom0's cycle of {want} (dom0's clock) or a later one");
+        self.lab.wait_until(&what, Duration::from_secs(60), |seen| {
+            let (out, code) = self.run_poller(&["json"])?;
             let served = serde_json::from_str::<serde_json::Value>(&out)
                 .ok()
                 .and_then(|j| lab_dom0(&j)?["cycle_time"].as_i64());
-            if served.is_some_and(|t| t >= want) || Instant::now() > deadline {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(700));
-        }
+            *seen = format!("poller json exit {code}, cycle_time {served:?}");
+            Ok(served.is_some_and(|t| t >= want).then_some(()))
+        })
+    }
+
+    /// `lab.settled` for a guest of this site, after `after`.
+    pub fn settled(&self, g: &LabGuest, after: &str) -> Result<u32> {
+        self.lab.settled(g, after, Duration::from_secs(120))
     }
 
     /// Runs the real poller against the lab (after the served state caught
