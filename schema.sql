@@ -68,6 +68,7 @@ CREATE TABLE host (
     run_time   INTEGER,
     run_seen   INTEGER,
     run_domid  INTEGER,                     -- the domain that run was read from
+    run_boot   TEXT,                        -- the guest kernel's boot id that run carried (layout 5)
     figures    TEXT,                        -- the latest figures: see above
     -- the hypervisor's view last cycle (xl list -v): the domain's state
     -- word ('running', 'blocked', 'paused', 'crashed', 'dying',

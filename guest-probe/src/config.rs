@@ -140,11 +140,12 @@ pub struct XenstoreConfig {
     pub legacy_name: Option<String>,
     /// Seconds one xenstore request may take.
     pub timeout_secs: u64,
-    /// The key layout written: 4 (default: 3 keys for a typical guest,
-    /// with the thresholds behind each status and whether the domain was
-    /// suspended since the last run), 3 (the same without the latter, for
-    /// dom0s whose collector is xsmon 0.3), 2 (without thresholds, for
-    /// xsmon 0.2) or 1 (one key per field, for collectors older than 0.2).
+    /// The key layout written: 5 (default: 3 keys for a typical guest,
+    /// with the thresholds behind each status, whether the domain was
+    /// suspended since the last run and the kernel's boot id), 4 (without
+    /// the boot id, for dom0s whose collector is xsmon 0.4), 3 (without
+    /// either, xsmon 0.3), 2 (without thresholds, xsmon 0.2) or 1 (one key
+    /// per field, for collectors older than 0.2).
     /// Upgrade the dom0s first.
     pub layout: u32,
 }
@@ -156,7 +157,7 @@ impl Default for XenstoreConfig {
             legacy: false,
             legacy_name: None,
             timeout_secs: 5,
-            layout: 4,
+            layout: xsmon_proto::layout::VERSION,
         }
     }
 }
@@ -185,9 +186,9 @@ impl Config {
         for rule in &self.net.mac_rules {
             rule.contains(Ipv4Addr::UNSPECIFIED)?;
         }
-        if !matches!(self.xenstore.layout, 1..=4) {
+        if !matches!(self.xenstore.layout, 1..=5) {
             anyhow::bail!(
-                "xenstore.layout must be 1, 2, 3 or 4, not {}",
+                "xenstore.layout must be 1, 2, 3, 4 or 5, not {}",
                 self.xenstore.layout
             );
         }

@@ -162,6 +162,7 @@ fn run(cli: &Cli, config: &Config) -> Result<()> {
         seq: 0,
         checks,
         resumed,
+        boot: state::boot_id(&sys),
     };
     run.time = (xsmon_checks::sys::now_ms() / 1000) as i64;
 
@@ -229,8 +230,11 @@ fn interval(
 ) -> Result<Interval> {
     let mut now = state::sample(sys)?;
     now.domid = domid;
-    let prev = state.load().filter(|p| p.usable_before(&now));
-    let resumed = during.or_else(|| prev.and_then(|p| p.suspension_before(&now)));
+    // A suspension is judged on the previous sample even when its
+    // counters cannot serve (the restore of an image saved days ago).
+    let loaded = state.load();
+    let resumed = during.or_else(|| loaded.and_then(|p| p.suspension_before(&now)));
+    let prev = loaded.filter(|p| p.usable_before(&now));
     let (prev, now, note) = match (prev, resumed) {
         (Some(prev), None) => (prev, now, None),
         _ => {

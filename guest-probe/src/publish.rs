@@ -21,7 +21,8 @@ pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run, version: u32) -
         1 => layout::encode_v1,
         2 => layout::encode_v2,
         3 => layout::encode_v3,
-        _ => layout::encode_v4,
+        4 => layout::encode_v4,
+        _ => layout::encode_v5,
     };
     xs.transaction(ATTEMPTS, |t| {
         // The previous run's seq, from either layout version.

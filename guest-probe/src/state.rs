@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use xsmon_proto::layout::Resumed;
+use xsmon_proto::layout::{BootId, Resumed};
 
 pub const DEFAULT_PATH: &str = "/var/lib/xsmon/probe.state";
 
@@ -28,7 +28,16 @@ pub struct Sample {
     /// CLOCK_BOOTTIME minus CLOCK_MONOTONIC, in ms: Linux adds the time it
     /// was suspended (a Xen save, restore or migration) to the first only.
     pub sleep_ms: Option<u64>,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`), when
+    /// readable: the one sure sign of the same boot.
+    pub boot_id: Option<u128>,
 }
+
+/// How far `btime` may move within one boot: /proc/stat's boot time is
+/// the wall clock minus CLOCK_BOOTTIME in whole seconds, and a restore
+/// sets the wall clock anew, so it can tick by a second. A reboot moves it
+/// by the previous boot's whole uptime.
+const BTIME_SLACK_S: u64 = 2;
 
 const FIELDS: [&str; 7] = [
     "time_ms",
@@ -58,9 +67,13 @@ impl Sample {
         // Optional: state files written before xsmon 0.4 have neither.
         let domid = g("domid").and_then(|d| u32::try_from(d).ok());
         let sleep_ms = g("sleep_ms");
+        let boot_id = g("boot_id_hi")
+            .zip(g("boot_id_lo"))
+            .map(|(hi, lo)| (u128::from(hi) << 64) | u128::from(lo));
         Some(Sample {
             domid,
             sleep_ms,
+            boot_id,
             time_ms: g("time_ms")?,
             btime: g("btime")?,
             cpu_total: g("cpu_total")?,
@@ -76,7 +89,7 @@ impl Sample {
     /// second, says so; each alone is enough (a guest that cannot read its
     /// domid, or a kernel that does not book the suspension).
     pub fn suspension_before(&self, now: &Sample) -> Option<Resumed> {
-        if self.btime != now.btime {
+        if !self.same_boot(now) {
             return None;
         }
         let from_domid = match (self.domid, now.domid) {
@@ -93,11 +106,22 @@ impl Sample {
         })
     }
 
+    /// Were both samples taken in one boot of the kernel? The boot ids
+    /// say so where both are known; otherwise the boot times, within a
+    /// second or two (a restore sets the wall clock anew: an exact match
+    /// took restores for reboots).
+    pub fn same_boot(&self, now: &Sample) -> bool {
+        match (self.boot_id, now.boot_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.btime.abs_diff(now.btime) <= BTIME_SLACK_S,
+        }
+    }
+
     /// Can `self` serve as the start of an interval ending at `now`? Not
     /// after a reboot, not if the clock went backwards, not if it is from
     /// more than a day ago (the figures would mean nothing).
     pub fn usable_before(&self, now: &Sample) -> bool {
-        self.btime == now.btime
+        self.same_boot(now)
             && now.time_ms > self.time_ms
             && now.time_ms - self.time_ms <= 86_400_000
             && now.cpu_total >= self.cpu_total
@@ -134,7 +158,13 @@ pub fn sample(sys: &xsmon_checks::Sys) -> Result<Sample> {
         pswpout: vmget("pswpout"),
         domid: None,
         sleep_ms: sleep_ms(),
+        boot_id: boot_id(sys).map(|b| u128::from_str_radix(b.as_str(), 16).unwrap_or(0)),
     })
+}
+
+/// The kernel's boot id, where it has one (Linux 2.6.x and later).
+pub fn boot_id(sys: &xsmon_checks::Sys) -> Option<BootId> {
+    BootId::from_kernel(&sys.read_string("proc/sys/kernel/random/boot_id").ok()?)
 }
 
 /// CLOCK_BOOTTIME - CLOCK_MONOTONIC, in ms.
@@ -186,6 +216,13 @@ impl StateFile {
         if let Some(m) = s.sleep_ms {
             text.push_str(&format!("sleep_ms {m}\n"));
         }
+        if let Some(b) = s.boot_id {
+            text.push_str(&format!(
+                "boot_id_hi {}\nboot_id_lo {}\n",
+                (b >> 64) as u64,
+                b as u64
+            ));
+        }
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -216,6 +253,7 @@ mod tests {
             pswpout: 7,
             domid: Some(9),
             sleep_ms: Some(10),
+            boot_id: Some(0x0f1e_2d3c_4b5a_6978_8796_a5b4_c3d2_e1f0),
         };
         f.save(&s).unwrap();
         assert_eq!(f.load(), Some(s));
@@ -238,9 +276,21 @@ mod tests {
             ..Default::default()
         };
         assert!(a.usable_before(&b));
+        // A restore may move the boot time by a second; a reboot, by the
+        // previous boot's uptime.
         b.btime = 6;
+        assert!(a.usable_before(&b));
+        b.btime = 65;
         assert!(!a.usable_before(&b));
+        // Where both boot ids are known, they alone decide.
+        let (mut a, mut b) = (a, b);
+        a.boot_id = Some(1);
+        b.boot_id = Some(1);
+        assert!(a.usable_before(&b));
         b.btime = 5;
+        b.boot_id = Some(2);
+        assert!(!a.usable_before(&b));
+        b.boot_id = Some(1);
         b.time_ms = 500;
         assert!(!a.usable_before(&b));
     }
@@ -266,9 +316,30 @@ mod tests {
         b.domid = Some(7);
         b.sleep_ms = Some(8_600);
         assert_eq!(a.suspension_before(&b).unwrap().suspended_ms, Some(8_500));
-        // A reboot is not a suspension (and the state is not used at all).
+        // A restore that ticks the boot time by a second is still one.
         b.btime = 6;
+        assert!(a.suspension_before(&b).is_some());
+        // A reboot is not a suspension (and the state is not used at all).
+        b.btime = 65;
         assert_eq!(a.suspension_before(&b), None);
+        // The restore of an image saved long ago: the same boot by its
+        // boot id, whatever the clocks did, and a new domain.
+        let (mut saved, mut restored) = (a, a);
+        saved.boot_id = Some(42);
+        restored.boot_id = Some(42);
+        restored.btime = 5 + 86_400;
+        restored.time_ms = saved.time_ms + 3 * 86_400_000;
+        restored.domid = Some(11);
+        assert_eq!(
+            saved
+                .suspension_before(&restored)
+                .and_then(|r| r.from_domid),
+            Some(7)
+        );
+        // A reboot with boot ids: another id, whatever btime says.
+        restored.boot_id = Some(43);
+        restored.btime = 5;
+        assert_eq!(saved.suspension_before(&restored), None);
         // A state file from before xsmon 0.4: nothing to compare.
         let old = Sample {
             btime: 5,

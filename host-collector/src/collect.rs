@@ -338,9 +338,8 @@ fn judge_running(
     }
     match &g.found {
         Found::Nothing if scene.without_probe.lists(&name) => {
-            // Without the probe, dom0 cannot tell a reboot from a restore:
-            // every new domain counts.
-            rec.rebooted = prev.and_then(|h| h.domid).is_some_and(|d| d != g.domid);
+            // Without the probe, dom0 cannot tell a reboot from a restore,
+            // and the count does not guess.
             crate::agent::judge(&mut rec, g, scene.without_probe);
         }
         Found::Nothing => {
@@ -351,6 +350,17 @@ fn judge_running(
                 ),
                 None => "probe not reporting: no results in xenstore".to_string(),
             };
+            // What dom0 knows of a new domain with no run yet: not whether
+            // it rebooted or resumed.
+            if let Some(was) = prev
+                .and_then(|h| h.run.and(h.run_domid))
+                .filter(|d| *d != g.domid)
+            {
+                rec.message.push_str(&format!(
+                    "; a new domain of the same VM (domain {was} -> {}), no run from it yet",
+                    g.domid
+                ));
+            }
         }
         Found::Invalid(why) => {
             rec.probe = "invalid";
@@ -359,15 +369,9 @@ fn judge_running(
         Found::Run { run, legacy } => {
             let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
             let continuity = crate::continuity::of(prev, g, run, scene.config_elsewhere(&name));
-            // The first run dom0 sees of a new domain, when its probe does
-            // not say it resumed: a reboot, or a shutdown and a create.
-            // Either its seq 1 (the area is new), or a later run (the
-            // probe wrote twice before this cycle) of a domain with a
-            // start_time: after a migration, whose first run may be
-            // missed the same way, the toolstack leaves none.
-            rec.rebooted = continuity.new_domain
-                && run.resumed.is_none()
-                && (run.seq == 1 || g.start_time.is_some());
+            // Counted on evidence only: another boot of its kernel.
+            rec.rebooted = continuity.rebooted();
+            rec.run_boot = run.boot.as_ref().map(|b| b.as_str().to_string());
             let seen = freshness::observe_instance(
                 run,
                 prev.and_then(|h| h.run),

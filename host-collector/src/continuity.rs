@@ -23,6 +23,38 @@ use xsmon_store::HostRow;
 
 use crate::gather::Guest;
 
+/// What a new domain of the VM is, as far as dom0 can know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewDomain {
+    /// The same kernel runs on in it (restored or migrated): the run says
+    /// its probe resumed, or carries the boot id of the VM's previous run.
+    Resumed,
+    /// Another boot of the VM's kernel: the boot ids differ (key layout 5
+    /// on both sides), and the run does not say it resumed.
+    Rebooted,
+    /// The runs cannot say: a boot id is missing on one side (a probe
+    /// older than layout 5, a row stored before schema 6) and the run read
+    /// does not say it resumed (it may not be the first of the domain).
+    Unknown,
+}
+
+impl NewDomain {
+    /// Judges a new domain's `run` against the boot the VM's stored run
+    /// carried. The probe's own `resumed` comes first: it saw its kernel
+    /// go on in another domain, even when that kernel's save was made in
+    /// an earlier boot than the one dom0 last saw.
+    pub fn of(prev: Option<&HostRow>, run: &Run) -> NewDomain {
+        if run.resumed.is_some() {
+            return NewDomain::Resumed;
+        }
+        match (prev.and_then(|h| h.run_boot.as_deref()), run.boot.as_ref()) {
+            (Some(was), Some(now)) if was == now.as_str() => NewDomain::Resumed,
+            (Some(_), Some(_)) => NewDomain::Rebooted,
+            _ => NewDomain::Unknown,
+        }
+    }
+}
+
 /// How a run stands to the VM's stored one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Continuity {
@@ -38,8 +70,18 @@ pub struct Continuity {
     /// run was first seen before the toolstack created this domain
     /// (`/vm/<uuid>/start_time`, which is gone after a migration).
     pub new_domain: bool,
+    /// What the new domain is, when it is one.
+    pub kind: Option<NewDomain>,
     /// The words for the guest's message, from [`new_instance_note`].
     pub note: Option<String>,
+}
+
+impl Continuity {
+    /// This cycle takes the VM's new domain for a reboot (its count grows):
+    /// only on evidence, another boot of its kernel.
+    pub fn rebooted(&self) -> bool {
+        self.kind == Some(NewDomain::Rebooted)
+    }
 }
 
 /// Judges the running domain `g`'s `run` against the VM's stored row.
@@ -64,20 +106,23 @@ pub fn of(
                 })
         }
     };
+    let kind = new_domain.then(|| NewDomain::of(prev, run));
     Continuity {
         new_domain,
-        note: new_instance_note(prev, g.domid, run, config_elsewhere),
+        kind,
+        note: new_instance_note(prev, g.domid, run, kind, config_elsewhere),
     }
 }
 
-/// How the running domain `domid` continues the VM dom0 knew as `prev`,
-/// when it is a new domain of it. `config_elsewhere` is the dom0 whose
-/// folder of the shared config directory holds the VM's config, if not
-/// this one.
+/// How the running domain `domid` continues the VM dom0 knew as `prev`:
+/// `kind` when it is a new domain of it. `config_elsewhere` is the dom0
+/// whose folder of the shared config directory holds the VM's config, if
+/// not this one.
 pub fn new_instance_note(
     prev: Option<&HostRow>,
     domid: u32,
     run: &Run,
+    kind: Option<NewDomain>,
     config_elsewhere: Option<&str>,
 ) -> Option<String> {
     let suspended = run
@@ -94,9 +139,10 @@ pub fn new_instance_note(
             .resumed
             .map(|_| format!("migrated here{from}: resumed in domain {domid}{suspended}"));
     };
-    let old = prev.domid?;
-    if old == domid {
-        // dom0 already knows this domain; the run (until the probe's next)
+    // The domain dom0 last read a run from, else the one it last saw.
+    let old = prev.run_domid.or(prev.domid)?;
+    let Some(kind) = kind.filter(|_| old != domid) else {
+        // dom0 already read this domain; the run (until the probe's next)
         // still says where it came from.
         return run.resumed.map(|r| match r.from_domid {
             Some(was) if was != domid => {
@@ -104,26 +150,45 @@ pub fn new_instance_note(
             }
             _ => format!("suspended and resumed in the same domain {domid}{suspended}"),
         });
-    }
+    };
     let change = format!("domain {old} -> {domid}");
-    Some(match (run.resumed, prev.state.as_str()) {
-        (Some(_), "running") if !from.is_empty() => {
+    // The probe names the domain its kernel last ran in: when that is not
+    // the one dom0 last read it from, a state older than dom0's last
+    // reading was restored.
+    let older = run
+        .resumed
+        .and_then(|r| r.from_domid)
+        .filter(|was| *was != old && *was != domid)
+        .map(|was| format!("; its kernel last ran in domain {was}, not {old}: an older save"))
+        .unwrap_or_default();
+    let since = if prev.domid == Some(old) {
+        " since the last cycle"
+    } else {
+        ""
+    };
+    Some(match kind {
+        NewDomain::Resumed if prev.state == "running" && !from.is_empty() => {
             format!("migrated here{from} ({change}{suspended})")
         }
-        (Some(_), "running") => format!(
-            "restored or migrated within this dom0 since the last cycle ({change}{suspended})"
+        NewDomain::Resumed if prev.state == "running" => format!(
+            "restored or migrated within this dom0{since} ({change}{suspended}; the same boot of its kernel{older})"
         ),
-        (Some(_), _) => {
-            format!("restored ({change}{suspended}; it was not running here at the last cycle)")
+        NewDomain::Resumed => format!(
+            "restored ({change}{suspended}; it was not running here at the last cycle{older})"
+        ),
+        NewDomain::Rebooted => {
+            format!("rebooted or created again ({change}: another boot of its kernel)")
         }
-        (None, _) => format!("rebooted or created again ({change})"),
+        NewDomain::Unknown => format!(
+            "a new domain of the same VM ({change}); its probe's run does not say whether it rebooted or resumed (no boot id before key layout 5)"
+        ),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xsmon_proto::layout::Resumed;
+    use xsmon_proto::layout::{BootId, Resumed};
 
     fn row(domid: u32, state: &str) -> HostRow {
         HostRow {
@@ -137,6 +202,7 @@ mod tests {
             config: true,
             run: None,
             run_domid: None,
+            run_boot: None,
             xen: None,
             reboots: 0,
         }
@@ -149,7 +215,12 @@ mod tests {
             seq: 5,
             checks: Vec::new(),
             resumed,
+            boot: None,
         }
+    }
+
+    fn boot(n: u8) -> Option<BootId> {
+        BootId::from_kernel(&format!("{n:02x}").repeat(16))
     }
 
     /// A stored run with seq `seq`, seen at 1,000.
@@ -225,36 +296,111 @@ mod tests {
 
     #[test]
     fn each_way_to_a_new_domain_has_its_words() {
-        let n =
-            |prev: Option<&HostRow>, r, elsewhere| new_instance_note(prev, 9, &run(r), elsewhere);
-        assert_eq!(n(Some(&row(9, "running")), None, None), None);
+        let n = |prev: Option<&HostRow>, r, kind, elsewhere| {
+            new_instance_note(prev, 9, &run(r), kind, elsewhere)
+        };
+        use NewDomain::{Rebooted, Unknown};
+        const RESUMED_HERE: NewDomain = NewDomain::Resumed;
+        assert_eq!(n(Some(&row(9, "running")), None, None, None), None);
         assert_eq!(
-            n(Some(&row(7, "running")), None, None).unwrap(),
-            "rebooted or created again (domain 7 -> 9)"
+            n(Some(&row(7, "running")), None, Some(Rebooted), None).unwrap(),
+            "rebooted or created again (domain 7 -> 9: another boot of its kernel)"
         );
         assert_eq!(
-            n(Some(&row(7, "down")), RESUMED, None).unwrap(),
+            n(Some(&row(7, "running")), None, Some(Unknown), None).unwrap(),
+            "a new domain of the same VM (domain 7 -> 9); its probe's run does not say whether it rebooted or resumed (no boot id before key layout 5)"
+        );
+        assert_eq!(
+            n(Some(&row(7, "down")), RESUMED, Some(RESUMED_HERE), None).unwrap(),
             "restored (domain 7 -> 9, suspended 8.4 s; it was not running here at the last cycle)"
         );
-        assert!(n(Some(&row(7, "running")), RESUMED, None)
-            .unwrap()
-            .starts_with("restored or migrated within this dom0"));
         assert_eq!(
-            n(None, RESUMED, Some("xen02")).unwrap(),
+            n(Some(&row(7, "running")), RESUMED, Some(RESUMED_HERE), None).unwrap(),
+            "restored or migrated within this dom0 since the last cycle (domain 7 -> 9, suspended 8.4 s; the same boot of its kernel)"
+        );
+        // Told by the boot id alone (the run read is not the first after
+        // the restore): the same words, without the suspension's length.
+        assert_eq!(
+            n(Some(&row(7, "running")), None, Some(RESUMED_HERE), None).unwrap(),
+            "restored or migrated within this dom0 since the last cycle (domain 7 -> 9; the same boot of its kernel)"
+        );
+        // A cycle saw the new domain before its first run: not "since the
+        // last cycle", and the old domain is the one the run came from.
+        let mut seen_new = row(9, "running");
+        seen_new.run_domid = Some(7);
+        assert_eq!(
+            n(Some(&seen_new), None, Some(RESUMED_HERE), None).unwrap(),
+            "restored or migrated within this dom0 (domain 7 -> 9; the same boot of its kernel)"
+        );
+        // An older save restored: the probe's kernel last ran in domain 5,
+        // dom0 last read it in 7.
+        let older = Some(Resumed {
+            from_domid: Some(5),
+            suspended_ms: None,
+        });
+        assert_eq!(
+            n(Some(&row(7, "running")), older, Some(RESUMED_HERE), None).unwrap(),
+            "restored or migrated within this dom0 since the last cycle (domain 7 -> 9; the same boot of its kernel; its kernel last ran in domain 5, not 7: an older save)"
+        );
+        assert_eq!(
+            n(None, RESUMED, Some(RESUMED_HERE), Some("xen02")).unwrap(),
             "migrated here from dom0 xen02 (its config is in xen02's folder): resumed in domain 9, suspended 8.4 s"
         );
-        assert_eq!(n(None, None, None), None);
+        assert_eq!(n(None, None, None, None), None);
         // A later cycle, the same run: where it came from, still.
         assert_eq!(
-            n(Some(&row(9, "running")), RESUMED, None).unwrap(),
+            n(Some(&row(9, "running")), RESUMED, None, None).unwrap(),
             "restored or migrated: resumed in domain 9 (was 7), suspended 8.4 s"
         );
         let in_place = Some(Resumed {
             from_domid: None,
             suspended_ms: Some(2_000),
         });
-        assert!(n(Some(&row(9, "running")), in_place, None)
+        assert!(n(Some(&row(9, "running")), in_place, None, None)
             .unwrap()
             .starts_with("suspended and resumed in the same domain"));
+    }
+
+    #[test]
+    fn the_boot_id_tells_a_reboot_from_a_restore_whichever_run_is_read() {
+        let mut prev = row(7, "running");
+        prev.run = Some(stored(40));
+        prev.run_domid = Some(7);
+        prev.run_boot = boot(1).map(|b| b.as_str().to_string());
+        let g = guest(9, Some(2_000.0));
+        // The second run of the restored domain (seq 2, no `resumed`):
+        // the same boot, so restored, and not counted.
+        let mut second = run(None);
+        second.seq = 2;
+        second.boot = boot(1);
+        let c = of(Some(&prev), &g, &second, None);
+        assert_eq!((c.new_domain, c.kind), (true, Some(NewDomain::Resumed)));
+        assert!(!c.rebooted());
+        // Another boot: a reboot, counted, whichever run is read.
+        second.boot = boot(2);
+        let c = of(Some(&prev), &g, &second, None);
+        assert_eq!(c.kind, Some(NewDomain::Rebooted));
+        assert!(c.rebooted());
+        // The probe says it resumed (its kernel's save was made in an
+        // earlier boot than dom0 last saw): its word stands.
+        second.resumed = RESUMED;
+        assert_eq!(
+            of(Some(&prev), &g, &second, None).kind,
+            Some(NewDomain::Resumed)
+        );
+        // No boot id on either side, no `resumed`: dom0 does not know, and
+        // the count does not guess.
+        let mut old_probe = run(None);
+        old_probe.seq = 1;
+        let c = of(Some(&prev), &g, &old_probe, None);
+        assert_eq!(c.kind, Some(NewDomain::Unknown));
+        assert!(!c.rebooted());
+        prev.run_boot = None;
+        let c = of(Some(&prev), &g, &second, None);
+        assert_eq!(c.kind, Some(NewDomain::Resumed));
+        // The same domain: no kind at all.
+        prev.run_domid = Some(9);
+        prev.domid = Some(9);
+        assert_eq!(of(Some(&prev), &g, &old_probe, None).kind, None);
     }
 }

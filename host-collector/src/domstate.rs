@@ -569,6 +569,7 @@ mod tests {
             config: false,
             run: None,
             run_domid: None,
+            run_boot: None,
             xen: Some(XenSeen {
                 domid: 7,
                 state: state.into(),

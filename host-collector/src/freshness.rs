@@ -170,6 +170,7 @@ mod tests {
             seq,
             checks: vec![c],
             resumed: None,
+            boot: None,
         }
     }
 

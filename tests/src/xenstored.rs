@@ -239,5 +239,6 @@ pub fn sample_run(
         seq: 1,
         checks,
         resumed: None,
+        boot: None,
     }
 }

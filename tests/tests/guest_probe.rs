@@ -330,11 +330,17 @@ fn results_are_written_to_xenstore_and_replaced_each_run() {
         run.checks
     );
 
-    // The stock xenstore tool reads the same tree: layout version 4, three
-    // keys (version, run, one chunk), the thresholds inside the chunk.
+    // The stock xenstore tool reads the same tree: layout version 5, three
+    // keys (version, run, one chunk), the thresholds inside the chunk, the
+    // kernel's boot id in the run line.
     let ls = xs.tool("xenstore-ls").arg(&base).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
-    assert!(ls.contains("version = \"4\""), "{ls}");
+    assert!(ls.contains("version = \"5\""), "{ls}");
+    assert_eq!(
+        run.boot.as_ref().map(|b| b.as_str()),
+        Some("3f2504e04f8941d39a0c0305e82c3301"),
+        "the fixture's /proc/sys/kernel/random/boot_id"
+    );
     let chunk = String::from_utf8(c.read(&format!("{base}/chunk/0")).unwrap()).unwrap();
     assert!(chunk.contains("used_pct=85,95"), "{chunk}");
     assert!(ls.contains("run = \"") && ls.contains("chunk"), "{ls}");

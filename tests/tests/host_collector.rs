@@ -670,6 +670,7 @@ fn varying_run(t: i64, seq: u64, progress: f64) -> xsmon_proto::layout::Run {
         seq,
         checks,
         resumed: None,
+        boot: None,
     }
 }
 

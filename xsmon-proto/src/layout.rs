@@ -1,4 +1,4 @@
-//! # The xenstore key layout, versions 1 to 4
+//! # The xenstore key layout, versions 1 to 5
 //!
 //! This page is the contract between `guest-probe` (which writes) and
 //! `host-collector` (which reads). Each probe run replaces the whole tree
@@ -78,6 +78,20 @@
 //! suspension there, as it does a sleep). Readers keep reading versions 1
 //! to 3 (where `resumed` is unknown).
 //!
+//! **Version 5** (written by default since xsmon 0.5) is version 4 with a
+//! sixth field in the run line, before the probe:
+//! `<time> <seq> <chunks> <resumed> <boot> <probe>`. `boot` is the guest
+//! kernel's boot id (`/proc/sys/kernel/random/boot_id`, 32 lowercase hex
+//! digits without its dashes), or `-` when the probe cannot read it. It
+//! stays the same for the whole life of a kernel: across saves,
+//! restores and migrations, whatever domain the kernel runs in, and it
+//! changes with every boot. So dom0 tells a reboot from a restore by
+//! comparing the boot of a new domain's run with the boot of the VM's
+//! previous run, whichever run of the new domain it happens to read
+//! first (`resumed` is only in the first run after a suspension, which a
+//! cycle may not see). Readers keep reading versions 1 to 4 (where `boot`
+//! is unknown).
+//!
 //! Fields are separated by single spaces and escaped as in the SNMP line
 //! format (`\\`, `\s`, `\xHH`, the empty field `\e`), so a chunk holds
 //! printable ASCII only, and its fields come in sixes; a check is never
@@ -102,7 +116,9 @@ use crate::check::{CheckResult, Limit, Status, Value};
 use crate::text::{self, TextError};
 
 /// The newest layout version, written by default.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
+/// Length of the run line's `boot` field (a boot id's hex digits).
+pub const BOOT_ID_LEN: usize = 32;
 /// Most `chunk/<n>` keys of a version 2 run.
 pub const MAX_CHUNKS: usize = 64;
 /// Longest `chunk/<n>` value (xenstored's default quota is 2048 bytes).
@@ -142,6 +158,63 @@ pub struct Run {
     /// restored, or migrated) since its previous run, or during this one
     /// (layout 4; `None` in older layouts).
     pub resumed: Option<Resumed>,
+    /// The guest kernel's boot id (layout 5; `None` in older layouts or
+    /// when the probe could not read it): the same across suspensions, new
+    /// with every boot.
+    pub boot: Option<BootId>,
+}
+
+/// A guest kernel's boot id: 32 lowercase hex digits (the kernel's
+/// `boot_id` UUID without its dashes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BootId(String);
+
+impl BootId {
+    /// From the kernel's `boot_id` file (`xxxxxxxx-xxxx-...`, a newline
+    /// after it); `None` unless it is a UUID's 32 hex digits.
+    pub fn from_kernel(text: &str) -> Option<BootId> {
+        let hex: String = text
+            .trim()
+            .chars()
+            .filter(|c| *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        Self::parse_hex(&hex)
+    }
+
+    fn parse_hex(hex: &str) -> Option<BootId> {
+        (hex.len() == BOOT_ID_LEN && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| BootId(hex.to_string()))
+    }
+
+    /// The 32 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The run line's field: `-` or the hex digits.
+    pub fn field(b: Option<&BootId>) -> &str {
+        b.map_or("-", |b| b.as_str())
+    }
+
+    /// Parses the run line's field (guest data: strict and bounded).
+    pub fn parse_field(s: &str) -> Result<Option<BootId>, String> {
+        if s == "-" {
+            return Ok(None);
+        }
+        Self::parse_hex(s).map(Some).ok_or_else(|| {
+            format!(
+                "boot field {:?} is not - or {BOOT_ID_LEN} lowercase hex digits",
+                text::clean(s, 40)
+            )
+        })
+    }
+}
+
+impl fmt::Display for BootId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The probe's evidence that its domain was suspended since its previous
@@ -230,9 +303,15 @@ pub struct DecodeError {
     pub problem: String,
 }
 
-/// Encodes a run in the newest layout (version 4).
+/// Encodes a run in the newest layout (version 5).
 pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
-    encode_v4(run)
+    encode_v5(run)
+}
+
+/// Encodes a run in layout version 5: version 4 with the kernel's boot id
+/// in the run line.
+pub fn encode_v5(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+    encode_chunked(run, 5)
 }
 
 /// Encodes a run in layout version 4: version 3 with the `resumed` field
@@ -306,7 +385,16 @@ fn encode_chunked(run: &Run, version: u32) -> Result<Vec<(String, Vec<u8>)>, Enc
         ("version".to_string(), version.to_string().into_bytes()),
         (
             "run".to_string(),
-            if version >= 4 {
+            if version >= 5 {
+                format!(
+                    "{} {} {} {} {} {probe}",
+                    run.time,
+                    run.seq,
+                    chunks.len(),
+                    Resumed::field(run.resumed.as_ref()),
+                    BootId::field(run.boot.as_ref())
+                )
+            } else if version >= 4 {
                 format!(
                     "{} {} {} {} {probe}",
                     run.time,
@@ -609,10 +697,11 @@ pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
         "2" => decode_chunked(src, 2).map(Some),
         "3" => decode_chunked(src, 3).map(Some),
         "4" => decode_chunked(src, 4).map(Some),
+        "5" => decode_chunked(src, 5).map(Some),
         _ => Err(err(
             "version",
             format!(
-                "layout version {:?} is not 1, 2, 3 or 4",
+                "layout version {:?} is not 1, 2, 3, 4 or 5",
                 text::clean(&version, 8)
             ),
         )),
@@ -634,12 +723,21 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
     use crate::snmpline::unescape;
     let line = require(read_text(src, "run", MAX_RUN)?, "run")?;
     let f: Vec<&str> = line.split(' ').collect();
-    let want = if version >= 4 { 5 } else { 4 };
+    let want = match version {
+        5.. => 6,
+        4 => 5,
+        _ => 4,
+    };
     if f.len() != want {
         return Err(err("run", format!("{} fields, expected {want}", f.len())));
     }
     let resumed = if version >= 4 {
         Resumed::parse_field(f[3]).map_err(|e| err("run", e))?
+    } else {
+        None
+    };
+    let boot = if version >= 5 {
+        BootId::parse_field(f[4]).map_err(|e| err("run", e))?
     } else {
         None
     };
@@ -710,6 +808,7 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
         problem: e.problem,
     })?;
     run.resumed = resumed;
+    run.boot = boot;
     Ok(run)
 }
 
@@ -756,6 +855,7 @@ fn decode_v1<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
         seq,
         checks,
         resumed: None,
+        boot: None,
     })
 }
 
@@ -872,6 +972,7 @@ mod tests {
             seq: 42,
             checks,
             resumed: None,
+            boot: None,
         }
     }
 
@@ -904,7 +1005,7 @@ mod tests {
             from_domid: Some(12),
             suspended_ms: None,
         });
-        let pairs = encode(&run).unwrap();
+        let pairs = encode_v4(&run).unwrap();
         assert_eq!(pairs[0], ("version".into(), b"4".to_vec()));
         assert!(String::from_utf8_lossy(&pairs[1].1).contains(" 12,? guest-probe"));
         assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), run);
@@ -932,6 +1033,52 @@ mod tests {
             })
         );
         assert_eq!(Resumed::parse_field("-").unwrap(), None);
+    }
+
+    #[test]
+    fn version_5_carries_the_boot_id_and_4_still_reads() {
+        let mut run = sample(2, 1);
+        run.boot = BootId::from_kernel("0F1E2D3C-4B5A-6978-8796-a5b4c3d2e1f0\n");
+        assert_eq!(
+            run.boot.as_ref().map(BootId::as_str),
+            Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+        );
+        let pairs = encode(&run).unwrap();
+        assert_eq!(pairs[0], ("version".into(), b"5".to_vec()));
+        assert!(String::from_utf8_lossy(&pairs[1].1)
+            .contains(" - 0f1e2d3c4b5a69788796a5b4c3d2e1f0 guest-probe"));
+        assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), run);
+        // Unknown boot: `-`.
+        let mut unknown = run.clone();
+        unknown.boot = None;
+        let pairs = encode(&unknown).unwrap();
+        assert!(String::from_utf8_lossy(&pairs[1].1).contains(" - - guest-probe"));
+        assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), unknown);
+        // A version 4 writer (an older probe) has no such field.
+        let mut old = run.clone();
+        old.boot = None;
+        assert_eq!(
+            decode(&mut to_map(encode_v4(&run).unwrap()))
+                .unwrap()
+                .unwrap(),
+            old
+        );
+        for bad in [
+            "",
+            "0f1e",
+            "not-a-uuid",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0aa",
+        ] {
+            assert!(BootId::from_kernel(bad).is_none(), "{bad}");
+        }
+        // In the run line, exactly the 32 lowercase digits a probe writes.
+        for bad in [
+            "0F1E2D3C4B5A69788796A5B4C3D2E1F0",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            "",
+        ] {
+            assert!(BootId::parse_field(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -1002,24 +1149,31 @@ mod tests {
                 "unknown status",
             ),
             ("chunk/0", chunk.replacen("cpu", "\\q", 1), "bad escape"),
-            ("run", "1 2 65 - p".into(), "chunk count"),
-            ("run", "1 2 1 p".into(), "expected 5"),
-            ("run", "1 2 1 7;3 p".into(), "resumed field"),
-            ("run", "yesterday 2 1 - p".into(), "not Unix seconds"),
-            ("version", "5".into(), "layout version"),
+            ("run", "1 2 65 - - p".into(), "chunk count"),
+            ("run", "1 2 1 - p".into(), "expected 6"),
+            ("run", "1 2 1 7;3 - p".into(), "resumed field"),
+            ("run", "1 2 1 - XYZ p".into(), "boot field"),
+            ("run", format!("1 2 1 - {} p", "a".repeat(33)), "boot field"),
+            (
+                "run",
+                format!("1 2 1 - {}\\n p", "a".repeat(30)),
+                "boot field",
+            ),
+            ("run", "yesterday 2 1 - - p".into(), "not Unix seconds"),
+            ("version", "6".into(), "layout version"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();
             m.insert(key.to_string(), value.into_bytes());
             let e = decode(&mut m).unwrap_err();
             assert!(
-                e.key.starts_with(key) || e.key.contains("layout 4"),
+                e.key.starts_with(key) || e.key.contains("layout 5"),
                 "{key}: {e}"
             );
             assert!(e.problem.contains(expect), "{key}: {}", e.problem);
         }
         let mut m = base.clone();
-        m.insert("run".into(), b"1 2 2 - p".to_vec());
+        m.insert("run".into(), b"1 2 2 - - p".to_vec());
         assert_eq!(
             decode(&mut m).unwrap_err().key,
             "chunk/1",
@@ -1060,7 +1214,7 @@ mod tests {
             ("check/cpu/values", b"load1=1 load1=2", "twice"),
             ("check/cpu/values", b"LOAD=1", "not [a-z0-9_]"),
             ("time", b"yesterday", "not Unix seconds"),
-            ("version", b"5", "layout version"),
+            ("version", b"6", "layout version"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();

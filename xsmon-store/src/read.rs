@@ -26,6 +26,9 @@ pub struct HostRow {
     /// The domain `run` was read from (`None` in rows written before
     /// schema 5).
     pub run_domid: Option<u32>,
+    /// The guest kernel's boot id `run` carried (key layout 5; `None`
+    /// before it, or in rows written before schema 6).
+    pub run_boot: Option<String>,
     /// What the hypervisor said of it last cycle.
     pub xen: Option<XenSeen>,
     /// New domains of this VM taken for reboots (see `schema.sql`).
@@ -97,9 +100,14 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
     } else {
         "NULL, 0, NULL"
     };
+    let since_6 = if version >= BOOT_SCHEMA {
+        "run_boot"
+    } else {
+        "NULL"
+    };
     let mut st = conn.prepare(&format!(
         "SELECT id, ident, uuid, name, last_seen, domid, state, config,
-                run_seq, run_digest, run_time, run_seen, {xen}, {since_5}
+                run_seq, run_digest, run_time, run_seen, {xen}, {since_5}, {since_6}
            FROM host ORDER BY id"
     ))?;
     let rows = st.query_map([], |r| {
@@ -146,6 +154,7 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
                 _ => None,
             },
             run_domid: r.get(18)?,
+            run_boot: r.get(19)?,
             xen,
             reboots: r.get::<_, i64>(17)?.max(0) as u64,
         })
@@ -511,5 +520,12 @@ mod tests {
         .unwrap();
         let now = hosts(&conn).unwrap();
         assert_eq!((now[0].run_domid, now[0].reboots), (Some(7), 2));
+        assert_eq!(now[0].run_boot, None);
+        conn.execute_batch("UPDATE host SET run_boot = '0f1e2d3c4b5a69788796a5b4c3d2e1f0'")
+            .unwrap();
+        assert_eq!(
+            hosts(&conn).unwrap()[0].run_boot.as_deref(),
+            Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+        );
     }
 }

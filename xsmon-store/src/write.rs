@@ -51,6 +51,8 @@ pub struct HostRecord {
     /// This cycle took a new domain of the VM for a reboot: its count
     /// (`host.reboots`) grows by one.
     pub rebooted: bool,
+    /// The guest kernel's boot id the run carried (stored with `run`).
+    pub run_boot: Option<String>,
 }
 
 impl HostRecord {
@@ -78,6 +80,7 @@ impl HostRecord {
             events: Vec::new(),
             xen: None,
             rebooted: false,
+            run_boot: None,
         }
     }
 }
@@ -332,7 +335,7 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
     if let Some(r) = h.run {
         tx.prepare_cached(
             "UPDATE host SET run_seq = ?2, run_digest = ?3, run_time = ?4, run_seen = ?5,
-                    run_domid = ?6 WHERE id = ?1",
+                    run_domid = ?6, run_boot = ?7 WHERE id = ?1",
         )?
         .execute(params![
             id,
@@ -340,7 +343,8 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
             r.digest as i64,
             r.time,
             r.seen,
-            h.domid
+            h.domid,
+            h.run_boot
         ])?;
     }
     Ok(id)
