@@ -8,6 +8,12 @@
 //! where no figure was stored (the probe silent, the guest down) is a grey
 //! gap, never a line drawn across it. dom0's counters (`xen`) are drawn as
 //! rates per second.
+//!
+//! The span starts where the host's history starts when that is later
+//! than asked (the time before a VM existed is not a silence), figures
+//! that are 0 throughout are named in one line of the header instead of
+//! taking a panel each, and the time axis has 4 to 12 labels whatever
+//! the span, to the second when it is minutes long.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +30,12 @@ const FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 const WIDTH: u32 = 1100;
 const PANEL_HEIGHT: u32 = 190;
 const HEADER_HEIGHT: u32 = 56;
+/// Height of each line of the header naming the figures at 0 throughout.
+const FLAT_LINE_HEIGHT: u32 = 18;
+/// Characters in one such line.
+const FLAT_LINE_CHARS: usize = 150;
+/// Lines of them at most (the rest are counted).
+const FLAT_LINES: usize = 3;
 const LINE: RGBColor = RGBColor(31, 94, 168);
 const WARNING: RGBColor = RGBColor(230, 140, 0);
 const ERROR: RGBColor = RGBColor(200, 30, 30);
@@ -40,6 +52,7 @@ pub enum ChartError {
 }
 
 /// What to draw.
+#[derive(Clone, Copy)]
 pub struct Chart<'a> {
     /// Who, as the reader knows it (`web01`, `Domain-0`).
     pub host: &'a str,
@@ -82,12 +95,21 @@ pub fn draw(chart: &Chart<'_>, path: &Path) -> Result<usize, ChartError> {
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let series = series_of(chart);
+    let asked_from = chart.from;
+    let chart = &Chart {
+        from: history_start(chart),
+        ..*chart
+    };
+    let (series, flat) = fold_flat(series_of(chart));
     if series.is_empty() {
         return Err(ChartError::Empty(chart.host.to_string()));
     }
     register_font();
-    let height = HEADER_HEIGHT + PANEL_HEIGHT * series.len() as u32;
+    let header = Header {
+        asked_from,
+        flat: flat_lines(&flat),
+    };
+    let height = header.height() + PANEL_HEIGHT * series.len() as u32;
     let fail = |why: String| ChartError::Draw {
         path: name.clone(),
         why,
@@ -95,17 +117,91 @@ pub fn draw(chart: &Chart<'_>, path: &Path) -> Result<usize, ChartError> {
     match ext.as_deref() {
         Some("svg") => {
             let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
-            paint(&root, chart, &series).map_err(fail)?;
+            paint(&root, chart, &header, &series).map_err(fail)?;
             root.present().map_err(|e| fail(e.to_string()))?;
         }
         Some("png") => {
             let root = BitMapBackend::new(path, (WIDTH, height)).into_drawing_area();
-            paint(&root, chart, &series).map_err(fail)?;
+            paint(&root, chart, &header, &series).map_err(fail)?;
             root.present().map_err(|e| fail(e.to_string()))?;
         }
         _ => return Err(ChartError::Format(name)),
     }
     Ok(series.len())
+}
+
+/// Where the chart starts: where asked, or where the host's history
+/// starts when that is later.
+fn history_start(chart: &Chart<'_>) -> i64 {
+    match chart.rows.iter().map(|r| r.time).min() {
+        Some(first) if first > chart.from && first < chart.to => first,
+        _ => chart.from,
+    }
+}
+
+/// Separates the series whose every figure is 0 (nothing to see in a
+/// panel) from the others, unless all are.
+fn fold_flat(series: Vec<Series>) -> (Vec<Series>, Vec<Series>) {
+    let (flat, moving): (Vec<Series>, Vec<Series>) = series.into_iter().partition(|s| {
+        s.points
+            .iter()
+            .all(|p| p.v == 0.0 && p.min == 0.0 && p.max == 0.0)
+    });
+    if moving.is_empty() {
+        (flat, Vec::new())
+    } else {
+        (moving, flat)
+    }
+}
+
+/// The header's lines naming the figures at 0 throughout.
+fn flat_lines(flat: &[Series]) -> Vec<String> {
+    if flat.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<String> = flat.iter().map(Series::name).collect();
+    let mut lines = vec![String::from("0 throughout: ")];
+    for (i, name) in names.iter().enumerate() {
+        let last = lines.last_mut().expect("one line at least");
+        let sep = if last.ends_with(": ") { "" } else { ", " };
+        if last.len() + sep.len() + name.len() <= FLAT_LINE_CHARS {
+            last.push_str(sep);
+            last.push_str(name);
+        } else if lines.len() < FLAT_LINES {
+            lines.last_mut().expect("one line").push(',');
+            lines.push(name.clone());
+        } else {
+            lines
+                .last_mut()
+                .expect("one line")
+                .push_str(&format!(" and {} more", names.len() - i));
+            break;
+        }
+    }
+    lines
+}
+
+/// What the header says beyond the host and the span.
+struct Header {
+    asked_from: i64,
+    flat: Vec<String>,
+}
+
+impl Header {
+    fn height(&self) -> u32 {
+        HEADER_HEIGHT + FLAT_LINE_HEIGHT * self.flat.len() as u32
+    }
+}
+
+impl Series {
+    /// `swap: pages_per_s`, `disk /var: used_pct`.
+    fn name(&self) -> String {
+        if self.target.is_empty() {
+            format!("{}: {}", self.kind, self.metric)
+        } else {
+            format!("{} {}: {}", self.kind, self.target, self.metric)
+        }
+    }
 }
 
 fn register_font() {
@@ -242,23 +338,41 @@ fn segments(points: &[Point]) -> Vec<&[Point]> {
 fn paint<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart<'_>,
+    head: &Header,
     series: &[Series],
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let (header, body) = root.split_vertically(HEADER_HEIGHT);
+    let (header, body) = root.split_vertically(head.height());
+    let starts = if chart.from > head.asked_from {
+        " (its history starts there)"
+    } else {
+        ""
+    };
     header
         .draw_text(
             &format!(
-                "{}: {} to {}",
+                "{}: {} to {}{starts}",
                 chart.host,
-                clock(chart.from, "%Y-%m-%d %H:%M"),
-                clock(chart.to, "%Y-%m-%d %H:%M %Z")
+                clock(chart.from, "%Y-%m-%d %H:%M:%S"),
+                clock(chart.to, "%Y-%m-%d %H:%M:%S %Z")
             ),
             &("sans-serif", 22).into_font().color(&BLACK),
             (14, 8),
         )
         .map_err(e)?;
+    for (i, line) in head.flat.iter().enumerate() {
+        header
+            .draw_text(
+                line,
+                &("sans-serif", 14).into_font().color(&BLACK),
+                (
+                    14,
+                    HEADER_HEIGHT as i32 + (i as u32 * FLAT_LINE_HEIGHT) as i32 - 4,
+                ),
+            )
+            .map_err(e)?;
+    }
     header
         .draw_text(
             "line: value (average where rolled up)   band: rollup min-max   grey: no figures (probe silent)   orange/red: warning/error thresholds",
@@ -299,11 +413,7 @@ fn panel<DB: DrawingBackend>(
         (false, true) => top * 1.15,
         (false, false) => 1.0,
     };
-    let mut caption = if s.target.is_empty() {
-        format!("{}: {}", s.kind, s.metric)
-    } else {
-        format!("{} {}: {}", s.kind, s.target, s.metric)
-    };
+    let mut caption = s.name();
     if xsmon_proto::check::is_counter(&s.kind, &s.metric) {
         caption.push_str(" per s");
     }
@@ -331,8 +441,10 @@ fn panel<DB: DrawingBackend>(
         "%d %b"
     } else if span > 86400 {
         "%d %b %H:%M"
-    } else {
+    } else if span > 1800 {
         "%H:%M"
+    } else {
+        "%H:%M:%S"
     };
     c.configure_mesh()
         .y_labels(5)
@@ -410,16 +522,18 @@ fn panel<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Time axis labels on round local times (midnights, whole hours), at most
-/// a dozen of them.
+/// Time axis labels on round local times (midnights, whole hours, whole
+/// minutes), at most a dozen of them and, for any span of a minute or
+/// more, at least four.
 fn time_ticks(from: i64, to: i64) -> Vec<i64> {
-    const STEPS: [i64; 12] = [
-        300, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172_800, 604_800, 2_592_000,
+    const STEPS: [i64; 20] = [
+        5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+        172_800, 604_800, 1_209_600, 2_592_000,
     ];
     let span = (to - from).max(1);
     let step = STEPS
         .into_iter()
-        .find(|s| span / s <= 12)
+        .find(|s| (span + s - 1) / s <= 12)
         .unwrap_or(span / 12 + 1);
     let offset = chrono::DateTime::from_timestamp(from, 0)
         .map(|d| {
@@ -508,7 +622,62 @@ mod tests {
         assert!(ticks.len() <= 12 && ticks.len() >= 4, "{ticks:?}");
         assert!(ticks.windows(2).all(|w| w[1] - w[0] == day));
         let ticks = time_ticks(3600 + 7, 3 * 3600 + 7);
-        assert_eq!(ticks.len(), 8, "every 15 minutes: {ticks:?}");
+        assert_eq!(ticks.len(), 12, "every 10 minutes: {ticks:?}");
+        // Five minutes (the demo's chart of a new guest): every 30 s.
+        let ticks = time_ticks(1_000_000, 1_000_300);
+        assert_eq!(ticks.len(), 10, "{ticks:?}");
+        assert!(ticks.windows(2).all(|w| w[1] - w[0] == 30));
+        for span in [60, 300, 3600, 6 * 3600, 86400, 9 * 86400, 90 * 86400] {
+            let n = time_ticks(1_000_003, 1_000_003 + span).len();
+            assert!((4..=12).contains(&n), "{span} s: {n} labels");
+        }
+    }
+
+    fn series(kind: &str, values: &[f64]) -> Series {
+        Series {
+            kind: kind.into(),
+            target: String::new(),
+            metric: "m".into(),
+            points: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Point {
+                    t: i as i64 * 60,
+                    v: *v,
+                    min: *v,
+                    max: *v,
+                    span: 60,
+                })
+                .collect(),
+            raw_step: 60,
+            warning: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn figures_at_zero_throughout_are_named_not_drawn() {
+        let (drawn, flat) = fold_flat(vec![
+            series("cpu", &[0.0, 1.5]),
+            series("swap", &[0.0, 0.0]),
+            series("disk", &[0.0]),
+        ]);
+        assert_eq!(drawn.len(), 1);
+        assert_eq!(flat_lines(&flat), ["0 throughout: swap: m, disk: m"]);
+        // Nothing moves: all are drawn, none folded.
+        let (drawn, flat) = fold_flat(vec![series("swap", &[0.0])]);
+        assert_eq!((drawn.len(), flat.len()), (1, 0));
+        // Many: three lines at most, the rest counted.
+        let many: Vec<Series> = (0..100)
+            .map(|i| series(&format!("vif{i}"), &[0.0]))
+            .collect();
+        let lines = flat_lines(&many);
+        assert_eq!(lines.len(), FLAT_LINES);
+        assert!(
+            lines.iter().all(|l| l.len() <= FLAT_LINE_CHARS + 20),
+            "{lines:?}"
+        );
+        assert!(lines[2].ends_with(" more"), "{lines:?}");
     }
 
     #[test]

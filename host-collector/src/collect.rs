@@ -146,7 +146,7 @@ fn read_xenstore(inp: &Inputs<'_>) -> Result<Vec<Guest>> {
     };
     xs.set_timeout(Duration::from_secs(inp.config.xenstore_timeout_secs.max(1)));
     let mut guests = gather::gather(&mut xs, inp.config.legacy)?;
-    crate::agent::read(&mut xs, &mut guests, &inp.config.without_probe);
+    crate::agent::read(&mut xs, &mut guests);
     Ok(guests)
 }
 
@@ -350,6 +350,9 @@ fn judge_running(
                 ),
                 None => "probe not reporting: no results in xenstore".to_string(),
             };
+            if let Some(hint) = crate::agent::unlisted_hint(g) {
+                rec.message.push_str(&format!("; {hint}"));
+            }
             // What dom0 knows of a new domain with no run yet: not whether
             // it rebooted or resumed.
             if let Some(was) = prev

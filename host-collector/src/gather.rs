@@ -124,7 +124,7 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
         memory.push((kib(value_of(replies.next())), kib(value_of(replies.next()))));
     }
 
-    // Batch 2: version 2 to 4 chunks; version 1 top keys and check
+    // Batch 2: chunks of versions 2 and later; version 1 top keys and check
     // listing; the toolstack's start time under the VM's /vm path.
     let mut batch = Batch::default();
     for (i, (_, identity, _)) in pre.iter().enumerate() {
@@ -135,7 +135,7 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
     for (i, (id, _, p)) in pre.iter().enumerate() {
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         match p.values.get("version").map(Vec::as_slice) {
-            Some(b"2" | b"3" | b"4") => batch.chunks_of(i, &base, p),
+            Some(v) if xsmon_proto::layout::is_chunked(v) => batch.chunks_of(i, &base, p),
             Some(b"1") => {
                 for k in ["probe", "time", "seq"] {
                     batch.read(i, &base, k);

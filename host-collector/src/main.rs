@@ -437,7 +437,16 @@ fn history_cmd(
             }
         }
         Format::Table => {
-            let time_of = |t: i64| collect::local_time(t, "%Y-%m-%d %H:%M").unwrap_or_default();
+            // Raw rows to the second: two cycles within one minute would
+            // otherwise print as two identical rows.
+            let time_of = |t: i64, resolution: &str| {
+                let format = if resolution == "raw" {
+                    "%Y-%m-%d %H:%M:%S"
+                } else {
+                    "%Y-%m-%d %H:%M"
+                };
+                collect::local_time(t, format).unwrap_or_default()
+            };
             // Header and rows share one set of widths, each as wide as its
             // longest entry (mount points can be long).
             let target_w = rows
@@ -454,13 +463,13 @@ fn history_cmd(
                 .max(6);
             let check_w = rows.iter().map(|r| r.kind.len()).max().unwrap_or(0).max(5);
             println!(
-                "{:<16} {:<6} {:<check_w$} {:<target_w$} {:<metric_w$} {:>12} {:>12} {:>12}",
+                "{:<19} {:<6} {:<check_w$} {:<target_w$} {:<metric_w$} {:>12} {:>12} {:>12}",
                 "TIME", "RES", "CHECK", "TARGET", "METRIC", "VALUE", "MIN", "MAX"
             );
             for r in &rows {
                 println!(
-                    "{:<16} {:<6} {:<check_w$} {:<target_w$} {:<metric_w$} {:>12.2} {:>12.2} {:>12.2}",
-                    time_of(r.time),
+                    "{:<19} {:<6} {:<check_w$} {:<target_w$} {:<metric_w$} {:>12.2} {:>12.2} {:>12.2}",
+                    time_of(r.time, r.resolution),
                     r.resolution,
                     r.kind,
                     r.target,

@@ -728,13 +728,15 @@ fn history_is_drawn_as_charts_with_thresholds_bands_and_gaps() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Seven figures; loss_pct is 0 throughout: named in the header, not
+    // drawn.
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("7 panels"), "{said}");
+    assert!(said.contains("6 panels"), "{said}");
     let decoder = png::Decoder::new(std::fs::File::open(&png_path).unwrap());
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!((info.width, info.height), (1100, 56 + 7 * 190));
+    assert_eq!((info.width, info.height), (1100, 56 + 18 + 6 * 190));
     let step = info.color_type.samples();
     let count = |rgb: [u8; 3]| {
         buf[..info.buffer_size()]
@@ -777,6 +779,9 @@ fn history_is_drawn_as_charts_with_thresholds_bands_and_gaps() {
         "mem: used_pct   warning 90   error 97",
         "disk /: used_pct   warning 85   error 95",
         "net 192.0.2.1: rtt_ms   warning 100 (off scale)   error 500 (off scale)",
+        "0 throughout: net 192.0.2.1: loss_pct",
+        // Asked for 9 days, it has 8.5: the chart starts with its history.
+        "(its history starts there)",
         "<polygon",
     ] {
         assert!(svg.contains(text), "no {text:?} in the SVG");
@@ -863,4 +868,101 @@ fn a_run_rewritten_while_dom0_reads_it_is_never_read_half_old() {
         whole > kept_changing,
         "{whole} whole runs read, {kept_changing} kept changing"
     );
+}
+
+/// Guest agents' keys through real oxenstored: the rfc schema of
+/// xen-guest-agent for a guest listed in `[without_probe]`, and the hint for
+/// one that is not listed and has an agent (XAPI's keys).
+#[test]
+fn guest_agents_of_both_schemas_and_the_hint_for_unlisted_guests() {
+    let d = Dom0::new("[without_probe]\nguests = [\"win*\"]");
+    let mut c = d.xs.client().unwrap();
+    add_domain(&mut c, 5, "win01").unwrap();
+    add_domain(&mut c, 6, "app07").unwrap();
+    for (k, v) in [
+        ("data/xen-guest-agent", "0.5.0-dev"),
+        ("data/os/name", "Debian"),
+        ("data/os/version", "12.0.0"),
+        ("data/os/class", "unix"),
+        ("data/os/unix/kernel-version", "6.1.0-57-amd64"),
+        ("data/net/2", "00:16:0a:4d:00:16"),
+        ("data/net/2/ipv4/10_77_0_22", ""),
+    ] {
+        c.write(&format!("/local/domain/5/{k}"), v.as_bytes())
+            .unwrap();
+    }
+    c.write(
+        "/local/domain/6/data/os_name",
+        b"Windows Server 2022".as_slice(),
+    )
+    .unwrap();
+    assert!(d.collect().status.success());
+    let (probe, status, msg) = d.host("win01");
+    assert_eq!((probe.as_str(), status.as_str()), ("agent", "ok"), "{msg}");
+    assert_eq!(
+        msg,
+        "guest agent (xen-guest-agent 0.5.0-dev): Debian 12.0.0, kernel 6.1.0-57-amd64, 10.77.0.22"
+    );
+    let (probe, status, msg) = d.host("app07");
+    assert_eq!(
+        (probe.as_str(), status.as_str()),
+        ("missing", "error"),
+        "{msg}"
+    );
+    assert_eq!(
+        msg,
+        "probe not reporting: no results in xenstore; a guest agent writes here (XAPI's keys): list it in [without_probe] to be monitored through it"
+    );
+}
+
+/// The real probe writes its kernel's boot id (key layout 5); dom0 tells a
+/// restore (the same boot in a new domain, whichever run it reads first)
+/// from a reboot (another boot), and counts only the latter.
+#[test]
+fn the_boot_id_tells_a_restore_from_a_reboot_through_the_real_programs() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    let uuid = xsmon_tests::uuid_for("web01");
+    xsmon_tests::add_domain_vm(&mut c, 3, "web01", Some(&uuid)).unwrap();
+    let t = now();
+    let mut run = sample_run(t, 7, Status::Ok);
+    run.boot = xsmon_proto::layout::BootId::from_kernel("3f2504e0-4f89-41d3-9a0c-0305e82c3301");
+    write_run(&mut c, 3, &run).unwrap();
+    assert!(d.collect_at(Some(t + 10)).status.success());
+    let reboots = |d: &Dom0| -> u64 {
+        d.db()
+            .query_row("SELECT reboots FROM host WHERE name = 'web01'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as u64
+    };
+    // Restored into domain 4: its probe wrote twice there (the second run
+    // does not say it resumed) before the next cycle.
+    remove_domain(&mut c, 3).unwrap();
+    xsmon_tests::add_domain_vm(&mut c, 4, "web01", Some(&uuid)).unwrap();
+    run.seq = 2;
+    run.time = t + 300;
+    write_run(&mut c, 4, &run).unwrap();
+    assert!(d.collect_at(Some(t + 310)).status.success());
+    let (_, status, msg) = d.host("web01");
+    assert_eq!(status, "ok", "{msg}");
+    assert!(
+        msg.contains("restored or migrated within this dom0 since the last cycle (domain 3 -> 4; the same boot of its kernel)"),
+        "{msg}"
+    );
+    assert_eq!(reboots(&d), 0);
+    // Rebooted into domain 5: another boot id.
+    remove_domain(&mut c, 4).unwrap();
+    xsmon_tests::add_domain_vm(&mut c, 5, "web01", Some(&uuid)).unwrap();
+    run.seq = 1;
+    run.time = t + 600;
+    run.boot = xsmon_proto::layout::BootId::from_kernel("9b2504e0-4f89-41d3-9a0c-0305e82c3302");
+    write_run(&mut c, 5, &run).unwrap();
+    assert!(d.collect_at(Some(t + 610)).status.success());
+    let (_, _, msg) = d.host("web01");
+    assert!(
+        msg.contains("rebooted or created again (domain 4 -> 5: another boot of its kernel)"),
+        "{msg}"
+    );
+    assert_eq!(reboots(&d), 1);
 }

@@ -1048,6 +1048,39 @@ fn a_guest_without_the_probe_is_reported_by_xen_and_its_agent() -> Result<()> {
         "the agent's memory as figures: {figures}"
     );
 
+    // xen-guest-agent's rfc schema (XENSTORE_SCHEMA=rfc): its version,
+    // the OS in data/os, each interface's MAC and its addresses as key
+    // names; the XAPI keys gone, as an agent switched to that schema.
+    site.lab.guest_ok(
+        g,
+        &format!(
+            "xenstore-rm data/meminfo_total; xenstore-rm data/meminfo_free; xenstore-rm data/os_name; \
+             xenstore-rm data/os_distro; xenstore-rm data/os_uname; xenstore-rm data/updated; xenstore-rm attr/vif; \
+             xenstore-write data/xen-guest-agent 0.5.0-dev data/os/name Debian data/os/version 12.0.0 \
+             data/os/class unix data/os/unix/kernel-version \"$(uname -r)\" data/net/2 00:16:0a:4d:00:{:02x} \
+             data/net/2/ipv4/{} ''",
+            10 + g.index,
+            g.ip().replace('.', "_")
+        ),
+    )?;
+    let j = collected(site, &g.name)?;
+    let message = j["message"].as_str().unwrap_or("");
+    let kernel = site.lab.guest_ok(g, "uname -r")?;
+    ensure!(
+        j["probe"] == "agent"
+            && j["status"] == "ok"
+            && message.starts_with(&format!(
+                "guest agent (xen-guest-agent 0.5.0-dev): Debian 12.0.0, kernel {}, {}",
+                kernel.trim(),
+                g.ip()
+            )),
+        "the rfc schema's keys: {j}"
+    );
+    site.lab.guest_ok(
+        g,
+        "xenstore-rm data/xen-guest-agent; xenstore-rm data/os; xenstore-rm data/net",
+    )?;
+
     // Hostile keys. oxenstored's quota (1,000 nodes per domain) stops the
     // flood of attr/vif entries long before 10,000; what got in is read up
     // to 8 interfaces.

@@ -708,6 +708,15 @@ pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
     }
 }
 
+/// Whether a `version` value names a chunked layout (2 up to the newest):
+/// a `run` line and `chunk/<n>` keys, which a reader fetches ahead.
+pub fn is_chunked(version: &[u8]) -> bool {
+    std::str::from_utf8(version)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|v| (2..=VERSION).contains(&v) && version.len() == 1)
+}
+
 /// The number of chunks a version 2 `run` value announces (bounded), for
 /// a reader that fetches them ahead; `None` if it is not well formed.
 pub fn chunks_announced(run: &[u8]) -> Option<usize> {
@@ -1033,6 +1042,16 @@ mod tests {
             })
         );
         assert_eq!(Resumed::parse_field("-").unwrap(), None);
+    }
+
+    #[test]
+    fn chunked_versions_are_2_to_the_newest() {
+        for v in 2..=VERSION {
+            assert!(is_chunked(v.to_string().as_bytes()), "{v}");
+        }
+        for v in [&b"1"[..], b"6", b"05", b"", b"x", b"4 "] {
+            assert!(!is_chunked(v), "{v:?}");
+        }
     }
 
     #[test]
