@@ -31,7 +31,8 @@ struct Guests {
     pvh: LabGuest,
     /// A full disk, swapping, a dead gateway; then its xl figures.
     sick: LabGuest,
-    /// Shut down, created again, rebooted twice, renamed.
+    /// Shut down, created again, rebooted twice, renamed; then one image
+    /// of it restored twice.
     life: LabGuest,
     /// Saved and restored, then crashed with on_crash = "destroy".
     saved: LabGuest,
@@ -351,15 +352,17 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
         };
         if (2..=4).contains(&round) {
             // Words come with the first cycle after the new domain; no
-            // other test's cycle may come in between. Two probe runs
-            // before it: the run dom0 reads is not the one that says it
-            // resumed (the words then come from the kernel's boot id), as
-            // with a 5-minute cron and a restore a few minutes before.
+            // other test's cycle may come in between. In round 3, two
+            // probe runs before it: the run dom0 reads is not the one that
+            // says it resumed (the words then come from the kernel's boot
+            // id), as with a 5-minute cron and a restore a few minutes
+            // before.
             site.cycles_held(|cycle| {
                 cycle()?;
                 site.lab.dom0_ok(&save_restore)?;
                 site.settled(g, "xl save + xl restore")?;
-                probe_runs(site, g, 2)?;
+                // Round 3: two runs, so the run read is not the first.
+                probe_runs(site, g, if round == 3 { 2 } else { 1 })?;
                 cycle()?;
                 let j = site.guest_json(&g.name)?.context("save01")?;
                 let message = j["message"].as_str().unwrap_or("");
@@ -486,6 +489,16 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
         "a second writer seen across a suspension: {mine:?}"
     );
     site.lab.guest_ok(g, "rm -f /run/probe.off")?;
+    Ok(())
+}
+
+/// One image restored twice, on the reboot chain's guest once its own
+/// scenario is over (the save chain is the lab's longest; this runs beside
+/// it, on a guest no other scenario reads).
+fn one_image_restored_twice_is_an_older_save() -> Result<()> {
+    let site = site();
+    let g = &guests().life;
+    let reboots = xen_figure(&collected(site, &g.name)?, "reboots");
     second_restore_of_one_image(site, g, reboots)
 }
 
@@ -1183,6 +1196,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "a_guest_crashed_and_destroyed_is_down",
         after: Some("save_and_restore_continue_the_same_vm"),
         run: a_guest_crashed_and_destroyed_is_down,
+    },
+    Scenario {
+        name: "one_image_restored_twice_is_an_older_save",
+        after: Some("shutdown_create_reboot_and_rename_keep_one_history"),
+        run: one_image_restored_twice_is_an_older_save,
     },
     Scenario {
         name: "a_guest_without_the_probe_is_reported_by_xen_and_its_agent",
