@@ -96,6 +96,11 @@ fn site() -> &'static LabSite {
     }
 }
 
+/// A wait whose every look runs a collector cycle: a scenario that holds
+/// the cycles (`cycles_held`: the crash seen by `host-collector watch`, the
+/// cron tick, a restore's words) may keep one look waiting up to 120 s.
+const CYCLE_WAIT: Duration = Duration::from_secs(240);
+
 fn lines_for<'a>(raw: &'a [RawLine], host: &str) -> Vec<&'a RawLine> {
     raw.iter().filter(|l| l.host == host).collect()
 }
@@ -203,11 +208,10 @@ fn a_guest_crashed_and_destroyed_is_down() -> Result<()> {
 /// The guest is `down`: an error line saying it is not running, Nagios
 /// CRITICAL for it.
 fn expect_down(site: &LabSite, name: &str) -> Result<()> {
-    site.lab.wait_for(
-        &format!("{name} to be down"),
-        Duration::from_secs(60),
-        || Ok(collected(site, name)?["probe"] == "down"),
-    )?;
+    site.lab
+        .wait_for(&format!("{name} to be down"), CYCLE_WAIT, || {
+            Ok(collected(site, name)?["probe"] == "down")
+        })?;
     let mine = site.raw_for(name)?;
     ensure!(
         mine.iter()
@@ -239,11 +243,10 @@ fn shutdown_create_reboot_and_rename_keep_one_history() -> Result<()> {
         .ok("xl shutdown")?;
     // `xl shutdown -w` returns once the domain has shut down; Xen may
     // still be tearing it down (`dying`, a warning) for a cycle or two.
-    site.lab.wait_for(
-        "life01 to be down after xl shutdown",
-        Duration::from_secs(60),
-        || Ok(collected(site, &g.name)?["probe"] == "down"),
-    )?;
+    site.lab
+        .wait_for("life01 to be down after xl shutdown", CYCLE_WAIT, || {
+            Ok(collected(site, &g.name)?["probe"] == "down")
+        })?;
     site.lab.create(g)?;
     site.settled(g, "xl create")?;
     site.lab.wait_guest_up(g, Duration::from_secs(120))?;
@@ -758,14 +761,11 @@ fn a_paused_guest_is_never_fresh() -> Result<()> {
     ensure!(code == 1 && out.starts_with("XSMON WARNING"), "{out}");
     site.lab.dom0_ok(&format!("xl unpause {}", g.name))?;
     site.settled(g, "xl unpause")?;
-    site.lab.wait_for(
-        "the unpaused guest to be fresh again",
-        Duration::from_secs(90),
-        || {
+    site.lab
+        .wait_for("the unpaused guest to be fresh again", CYCLE_WAIT, || {
             let j = collected(site, &g.name)?;
             Ok(j["domain_state"] != "paused" && j["probe"] == "fresh")
-        },
-    )?;
+        })?;
     Ok(())
 }
 
@@ -857,16 +857,17 @@ fn a_live_guest_with_a_dead_probe_is_told_from_a_dead_guest() -> Result<()> {
         "touch /run/probe.off; xenstore-rm data/xsmon; guest-probe >/dev/null 2>&1",
     )?;
     site.lab
-        .wait_for("evil01 to be fresh again", Duration::from_secs(60), || {
+        .wait_for("evil01 to be fresh again", CYCLE_WAIT, || {
             Ok(collected(site, &g.name)?["probe"] == "fresh")
         })?;
     // stale_after_secs is 30 in the lab, by dom0's clock (which runs slower
     // than the host's under a loaded emulation): wait for the collector to
     // say so, then one more cycle for the CPU time over an interval.
-    site.lab
-        .wait_for("evil01 to go stale", Duration::from_secs(180), || {
-            Ok(collected(site, &g.name)?["probe"] == "stale")
-        })?;
+    site.lab.wait_for(
+        "evil01 to go stale",
+        CYCLE_WAIT + Duration::from_secs(60),
+        || Ok(collected(site, &g.name)?["probe"] == "stale"),
+    )?;
     std::thread::sleep(Duration::from_secs(5));
     let j = collected(site, &g.name)?;
     let message = j["message"].as_str().unwrap_or("");

@@ -694,9 +694,11 @@ impl LabSite {
         })
     }
 
-    /// `lab.settled` for a guest of this site, after `after`.
+    /// `lab.settled` for a guest of this site, after `after` (which may
+    /// include a whole boot of the guest's kernel: `xl create`, `xl
+    /// reboot`, under emulation and load up to minutes).
     pub fn settled(&self, g: &LabGuest, after: &str) -> Result<u32> {
-        self.lab.settled(g, after, Duration::from_secs(120))
+        self.lab.settled(g, after, Duration::from_secs(240))
     }
 
     /// Runs the real poller against the lab (after the served state caught
