@@ -954,22 +954,28 @@ fn xens_own_figures_cpu_percent_memory_vifs_and_vbds() -> Result<()> {
             .ok()
     };
     let cpu_pct = |figures: &str, host: &str| xen_value(figures, host, "cpu_pct");
-    // Idle first (no probe, no agent: its own figure over one interval).
-    site.collect()?;
-    std::thread::sleep(Duration::from_secs(10));
-    site.collect()?;
-    let idle = cpu_pct(&figures_now()?, &g.bare.name).context("bare01 idle")?;
-    // 60 s of a busy loop (an emulated CPU is shared by the whole lab, so
-    // the burner gets what Xen's scheduler gives it; the warning at 95 %
-    // is unit-tested in domstate).
-    site.lab.guest_ok(
-        &g.bare,
-        "timeout 60 sh -c 'while :; do :; done' >/dev/null 2>&1 &",
-    )?;
-    site.collect()?;
-    std::thread::sleep(Duration::from_secs(20));
-    site.collect()?;
-    let figures = figures_now()?;
+    // Both intervals are measured with the cycles held: a cycle that waited
+    // for another scenario's held cycles would stretch the interval past
+    // the burner's end (seen: 0.69 % "while burning").
+    let (idle, figures) = site.cycles_held(|cycle| {
+        // Idle first (no probe, no agent: its own figure over one interval).
+        cycle()?;
+        std::thread::sleep(Duration::from_secs(10));
+        cycle()?;
+        let idle = cpu_pct(&figures_now()?, &g.bare.name).context("bare01 idle")?;
+        // 60 s of a busy loop, started after the interval's first cycle
+        // (an emulated CPU is shared by the whole lab, so the burner gets
+        // what Xen's scheduler gives it; the warning at 95 % is
+        // unit-tested in domstate).
+        cycle()?;
+        site.lab.guest_ok(
+            &g.bare,
+            "timeout 60 sh -c 'while :; do :; done' >/dev/null 2>&1 &",
+        )?;
+        std::thread::sleep(Duration::from_secs(20));
+        cycle()?;
+        Ok((idle, figures_now()?))
+    })?;
     let burning = cpu_pct(&figures, &g.bare.name).context(figures.clone())?;
     ensure!(
         burning > 25.0 && burning > idle + 20.0,
