@@ -152,6 +152,21 @@ fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
             Record::Header { kind, .. } if kind != Kind::Figures => {
                 return Err("dom0 served something else than figures".into())
             }
+            // The state and the figures are two reads, and snmpd keeps each
+            // extend's output for 5 s on its own: a cycle may end between
+            // them. Another cycle's figures are not shown with this state
+            // (a label may name another domain there).
+            Record::Header {
+                cycle_time: Some(t),
+                ..
+            } if r.cycle_time.is_some_and(|state| state != t) => {
+                let d = t - r.cycle_time.unwrap_or(t);
+                return Err(format!(
+                    "they come from another collector cycle than the state ({} s {}: a cycle ended between the two reads); the next poll shows them",
+                    d.abs(),
+                    if d < 0 { "older" } else { "newer" }
+                ));
+            }
             Record::Figures { host, figures } => {
                 if let Some(&i) = by_name.get(&host) {
                     r.guests[i].figures.push(figures);
@@ -592,6 +607,67 @@ mod tests {
             cycle_time: Some(90),
             served_time: 100,
         }
+    }
+
+    #[test]
+    fn figures_of_another_cycle_than_the_state_are_not_shown() {
+        let guest = |name: &str| Record::Guest {
+            host: name.into(),
+            domid: Some(3),
+            uuid: None,
+            probe: "fresh".into(),
+            status: Status::Ok,
+            probe_time: Some(40),
+            seen_time: None,
+            domain: None,
+            message: "all ok".into(),
+        };
+        let figures = |cycle: i64| {
+            vec![
+                Record::Header {
+                    version: xsmon_proto::snmpline::VERSION,
+                    kind: Kind::Figures,
+                    dom0: "xen01".into(),
+                    cycle_time: Some(cycle),
+                    served_time: 100,
+                },
+                Record::Figures {
+                    host: "web01".into(),
+                    figures: CheckFigures {
+                        check_id: "mem".into(),
+                        kind: "mem".into(),
+                        status: Status::Ok,
+                        target: String::new(),
+                        values: Vec::new(),
+                        limits: Vec::new(),
+                    },
+                },
+            ]
+        };
+        let mut r = empty("xen01");
+        absorb(
+            &mut r,
+            vec![header("xen01", Kind::State), guest("web01")],
+            100,
+        );
+        assert_eq!(r.cycle_time, Some(90));
+        // The same cycle: attached.
+        absorb_figures(&mut r, figures(90)).unwrap();
+        assert_eq!(r.guests[0].figures.len(), 1);
+        // A later cycle than the state's (one ended between the reads):
+        // not attached, and said.
+        let mut r2 = empty("xen01");
+        absorb(
+            &mut r2,
+            vec![header("xen01", Kind::State), guest("web01")],
+            100,
+        );
+        let why = absorb_figures(&mut r2, figures(390)).unwrap_err();
+        assert!(r2.guests[0].figures.is_empty());
+        assert_eq!(
+            why,
+            "they come from another collector cycle than the state (300 s newer: a cycle ended between the two reads); the next poll shows them"
+        );
     }
 
     #[test]

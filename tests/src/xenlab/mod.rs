@@ -703,9 +703,36 @@ impl LabSite {
 
     /// Runs the real poller against the lab (after the served state caught
     /// up with the last cycle): stdout and exit code.
+    ///
+    /// The poller reads a dom0's state and its figures in two reads; when
+    /// a cycle (another scenario's) ended between them, or the figures'
+    /// read timed out on the emulated dom0, it shows no figures and says so
+    /// (a warning, "figures unavailable: ..."). The scenarios judge one
+    /// cycle's state and figures together, so such a poll is made again,
+    /// until one reads both.
     pub fn poll(&self, args: &[&str]) -> Result<(String, i32)> {
         self.wait_served_current()?;
-        self.run_poller(args)
+        let what = format!(
+            "poller {} reading the state and the figures of one cycle",
+            args.join(" ")
+        );
+        self.lab
+            .wait_until(&what, Duration::from_secs(120), |seen| {
+                let (out, code) = self.run_poller(args)?;
+                // As json and nagios print it, and as raw lines escape it.
+                let unavailable = ["figures unavailable", "figures\\sunavailable"];
+                if let Some(line) = out
+                    .lines()
+                    .find(|l| unavailable.iter().any(|m| l.contains(m)))
+                {
+                    *seen = format!(
+                        "exit {code}: {}",
+                        line.chars().take(300).collect::<String>()
+                    );
+                    return Ok(None);
+                }
+                Ok(Some((out, code)))
+            })
     }
 
     fn run_poller(&self, args: &[&str]) -> Result<(String, i32)> {
