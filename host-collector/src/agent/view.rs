@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use xsmon_proto::text;
 
-use super::keys::{number, AgentKeys};
+use super::keys::{number, AgentKeys, Read};
 use super::{MAX_TEXT, MAX_VIFS};
 use crate::gather::kib_count;
 
@@ -84,6 +84,37 @@ impl Reader<'_> {
             ));
         }
         n
+    }
+
+    /// A value read from `key` (an interface's address or MAC), `parse`d;
+    /// one that does not parse, or a failed read, is a problem naming the
+    /// key and what it should be.
+    fn parsed<T>(
+        &mut self,
+        key: &str,
+        read: &Read,
+        max: usize,
+        what: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        match read {
+            Ok(Some(b)) => {
+                let v = text::validate(b, max).ok().and_then(parse);
+                if v.is_none() {
+                    self.problems.push(format!(
+                        "{key} {:?} is not {what}",
+                        text::clean(&String::from_utf8_lossy(b), 40)
+                    ));
+                }
+                v
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.problems
+                    .push(format!("cannot read {key}: {}", text::clean(e, 120)));
+                None
+            }
+        }
     }
 
     /// A small version number (`attr/PVAddons/*`).
@@ -208,19 +239,9 @@ fn xapi_addresses(r: &mut Reader<'_>, v: &mut AgentView) {
     listing_problems(r, "attr/vif", keys.vifs.as_ref());
     for (n, read) in &keys.ipv4 {
         let Some(dev) = number(n) else { continue };
-        match read {
-            Ok(Some(b)) => match text::validate(b, 15).ok().and_then(|s| s.parse().ok()) {
-                Some(ip) => v.addresses.push((dev, ip)),
-                None => r.problems.push(format!(
-                    "attr/vif/{dev}/ipv4/0 {:?} is not an IPv4 address",
-                    text::clean(&String::from_utf8_lossy(b), 40)
-                )),
-            },
-            Ok(None) => {}
-            Err(e) => r.problems.push(format!(
-                "cannot read attr/vif/{dev}/ipv4/0: {}",
-                text::clean(e, 120)
-            )),
+        let key = format!("attr/vif/{dev}/ipv4/0");
+        if let Some(ip) = r.parsed(&key, read, 15, "an IPv4 address", |s| s.parse().ok()) {
+            v.addresses.push((dev, ip));
         }
     }
 }
@@ -232,19 +253,10 @@ fn rfc_interfaces(r: &mut Reader<'_>, v: &mut AgentView) {
     listing_problems(r, "data/net", keys.net.as_ref());
     for (n, read) in &keys.net_mac {
         let Some(index) = number(n) else { continue };
-        match read {
-            Ok(Some(b)) => match text::validate(b, 17).ok().filter(|s| is_mac(s)) {
-                Some(mac) => v.macs.push((index, mac.to_ascii_lowercase())),
-                None => r.problems.push(format!(
-                    "data/net/{index} {:?} is not a MAC address",
-                    text::clean(&String::from_utf8_lossy(b), 40)
-                )),
-            },
-            Ok(None) => {}
-            Err(e) => r.problems.push(format!(
-                "cannot read data/net/{index}: {}",
-                text::clean(e, 120)
-            )),
+        let key = format!("data/net/{index}");
+        let mac = |s: &str| is_mac(s).then(|| s.to_ascii_lowercase());
+        if let Some(mac) = r.parsed(&key, read, 17, "a MAC address", mac) {
+            v.macs.push((index, mac));
         }
     }
     for (n, listing) in &keys.net_ipv4 {
