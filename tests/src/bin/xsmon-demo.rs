@@ -52,9 +52,11 @@ const LAB_FINDINGS: &[(&str, &str, &str, &str)] = &[
     ("warning", LAB_DOM0, "pause02", "domain"),
 ];
 
-/// Cycles on the real dom0 while its guests report (every 5 s in the
-/// demo), so that the chart has more than a few points of real figures.
-const LAB_CYCLES: usize = 9;
+/// Cycles of the real dom0 the chart of a real guest shows at least: more
+/// than a few points of real figures. dom0 collects every 5 s in the
+/// background from the moment its guests report (its cron, faster), while
+/// the scenario runs.
+const LAB_CYCLES: usize = 8;
 
 fn main() -> Result<()> {
     let started = Instant::now();
@@ -208,6 +210,11 @@ fn add_lab_to_site(lab: &LabSite, site: &SimCluster, guests: &[LabGuest]) -> Res
 /// every 10 s while the guests report, for the chart.
 fn lab_scenario(lab: &LabSite, guests: &[LabGuest]) -> Result<()> {
     let (web, db) = (lab_guest(guests, "web02")?, lab_guest(guests, "db02")?);
+    // dom0's cron, every 5 s instead of 5 minutes; a cycle the demo asks
+    // for meanwhile waits for the running one (the collector's lock).
+    lab.lab.dom0_ok(
+        "( while :; do host-collector collect >>/var/log/collector.log 2>&1; sleep 5; done ) >/dev/null 2>&1 &",
+    )?;
     let daemon = lab.lab.dom0_ok("ps | grep '[x]enstored'")?;
     println!(
         "   dom0's xenstore daemon: {}",
@@ -230,10 +237,21 @@ fn lab_scenario(lab: &LabSite, guests: &[LabGuest]) -> Result<()> {
             Ok(lab.lab.xl_state("crash02")?.as_deref() == Some("---sc-"))
         })?;
     print!("{}", lab.lab.dom0_ok("xl list")?);
-    println!("   collecting {LAB_CYCLES} cycles, 5 s apart, while the guests report");
-    for _ in 0..LAB_CYCLES {
-        std::thread::sleep(Duration::from_secs(5));
-        lab.collect()?;
-    }
+    let cycles = || -> Result<usize> {
+        let n = lab.lab.dom0_ok(
+            "host-collector history web02 --since 10m --check mem --format csv | grep -c used_pct || true",
+        )?;
+        Ok(n.trim().parse().unwrap_or(0))
+    };
+    lab.lab.wait_for(
+        &format!("{LAB_CYCLES} of dom0's cycles with web02's figures"),
+        Duration::from_secs(180),
+        || Ok(cycles()? >= LAB_CYCLES),
+    )?;
+    lab.collect()?;
+    println!(
+        "   dom0 collected every 5 s meanwhile (its cron, faster): {} cycles of web02's figures",
+        cycles()?
+    );
     Ok(())
 }

@@ -284,15 +284,41 @@ impl XenLab {
         // nc's idle timeout: 20 s, since a guest starved of CPU for
         // seconds (a dozen scenarios on two emulated CPUs) is slow, not
         // gone; but a connection that a save or a migration cut must end.
-        // nc's idle timeout: 20 s, since a guest starved of CPU for
-        // seconds (a dozen scenarios on two emulated CPUs) is slow, not
-        // gone; but a connection that a save or a migration cut must end.
         let relay = format!("echo '{b64}' | timeout {secs} nc -w 20 {} 2323", g.ip());
-        let e = self.dom0(&relay)?;
-        // The guest's agent ends its output with its own exit code; dom0's
-        // agent adds the relay's.
-        parse_agent_output(&e.out)
-            .with_context(|| format!("guest {} did not answer: {}", g.name, e.out))
+        let mut attempt = 1;
+        loop {
+            let e = self.dom0(&relay)?;
+            // The guest's agent ends its output with its own exit code;
+            // dom0's agent adds the relay's.
+            match parse_agent_output(&e.out) {
+                Ok(answer) => return Ok(answer),
+                // The guest's agent never started the script (its busybox
+                // nc between two connections, ARP after a new domain): the
+                // request is sent again, the script runs once.
+                Err(_) if !e.out.contains(BEGIN) && attempt < 3 => {
+                    eprintln!(
+                        "xen lab: guest {}'s agent did not start {:?} (relay exit {}: {:?}); again ({attempt})",
+                        g.name,
+                        brief(script),
+                        e.rc,
+                        e.out.trim()
+                    );
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(err) => {
+                    let started = if e.out.contains(BEGIN) {
+                        "started, then cut off"
+                    } else {
+                        "never started"
+                    };
+                    return Err(err.context(format!(
+                        "guest {} did not answer ({started}; relay exit {}): {:?}",
+                        g.name, e.rc, e.out
+                    )));
+                }
+            }
+        }
     }
 
     pub fn guest_ok(&self, g: &LabGuest, script: &str) -> Result<String> {
@@ -631,16 +657,21 @@ impl LabSite {
     /// after this call. Tests run side by side: one that waited for
     /// another's cycle, asked after its own call began, takes that cycle
     /// (one emulated cycle costs seconds).
+    ///
+    /// Cycles asked this way start at least [`CYCLE_SPACING`] apart: the
+    /// scenarios' waits ask for one per look, and back-to-back cycles on
+    /// the emulated dom0 slowed the whole lab; a caller that arrives
+    /// during the spacing shares the next cycle.
     pub fn collect(&self) -> Result<String> {
         let called = Instant::now();
         let _one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if self
-            .last_asked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| t > called)
-        {
+        let last = *self.last_asked.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t > called) {
             return Ok("(a cycle that started after this call)".into());
+        }
+        if let Some(t) = last {
+            // Not a wait for a condition: the lab's pace.
+            std::thread::sleep(CYCLE_SPACING.saturating_sub(t.elapsed()));
         }
         self.cycle()
     }
@@ -658,6 +689,7 @@ impl LabSite {
 
     /// One cycle, now (the caller holds `collect_lock`).
     fn cycle(&self) -> Result<String> {
+        CYCLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self.last_asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         // A `host-collector watch` running in dom0 may hold the lock (exit
         // 3): wait for its cycle to end.
@@ -801,24 +833,48 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The least time between the starts of two cycles asked with
+/// [`LabSite::collect`]: snmpd serves an extend's output for 5 s anyway.
+const CYCLE_SPACING: Duration = Duration::from_secs(5);
+
+/// What a lab agent prints before it runs the script (scripts/xen-lab).
+const BEGIN: &str = "__XSMON_BEGIN";
+
+/// Requests to dom0's agents and collector cycles run, in this process:
+/// the harness's own load on the emulated dom0 (see [`harness_load`]).
+static AGENT_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static CYCLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What the harness asked of the labs of this process so far: requests
+/// to dom0's agent (each one a shell in dom0) and collector cycles.
+pub fn harness_load() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (AGENT_CALLS.load(Relaxed), CYCLES.load(Relaxed))
+}
+
 /// One request to a lab agent: the script base64-encoded on one line, then
-/// everything it prints, ending with `__XSMON_RC=<code>`.
+/// `__XSMON_BEGIN`, everything it prints, and `__XSMON_RC=<code>`.
 fn agent_call(port: u16, script: &str, timeout: Duration) -> Result<Exec> {
     // QEMU's user network accepts on the host's side before it connects
     // inside; when dom0's agent is between two connections, the host's
     // connection is closed (or reset) at once, without a byte: the script
-    // never ran (the agent always answers with its exit code), so it is
+    // never ran (its answer would start with `__XSMON_BEGIN`), so it is
     // sent again.
     let mut attempt = 1;
     loop {
+        AGENT_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = agent_exchange(port, script, timeout)?;
-        if out.is_empty() && attempt < 4 {
-            eprintln!("xen lab: dom0's agent closed a connection unanswered; again ({attempt})");
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if !text.contains(BEGIN) && attempt < 4 {
+            eprintln!(
+                "xen lab: dom0's agent did not start {:?} ({} bytes back); again ({attempt})",
+                brief(script),
+                out.len()
+            );
             std::thread::sleep(Duration::from_secs(1));
             attempt += 1;
             continue;
         }
-        let text = String::from_utf8_lossy(&out).into_owned();
         return parse_agent_output(&text)
             .with_context(|| format!("agent's answer to {:?}: {text:?}", brief(script)));
     }
@@ -842,6 +898,13 @@ fn agent_exchange(port: u16, script: &str, timeout: Duration) -> Result<Vec<u8>>
 }
 
 fn parse_agent_output(text: &str) -> Result<Exec> {
+    // What the agent printed before the script is not the script's.
+    let text = match text.find(BEGIN) {
+        Some(at) => text[at + BEGIN.len()..]
+            .strip_prefix('\n')
+            .unwrap_or(&text[at + BEGIN.len()..]),
+        None => bail!("the agent did not start the script"),
+    };
     let marker = "__XSMON_RC=";
     let at = text
         .rfind(marker)
@@ -936,8 +999,17 @@ mod tests {
 
     #[test]
     fn agent_output_carries_the_exit_code() {
-        let e = parse_agent_output("a\nb\n__XSMON_RC=3\n").unwrap();
+        let e = parse_agent_output("__XSMON_BEGIN\na\nb\n__XSMON_RC=3\n").unwrap();
         assert_eq!((e.out.as_str(), e.rc), ("a\nb\n", 3));
-        assert!(parse_agent_output("cut").is_err());
+        // A guest's answer relayed by dom0's agent: the guest's own code.
+        let relayed =
+            parse_agent_output("__XSMON_BEGIN\n__XSMON_BEGIN\nup\n__XSMON_RC=0\n__XSMON_RC=0\n")
+                .unwrap();
+        let inner = parse_agent_output(&relayed.out).unwrap();
+        assert_eq!((inner.out.as_str(), inner.rc), ("up\n", 0));
+        // Started, then cut off; never started.
+        assert!(parse_agent_output("__XSMON_BEGIN\ncut").is_err());
+        assert!(parse_agent_output("").is_err());
+        assert!(parse_agent_output("nc: can't connect").is_err());
     }
 }

@@ -69,20 +69,25 @@ pub fn healthy(site: &LabSite, guests: &[&LabGuest]) -> Result<()> {
         return Ok(());
     };
     let before = written_seq(site, g)?;
-    let out = site.lab.guest_ok(
-        g,
-        "touch /run/probe.off; sleep 8; rm /dev/xen/xenbus && guest-probe 2>&1; echo probe-rc=$?",
-    )?;
-    ensure!(
-        out.contains("probe-rc=0"),
-        "probe through /proc/xen/xenbus: {out}"
-    );
-    let after = written_seq(site, g)?;
-    ensure!(
-        after > before,
-        "seq {before} -> {after}: no run through /proc/xen/xenbus"
-    );
-    let j = site.collected(&g.name)?;
+    // The run is judged by a cycle right after it: the lab calls a run
+    // stale after 30 s, and other scenarios may hold the cycles longer.
+    let j = site.cycles_held(|cycle| {
+        let out = site.lab.guest_ok(
+            g,
+            "touch /run/probe.off; sleep 8; rm /dev/xen/xenbus && guest-probe 2>&1; echo probe-rc=$?",
+        )?;
+        ensure!(
+            out.contains("probe-rc=0"),
+            "probe through /proc/xen/xenbus: {out}"
+        );
+        let after = written_seq(site, g)?;
+        ensure!(
+            after > before,
+            "seq {before} -> {after}: no run through /proc/xen/xenbus"
+        );
+        cycle()?;
+        site.guest_json(&g.name)?.context("in poller json")
+    })?;
     ensure!(j["probe"] == "fresh" && j["status"] == "ok", "{j}");
     site.lab.guest_ok(g, "rm -f /run/probe.off")?;
     Ok(())

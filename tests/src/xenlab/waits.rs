@@ -15,8 +15,10 @@ use anyhow::{bail, Result};
 
 use super::{LabGuest, XenLab};
 
-/// How often a condition is looked at again.
-const POLL_EVERY: Duration = Duration::from_millis(500);
+/// How often a condition is looked at again. Each look is a request to
+/// dom0's agent at least (a shell in dom0, often a relay to a guest's);
+/// seven scenarios look side by side on two emulated CPUs.
+const POLL_EVERY: Duration = Duration::from_secs(1);
 
 impl XenLab {
     /// Polls `look` until it returns a value; `look` writes what it saw
