@@ -1,12 +1,16 @@
 //! Observe: the guest agents' keys of every running guest without probe
-//! results, read as they are (no judgement here), in two pipelined batches.
+//! results, read as they are (no judgement here: see [`crate::agent`]),
+//! in two pipelined batches. Imports nothing of this crate.
 
 use std::collections::BTreeMap;
 
 use xsmon_xenstore::{Client, Reply, Request};
 
-use super::MAX_VIFS;
-use crate::gather::{names_of, Found, Guest};
+/// Interfaces read from `attr/vif` and `data/net`, and addresses per
+/// interface (a guest has a handful; the listing is the guest's and may
+/// hold thousands of entries, or more than the protocol's 4096 bytes,
+/// which the client refuses).
+pub const MAX_VIFS: usize = 8;
 
 /// The agents' single-value keys that are read: XAPI's schema (what
 /// xe-guest-utilities, the Windows PV tools and xen-guest-agent's default
@@ -56,36 +60,33 @@ pub fn number(n: &str) -> Option<u32> {
         .flatten()
 }
 
-/// Reads the agent keys of every running guest that has no probe results,
-/// listed in `[without_probe]` or not (an unlisted one gets a hint).
-pub fn read(xs: &mut Client, guests: &mut [Guest]) {
-    let wanted: Vec<usize> = guests
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| matches!(g.found, Found::Nothing))
-        .map(|(i, _)| i)
-        .collect();
-    if wanted.is_empty() {
-        return;
+/// Reads the agent keys of the running domains `domids` (those without
+/// probe results, listed in `[without_probe]` or not: an unlisted one gets
+/// a hint).
+pub fn read(xs: &mut Client, domids: &[u32]) -> BTreeMap<u32, AgentKeys> {
+    let mut found: Vec<(u32, AgentKeys)> = Vec::with_capacity(domids.len());
+    if domids.is_empty() {
+        return BTreeMap::new();
     }
-    let mut reqs = Vec::with_capacity(wanted.len() * (KEYS.len() + 2));
-    for &i in &wanted {
-        let base = format!("/local/domain/{}", guests[i].domid);
+    let mut reqs = Vec::with_capacity(domids.len() * (KEYS.len() + 2));
+    for domid in domids {
+        let base = format!("/local/domain/{domid}");
         reqs.extend(KEYS.iter().map(|k| Request::Read(format!("{base}/{k}"))));
         reqs.push(Request::Directory(format!("{base}/attr/vif")));
         reqs.push(Request::Directory(format!("{base}/data/net")));
     }
     let mut replies = xs.pipeline(&reqs).into_iter();
-    for &i in &wanted {
+    for &domid in domids {
         let mut keys = AgentKeys::default();
         for k in KEYS {
             keys.values.insert(k.to_string(), value(replies.next()));
         }
         keys.vifs = Some(names_of(replies.next()));
         keys.net = Some(names_of(replies.next()));
-        guests[i].agent = Some(keys);
+        found.push((domid, keys));
     }
-    read_interfaces(xs, guests, &wanted);
+    read_interfaces(xs, &mut found);
+    found.into_iter().collect()
 }
 
 /// What an interface entry asks for in the second batch.
@@ -97,7 +98,7 @@ enum Asked {
 
 /// The second batch: each listed interface's addresses (and MAC), for the
 /// first [`MAX_VIFS`] numeric entries of each listing.
-fn read_interfaces(xs: &mut Client, guests: &mut [Guest], wanted: &[usize]) {
+fn read_interfaces(xs: &mut Client, found: &mut [(u32, AgentKeys)]) {
     let mut reqs = Vec::new();
     let mut asked = Vec::new();
     let numbered = |l: Option<&Result<Vec<String>, String>>| -> Vec<String> {
@@ -111,10 +112,8 @@ fn read_interfaces(xs: &mut Client, guests: &mut [Guest], wanted: &[usize]) {
             _ => Vec::new(),
         }
     };
-    for &i in wanted {
-        let g = &guests[i];
-        let Some(a) = g.agent.as_ref() else { continue };
-        let base = format!("/local/domain/{}", g.domid);
+    for (i, (domid, a)) in found.iter().enumerate() {
+        let base = format!("/local/domain/{domid}");
         for n in numbered(a.vifs.as_ref()) {
             reqs.push(Request::Read(format!("{base}/attr/vif/{n}/ipv4/0")));
             asked.push(Asked::VifIpv4(i, n));
@@ -133,9 +132,7 @@ fn read_interfaces(xs: &mut Client, guests: &mut [Guest], wanted: &[usize]) {
         let (i, n) = match &what {
             Asked::VifIpv4(i, n) | Asked::NetMac(i, n) | Asked::NetIpv4(i, n) => (*i, n.clone()),
         };
-        let Some(a) = guests[i].agent.as_mut() else {
-            continue;
-        };
+        let a = &mut found[i].1;
         match what {
             Asked::VifIpv4(..) => {
                 a.ipv4.insert(n, value(Some(reply)));
@@ -147,6 +144,17 @@ fn read_interfaces(xs: &mut Client, guests: &mut [Guest], wanted: &[usize]) {
                 a.net_ipv4.insert(n, names_of(Some(reply)));
             }
         }
+    }
+}
+
+/// A listing's reply: the names, none when the node is missing, or the
+/// read's error.
+pub fn names_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<String>, String> {
+    match r {
+        Some(Ok(Reply::Names(n))) => Ok(n),
+        Some(Err(e)) if e.is_not_found() => Ok(Vec::new()),
+        Some(Err(e)) => Err(e.to_string()),
+        _ => Err("no listing".into()),
     }
 }
 

@@ -551,7 +551,7 @@ fn time_ticks(from: i64, to: i64) -> Vec<i64> {
 
 /// A Unix time in the local time zone, for a label.
 fn clock(t: i64, format: &str) -> String {
-    crate::collect::local_time(t, format).unwrap_or_default()
+    crate::words::local_time(t, format).unwrap_or_default()
 }
 
 /// A figure for a label: few digits, no float noise.

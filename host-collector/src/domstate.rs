@@ -20,10 +20,10 @@ use xsmon_proto::snmpline::CheckFigures;
 use xsmon_proto::{CheckResult, Limit, Status, Value};
 use xsmon_store::{HostRecord, HostRow, XenSeen};
 
-use crate::collect::ago;
 use crate::config::HypervisorConfig;
 use crate::gather::Guest;
 use crate::hypervisor::{Domain, Hypervisor, Reason, RunState};
+use crate::words::ago;
 
 /// The check id and kind of the hypervisor's finding about a domain.
 pub const CHECK_ID: &str = "domain";

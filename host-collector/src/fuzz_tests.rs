@@ -1,6 +1,6 @@
 //! Fuzz target (scripts/fuzz): guest-written bytes driven through the
 //! collector's real path, from the keys a pipelined read returns
-//! ([`gather::decode_guest`]) through judging ([`collect::judge_all`]) to
+//! ([`gather::decode_guest`]) through judging ([`judge::judge_all`]) to
 //! the SNMP lines snmp-extend prints. Whatever the guests write: no panic,
 //! and no forged line (the output has one line per record, and every
 //! record parses back as the one printed, under its own guest's label).
@@ -10,10 +10,10 @@ use xsmon_proto::cluster::Cluster;
 use xsmon_proto::snmpline::{parse_all, print_all, Kind, Record, VERSION};
 use xsmon_store::HostRecord;
 
-use crate::collect::{judge_all, Scene};
 use crate::freshness::Rules;
 use crate::gather::{decode_guest, Identity, Prefetched};
 use crate::hypervisor::Hypervisor;
+use crate::judge::{judge_all, Scene};
 
 /// A value that is sometimes what the probe writes, sometimes anything.
 fn value(good: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {

@@ -22,6 +22,8 @@ use xsmon_proto::layout::{self, Run, Source, DATA_SUBPATH, LEGACY_ROOT, MAX_CHEC
 use xsmon_proto::text;
 use xsmon_xenstore::{Client, Reply, Request, Store};
 
+use crate::agent_keys::names_of;
+
 /// Longest toolstack name accepted (XAPI's name-labels are free text).
 pub const MAX_GUEST_NAME: usize = 128;
 
@@ -57,8 +59,8 @@ pub struct Guest {
     /// domain (reboot, restore, migration).
     pub start_time: Option<f64>,
     /// A guest agent's keys, read for guests listed in `[without_probe]`
-    /// that have no probe results ([`crate::agent::read`]).
-    pub agent: Option<crate::agent::AgentKeys>,
+    /// that have no probe results ([`crate::agent_keys::read`]).
+    pub agent: Option<crate::agent_keys::AgentKeys>,
 }
 
 #[cfg(test)]
@@ -361,17 +363,6 @@ fn value_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<u8>, String>
         Some(Ok(Reply::Names(_))) => Err("unexpected listing".into()),
         Some(Err(e)) => Err(e.to_string()),
         None => Err("no reply".into()),
-    }
-}
-
-/// A listing's reply: the names, none when the node is missing, or the
-/// read's error.
-pub(crate) fn names_of(r: Option<xsmon_xenstore::Result<Reply>>) -> Result<Vec<String>, String> {
-    match r {
-        Some(Ok(Reply::Names(n))) => Ok(n),
-        Some(Err(e)) if e.is_not_found() => Ok(Vec::new()),
-        Some(Err(e)) => Err(e.to_string()),
-        _ => Err("no listing".into()),
     }
 }
 

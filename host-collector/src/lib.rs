@@ -1,16 +1,31 @@
-//! host-collector's library half: one collection cycle (gathering from
-//! xenstore, judging freshness and identity) and its configuration. The
-//! history database is the crate xsmon-store.
+//! host-collector's library half: one collection cycle and its
+//! configuration. The history database is the crate xsmon-store.
+//!
+//! A cycle ([`collect::run_cycle`]) goes:
+//! - observe: [`gather`] (the guests' xenstore areas), [`agent_keys`] (the
+//!   guest agents' keys), [`hypervisor`] (xl, /proc/net/dev, blkback), the
+//!   shared config directory (xsmon-proto's `cluster`);
+//! - judge: [`judge`], with one module per concern: [`domstate`],
+//!   [`freshness`], [`continuity`], [`agent`];
+//! - store: xsmon-store;
+//! - export: [`export`] (the Prometheus textfile).
+//!
+//! [`words`] and [`glob`] are leaves every module may use.
 
 pub mod agent;
+pub mod agent_keys;
 pub mod chart;
 pub mod collect;
 pub mod config;
 pub mod continuity;
 pub mod domstate;
+pub mod export;
 pub mod freshness;
 pub mod gather;
+pub mod glob;
 pub mod hypervisor;
+pub mod judge;
+pub mod words;
 
 #[cfg(test)]
 mod fuzz_tests;

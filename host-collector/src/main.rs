@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use host_collector::collect::{self, ago, Inputs};
+use host_collector::collect::{self, Inputs};
 use host_collector::config::{self, Config};
+use host_collector::words::{self, ago};
 use nix::fcntl::{Flock, FlockArg};
 use xsmon_store as db;
 
@@ -349,7 +350,7 @@ fn status_cmd(config: &Config) -> Result<ExitCode> {
     println!(
         "dom0 {}: cycle at {}, {} hosts",
         latest.dom0,
-        collect::when(latest.time, now),
+        words::when(latest.time, now),
         latest.hosts.len()
     );
     if let Some(e) = &latest.error {
@@ -445,7 +446,7 @@ fn history_cmd(
                 } else {
                     "%Y-%m-%d %H:%M"
                 };
-                collect::local_time(t, format).unwrap_or_default()
+                words::local_time(t, format).unwrap_or_default()
             };
             // Header and rows share one set of widths, each as wide as its
             // longest entry (mount points can be long).

@@ -33,10 +33,9 @@
 //! ignored; it never costs another guest anything, and never reaches an
 //! output unescaped.
 
-mod keys;
 mod view;
 
-pub use keys::{read, AgentKeys, KEYS};
+pub use crate::agent_keys::{AgentKeys, KEYS, MAX_VIFS};
 pub use view::{decode, AgentView};
 
 use serde::Deserialize;
@@ -44,17 +43,12 @@ use xsmon_proto::snmpline::CheckFigures;
 use xsmon_proto::{text, CheckResult, Status, Value};
 use xsmon_store::HostRecord;
 
-use crate::collect::glob_match;
 use crate::gather::Guest;
+use crate::glob::glob_match;
 
 /// The check id and kind of what dom0 makes of a guest agent's keys.
 pub const CHECK_ID: &str = "agent";
 pub const KIND: &str = "agent";
-
-/// Interfaces read from `attr/vif` and `data/net` (a guest has a handful;
-/// the listing is the guest's and may hold thousands of entries, or more
-/// than the protocol's 4096 bytes, which the client refuses).
-pub const MAX_VIFS: usize = 8;
 
 /// Longest agent text kept (an OS name, a kernel release, a date).
 pub const MAX_TEXT: usize = 128;

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 
 use xsmon_proto::text;
 
-use super::keys::{number, AgentKeys, Read};
-use super::{MAX_TEXT, MAX_VIFS};
+use super::MAX_TEXT;
+use crate::agent_keys::{number, AgentKeys, Read, MAX_VIFS};
 use crate::gather::kib_count;
 
 /// What dom0 makes of an agent's keys.
