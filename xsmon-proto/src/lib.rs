@@ -12,5 +12,6 @@ pub mod prom;
 pub mod rawline;
 pub mod snmpline;
 pub mod text;
+pub mod values;
 
 pub use check::{CheckResult, Limit, Status, Value};

@@ -81,13 +81,12 @@
 //! <message>`); everything else is the same. [`parse_all`] returns the
 //! version in the header record.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::check::{CheckResult, Limit, Status, Value};
-use crate::layout::{limit_text, parse_limits, parse_values, valid_value_name, value_text};
+pub use crate::text::{escape, unescape};
+use crate::values::{limit_text, parse_limits, parse_values, valid_value_name, value_text};
 
 pub const VERSION: u32 = 4;
 /// The oldest version [`parse_all`] still reads.
@@ -244,67 +243,6 @@ pub enum Record {
     End {
         records: u32,
     },
-}
-
-/// Escapes one field (see the table above).
-pub fn escape(field: &str) -> String {
-    if field.is_empty() {
-        return "\\e".to_string();
-    }
-    // `-` alone means "absent" in an optional field.
-    if field == "-" {
-        return "\\x2d".to_string();
-    }
-    let mut out = String::with_capacity(field.len());
-    for &b in field.as_bytes() {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            b' ' => out.push_str("\\s"),
-            b'!'..=b'~' => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        }
-    }
-    out
-}
-
-/// Undoes [`escape`]. Bytes that do not form UTF-8 (which escape never
-/// produces from a `&str`) are an error.
-pub fn unescape(field: &str) -> Result<String, String> {
-    if field == "\\e" {
-        return Ok(String::new());
-    }
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => {
-                match b.get(i + 1) {
-                    Some(b'\\') => out.push(b'\\'),
-                    Some(b's') => out.push(b' '),
-                    Some(b'x') => {
-                        let hex = field
-                            .get(i + 2..i + 4)
-                            .ok_or_else(|| format!("truncated \\x escape in {field:?}"))?;
-                        let v = u8::from_str_radix(hex, 16)
-                            .map_err(|_| format!("bad \\x escape in {field:?}"))?;
-                        out.push(v);
-                        i += 2;
-                    }
-                    _ => return Err(format!("bad escape in {field:?}")),
-                }
-                i += 2;
-            }
-            c if (b'!'..=b'~').contains(&c) => {
-                out.push(c);
-                i += 1;
-            }
-            c => return Err(format!("raw byte 0x{c:02x} in a field")),
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("field {field:?} is not UTF-8 once unescaped"))
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
