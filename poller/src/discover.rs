@@ -8,7 +8,8 @@ use xsmon_proto::cluster::{self, Cluster};
 use xsmon_proto::snmpline::{parse_all, Record};
 
 use crate::config::Config;
-use crate::snmp::{fetch_extend, Credentials};
+use crate::engine::fetch_extend;
+use crate::snmp::Credentials;
 
 /// A dom0 to poll.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

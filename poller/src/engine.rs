@@ -272,6 +272,26 @@ pub fn fetch_all(
         .collect()
 }
 
+/// Reads one extend from one dom0 (discovery's listXenCluster).
+pub fn fetch_extend(
+    target: &str,
+    name: &str,
+    creds: &Credentials,
+    timeout: Duration,
+    retries: u32,
+) -> Result<Served, FetchError> {
+    let limits = Limits {
+        timeout,
+        retries,
+        max_in_flight: 1,
+        max_pps: 1000,
+    };
+    fetch_all(&[target.to_string()], name, creds, &limits, &|_, _| {})
+        .pop()
+        .map(|f| f.outcome)
+        .unwrap_or_else(|| Err(FetchError::Protocol(format!("{target}: not polled"))))
+}
+
 /// Resolves every target, many at once (names go through the system's
 /// resolver: /etc/hosts, DNS), literal addresses without a look-up.
 fn resolve_all(targets: &[String]) -> Vec<Result<SocketAddr, String>> {

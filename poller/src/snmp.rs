@@ -2,9 +2,10 @@
 //!
 //! The output is read line by line from nsExtendOutLine with GETBULK (a
 //! 200-guest dom0 prints more than one SNMP response comfortably holds),
-//! with nsExtendResult. The requests go out from the event-driven engine
-//! (`engine`), every dom0 at once; the messages are encoded and decoded by
-//! `ber` (v2c) and `usm` (v3).
+//! with nsExtendResult. This module owns the MIB's side (the OIDs, the
+//! walk's rules, what a fetch gives); the requests go out from the
+//! event-driven engine (`engine`), every dom0 at once, which uses it; the
+//! messages are encoded and decoded by `ber` (v2c) and `usm` (v3).
 //!
 //! SNMP crates: the design card's `snmp` crate (0.2, unmaintained) has no
 //! SNMPv3; its maintained fork `snmp2` has v3, but its sessions own one
@@ -13,10 +14,6 @@
 //! the two messages it needs itself (GET, GETBULK; RFC 3416) with
 //! RustCrypto's SHA-1, HMAC and AES for SNMPv3's USM (RFC 3414, 3826),
 //! checked against Debian's net-snmp in the tests.
-
-use std::time::Duration;
-
-use crate::engine::{self, Limits};
 
 /// NET-SNMP-EXTEND-MIB::nsExtendObjects.
 pub const NS_EXTEND: [u64; 10] = [1, 3, 6, 1, 4, 1, 8072, 1, 3, 2];
@@ -72,26 +69,6 @@ pub fn index(name: &str) -> Vec<u64> {
     let mut v = vec![name.len() as u64];
     v.extend(name.bytes().map(u64::from));
     v
-}
-
-/// Reads one extend from one dom0 (discovery's listXenCluster).
-pub fn fetch_extend(
-    target: &str,
-    name: &str,
-    creds: &Credentials,
-    timeout: Duration,
-    retries: u32,
-) -> Result<Served, FetchError> {
-    let limits = Limits {
-        timeout,
-        retries,
-        max_in_flight: 1,
-        max_pps: 1000,
-    };
-    engine::fetch_all(&[target.to_string()], name, creds, &limits, &|_, _| {})
-        .pop()
-        .map(|f| f.outcome)
-        .unwrap_or_else(|| Err(FetchError::Protocol(format!("{target}: not polled"))))
 }
 
 /// Adds one GETBULK answer's varbinds (OID parts, string value if any) to
