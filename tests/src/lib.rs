@@ -196,7 +196,7 @@ pub fn store_cycle_with(
 ) -> Result<std::time::Duration> {
     let hypervisor = host_collector::config::HypervisorConfig::default();
     let cluster = xsmon_proto::cluster::Cluster::default();
-    let scene = host_collector::collect::Scene {
+    let scene = host_collector::judge::Scene {
         dom0: "bench",
         cluster: &cluster,
         expect_stopped: &[],
@@ -209,7 +209,7 @@ pub fn store_cycle_with(
         without_probe: &Default::default(),
     };
     let known = xsmon_store::hosts(conn)?;
-    let hosts = host_collector::collect::judge_all(&known, guests, hv, &scene);
+    let hosts = host_collector::judge::judge_all(&known, guests, hv, &scene);
     let rec = xsmon_store::CycleRecord {
         time: t,
         duration_ms: 0,

@@ -34,10 +34,12 @@ struct Guests {
     /// Shut down, created again, rebooted twice, renamed; then one image
     /// of it restored twice.
     life: LabGuest,
-    /// Saved and restored, then crashed with on_crash = "destroy".
+    /// Saved and restored five times, then crashed with on_crash =
+    /// "destroy".
     saved: LabGuest,
-    /// Hostile, then its probe stops while it runs, then its kernel
-    /// crashes (seen by a cron tick alone), then `xl destroy`.
+    /// Hostile, then saved in the middle of a run, then its probe stops
+    /// while it runs, then its kernel crashes (seen by a cron tick alone),
+    /// then `xl destroy`.
     hostile: LabGuest,
     /// No probe: a guest agent's keys, hostile ones, then a CPU burner.
     bare: LabGuest,
@@ -332,10 +334,9 @@ fn shutdown_create_reboot_and_rename_keep_one_history() -> Result<()> {
 /// Scenario 6 and saves without false findings: five `xl save` + `xl
 /// restore` cycles of a PV guest, each the same VM under a new domid, with
 /// no warning and no error (the run after a restore used to warn of steal:
-/// the kernel books the restore as steal); one of them with the words
-/// dom0 gives it; then a save in the middle of a run (the probe holds
-/// between measuring and writing): it measures again, says it resumed, and
-/// dom0 sees no second writer.
+/// the kernel books the restore as steal), three of them with the words
+/// dom0 gives them. (A save in the middle of a run is
+/// [`a_save_in_the_middle_of_a_run_is_measured_again`], on another guest.)
 fn save_and_restore_continue_the_same_vm() -> Result<()> {
     let site = site();
     let g = &guests().saved;
@@ -453,9 +454,30 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
         );
     }
 
-    // Saved and restored while the probe holds between measuring and
-    // writing (no other run meanwhile): the run is measured again in the
-    // new domain.
+    Ok(())
+}
+
+/// A save in the middle of a run (the probe holds between measuring and
+/// writing, no other run meanwhile): the run is measured again in the new
+/// domain, says it resumed, and dom0 sees no second writer. On the hostile
+/// guest once its scenario is over (its garbage removed, its probe running
+/// again), beside the save chain rather than after it.
+fn a_save_in_the_middle_of_a_run_is_measured_again() -> Result<()> {
+    let site = site();
+    let g = &guests().hostile;
+    site.lab
+        .guest_ok(g, "rm -f /run/probe.off; xenstore-rm data/xsmon")?;
+    // One run that may have started before, one wholly after.
+    probe_runs(site, g, 2)?;
+    let j = collected(site, &g.name)?;
+    ensure!(
+        j["probe"] == "fresh" && j["status"] == "ok",
+        "evil01 once its garbage is gone: {j}"
+    );
+    let save_restore = format!(
+        "xl save {n} /tmp/{n}.save && xl restore /tmp/{n}.save && rm /tmp/{n}.save",
+        n = g.name
+    );
     let domid = domid_of(site, &g.name)?;
     site.lab.guest_ok(
         g,
@@ -501,7 +523,7 @@ fn save_and_restore_continue_the_same_vm() -> Result<()> {
             "a run suspended between measuring and writing names its old domain {domid}: {run} ({log})"
         );
         cycle()?;
-        let j = site.guest_json(&g.name)?.context("save01")?;
+        let j = site.guest_json(&g.name)?.context("evil01")?;
         Ok((j, site.raw_for(&g.name)?))
     })?;
     ensure!(
@@ -1197,8 +1219,13 @@ const SCENARIOS: &[Scenario] = &[
         run: a_crashed_and_preserved_guest_is_an_error_at_once,
     },
     Scenario {
-        name: "a_live_guest_with_a_dead_probe_is_told_from_a_dead_guest",
+        name: "a_save_in_the_middle_of_a_run_is_measured_again",
         after: Some("a_hostile_guest_is_refused_and_reported_for_itself"),
+        run: a_save_in_the_middle_of_a_run_is_measured_again,
+    },
+    Scenario {
+        name: "a_live_guest_with_a_dead_probe_is_told_from_a_dead_guest",
+        after: Some("a_save_in_the_middle_of_a_run_is_measured_again"),
         run: a_live_guest_with_a_dead_probe_is_told_from_a_dead_guest,
     },
     Scenario {
