@@ -75,6 +75,10 @@ pub struct LabGuest {
     pub swap_disk: Option<&'static str>,
     /// Lines added to the xl config.
     pub extra_cfg: String,
+    /// The domain's memory, MiB. Every save, restore and migration copies
+    /// it on an emulated CPU, so the lab's guests get what they need, no
+    /// more.
+    pub memory_mib: u32,
 }
 
 impl LabGuest {
@@ -88,6 +92,7 @@ impl LabGuest {
             gateway: "10.77.0.1".into(),
             swap_disk: None,
             extra_cfg: String::new(),
+            memory_mib: 96,
         }
     }
 
@@ -117,7 +122,7 @@ impl LabGuest {
         format!(
             "name = \"{name}\"\nuuid = \"{uuid}\"\ntype = \"{kind}\"\nkernel = \"/lab/vmlinux\"\nramdisk = \"/lab/guest.cpio.gz\"\n\
              extra = \"console=hvc0 quiet tsc_early_khz=2000000 xsmon.name={name} xsmon.ip={ip} xsmon.every={every} xsmon.gw={gw}{swap_arg}\"\n{disk}\
-             memory = 160\nvcpus = 1\non_crash = \"{crash}\"\n\
+             memory = {memory}\nvcpus = 1\non_crash = \"{crash}\"\n\
              vif = [ 'bridge=xenbr0,script=/etc/xen/scripts/lab-vif,mac=00:16:0a:4d:00:{mac:02x}' ]\n{extra}",
             name = self.name,
             uuid = self.uuid(),
@@ -128,6 +133,7 @@ impl LabGuest {
             crash = self.on_crash,
             mac = 10 + self.index,
             extra = self.extra_cfg,
+            memory = self.memory_mib,
         )
     }
 }
