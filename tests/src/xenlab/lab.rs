@@ -1,0 +1,350 @@
+//! The booted lab: QEMU running Xen, dom0 and its guests; commands in
+//! dom0 and in guests, guests created, their states, the consoles.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::agent::{agent_call, base64, brief, parse_agent_output, tail, Exec, BEGIN};
+use super::guest::{config_path, LabGuest, LAB_CONFIG_DIR};
+use super::Xenstored;
+use crate::{repo_root, spawn_tied_to_process};
+
+/// A booted lab. QEMU is killed when this is dropped or the test process
+/// ends.
+pub struct XenLab {
+    child: Child,
+    dir: PathBuf,
+    snmp_port: u16,
+    agent_port: u16,
+    /// QEMU's start to dom0's agent answering.
+    pub boot_time: Duration,
+    /// What ran it: `accel=tcg,thread=multi cpu=...`.
+    pub accel: String,
+}
+
+pub(super) fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn free_udp_port() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Builds the lab's images (cached under target/xen-lab) and says where.
+pub fn images() -> Result<PathBuf> {
+    let out = Command::new(repo_root().join("scripts/xen-lab"))
+        .arg("images")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running scripts/xen-lab images")?;
+    if !out.status.success() {
+        bail!("scripts/xen-lab images failed ({})", out.status);
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+impl XenLab {
+    /// Boots the lab and waits (at most 4 minutes: software emulation on a
+    /// loaded 2-core machine) until dom0's toolstack and agent are up.
+    pub fn boot(xenstored: Xenstored) -> Result<XenLab> {
+        images()?;
+        let dir = repo_root().join("target/xen-lab/runs").join(format!(
+            "{}-{}",
+            std::process::id(),
+            free_port()?
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let (snmp_port, agent_port) = (free_udp_port()?, free_port()?);
+        let mut cmd = Command::new(repo_root().join("scripts/xen-lab"));
+        cmd.arg("boot")
+            .arg(&dir)
+            .arg(snmp_port.to_string())
+            .arg(agent_port.to_string())
+            .arg(match xenstored {
+                Xenstored::Oxenstored => "oxenstored",
+                Xenstored::C => "xenstored",
+            })
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("qemu.log"))?)
+            .stderr(fs::File::create(dir.join("qemu.err"))?);
+        let started = Instant::now();
+        let child = spawn_tied_to_process(cmd).context("starting qemu-system-x86_64")?;
+        let mut lab = XenLab {
+            child,
+            dir,
+            snmp_port,
+            agent_port,
+            boot_time: Duration::ZERO,
+            accel: String::new(),
+        };
+        lab.wait_booted(started, Duration::from_secs(240))?;
+        lab.boot_time = started.elapsed();
+        lab.accel = fs::read_to_string(lab.dir.join("accel"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Ok(lab)
+    }
+
+    fn wait_booted(&mut self, started: Instant, within: Duration) -> Result<()> {
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the Xen lab's QEMU exited during boot ({status})\n{}",
+                    self.consoles()
+                );
+            }
+            let console = fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
+            if console.contains("xsmon-lab: dom0 ready") {
+                if let Ok(e) = self.dom0("xl list >/dev/null && echo up") {
+                    if e.rc == 0 && e.out.contains("up") {
+                        return Ok(());
+                    }
+                }
+            }
+            if started.elapsed() > within {
+                bail!(
+                    "the Xen lab did not boot within {within:?}\n{}",
+                    self.consoles()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The lab's own directory (console log, QEMU's output).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// dom0's snmpd, as the poller addresses it.
+    pub fn snmp_target(&self) -> String {
+        format!("127.0.0.1:{}", self.snmp_port)
+    }
+
+    /// Runs a shell script in dom0 (90 s at most).
+    pub fn dom0(&self, script: &str) -> Result<Exec> {
+        self.dom0_within(script, Duration::from_secs(90))
+    }
+
+    /// Runs a shell script in dom0, waiting at most `timeout` for it.
+    pub fn dom0_within(&self, script: &str, timeout: Duration) -> Result<Exec> {
+        agent_call(self.agent_port, script, timeout)
+    }
+
+    /// Runs a shell script in dom0 that must succeed; returns its output.
+    pub fn dom0_ok(&self, script: &str) -> Result<String> {
+        self.dom0(script)?.ok(&format!("dom0: {}", brief(script)))
+    }
+
+    /// Runs a shell script in a guest (60 s at most), relayed by dom0 over
+    /// the bridge.
+    pub fn guest(&self, g: &LabGuest, script: &str) -> Result<Exec> {
+        self.guest_within(g, script, 60)
+    }
+
+    /// Runs a shell script in a guest, giving up after `secs` (a script
+    /// that kills the guest's kernel never answers).
+    pub fn guest_within(&self, g: &LabGuest, script: &str, secs: u32) -> Result<Exec> {
+        let b64 = base64(script.as_bytes());
+        // nc's idle timeout: 20 s, since a guest starved of CPU for
+        // seconds (a dozen scenarios on two emulated CPUs) is slow, not
+        // gone; but a connection that a save or a migration cut must end.
+        let relay = format!("echo '{b64}' | timeout {secs} nc -w 20 {} 2323", g.ip());
+        let mut attempt = 1;
+        loop {
+            let e = self.dom0(&relay)?;
+            // The guest's agent ends its output with its own exit code;
+            // dom0's agent adds the relay's.
+            match parse_agent_output(&e.out) {
+                Ok(answer) => return Ok(answer),
+                // The guest's agent never started the script (its busybox
+                // nc between two connections, ARP after a new domain): the
+                // request is sent again, the script runs once.
+                Err(_) if !e.out.contains(BEGIN) && attempt < 3 => {
+                    eprintln!(
+                        "xen lab: guest {}'s agent did not start {:?} (relay exit {}: {:?}); again ({attempt})",
+                        g.name,
+                        brief(script),
+                        e.rc,
+                        e.out.trim()
+                    );
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(err) => {
+                    let started = if e.out.contains(BEGIN) {
+                        "started, then cut off"
+                    } else {
+                        "never started"
+                    };
+                    return Err(err.context(format!(
+                        "guest {} did not answer ({started}; relay exit {}): {:?}",
+                        g.name, e.rc, e.out
+                    )));
+                }
+            }
+        }
+    }
+
+    pub fn guest_ok(&self, g: &LabGuest, script: &str) -> Result<String> {
+        self.guest(g, script)?
+            .ok(&format!("guest {}: {}", g.name, brief(script)))
+    }
+
+    /// Writes the guest's xl config into the shared config directory's
+    /// folder for this dom0 (`/data/config/auto/xenlab/`, so the collector
+    /// knows it should run here) and creates it; does not wait for it to
+    /// boot (see [`XenLab::wait_guest_up`]).
+    pub fn create(&self, g: &LabGuest) -> Result<()> {
+        self.dom0_ok(&format!(
+            "{}\nxl create {}",
+            self.write_config(g),
+            config_path(g)
+        ))
+        .map(|_| ())
+    }
+
+    /// Creates several guests, three at a time (xl builds them side by
+    /// side; each xl holds ~100 MB of dom0's memory while it loads the
+    /// guest's kernel).
+    pub fn create_all(&self, guests: &[&LabGuest]) -> Result<()> {
+        for batch in guests.chunks(3) {
+            self.create_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    fn create_batch(&self, guests: &[&LabGuest]) -> Result<()> {
+        let mut script = String::new();
+        for g in guests {
+            script.push_str(&self.write_config(g));
+            script.push_str(&format!(
+                "\n(xl create {} > /tmp/create-{n}.log 2>&1; echo $? > /tmp/create-{n}.rc) &\n",
+                config_path(g),
+                n = g.name
+            ));
+        }
+        script.push_str("wait\nrc=0\nfor f in /tmp/create-*.rc; do [ \"$(cat $f)\" = 0 ] || { cat ${f%.rc}.log; rc=1; }; done\nrm -f /tmp/create-*\nexit $rc");
+        // xl builds guests side by side, on an emulated CPU.
+        self.dom0_within(&script, Duration::from_secs(100 + 30 * guests.len() as u64))?
+            .ok("xl create")
+            .map(|_| ())
+    }
+
+    fn write_config(&self, g: &LabGuest) -> String {
+        format!(
+            "mkdir -p {LAB_CONFIG_DIR} && cat > {} <<'XSMON_EOF'\n{}XSMON_EOF",
+            config_path(g),
+            g.xl_config()
+        )
+    }
+
+    /// Waits until the guest's agent answers and its probe ran once (a
+    /// guest without a probe: until its agent answers).
+    pub fn wait_guest_up(&self, g: &LabGuest, within: Duration) -> Result<()> {
+        let (what, script, expect) = if g.probe_every == 0 {
+            ("to boot", "echo up", "up")
+        } else {
+            ("to run its probe", "cat /run/probe.runs", "probe rc=")
+        };
+        self.wait_until(&format!("guest {} {what}", g.name), within, |seen| {
+            let e = self.guest(g, script)?;
+            *seen = format!("exit {}: {}", e.rc, tail(e.out.trim(), 3));
+            Ok((e.rc == 0 && e.out.contains(expect)).then_some(()))
+        })
+    }
+
+    /// The domain's state letters from `xl list` (`r-----`, `--p---`...).
+    pub fn xl_state(&self, name: &str) -> Result<Option<String>> {
+        let out = self.dom0_ok("xl list")?;
+        Ok(out
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|c| c.first() == Some(&name) && c.len() >= 6)
+            .map(|c| c[4].to_string()))
+    }
+
+    /// The tail of the serial console (Xen and dom0) and, where dom0
+    /// answers, of every guest console and of dom0's daemons' logs.
+    /// How many times Xen has logged a guest's triple fault (`(XEN) d7v0
+    /// Triple fault - invoking HVM shutdown action`) on the serial console.
+    pub fn triple_faults(&self) -> usize {
+        fs::read(self.dir.join("console.log"))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .filter(|l| l.contains("Triple fault - invoking HVM shutdown action"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Runs `f`, and once more if it failed while Xen logged a triple
+    /// fault of a PVH guest: under software emulation, PVH guests of this
+    /// lab triple-fault now and then (Xen then reboots them), which is the
+    /// emulation's defect, not xsmon's. The guest is waited for and the
+    /// retry said on stderr; any other failure stands.
+    pub fn tolerating_triple_faults(
+        &self,
+        g: &LabGuest,
+        what: &str,
+        f: impl Fn() -> Result<()>,
+    ) -> Result<()> {
+        let before = self.triple_faults();
+        match f() {
+            Ok(()) => Ok(()),
+            Err(e) if self.triple_faults() > before => {
+                eprintln!(
+                    "xen lab: {what}: Xen logged a PVH triple fault meanwhile ({e:#}); once more after {} is back",
+                    g.name
+                );
+                self.wait_guest_up(g, Duration::from_secs(180))?;
+                f()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn consoles(&self) -> String {
+        let mut s = String::new();
+        let console = fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
+        s.push_str(&format!(
+            "--- {} (Xen and dom0) ---\n{}\n",
+            self.dir.join("console.log").display(),
+            tail(&console, 60)
+        ));
+        for f in ["qemu.err", "qemu.log"] {
+            let t = fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+            if !t.trim().is_empty() {
+                s.push_str(&format!("--- {f} ---\n{}\n", tail(&t, 20)));
+            }
+        }
+        let guests = agent_call(
+            self.agent_port,
+            "for f in /var/log/xen/console/guest-*.log /var/log/collector.log /var/log/snmpd.log; do [ -e \"$f\" ] && { echo \"--- dom0:$f ---\"; tail -n 25 \"$f\"; }; done; xl list",
+            Duration::from_secs(10),
+        );
+        match guests {
+            Ok(e) => s.push_str(&e.out),
+            Err(e) => s.push_str(&format!("--- dom0's agent did not answer: {e:#} ---\n")),
+        }
+        s
+    }
+}
+
+impl Drop for XenLab {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
