@@ -1,0 +1,80 @@
+//! The sick guest's chain: a full disk, swapping, a dead gateway; then
+//! xl's figures.
+
+use super::*;
+
+/// Scenario 2: a full disk, swapping, and a dead gateway, each reported
+/// for that guest with its own check.
+pub(crate) fn a_sick_guest_reports_a_full_disk_swapping_and_a_dead_gateway() -> Result<()> {
+    let site = site();
+    let g = &guests().sick;
+    // Fill its disk; then, in the background, allocate 100 MB at a time
+    // in a guest with 110 MB (dd's buffer): the kernel swaps to the vbd,
+    // until the scenario has seen it (swapping under emulation costs the
+    // whole lab's CPU).
+    site.lab.guest_ok(
+        g,
+        "dd if=/dev/zero of=/data/fill bs=1M 2>/dev/null; sync; rm -f /run/swap.stop; \
+         (while [ ! -e /run/swap.stop ]; do dd if=/dev/zero of=/dev/null bs=100M count=1; done) >/dev/null 2>&1 &",
+    )?;
+    let swapping = sick_guest_findings(site, g);
+    site.lab.guest_ok(g, "touch /run/swap.stop")?;
+    swapping
+}
+
+/// Scenario 2's findings, while the sick guest swaps.
+pub(crate) fn sick_guest_findings(site: &LabSite, g: &LabGuest) -> Result<()> {
+    // One run that may have started before, one wholly after.
+    probe_runs(site, g, 2)?;
+    site.collect()?;
+    let raw = site.raw()?;
+    let mine = lines_for(&raw, &g.name);
+    let has = |check: &str, sev: &str| {
+        mine.iter()
+            .any(|l| l.check.starts_with(check) && l.severity == sev)
+    };
+    ensure!(has("disk", "error"), "full disk: {mine:?}");
+    ensure!(has("net", "error"), "dead gateway: {mine:?}");
+    ensure!(mine.iter().any(|l| l.check == "swap"), "swapping: {mine:?}");
+    let (out, code) = site.poll(&["nagios", "--guest", &g.name])?;
+    ensure!(code == 2 && out.starts_with("XSMON CRITICAL"), "{out}");
+    let j = site.guest_json(&g.name)?.context("sick01 in json")?;
+    ensure!(j["status"] == "error", "{j}");
+    Ok(())
+}
+
+/// Scenario 10: xl's CPU times and the vif counters, stored and served as
+/// figures.
+pub(crate) fn xl_cpu_times_and_vif_counters_are_served_as_figures() -> Result<()> {
+    let site = site();
+    // The sick guest, once its own scenario is over (its gateway is dead,
+    // dom0's bridge address answers).
+    let g = &guests().sick;
+    site.lab
+        .guest_ok(g, "ping -c 5 -i 0.2 10.77.0.1 >/dev/null")?;
+    site.collect()?;
+    let figures = site.lab.dom0_ok("snmp-extend figures")?;
+    let recs = xsmon_proto::snmpline::parse_all(&figures)
+        .map_err(|e| anyhow::anyhow!("{e}: {figures}"))?;
+    let text = format!("{recs:?}");
+    let domid = domid_of(site, &g.name)?;
+    ensure!(text.contains("cpu_time_s"), "{figures}");
+    ensure!(
+        figures.contains(&format!("vif{domid}.0")) || figures.contains("vif0"),
+        "{figures}"
+    );
+    let line = figures
+        .lines()
+        .find(|l| l.starts_with(&format!("M {} ", g.name)) && l.contains("cpu_time_s"))
+        .with_context(|| format!("no xen figures for {}: {figures}", g.name))?;
+    let secs: f64 = line
+        .split(' ')
+        .find_map(|f| f.strip_prefix("cpu_time_s="))
+        .and_then(|v| v.split("\\s").next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("cpu_time_s in {line}"))?;
+    if secs <= 0.0 {
+        bail!("{}: cpu_time_s {secs}", g.name);
+    }
+    Ok(())
+}
