@@ -166,10 +166,16 @@ impl XenLab {
             // dom0's agent adds the relay's.
             match parse_agent_output(&e.out) {
                 Ok(answer) => return Ok(answer),
-                // The guest's agent never started the script (its busybox
-                // nc between two connections, ARP after a new domain): the
-                // request is sent again, the script runs once.
-                Err(_) if !e.out.contains(BEGIN) && attempt < 3 => {
+                // The guest's agent took the connection and never started
+                // the script (its busybox nc between two connections): the
+                // request is sent again, the script runs once. A guest not
+                // reachable at all ("can't connect") is the caller's to
+                // wait for (`settled`, `wait_guest_up`).
+                Err(_)
+                    if !e.out.contains(BEGIN)
+                        && !e.out.contains("can't connect")
+                        && attempt < 3 =>
+                {
                     eprintln!(
                         "xen lab: guest {}'s agent did not start {:?} (relay exit {}: {:?}); again ({attempt})",
                         g.name,
