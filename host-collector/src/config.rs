@@ -159,6 +159,42 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The commented example (collector.toml.example, in the reference
+    /// docs) states the defaults, and every key there is.
+    #[test]
+    fn the_example_states_every_key_with_its_default() {
+        let example = include_str!("../collector.toml.example");
+        let parsed: Config = toml::from_str(example).expect("the example parses");
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", Config::default()),
+            "collector.toml.example differs from the defaults"
+        );
+        // Every field name of the configuration, nested ones included, as
+        // its Debug output names it, is a key (or a commented one) there.
+        let debug = format!("{:?}", Config::default());
+        let fields: std::collections::BTreeSet<&str> = debug
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter_map(|w| w.strip_suffix(':'))
+            .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert!(fields.len() > 20, "{fields:?}");
+        for f in fields {
+            // `f = ...` (at a line's start or inside an inline table), or a
+            // table `[f]`, `[x.f]`, `[[x.f]]`.
+            let stated = example.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                let key = format!("{f} =");
+                l.starts_with(&key)
+                    || l.contains(&format!("{{ {key}"))
+                    || l.contains(&format!(", {key}"))
+                    || l.contains(&format!("[{f}]"))
+                    || l.contains(&format!(".{f}]"))
+            });
+            assert!(stated, "collector.toml.example does not state `{f}`");
+        }
+    }
+
     #[test]
     fn defaults_and_errors() {
         let c: Config = toml::from_str("").unwrap();
