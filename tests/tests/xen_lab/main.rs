@@ -67,10 +67,8 @@ fn guests() -> &'static Guests {
         let mut sick = LabGuest::new("sick01", "pv", 3);
         // A gateway nobody answers: the net check's error.
         sick.gateway = "10.77.0.254".into();
-        // Swap on a vbd dom0 backs with one of its RAM disks; the memory
-        // its scenario's allocations are sized for (110 MiB seen inside).
+        // Swap on a vbd dom0 backs with one of its RAM disks.
         sick.swap_disk = Some("/dev/ram1");
-        sick.memory_mib = 160;
         let mut saved = LabGuest::new("save01", "pv", 8);
         saved.on_crash = "destroy";
         // No probe at all, as on a guest that cannot run it; the lab's

@@ -6,7 +6,7 @@ use super::*;
 /// What dom0 sees without the guest (5): a guest that cannot run the probe,
 /// listed in `[without_probe]`: with no agent it is ok, with its state
 /// from Xen; with the keys xe-guest-utilities writes, its OS, address and
-/// memory are shown and kept as figures; hostile keys (4 GiB in a 96 MiB
+/// memory are shown and kept as figures; hostile keys (4 GiB in a 160 MiB
 /// domain, negative numbers, a newline forging a line, thousands of
 /// `attr/vif` entries) are a warning for that guest alone.
 pub(crate) fn a_guest_without_the_probe_is_reported_by_xen_and_its_agent() -> Result<()> {
