@@ -17,7 +17,7 @@ pub(crate) fn save_and_restore_continue_the_same_vm() -> Result<()> {
     let reboots =
         Some(xen_figure(&before, "reboots").with_context(|| format!("no reboot count: {before}"))?);
     let save_restore = format!(
-        "xl save {n} /tmp/{n}.save && xl restore /tmp/{n}.save && rm /tmp/{n}.save",
+        "xl save {n} /var/lib/xen/save/{n} && xl restore /var/lib/xen/save/{n} && rm /var/lib/xen/save/{n}",
         n = g.name
     );
     // The runs the probe wrote, as it logs them (the lab runs it with -v):

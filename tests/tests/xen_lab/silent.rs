@@ -22,7 +22,7 @@ pub(crate) fn a_save_in_the_middle_of_a_run_is_measured_again() -> Result<()> {
         "evil01 once its garbage is gone: {j}"
     );
     let save_restore = format!(
-        "xl save {n} /tmp/{n}.save && xl restore /tmp/{n}.save && rm /tmp/{n}.save",
+        "xl save {n} /var/lib/xen/save/{n} && xl restore /var/lib/xen/save/{n} && rm /var/lib/xen/save/{n}",
         n = g.name
     );
     let domid = domid_of(site, &g.name)?;
