@@ -59,19 +59,31 @@ fn check_keys() -> impl Strategy<Value = (String, Vec<(String, Vec<u8>)>)> {
         })
 }
 
-/// A layout version 2 or 3 guest: a run line and chunks, each sometimes
-/// what the probe writes (six or seven escaped fields per check),
-/// sometimes anything.
+/// A chunked guest (layout versions 2 to 5): a run line and chunks, each
+/// sometimes what the probe writes (six or seven escaped fields per check),
+/// sometimes anything; run lines with and without the `resumed` (4) and
+/// `boot` (5) fields, well formed or not, under any version.
 fn guest_keys_v2() -> impl Strategy<Value = (Identity, Prefetched)> {
     (
         value(&["web01", "Domain-0", "DB | primary", ""]),
         value(&["/vm/12345678-1234-4234-8234-123456789abc", ""]),
-        value(&[
-            "1795700000 7 1 guest-probe\\s0.2.0",
-            "1 2 64 p",
-            "x y z",
-            "1795700000 7 2 p",
-        ]),
+        prop_oneof![
+            value(&[
+                "1795700000 7 1 guest-probe\\s0.2.0",
+                "1 2 64 p",
+                "x y z",
+                "1795700000 7 2 p",
+                "1795700000 7 1 - guest-probe\\s0.4.0",
+                "1795700000 7 1 12,4400 guest-probe\\s0.4.0",
+                "1795700000 7 1 - 0123456789abcdef0123456789abcdef guest-probe\\s0.5.0",
+                "1795700000 7 1 12,4400 0123456789abcdef0123456789abcdef p",
+                "1795700000 7 1 -1,-1 0123456789ABCDEF0123456789ABCDEF p",
+                "1795700000 7 1 4294967296,99999999999999999999 - p",
+                "1795700000 7 1 12, \\x0a p",
+            ]),
+            "[0-9]{1,10} [0-9]{1,3} [0-9] (-|[0-9,]{1,12}) (-|[0-9a-fA-F]{30,34}) [ -~]{0,12}"
+                .prop_map(String::into_bytes),
+        ],
         proptest::collection::vec(
             prop_oneof![
                 value(&[
@@ -87,7 +99,7 @@ fn guest_keys_v2() -> impl Strategy<Value = (Identity, Prefetched)> {
             ],
             0..3,
         ),
-        proptest::sample::select(vec!["2", "3", "4"]),
+        proptest::sample::select(vec!["2", "3", "4", "5"]),
     )
         .prop_map(|(name, vm, run, chunks, version)| {
             let mut p = Prefetched::default();
