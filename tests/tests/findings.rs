@@ -132,8 +132,8 @@ fn is_message(lit: &str) -> bool {
 
 #[test]
 fn every_message_the_code_writes_is_in_the_findings_page() {
-    let page = std::fs::read_to_string(root().join("docs/findings.md"))
-        .expect("docs/findings.md exists");
+    let page =
+        std::fs::read_to_string(root().join("docs/findings.md")).expect("docs/findings.md exists");
     // Markdown wraps lines anywhere: compare with single spaces.
     let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut missing = Vec::new();
