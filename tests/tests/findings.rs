@@ -27,7 +27,10 @@ const SOURCES: &[&str] = &[
     "host-collector/src/agent/view.rs",
     "host-collector/src/hypervisor.rs",
     "snmp-extend/src/main.rs",
-    "poller/src/engine.rs",
+    "poller/src/engine/mod.rs",
+    "poller/src/engine/job.rs",
+    "poller/src/engine/poll.rs",
+    "poller/src/engine/reply.rs",
     "poller/src/report.rs",
 ];
 
