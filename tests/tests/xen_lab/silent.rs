@@ -37,11 +37,16 @@ pub(crate) fn a_save_in_the_middle_of_a_run_is_measured_again() -> Result<()> {
                 .contains("holding before writing"))
         },
     )?;
-    site.lab.dom0_ok(&save_restore)?;
-    site.settled(g, "xl save + xl restore (the probe held)")?;
     // The held run is judged by a cycle right after it is written: the
-    // lab calls a run stale after 30 s, and no other run follows it.
+    // lab calls a run stale after 30 s, and no other run follows it. So
+    // the cycles are held from before the save: the held run is written
+    // as soon as the guest resumes, and another scenario's cycle taken
+    // before this one held them saw it first, leaving it 38 s old (stale)
+    // by this one's (a soak run, with this scenario beside the save
+    // chain's held rounds).
     let (j, mine) = site.cycles_held(|cycle| {
+        site.lab.dom0_ok(&save_restore)?;
+        site.settled(g, "xl save + xl restore (the probe held)")?;
         let held = site.lab.wait_for(
             "the held run to be written",
             Duration::from_secs(150),
