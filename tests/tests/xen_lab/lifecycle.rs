@@ -122,14 +122,14 @@ pub(crate) fn second_restore_of_one_image(
         cycle()?;
         let saved_in = site.domid(&g.name)?;
         site.lab.dom0_ok(&format!(
-            "xl save {n} /var/lib/xen/save/{n} && xl restore /var/lib/xen/save/{n}",
+            "xl save {n} {SAVE_DIR}/{n} && xl restore {SAVE_DIR}/{n}",
             n = g.name
         ))?;
         let first = site.settled(g, "xl restore (the image's first)")?;
         site.lab.guest_ok(g, "guest-probe >/dev/null 2>&1")?;
         cycle()?;
         site.lab.dom0_ok(&format!(
-            "xl destroy {n} && xl restore /var/lib/xen/save/{n} && rm /var/lib/xen/save/{n}",
+            "xl destroy {n} && xl restore {SAVE_DIR}/{n} && rm {SAVE_DIR}/{n}",
             n = g.name
         ))?;
         let second = site.settled(g, "xl restore (the same image again)")?;

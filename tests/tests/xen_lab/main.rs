@@ -128,6 +128,18 @@ fn lines_for<'a>(raw: &'a [RawLine], host: &str) -> Vec<&'a RawLine> {
     raw.iter().filter(|l| l.host == host).collect()
 }
 
+/// Where dom0 keeps save images: a tmpfs of their own (scripts/xen-lab;
+/// three images at once overflowed dom0's root).
+const SAVE_DIR: &str = "/var/lib/xen/save";
+
+/// `xl save` then `xl restore` of a guest, its image removed after.
+fn save_and_restore(g: &LabGuest) -> String {
+    format!(
+        "xl save {n} {SAVE_DIR}/{n} && xl restore {SAVE_DIR}/{n} && rm {SAVE_DIR}/{n}",
+        n = g.name
+    )
+}
+
 fn probe_runs(site: &LabSite, g: &LabGuest, n: usize) -> Result<()> {
     site.probe_runs(g, n)
 }

@@ -16,10 +16,7 @@ pub(crate) fn save_and_restore_continue_the_same_vm() -> Result<()> {
     let before = collected(site, &g.name)?;
     let reboots =
         Some(xen_figure(&before, "reboots").with_context(|| format!("no reboot count: {before}"))?);
-    let save_restore = format!(
-        "xl save {n} /var/lib/xen/save/{n} && xl restore /var/lib/xen/save/{n} && rm /var/lib/xen/save/{n}",
-        n = g.name
-    );
+    let save_restore = save_and_restore(g);
     // The runs the probe wrote, as it logs them (the lab runs it with -v):
     // "... results written seq=12 checks=5 resumed=7,8400".
     let runs = || -> Result<Vec<String>> {

@@ -17,10 +17,7 @@ pub(crate) fn a_save_in_the_middle_of_a_run_is_measured_again() -> Result<()> {
         j["probe"] == "fresh" && j["status"] == "ok",
         "hold01 before its save: {j}"
     );
-    let save_restore = format!(
-        "xl save {n} /var/lib/xen/save/{n} && xl restore /var/lib/xen/save/{n} && rm /var/lib/xen/save/{n}",
-        n = g.name
-    );
+    let save_restore = save_and_restore(g);
     let domid = domid_of(site, &g.name)?;
     site.lab.guest_ok(
         g,
