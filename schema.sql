@@ -135,15 +135,18 @@ CREATE TABLE metric (
     UNIQUE (kind, target, name)
 );
 
--- Raw figures, one per host, metric and cycle. The key serves "history of
--- one host over a range"; there is deliberately no index by cycle (it would
--- double the table): retention deletes by (host, metric) ranges instead.
+-- Raw figures, one per host, metric and cycle, keyed cycle first: a
+-- cycle's figures are appended at the end of the table (a few pages per
+-- cycle, whatever the number of guests), and retention drops a range of
+-- cycles. "History of one host" walks the cycles in its time range (the
+-- cycle_time index) and seeks (cycle, host) in each (schema 7; before it
+-- the key was host first, which touched a page per figure per guest).
 CREATE TABLE sample (
+    cycle_id  INTEGER NOT NULL,
     host_id   INTEGER NOT NULL,
     metric_id INTEGER NOT NULL,
-    cycle_id  INTEGER NOT NULL,
     v         INTEGER NOT NULL,             -- value * 1000
-    PRIMARY KEY (host_id, metric_id, cycle_id)
+    PRIMARY KEY (cycle_id, host_id, metric_id)
 ) WITHOUT ROWID;
 
 -- Rolled-up figures: period 3600 (hourly) or 86400 (daily), starting at

@@ -35,16 +35,28 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     let started = Instant::now();
     let cfg = inp.config;
     let dom0 = cfg.dom0_name();
-    let cluster = xsmon_proto::cluster::scan(&cfg.config_dirs);
+    let sys = Sys::new(inp.root);
+    // Observe. xenstore's answers take the longest (the daemon answers
+    // one request at a time): dom0's own files and the stored rows are
+    // read meanwhile, on this thread.
+    let (gathered, cluster, devices, known) = std::thread::scope(|s| {
+        let xenstore = s.spawn(|| read_xenstore(inp));
+        let cluster = xsmon_proto::cluster::scan(&cfg.config_dirs);
+        let devices = crate::hypervisor::read_devices(&sys.path("proc/net/dev"), &sys.path("sys"));
+        let known = store::hosts(conn);
+        let gathered = xenstore
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the xenstore reader failed")));
+        (gathered, cluster, devices, known)
+    });
     for p in &cluster.problems {
         tracing::warn!("{p}");
     }
-    let gathered = read_xenstore(inp);
+    let known = known.context("reading the known hosts")?;
     let read_ms = started.elapsed().as_millis();
-    let sys = Sys::new(inp.root);
-    let hv = crate::hypervisor::collect(&cfg.xl, &sys.path("proc/net/dev"), &sys.path("sys"));
+    // xl after xenstore's listing (see below).
+    let hv = devices.with_domains(&cfg.xl);
     let hypervisor_ms = started.elapsed().as_millis() - read_ms;
-    let known = store::hosts(conn).context("reading the known hosts")?;
     // xenstore is read before xl: a domain xenstore still lists but the
     // hypervisor no longer knows was destroyed in between (its home is
     // being removed), and is judged as not running.

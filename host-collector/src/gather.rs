@@ -173,21 +173,55 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
     }
     batch.run(xs, &mut pre);
 
-    let mut out = Vec::with_capacity(pre.len());
-    for ((domid, identity, mut p), (target, max)) in pre.into_iter().zip(memory) {
-        let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
-        let mut guest = decode_guest(domid, identity, &mut p);
-        guest.mem_target_kib = target;
-        guest.mem_max_kib = max;
-        guest.start_time = start_time;
+    let mut out = decode_all(pre, memory);
+    for guest in &mut out {
         if legacy && matches!(guest.found, Found::Nothing) {
             if let Some(n) = &guest.name {
-                guest.found = read_legacy(xs, domid, n);
+                guest.found = read_legacy(xs, guest.domid, n);
             }
         }
-        out.push(guest);
     }
     Ok(out)
+}
+
+/// One domain's keys as read: its domid, identity and prefetched keys.
+type Read = (u32, Identity, Prefetched);
+/// Its toolstack's memory target and static maximum, in KiB.
+type Memory = (Option<u64>, Option<u64>);
+
+/// Decodes every guest's prefetched keys, on two threads once there are
+/// enough guests to be worth it: decoding is pure and the daemon has
+/// answered by now, so a large dom0's cycle need not wait for one core.
+fn decode_all(pre: Vec<Read>, memory: Vec<Memory>) -> Vec<Guest> {
+    let decode = |items: Vec<(Read, Memory)>| {
+        items
+            .into_iter()
+            .map(|((domid, identity, mut p), (target, max))| {
+                let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
+                let mut guest = decode_guest(domid, identity, &mut p);
+                guest.mem_target_kib = target;
+                guest.mem_max_kib = max;
+                guest.start_time = start_time;
+                guest
+            })
+            .collect::<Vec<Guest>>()
+    };
+    let mut items: Vec<_> = pre.into_iter().zip(memory).collect();
+    if items.len() < 64 {
+        return decode(items);
+    }
+    let second = items.split_off(items.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| decode(second));
+        let mut out = decode(items);
+        match other.join() {
+            Ok(rest) => out.extend(rest),
+            // decode_guest does not panic (fuzzed); if it ever did, the
+            // cycle fails as a whole rather than losing guests silently.
+            Err(e) => std::panic::resume_unwind(e),
+        }
+        out
+    })
 }
 
 /// A KiB figure the toolstack wrote, when it could be read and is one.

@@ -293,42 +293,15 @@ impl Hypervisor {
     }
 }
 
-/// Reads all sources once per cycle: `xl`, dom0's `/proc/net/dev` and
-/// its `/sys`.
-pub fn collect(xl: &Path, proc_net_dev: &Path, sys: &Path) -> Hypervisor {
-    let mut h = Hypervisor::default();
-    // Both listings at once, and the vbds' sysfs files read meanwhile: the
-    // cycle waits for the slower one only.
-    let (list, vcpus) = std::thread::scope(|s| {
-        let vcpus = s.spawn(|| run_xl(xl, &["vcpu-list"], Duration::from_secs(10)));
-        let list = s.spawn(|| run_xl(xl, &["list", "-v"], Duration::from_secs(10)));
-        h.vbds = read_vbds(&sys.join("bus/xen-backend/devices"));
-        let joined = |r: std::thread::Result<Result<String, String>>| {
-            r.unwrap_or_else(|_| Err("its reader failed".into()))
-        };
-        (joined(list.join()), joined(vcpus.join()))
-    });
-    // Said only when xl itself answered: without xl, its listing's line
-    // says it for both.
-    match vcpus {
-        Ok(text) => h.vcpu_times = parse_xl_vcpu_list(&text),
-        Err(e) if list.is_ok() => h
-            .unavailable
-            .push(format!("per-vCPU CPU time unavailable ({e})")),
-        Err(_) => {}
-    }
-    match list {
-        Ok(text) => {
-            h.domains = parse_xl_list(&text);
-            if h.domains.is_empty() {
-                h.unavailable
-                    .push(format!("{} list -v listed no domain", xl.display()));
-            }
-        }
-        Err(e) => h
-            .unavailable
-            .push(format!("domain states and CPU time unavailable ({e})")),
-    }
+/// What dom0's own files say of the guests' devices: the vifs'
+/// counters in `/proc/net/dev` and blkback's vbd statistics under `/sys`.
+/// Counters only, so they can be read while xenstore is (see
+/// [`Hypervisor::with_domains`] for what must come after it).
+pub fn read_devices(proc_net_dev: &Path, sys: &Path) -> Hypervisor {
+    let mut h = Hypervisor {
+        vbds: read_vbds(&sys.join("bus/xen-backend/devices")),
+        ..Hypervisor::default()
+    };
     match std::fs::read(proc_net_dev) {
         Ok(text) => {
             h.vifs = parse_proc_net_dev(&text);
@@ -345,6 +318,42 @@ pub fn collect(xl: &Path, proc_net_dev: &Path, sys: &Path) -> Hypervisor {
         )),
     }
     h
+}
+
+impl Hypervisor {
+    /// Adds what `xl` says of every domain (states, CPU time, memory,
+    /// per-vCPU time). Run after the guests' xenstore listing, so that a
+    /// domain listed there and gone from xl is known to be destroyed.
+    pub fn with_domains(mut self, xl: &Path) -> Hypervisor {
+        // Both listings at once: the cycle waits for the slower one only.
+        let (list, vcpus) = std::thread::scope(|s| {
+            let vcpus = s.spawn(|| run_xl(xl, &["vcpu-list"], Duration::from_secs(10)));
+            let list = run_xl(xl, &["list", "-v"], Duration::from_secs(10));
+            let vcpus = vcpus
+                .join()
+                .unwrap_or_else(|_| Err("its reader failed".into()));
+            (list, vcpus)
+        });
+        // Said only when xl itself answered: without xl, its listing's line
+        // says it for both. xl's lines come before the devices' ones.
+        let mut lines = Vec::new();
+        match vcpus {
+            Ok(text) => self.vcpu_times = parse_xl_vcpu_list(&text),
+            Err(e) if list.is_ok() => lines.push(format!("per-vCPU CPU time unavailable ({e})")),
+            Err(_) => {}
+        }
+        match list {
+            Ok(text) => {
+                self.domains = parse_xl_list(&text);
+                if self.domains.is_empty() {
+                    lines.push(format!("{} list -v listed no domain", xl.display()));
+                }
+            }
+            Err(e) => lines.push(format!("domain states and CPU time unavailable ({e})")),
+        }
+        self.unavailable.splice(0..0, lines);
+        self
+    }
 }
 
 /// Runs xl with a deadline (xl can block on a busy toolstack lock).
@@ -686,13 +695,16 @@ mod tests {
 
     #[test]
     fn missing_xl_is_reported_unavailable() {
-        let h = collect(
-            Path::new("/nonexistent/xl"),
+        let h = read_devices(
             Path::new("/nonexistent/proc/net/dev"),
             Path::new("/nonexistent/sys"),
-        );
+        )
+        .with_domains(Path::new("/nonexistent/xl"));
         assert!(!h.knows_states());
         assert_eq!(h.unavailable.len(), 2);
+        // xl's line first, then the devices'.
+        assert!(h.unavailable[0].starts_with("domain states and CPU time unavailable"));
         assert!(h.unavailable[0].contains("/nonexistent/xl"));
+        assert!(h.unavailable[1].contains("cannot read /nonexistent/proc/net/dev"));
     }
 }

@@ -86,7 +86,7 @@ use thiserror::Error;
 
 use crate::check::{CheckResult, Limit, Status, Value};
 pub use crate::text::{escape, unescape};
-use crate::values::{limit_text, parse_limits, parse_values, valid_value_name, value_text};
+use crate::values::{parse_limits, parse_values, push_limit, push_value, valid_value_name};
 
 pub const VERSION: u32 = 4;
 /// The oldest version [`parse_all`] still reads.
@@ -149,26 +149,32 @@ impl CheckFigures {
     /// <values> <limits>`. A figure that is not a finite number or has an
     /// unusable name is left out rather than printed unreadable.
     pub fn print(&self) -> String {
-        let values: Vec<String> = self
+        let mut values = String::new();
+        for v in self
             .values
             .iter()
             .filter(|v| v.value.is_finite() && valid_value_name(&v.name))
-            .map(value_text)
-            .collect();
-        let limits: Vec<String> = self
-            .limits
-            .iter()
-            .filter(|l| valid_value_name(&l.name))
-            .map(limit_text)
-            .collect();
+        {
+            if !values.is_empty() {
+                values.push(' ');
+            }
+            push_value(&mut values, v);
+        }
+        let mut limits = String::new();
+        for l in self.limits.iter().filter(|l| valid_value_name(&l.name)) {
+            if !limits.is_empty() {
+                limits.push(' ');
+            }
+            push_limit(&mut limits, l);
+        }
         format!(
             "{} {} {} {} {} {}",
             escape(&self.check_id),
             escape(&self.kind),
             self.status,
             escape(&self.target),
-            escape(&values.join(" ")),
-            escape(&limits.join(" "))
+            escape(&values),
+            escape(&limits)
         )
     }
 

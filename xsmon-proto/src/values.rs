@@ -38,7 +38,7 @@ pub(crate) fn encode_values(values: &[Value]) -> Result<String, String> {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&value_text(v));
+        push_value(&mut out, v);
     }
     if out.len() > MAX_VALUES {
         return Err(format!("{} bytes, at most {MAX_VALUES}", out.len()));
@@ -52,21 +52,66 @@ pub fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-/// `name=number`, rounded; the name and the number are the caller's to
-/// have checked.
-pub(crate) fn value_text(v: &Value) -> String {
-    format!("{}={}", v.name, round3(v.value))
+/// Appends `name=number`, rounded; the name and the number are the
+/// caller's to have checked.
+pub(crate) fn push_value(out: &mut String, v: &Value) {
+    out.push_str(&v.name);
+    out.push('=');
+    push_number(out, v.value);
 }
 
-/// `name=warning,error`, rounded; a threshold that is unset (or not a
-/// finite number) is left empty.
-pub(crate) fn limit_text(l: &Limit) -> String {
-    let num = |x: Option<f64>| {
-        x.filter(|x| x.is_finite())
-            .map(|x| round3(x).to_string())
-            .unwrap_or_default()
-    };
-    format!("{}={},{}", l.name, num(l.warning), num(l.error))
+/// Appends `name=warning,error`, rounded; a threshold that is unset (or
+/// not a finite number) is left empty.
+pub(crate) fn push_limit(out: &mut String, l: &Limit) {
+    out.push_str(&l.name);
+    out.push('=');
+    if let Some(w) = l.warning.filter(|x| x.is_finite()) {
+        push_number(out, w);
+    }
+    out.push(',');
+    if let Some(e) = l.error.filter(|x| x.is_finite()) {
+        push_number(out, e);
+    }
+}
+
+/// Appends [`round3`] of `x` exactly as `Display` prints it (the lines'
+/// contract), by integer arithmetic where that is exact: a dom0 prints
+/// tens of thousands of figures a cycle, and float formatting was a good
+/// part of its time. Below 1e12 the thousandths are exact and no shorter
+/// decimal reads back as the same double, so the digits are the same;
+/// anything else (huge, or a negative zero, which prints `-0`) goes
+/// through `Display`.
+pub(crate) fn push_number(out: &mut String, x: f64) {
+    use std::fmt::Write;
+    let milli = (x * 1000.0).round();
+    let exact = milli.abs() < 1e15 && !(milli == 0.0 && milli.is_sign_negative());
+    if !exact {
+        let _ = write!(out, "{}", round3(x));
+        return;
+    }
+    let milli = milli as i64;
+    if milli < 0 {
+        out.push('-');
+    }
+    let m = milli.unsigned_abs();
+    let _ = write!(out, "{}", m / 1000);
+    let frac = m % 1000;
+    if frac != 0 {
+        let digits = [
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        let len = if !frac.is_multiple_of(10) {
+            3
+        } else if !frac.is_multiple_of(100) {
+            2
+        } else {
+            1
+        };
+        out.push('.');
+        out.extend(digits[..len].iter().map(|&b| b as char));
+    }
 }
 
 pub(crate) fn encode_limits(limits: &[Limit]) -> Result<String, String> {
@@ -85,7 +130,7 @@ pub(crate) fn encode_limits(limits: &[Limit]) -> Result<String, String> {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&limit_text(l));
+        push_limit(&mut out, l);
     }
     if out.len() > MAX_LIMITS {
         return Err(format!("{} bytes, at most {MAX_LIMITS}", out.len()));
@@ -166,4 +211,55 @@ fn parse_number(s: &str) -> Option<f64> {
         return None;
     }
     s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fast(x: f64) -> String {
+        let mut s = String::new();
+        push_number(&mut s, x);
+        s
+    }
+
+    #[test]
+    fn numbers_print_as_display_prints_them_at_the_edges() {
+        for x in [
+            0.0,
+            -0.0,
+            -0.0004,
+            0.0004,
+            0.0005,
+            -0.0005,
+            0.1,
+            0.125,
+            1.5,
+            100.0,
+            -3.25,
+            999_999_999_999.999,
+            1e12,
+            -1e12,
+            1e15,
+            1e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            assert_eq!(fast(x), round3(x).to_string(), "{x:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn numbers_print_as_display_prints_them(x in proptest::num::f64::NORMAL | proptest::num::f64::ZERO | proptest::num::f64::SUBNORMAL) {
+            prop_assert_eq!(fast(x), round3(x).to_string());
+        }
+
+        #[test]
+        fn figures_in_thousandths_print_as_display_prints_them(m in -2_000_000_000_000_000i64..2_000_000_000_000_000i64) {
+            let x = m as f64 / 1000.0;
+            prop_assert_eq!(fast(x), round3(x).to_string());
+        }
+    }
 }

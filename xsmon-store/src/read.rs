@@ -457,8 +457,12 @@ pub fn history(
         }
     }
     let mut stmt = conn.prepare(
+        // The cycles in the range first (cycle_time), then each one's
+        // figures of this host: a seek per cycle in a key that starts with
+        // the cycle (schema 7). On an older database not yet migrated the
+        // same query still reads right, by the old key.
         "SELECT c.time, m.kind, m.target, m.name, s.v
-           FROM sample s JOIN cycle c ON c.id = s.cycle_id JOIN metric m ON m.id = s.metric_id
+           FROM cycle c CROSS JOIN sample s ON s.cycle_id = c.id JOIN metric m ON m.id = s.metric_id
           WHERE s.host_id = ?1 AND c.time >= ?2 AND (?3 IS NULL OR m.kind = ?3)
           ORDER BY c.time, m.kind, m.target, m.name",
     )?;

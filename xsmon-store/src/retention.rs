@@ -54,14 +54,8 @@ fn roll_up_raw(tx: &Transaction<'_>, cut: i64) -> Result<()> {
         ),
         [last],
     )?;
-    // One key range per (host, metric): sample has no index by cycle.
-    let pairs = host_metric_pairs(tx)?;
-    let mut del = tx.prepare_cached(
-        "DELETE FROM sample WHERE host_id = ?1 AND metric_id = ?2 AND cycle_id <= ?3",
-    )?;
-    for (h, m) in pairs {
-        del.execute(params![h, m, last])?;
-    }
+    // One key range: samples are keyed cycle first.
+    tx.execute("DELETE FROM sample WHERE cycle_id <= ?1", [last])?;
     tx.execute("DELETE FROM finding WHERE cycle_id <= ?1", [last])?;
     tx.execute("DELETE FROM status WHERE cycle_id <= ?1", [last])?;
     tx.execute("DELETE FROM cycle WHERE id <= ?1", [last])?;
