@@ -21,14 +21,16 @@
 //! ```
 
 mod client;
+mod codec;
 mod error;
 mod perms;
+mod pipeline;
+mod store;
 pub mod wire;
 
-pub use client::{
-    default_paths, Client, Reply, Request, Store, Transaction, WatchEvent, DEFAULT_TIMEOUT,
-    MAX_QUEUED_EVENTS,
-};
+pub use client::{default_paths, Client, WatchEvent, DEFAULT_TIMEOUT, MAX_QUEUED_EVENTS};
 pub use error::{Error, Result};
 pub use perms::{Access, Perm};
+pub use pipeline::{Reply, Request};
+pub use store::{Store, Transaction};
 pub use wire::XsErrno;
