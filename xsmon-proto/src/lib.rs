@@ -14,6 +14,7 @@ pub mod prom;
 pub mod rawline;
 pub mod resume;
 pub mod snmpline;
+mod source;
 pub mod text;
 pub mod values;
 

@@ -81,12 +81,11 @@
 //! <message>`); everything else is the same. [`parse_all`] returns the
 //! version in the header record.
 
-use serde::Serialize;
 use thiserror::Error;
 
-use crate::check::{CheckResult, Limit, Status, Value};
+use crate::check::Status;
 pub use crate::text::{escape, unescape};
-use crate::values::{parse_limits, parse_values, push_limit, push_value, valid_value_name};
+pub use crate::values::CheckFigures;
 
 pub const VERSION: u32 = 4;
 /// The oldest version [`parse_all`] still reads.
@@ -118,86 +117,6 @@ pub enum Kind {
     State,
     Cluster,
     Figures,
-}
-
-/// One check's latest figures: what an `M` record carries after its host
-/// (and what the history store keeps as a host's latest figures, one
-/// [`CheckFigures::print`] per line).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CheckFigures {
-    pub check_id: String,
-    pub kind: String,
-    pub status: Status,
-    pub target: String,
-    pub values: Vec<Value>,
-    pub limits: Vec<Limit>,
-}
-
-impl CheckFigures {
-    pub fn of(c: &CheckResult) -> CheckFigures {
-        CheckFigures {
-            check_id: c.id.clone(),
-            kind: c.kind.clone(),
-            status: c.status,
-            target: c.target.clone(),
-            values: c.values.clone(),
-            limits: c.limits.clone(),
-        }
-    }
-
-    /// The fields after the host: `<check_id> <kind> <status> <target>
-    /// <values> <limits>`. A figure that is not a finite number or has an
-    /// unusable name is left out rather than printed unreadable.
-    pub fn print(&self) -> String {
-        let mut values = String::new();
-        for v in self
-            .values
-            .iter()
-            .filter(|v| v.value.is_finite() && valid_value_name(&v.name))
-        {
-            if !values.is_empty() {
-                values.push(' ');
-            }
-            push_value(&mut values, v);
-        }
-        let mut limits = String::new();
-        for l in self.limits.iter().filter(|l| valid_value_name(&l.name)) {
-            if !limits.is_empty() {
-                limits.push(' ');
-            }
-            push_limit(&mut limits, l);
-        }
-        format!(
-            "{} {} {} {} {} {}",
-            escape(&self.check_id),
-            escape(&self.kind),
-            self.status,
-            escape(&self.target),
-            escape(&values),
-            escape(&limits)
-        )
-    }
-
-    /// Reads what [`CheckFigures::print`] wrote, by the key layout's rules.
-    pub fn parse(line: &str) -> Result<CheckFigures, String> {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() != 6 {
-            return Err(format!("figures with {} fields, expected 6", f.len()));
-        }
-        Ok(CheckFigures {
-            check_id: unescape(f[0])?,
-            kind: unescape(f[1])?,
-            status: status(f[2])?,
-            target: unescape(f[3])?,
-            values: parse_values(&unescape(f[4])?)?,
-            limits: parse_limits(&unescape(f[5])?)?,
-        })
-    }
-
-    /// The thresholds of figure `name`, if the guest graded it.
-    pub fn limit_of(&self, name: &str) -> Option<&Limit> {
-        self.limits.iter().find(|l| l.name == name)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -615,6 +534,7 @@ pub fn parse_all(text: &str) -> Result<Vec<Record>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::{CheckResult, Limit, Value};
     use crate::layout::round3;
     use proptest::prelude::*;
 

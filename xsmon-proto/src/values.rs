@@ -1,8 +1,12 @@
 //! The figures' codec, shared by the key layout (`layout`) and the SNMP
 //! lines (`snmpline`): a check's values (`name=value` pairs) and limits
-//! (`name:warning:error`), printed and parsed side by side.
+//! (`name:warning:error`), printed and parsed side by side; and a check's
+//! figures as one line ([`CheckFigures`]: the SNMP `M` record's fields and
+//! the history store's latest figures).
 
-use crate::check::{Limit, Value};
+use serde::Serialize;
+
+use crate::check::{CheckResult, Limit, Status, Value};
 use crate::text;
 
 /// The longest values field (`name=value,...`), in bytes.
@@ -211,6 +215,86 @@ fn parse_number(s: &str) -> Option<f64> {
         return None;
     }
     s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// One check's latest figures: what an `M` record carries after its host
+/// (and what the history store keeps as a host's latest figures, one
+/// [`CheckFigures::print`] per line).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckFigures {
+    pub check_id: String,
+    pub kind: String,
+    pub status: Status,
+    pub target: String,
+    pub values: Vec<Value>,
+    pub limits: Vec<Limit>,
+}
+
+impl CheckFigures {
+    pub fn of(c: &CheckResult) -> CheckFigures {
+        CheckFigures {
+            check_id: c.id.clone(),
+            kind: c.kind.clone(),
+            status: c.status,
+            target: c.target.clone(),
+            values: c.values.clone(),
+            limits: c.limits.clone(),
+        }
+    }
+
+    /// The fields after the host: `<check_id> <kind> <status> <target>
+    /// <values> <limits>`. A figure that is not a finite number or has an
+    /// unusable name is left out rather than printed unreadable.
+    pub fn print(&self) -> String {
+        let mut values = String::new();
+        for v in self
+            .values
+            .iter()
+            .filter(|v| v.value.is_finite() && valid_value_name(&v.name))
+        {
+            if !values.is_empty() {
+                values.push(' ');
+            }
+            push_value(&mut values, v);
+        }
+        let mut limits = String::new();
+        for l in self.limits.iter().filter(|l| valid_value_name(&l.name)) {
+            if !limits.is_empty() {
+                limits.push(' ');
+            }
+            push_limit(&mut limits, l);
+        }
+        format!(
+            "{} {} {} {} {} {}",
+            text::escape(&self.check_id),
+            text::escape(&self.kind),
+            self.status,
+            text::escape(&self.target),
+            text::escape(&values),
+            text::escape(&limits)
+        )
+    }
+
+    /// Reads what [`CheckFigures::print`] wrote, by the key layout's rules.
+    pub fn parse(line: &str) -> Result<CheckFigures, String> {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() != 6 {
+            return Err(format!("figures with {} fields, expected 6", f.len()));
+        }
+        Ok(CheckFigures {
+            check_id: text::unescape(f[0])?,
+            kind: text::unescape(f[1])?,
+            status: f[2].parse::<Status>()?,
+            target: text::unescape(f[3])?,
+            values: parse_values(&text::unescape(f[4])?)?,
+            limits: parse_limits(&text::unescape(f[5])?)?,
+        })
+    }
+
+    /// The thresholds of figure `name`, if the guest graded it.
+    pub fn limit_of(&self, name: &str) -> Option<&Limit> {
+        self.limits.iter().find(|l| l.name == name)
+    }
 }
 
 #[cfg(test)]
