@@ -209,3 +209,45 @@ fn the_reader_sees_a_circle_when_there_is_one() {
         vec![vec!["a".to_string(), "b".to_string(), "a".to_string()]]
     );
 }
+
+/// The most lines of code a file holds: its unit tests (from its first
+/// `#[cfg(test)]` on), comments and blank lines not counted.
+const MAX_CODE_LINES: usize = 600;
+
+fn code_lines(text: &str) -> usize {
+    text.lines()
+        .take_while(|l| !l.starts_with("#[cfg(test)]"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .count()
+}
+
+#[test]
+fn no_file_holds_more_than_600_lines_of_code() {
+    let root = xsmon_tests::repo_root();
+    let mut files = Vec::new();
+    for krate in CRATES {
+        rust_files(&root.join(krate).join("src"), &mut files);
+    }
+    rust_files(&root.join("tests/tests"), &mut files);
+    rust_files(&root.join("tests/benches"), &mut files);
+    assert!(files.len() > 50, "only {} files found", files.len());
+    let mut big: Vec<String> = files
+        .iter()
+        .map(|f| (code_lines(&std::fs::read_to_string(f).unwrap()), f))
+        .filter(|(n, _)| *n > MAX_CODE_LINES)
+        .map(|(n, f)| format!("{}: {n} lines of code", f.display()))
+        .collect();
+    big.sort();
+    assert!(
+        big.is_empty(),
+        "files past {MAX_CODE_LINES} lines of code (split each along its concerns):\n{}",
+        big.join("\n")
+    );
+}
+
+#[test]
+fn code_lines_leave_out_comments_blanks_and_unit_tests() {
+    let text = "//! doc\nuse a;\n\n/// item doc\nfn f() {\n    // why\n    g();\n}\n#[cfg(test)]\nmod tests {\n    fn t() {}\n}\n";
+    assert_eq!(code_lines(text), 4);
+}
