@@ -56,7 +56,15 @@ impl LabGuest {
     /// and load, triple-faults in the kernel's early TSC calibration (Xen
     /// then reboots the domain: `---sr-`, and xl gives up after two); with
     /// it, none in the lab's runs.
+    ///
+    /// On Xen 4.20 (Debian 13's 6.12 kernel) the guests boot with
+    /// `noautogroup`, as dom0 does (see scripts/xen-lab).
     pub fn xl_config(&self) -> String {
+        let kernel_args = if super::lab_xen() == "4.17" {
+            ""
+        } else {
+            " noautogroup"
+        };
         let (swap_arg, disk) = match self.swap_disk {
             Some(dev) => (
                 " xsmon.swap=/dev/xvdb",
@@ -66,7 +74,7 @@ impl LabGuest {
         };
         format!(
             "name = \"{name}\"\nuuid = \"{uuid}\"\ntype = \"{kind}\"\nkernel = \"/lab/vmlinux\"\nramdisk = \"/lab/guest.cpio.gz\"\n\
-             extra = \"console=hvc0 quiet tsc_early_khz=2000000 xsmon.name={name} xsmon.ip={ip} xsmon.every={every} xsmon.gw={gw}{swap_arg}\"\n{disk}\
+             extra = \"console=hvc0 quiet tsc_early_khz=2000000 xsmon.name={name} xsmon.ip={ip} xsmon.every={every} xsmon.gw={gw}{swap_arg}{kernel_args}\"\n{disk}\
              memory = {memory}\nvcpus = 1\non_crash = \"{crash}\"\n\
              vif = [ 'bridge=xenbr0,script=/etc/xen/scripts/lab-vif,mac=00:16:0a:4d:00:{mac:02x}' ]\n{extra}",
             name = self.name,

@@ -25,6 +25,15 @@ pub struct XenLab {
     pub boot_time: Duration,
     /// What ran it: `accel=tcg,thread=multi cpu=...`.
     pub accel: String,
+    /// The hypervisor's own word for its version (`xl info`), e.g.
+    /// `4.20.5-pre`.
+    pub xen_version: String,
+}
+
+/// The Xen version the lab boots: `XSMON_LAB_XEN` (4.20, Debian 13's, by
+/// default; or 4.17, Debian 12's), as scripts/xen-lab reads it.
+pub fn lab_xen() -> String {
+    std::env::var("XSMON_LAB_XEN").unwrap_or_else(|_| "4.20".into())
 }
 
 pub(super) fn free_port() -> Result<u16> {
@@ -84,6 +93,7 @@ impl XenLab {
             agent_port,
             boot_time: Duration::ZERO,
             accel: String::new(),
+            xen_version: String::new(),
         };
         lab.wait_booted(started, Duration::from_secs(240))?;
         lab.boot_time = started.elapsed();
@@ -91,6 +101,18 @@ impl XenLab {
             .unwrap_or_default()
             .trim()
             .to_string();
+        // The version asked for is the one that runs, or nothing this lab
+        // shows is evidence for it.
+        let info = lab.dom0_ok("xl info | sed -n 's/^xen_version *: //p'")?;
+        lab.xen_version = info.trim().to_string();
+        let wanted = lab_xen();
+        if !lab.xen_version.starts_with(&format!("{wanted}.")) {
+            bail!(
+                "the lab runs Xen {:?}, XSMON_LAB_XEN asked for {wanted}\n{}",
+                lab.xen_version,
+                lab.consoles()
+            );
+        }
         Ok(lab)
     }
 

@@ -1,5 +1,7 @@
-//! The Xen lab: Debian's real Xen 4.17 under `qemu-system-x86_64`
-//! (`scripts/xen-lab`), with a real PV dom0 and real PV and PVH domUs.
+//! The Xen lab: Debian's real Xen under `qemu-system-x86_64`
+//! (`scripts/xen-lab`; Debian 13's 4.20, or Debian 12's 4.17 with
+//! `XSMON_LAB_XEN=4.17`, see [`lab_xen`]), with a real PV dom0 and real
+//! PV and PVH domUs.
 //!
 //! [`XenLab::boot`] builds (or reuses) the images, boots QEMU tied to the
 //! test process, and waits for dom0's toolstack and agent. Commands run in
@@ -24,7 +26,7 @@ mod waits;
 
 pub use agent::{base64, base64_decode, Exec};
 pub use guest::{LabGuest, LAB_CONFIG_DIR, LAB_DOM0};
-pub use lab::{images, XenLab};
+pub use lab::{images, lab_xen, XenLab};
 pub use site::LabSite;
 
 /// Which xenstore daemon dom0 runs.

@@ -141,3 +141,69 @@ pub fn hostile(site: &LabSite, hostile: &LabGuest, victim: &LabGuest) -> Result<
     );
     Ok(())
 }
+
+/// Where dom0 keeps save images: a tmpfs of their own (scripts/xen-lab;
+/// three images at once overflowed dom0's root).
+pub const SAVE_DIR: &str = "/var/lib/xen/save";
+
+/// `xl save` then `xl restore` of a guest, its image removed after.
+pub fn save_and_restore_command(g: &LabGuest) -> String {
+    format!(
+        "xl save {n} {SAVE_DIR}/{n} && xl restore {SAVE_DIR}/{n} && rm {SAVE_DIR}/{n}",
+        n = g.name
+    )
+}
+
+/// A figure of the hypervisor's `xen` check in a guest's poller json.
+pub fn xen_figure(guest: &serde_json::Value, name: &str) -> Option<f64> {
+    guest["figures"]
+        .as_array()?
+        .iter()
+        .find(|f| f["check_id"] == "xen")?["values"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)?["value"]
+        .as_f64()
+}
+
+/// `xl save` and `xl restore` of a healthy guest: the VM goes on in a new
+/// domain, and the first cycle after says so, in dom0's words ("restored
+/// or migrated within this dom0 ... the same boot of its kernel"), never a
+/// reboot: same VM, reboot count unchanged, fresh, ok, no finding. No
+/// other collector cycle may run between the restore and the one that
+/// reads it (a cron in dom0 would take the words).
+pub fn save_and_restore(site: &LabSite, g: &LabGuest) -> Result<()> {
+    site.probe_runs(g, 1)?;
+    let before = site.collected(&g.name)?;
+    let reboots = xen_figure(&before, "reboots");
+    ensure!(reboots.is_some(), "no reboot count: {before}");
+    site.cycles_held(|cycle| {
+        cycle()?;
+        let domid = site.domid(&g.name)?;
+        site.lab.dom0_ok(&save_and_restore_command(g))?;
+        site.settled(g, "xl save + xl restore")?;
+        site.probe_runs(g, 1)?;
+        cycle()?;
+        let now = site.domid(&g.name)?;
+        ensure!(now != domid, "{} kept domain {domid} over a restore", g.name);
+        let j = site.guest_json(&g.name)?.context("after the restore")?;
+        let message = j["message"].as_str().unwrap_or("");
+        ensure!(
+            message.contains(&format!(
+                "restored or migrated within this dom0 since the last cycle (domain {domid} -> {now}"
+            )) && message.contains("the same boot of its kernel"),
+            "the words after a restore: {message}"
+        );
+        ensure!(
+            xen_figure(&j, "reboots") == reboots,
+            "the reboot count moved over a restore: {j}"
+        );
+        ensure!(
+            j["uuid"] == before["uuid"] && j["probe"] == "fresh" && j["status"] == "ok",
+            "after the restore: {j}"
+        );
+        let mine = site.raw_for(&g.name)?;
+        ensure!(mine.is_empty(), "findings after a restore: {mine:?}");
+        Ok(())
+    })
+}

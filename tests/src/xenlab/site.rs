@@ -88,8 +88,9 @@ impl LabSite {
     pub fn boot_with(xenstored: Xenstored, guests: &[&LabGuest]) -> Result<LabSite> {
         let lab = XenLab::boot(xenstored)?;
         eprintln!(
-            "xen lab ({xenstored:?}): dom0 up {:.1} s after QEMU started ({})",
+            "xen lab ({xenstored:?}): dom0 up {:.1} s after QEMU started (Xen {}, {})",
             lab.boot_time.as_secs_f64(),
+            lab.xen_version,
             lab.accel
         );
         let mut site = LabSite::new(lab)?;

@@ -1,5 +1,6 @@
-//! The pipeline on a real hypervisor: Debian's Xen 4.17 under QEMU
-//! (`scripts/xen-lab`, harness `xsmon_tests::xenlab`), a PV dom0 running
+//! The pipeline on a real hypervisor: Debian 13's Xen 4.20 under QEMU
+//! (`scripts/xen-lab`, harness `xsmon_tests::xenlab`; `XSMON_LAB_XEN=4.17`
+//! runs it on Debian 12's 4.17), a PV dom0 running
 //! oxenstored, xenconsoled, netback, snmpd with xsmon's extend lines and
 //! host-collector, and real PV and PVH domUs running the static
 //! guest-probe through their own kernels' xenbus. The host's poller reads
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use xsmon_proto::rawline::RawLine;
 use xsmon_proto::Status;
+use xsmon_tests::xenlab::scenarios::SAVE_DIR;
 use xsmon_tests::xenlab::{scenarios, LabGuest, LabSite, Xenstored};
 
 mod lifecycle;
@@ -128,16 +130,9 @@ fn lines_for<'a>(raw: &'a [RawLine], host: &str) -> Vec<&'a RawLine> {
     raw.iter().filter(|l| l.host == host).collect()
 }
 
-/// Where dom0 keeps save images: a tmpfs of their own (scripts/xen-lab;
-/// three images at once overflowed dom0's root).
-const SAVE_DIR: &str = "/var/lib/xen/save";
-
 /// `xl save` then `xl restore` of a guest, its image removed after.
 fn save_and_restore(g: &LabGuest) -> String {
-    format!(
-        "xl save {n} {SAVE_DIR}/{n} && xl restore {SAVE_DIR}/{n} && rm {SAVE_DIR}/{n}",
-        n = g.name
-    )
+    scenarios::save_and_restore_command(g)
 }
 
 fn probe_runs(site: &LabSite, g: &LabGuest, n: usize) -> Result<()> {
@@ -148,16 +143,8 @@ fn collected(site: &LabSite, name: &str) -> Result<serde_json::Value> {
     site.collected(name)
 }
 
-/// A figure of the hypervisor's `xen` check in a guest's poller json.
 fn xen_figure(guest: &serde_json::Value, name: &str) -> Option<f64> {
-    guest["figures"]
-        .as_array()?
-        .iter()
-        .find(|f| f["check_id"] == "xen")?["values"]
-        .as_array()?
-        .iter()
-        .find(|v| v["name"] == name)?["value"]
-        .as_f64()
+    scenarios::xen_figure(guest, name)
 }
 
 fn domid_of(site: &LabSite, name: &str) -> Result<u32> {
