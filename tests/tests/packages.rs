@@ -1,8 +1,9 @@
 //! The three Debian packages: built by scripts/package from the workspace's
 //! binaries, checked by lintian (no errors), installed with dpkg -i, used,
-//! removed with dpkg -r and purged, leaving nothing behind.
+//! removed with dpkg -r and purged, leaving nothing behind: on this Debian
+//! 12 machine, and in a Debian 13 root (scripts/trixie-root).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use xsmon_xenstore::Store;
@@ -49,6 +50,8 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
         );
     }
 
+    install_on_debian_13(&debs);
+
     sh(Command::new("dpkg").arg("-i").args(&debs));
     for (prog, pkg) in [
         ("guest-probe", "xsmon-guest"),
@@ -88,6 +91,81 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
     sh(Command::new("dpkg").args(["--purge", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
     assert!(!Path::new("/etc/xsmon/probe.toml").exists());
     assert!(!Path::new("/etc/cron.d/xsmon-host-collector").exists());
+}
+
+/// The same packages on Debian 13: installed with dpkg in a minimal trixie
+/// root (debootstrap minbase: what the packages' Depends name and nothing
+/// more), each program run there, then purged, leaving nothing behind.
+fn install_on_debian_13(debs: &[&str]) {
+    let root = PathBuf::from(
+        sh(&mut Command::new(
+            xsmon_tests::repo_root().join("scripts/trixie-root"),
+        ))
+        .trim(),
+    );
+    let version = std::fs::read_to_string(root.join("etc/debian_version")).unwrap();
+    assert!(version.starts_with("13"), "not Debian 13: {version}");
+    let inside = root.join("tmp/xsmon-debs");
+    let _ = std::fs::remove_dir_all(&inside);
+    std::fs::create_dir_all(&inside).unwrap();
+    let mut names = Vec::new();
+    for deb in debs {
+        let name = Path::new(deb)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(deb, inside.join(&name)).unwrap();
+        names.push(format!("/tmp/xsmon-debs/{name}"));
+    }
+    let chroot = |args: &[&str]| sh(Command::new("chroot").arg(&root).args(args));
+    let mut install = vec!["dpkg", "-i"];
+    install.extend(names.iter().map(String::as_str));
+    chroot(&install);
+    for pkg in ["xsmon-guest", "xsmon-dom0", "xsmon-poller"] {
+        let status = chroot(&["dpkg-query", "-W", "-f", "${Status}", pkg]);
+        assert_eq!(status, "install ok installed", "{pkg} on Debian 13");
+    }
+    for prog in ["guest-probe", "host-collector", "snmp-extend", "poller"] {
+        let help = chroot(&[&format!("/usr/bin/{prog}"), "--help"]);
+        assert!(help.contains("Usage:"), "{prog} on Debian 13: {help}");
+    }
+    // The collector's first cycle on Debian 13 (no xenstore here: the
+    // cycle is stored with that error and the command says so).
+    let out = Command::new("chroot")
+        .arg(&root)
+        .args([
+            "/usr/bin/host-collector",
+            "collect",
+            "--xenstore",
+            "/nonexistent/socket",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("/nonexistent/socket"),
+        "{err}"
+    );
+    let status = chroot(&["/usr/bin/host-collector", "status"]);
+    assert!(status.contains("cannot read xenstore"), "{status}");
+    assert!(root.join("etc/cron.d/xsmon-guest-probe").exists());
+    chroot(&[
+        "dpkg",
+        "--purge",
+        "xsmon-guest",
+        "xsmon-dom0",
+        "xsmon-poller",
+    ]);
+    for gone in [
+        "usr/bin/guest-probe",
+        "usr/bin/poller",
+        "etc/xsmon/probe.toml",
+        "etc/cron.d/xsmon-host-collector",
+    ] {
+        assert!(!root.join(gone).exists(), "{gone} left on Debian 13");
+    }
+    let _ = std::fs::remove_dir_all(&inside);
 }
 
 /// The packaged `/etc/xsmon/probe.toml`, as installed, drives a real run of
