@@ -175,8 +175,6 @@ pub fn xen_figure(guest: &serde_json::Value, name: &str) -> Option<f64> {
 pub fn save_and_restore(site: &LabSite, g: &LabGuest) -> Result<()> {
     site.probe_runs(g, 1)?;
     let before = site.collected(&g.name)?;
-    let reboots = xen_figure(&before, "reboots");
-    ensure!(reboots.is_some(), "no reboot count: {before}");
     site.cycles_held(|cycle| {
         cycle()?;
         let domid = site.domid(&g.name)?;
@@ -184,26 +182,41 @@ pub fn save_and_restore(site: &LabSite, g: &LabGuest) -> Result<()> {
         site.settled(g, "xl save + xl restore")?;
         site.probe_runs(g, 1)?;
         cycle()?;
-        let now = site.domid(&g.name)?;
-        ensure!(now != domid, "{} kept domain {domid} over a restore", g.name);
-        let j = site.guest_json(&g.name)?.context("after the restore")?;
-        let message = j["message"].as_str().unwrap_or("");
-        ensure!(
-            message.contains(&format!(
-                "restored or migrated within this dom0 since the last cycle (domain {domid} -> {now}"
-            )) && message.contains("the same boot of its kernel"),
-            "the words after a restore: {message}"
-        );
-        ensure!(
-            xen_figure(&j, "reboots") == reboots,
-            "the reboot count moved over a restore: {j}"
-        );
-        ensure!(
-            j["uuid"] == before["uuid"] && j["probe"] == "fresh" && j["status"] == "ok",
-            "after the restore: {j}"
-        );
-        let mine = site.raw_for(&g.name)?;
-        ensure!(mine.is_empty(), "findings after a restore: {mine:?}");
-        Ok(())
+        restored_not_rebooted(site, g, domid, &before)
     })
+}
+
+/// What the first cycle after `g`'s restore (it ran in domain `was`)
+/// shows in the poller's json, against `before` (its json before the save):
+/// dom0's words for a restore, the same VM, the reboot count unchanged,
+/// fresh, ok, and no finding.
+pub fn restored_not_rebooted(
+    site: &LabSite,
+    g: &LabGuest,
+    was: u32,
+    before: &serde_json::Value,
+) -> Result<()> {
+    let reboots = xen_figure(before, "reboots");
+    ensure!(reboots.is_some(), "no reboot count before: {before}");
+    let now = site.domid(&g.name)?;
+    ensure!(now != was, "{} kept domain {was} over a restore", g.name);
+    let j = site.guest_json(&g.name)?.context("after the restore")?;
+    let message = j["message"].as_str().unwrap_or("");
+    ensure!(
+        message.contains(&format!(
+            "restored or migrated within this dom0 since the last cycle (domain {was} -> {now}"
+        )) && message.contains("the same boot of its kernel"),
+        "the words after a restore: {message}"
+    );
+    ensure!(
+        xen_figure(&j, "reboots") == reboots,
+        "the reboot count moved over a restore: {j}"
+    );
+    ensure!(
+        j["uuid"] == before["uuid"] && j["probe"] == "fresh" && j["status"] == "ok",
+        "after the restore: {j}"
+    );
+    let mine = site.raw_for(&g.name)?;
+    ensure!(mine.is_empty(), "findings after a restore: {mine:?}");
+    Ok(())
 }

@@ -8,6 +8,13 @@ use super::*;
 pub(crate) fn a_sick_guest_reports_a_full_disk_swapping_and_a_dead_gateway() -> Result<()> {
     let site = site();
     let g = &guests().sick;
+    // Its swap must be on, or "no swap finding" would say nothing.
+    let swaps = site.lab.guest_ok(g, "cat /proc/swaps")?;
+    ensure!(
+        swaps.contains("/dev/xvdb"),
+        "{} has no swap on /dev/xvdb: {swaps}",
+        g.name
+    );
     // Fill its disk; then, in the background, allocate 100 MB at a time
     // in a guest with 110 MB (dd's buffer): the kernel swaps to the vbd,
     // until the scenario has seen it (swapping under emulation costs the
