@@ -212,6 +212,17 @@ pub fn restored_not_rebooted(
         xen_figure(&j, "reboots") == reboots,
         "the reboot count moved over a restore: {j}"
     );
+    same_vm_fresh_and_quiet(site, g, before, &j)
+}
+
+/// `j` (a guest's poller json after a restore) is the same VM as `before`,
+/// fresh and ok, and the guest has no finding.
+pub fn same_vm_fresh_and_quiet(
+    site: &LabSite,
+    g: &LabGuest,
+    before: &serde_json::Value,
+    j: &serde_json::Value,
+) -> Result<()> {
     ensure!(
         j["uuid"] == before["uuid"] && j["probe"] == "fresh" && j["status"] == "ok",
         "after the restore: {j}"

@@ -33,13 +33,8 @@ pub(crate) fn save_and_restore_continue_the_same_vm() -> Result<()> {
         let domid = domid_of(site, &g.name)?;
         let written_before = runs()?.len();
         let check = |j: &serde_json::Value| -> Result<()> {
-            ensure!(
-                j["uuid"] == before["uuid"] && j["probe"] == "fresh" && j["status"] == "ok",
-                "restore {round}: {j}"
-            );
-            let mine = site.raw_for(&g.name)?;
-            ensure!(mine.is_empty(), "restore {round}: findings {mine:?}");
-            Ok(())
+            scenarios::same_vm_fresh_and_quiet(site, g, &before, j)
+                .with_context(|| format!("restore {round}"))
         };
         if (2..=4).contains(&round) {
             // Words come with the first cycle after the new domain; no
