@@ -286,13 +286,6 @@ pub struct Hypervisor {
     pub unavailable: Vec<String>,
 }
 
-impl Hypervisor {
-    /// Did xl answer this cycle (so a domain's state is known)?
-    pub fn knows_states(&self) -> bool {
-        !self.domains.is_empty()
-    }
-}
-
 /// What dom0's own files say of the guests' devices: the vifs'
 /// counters in `/proc/net/dev` and blkback's vbd statistics under `/sys`.
 /// Counters only, so they can be read while xenstore is (see
@@ -321,6 +314,11 @@ pub fn read_devices(proc_net_dev: &Path, sys: &Path) -> Hypervisor {
 }
 
 impl Hypervisor {
+    /// Did xl answer this cycle (so a domain's state is known)?
+    pub fn knows_states(&self) -> bool {
+        !self.domains.is_empty()
+    }
+
     /// Adds what `xl` says of every domain (states, CPU time, memory,
     /// per-vCPU time). Run after the guests' xenstore listing, so that a
     /// domain listed there and gone from xl is known to be destroyed.
