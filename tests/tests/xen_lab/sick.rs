@@ -15,19 +15,56 @@ pub(crate) fn a_sick_guest_reports_a_full_disk_swapping_and_a_dead_gateway() -> 
         "{} has no swap on /dev/xvdb: {swaps}",
         g.name
     );
-    // Fill its disk; then, in the background, allocate 100 MB at a time
-    // in a guest with 110 MB (dd's buffer): the kernel swaps to the vbd,
-    // until the scenario has seen it (swapping under emulation costs the
-    // whole lab's CPU).
-    site.lab.guest_ok(
-        g,
-        "dd if=/dev/zero of=/data/fill bs=1M 2>/dev/null; sync; rm -f /run/swap.stop; \
-         (while [ ! -e /run/swap.stop ]; do dd if=/dev/zero of=/dev/null bs=100M count=1; done) >/dev/null 2>&1 &",
-    )?;
-    let swapping = sick_guest_findings(site, g);
+    // Fill its disk; then make it swap for certain: a tmpfs file 24 MiB
+    // larger than the memory it has left (tmpfs pages can only go to
+    // swap, never be dropped), read over and over in the background, so
+    // that every pass swaps pages in and others out. Not zeros: since
+    // 6.12 (Debian 13) the kernel keeps a zero-filled page out of the
+    // swap device (a bit in a map, no I/O, not counted in pswpout), so
+    // zeros (the `dd if=/dev/zero bs=100M` loop used before) take swap
+    // space without any swap traffic.
+    // The guest has 160 MiB and 64 MiB of swap: the file fits with room
+    // to spare. Stopped once the scenario has seen it (swapping under
+    // emulation costs the whole lab's CPU).
+    let meminfo = site.lab.guest_ok(g, SWAP_FOR_CERTAIN)?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let used_mib = match (kib("SwapTotal:"), kib("SwapFree:")) {
+        (Some(total), Some(free)) => total.saturating_sub(free) / 1024,
+        _ => bail!("{}: no swap figures after the fill: {meminfo}", g.name),
+    };
+    ensure!(
+        used_mib >= 8,
+        "{}: the fill put {used_mib} MiB in swap, not the 24 asked for: {meminfo}",
+        g.name
+    );
+    let swapping = sick_guest_findings(site, g).map_err(|e| {
+        // What the guest's kernel counted, to tell "no swap traffic" from
+        // "traffic the probe did not see".
+        let vmstat = site
+            .lab
+            .guest_ok(g, "grep -E '^pswp' /proc/vmstat; grep -E '^Swap' /proc/meminfo")
+            .unwrap_or_else(|e| format!("(cannot read: {e:#})"));
+        e.context(format!("the guest's own swap counters: {vmstat}"))
+    });
     site.lab.guest_ok(g, "touch /run/swap.stop")?;
     swapping
 }
+
+/// The sick guest's disk filled, then a loop that makes it swap until
+/// `/run/swap.stop` exists.
+const SWAP_FOR_CERTAIN: &str = "set -e
+dd if=/dev/zero of=/data/fill bs=1M 2>/dev/null || true
+sync; rm -f /run/swap.stop
+avail=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo)
+mkdir -p /run/press
+mount -t tmpfs -o size=$((avail + 40))m press /run/press
+yes xsmon-lab-swap | head -c $(((avail + 24) * 1048576)) >/run/press/file
+(while [ ! -e /run/swap.stop ]; do cat /run/press/file >/dev/null; done
+ rm -f /run/press/file; umount /run/press) >/dev/null 2>&1 &
+grep -E '^Swap(Total|Free):' /proc/meminfo";
 
 /// Scenario 2's findings, while the sick guest swaps.
 pub(crate) fn sick_guest_findings(site: &LabSite, g: &LabGuest) -> Result<()> {
