@@ -1,4 +1,4 @@
--- xsmon history: the SQLite schema, version 4.
+-- xsmon history: the SQLite schema, version 8.
 --
 -- This file is the contract between host-collector (which writes),
 -- snmp-extend (which serves the latest state) and `host-collector history`;
@@ -12,6 +12,10 @@
 -- Version 4 keeps what the hypervisor says of each domain: its state since
 -- when and its CPU time (host.xen_*, host.cpu_*), and each status row's
 -- domain state, so a paused or crashed guest is never shown as fresh.
+-- Versions 5 to 8: see each table's comments and xsmon-store/src/migrations/
+-- (7 keys the figures, 8 the status and finding rows, cycle first: a
+-- cycle's rows are appended instead of touching a page per host, which
+-- rewrote the whole status table every cycle).
 --
 -- Times are Unix seconds (UTC). Figures are stored as integers, the value
 -- times 1000 (three decimals, as the probe rounds them): SQLite stores small
@@ -107,9 +111,10 @@ CREATE TABLE status (
     -- the hypervisor's word for the domain this cycle (see host.xen_state),
     -- NULL when unknown (no xl, or not a running domain)
     domain_state TEXT,
-    PRIMARY KEY (host_id, cycle_id)
+    -- Keyed cycle first (schema 8), like sample: a cycle's rows are
+    -- appended, and every reader reads them by cycle.
+    PRIMARY KEY (cycle_id, host_id)
 ) WITHOUT ROWID;
-CREATE INDEX status_cycle ON status (cycle_id);
 
 -- The checks of a host in a cycle that are not ok (ok checks keep only
 -- their figures, in sample).
@@ -121,9 +126,8 @@ CREATE TABLE finding (
     target   TEXT    NOT NULL,              -- mount point, gateway, or ''
     status   TEXT    NOT NULL,
     message  TEXT    NOT NULL,
-    PRIMARY KEY (host_id, cycle_id, check_id)
+    PRIMARY KEY (cycle_id, host_id, check_id)
 ) WITHOUT ROWID;
-CREATE INDEX finding_cycle ON finding (cycle_id);
 
 -- What a figure is: a check kind, its target and the value's name, e.g.
 -- ('disk', '/var', 'used_pct'), ('xen', '', 'cpu_time_s').

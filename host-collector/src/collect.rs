@@ -37,29 +37,43 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     let dom0 = cfg.dom0_name();
     let sys = Sys::new(inp.root);
     // Observe. xenstore's answers take the longest (the daemon answers
-    // one request at a time): dom0's own files and the stored rows are
-    // read meanwhile, on this thread.
-    let (gathered, cluster, devices, known) = std::thread::scope(|s| {
-        let xenstore = s.spawn(|| read_xenstore(inp));
+    // one request at a time): dom0's own files, the stored rows and xl's
+    // listings are read meanwhile, on this thread.
+    let (gathered, cluster, known, hv, times) = std::thread::scope(|s| {
+        let (listed, domains_listed) = std::sync::mpsc::channel::<()>();
+        let xenstore = s.spawn(move || {
+            let t = Instant::now();
+            let guests = read_xenstore(inp, move || {
+                let _ = listed.send(());
+            });
+            (guests, t.elapsed())
+        });
         let cluster = xsmon_proto::cluster::scan(&cfg.config_dirs);
         let devices = crate::hypervisor::read_devices(&sys.path("proc/net/dev"), &sys.path("sys"));
         let known = store::hosts(conn);
-        let gathered = xenstore
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the xenstore reader failed")));
-        (gathered, cluster, devices, known)
+        // xl only once xenstore has listed the domains: a domain xenstore
+        // lists but the hypervisor no longer knows was destroyed in
+        // between (its home is being removed), and is judged as not
+        // running. (A reader that failed before listing drops the sender:
+        // xl runs then too.)
+        let _ = domains_listed.recv();
+        let t = Instant::now();
+        let hv = devices.with_domains(&cfg.xl);
+        let hv_time = t.elapsed();
+        let (gathered, xenstore_time) = xenstore.join().unwrap_or_else(|_| {
+            (
+                Err(anyhow::anyhow!("the xenstore reader failed")),
+                Duration::ZERO,
+            )
+        });
+        (gathered, cluster, known, hv, (xenstore_time, hv_time))
     });
+    let (xenstore_time, hypervisor_time) = times;
     for p in &cluster.problems {
         tracing::warn!("{p}");
     }
     let known = known.context("reading the known hosts")?;
     let read_ms = started.elapsed().as_millis();
-    // xl after xenstore's listing (see below).
-    let hv = devices.with_domains(&cfg.xl);
-    let hypervisor_ms = started.elapsed().as_millis() - read_ms;
-    // xenstore is read before xl: a domain xenstore still lists but the
-    // hypervisor no longer knows was destroyed in between (its home is
-    // being removed), and is judged as not running.
     let gathered = gathered.map(|mut guests| {
         if hv.knows_states() {
             guests.retain(|g| hv.domains.contains_key(&g.domid));
@@ -104,9 +118,10 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     // Where a large dom0's cycle goes (`host-collector -v collect`).
     tracing::info!(
         domains = record.hosts.len(),
-        xenstore_ms = read_ms,
-        hypervisor_ms,
-        judge_ms = judged_ms - read_ms - hypervisor_ms,
+        observe_ms = read_ms,
+        xenstore_ms = xenstore_time.as_millis(),
+        hypervisor_ms = hypervisor_time.as_millis(),
+        judge_ms = judged_ms - read_ms,
         store_ms = started.elapsed().as_millis() - judged_ms,
         "cycle"
     );
@@ -132,13 +147,15 @@ fn keep(cfg: &Config) -> Keep {
     }
 }
 
-fn read_xenstore(inp: &Inputs<'_>) -> Result<Vec<Guest>> {
+/// The guests' xenstore areas and their agents' keys; `listed` is called
+/// once the domains are listed.
+fn read_xenstore(inp: &Inputs<'_>, listed: impl FnOnce()) -> Result<Vec<Guest>> {
     let mut xs = match inp.xenstore {
         Some(p) => xsmon_xenstore::Client::open(p)?,
         None => xsmon_xenstore::Client::open_default()?,
     };
     xs.set_timeout(Duration::from_secs(inp.config.xenstore_timeout_secs.max(1)));
-    let mut guests = gather::gather(&mut xs, inp.config.legacy)?;
+    let mut guests = gather::gather_then(&mut xs, inp.config.legacy, listed)?;
     // The agents' keys of the guests that have no probe results.
     let silent: Vec<u32> = guests
         .iter()

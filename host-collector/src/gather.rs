@@ -95,7 +95,19 @@ pub enum Found {
 
 /// The running domains other than dom0, with their results.
 pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
+    gather_then(xs, legacy, || {})
+}
+
+/// [`gather`], calling `listed` as soon as the domains are listed (the
+/// cycle asks xl for their states from then on, beside the rest of the
+/// read: see `collect::run_cycle`).
+pub fn gather_then(
+    xs: &mut Client,
+    legacy: bool,
+    listed: impl FnOnce(),
+) -> anyhow::Result<Vec<Guest>> {
     let ids = domain_ids(xs)?;
+    listed();
     // Batch 1: each guest's name, VM link, layout version and (version 2)
     // run line. What follows depends on the version: a version 2 guest is
     // read whole by its chunks (batch 2: a typical guest costs 5 reads);
@@ -193,35 +205,16 @@ type Memory = (Option<u64>, Option<u64>);
 /// enough guests to be worth it: decoding is pure and the daemon has
 /// answered by now, so a large dom0's cycle need not wait for one core.
 fn decode_all(pre: Vec<Read>, memory: Vec<Memory>) -> Vec<Guest> {
-    let decode = |items: Vec<(Read, Memory)>| {
-        items
-            .into_iter()
-            .map(|((domid, identity, mut p), (target, max))| {
-                let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
-                let mut guest = decode_guest(domid, identity, &mut p);
-                guest.mem_target_kib = target;
-                guest.mem_max_kib = max;
-                guest.start_time = start_time;
-                guest
-            })
-            .collect::<Vec<Guest>>()
+    let decode = |((domid, identity, mut p), (target, max)): (Read, Memory)| {
+        let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
+        let mut guest = decode_guest(domid, identity, &mut p);
+        guest.mem_target_kib = target;
+        guest.mem_max_kib = max;
+        guest.start_time = start_time;
+        guest
     };
-    let mut items: Vec<_> = pre.into_iter().zip(memory).collect();
-    if items.len() < 64 {
-        return decode(items);
-    }
-    let second = items.split_off(items.len() / 2);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| decode(second));
-        let mut out = decode(items);
-        match other.join() {
-            Ok(rest) => out.extend(rest),
-            // decode_guest does not panic (fuzzed); if it ever did, the
-            // cycle fails as a whole rather than losing guests silently.
-            Err(e) => std::panic::resume_unwind(e),
-        }
-        out
-    })
+    let items: Vec<_> = pre.into_iter().zip(memory).collect();
+    crate::halves::in_two_halves(items, decode)
 }
 
 /// A KiB figure the toolstack wrote, when it could be read and is one.

@@ -365,20 +365,29 @@ fn run_xl(xl: &Path, args: &[&str], timeout: Duration) -> Result<String, String>
         .spawn()
         .map_err(|e| format!("{}: {e}", xl.display()))?;
     // Read while it runs: a listing larger than the pipe would otherwise
-    // block xl until the deadline.
+    // block xl until the deadline. The cycle waits for the listing's end
+    // (xl closing its output as it exits), not in steps of a poll.
     let mut stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
+    let (done, listing) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut out = String::new();
         if let Some(o) = stdout.as_mut() {
             let _ = o.take(16 << 20).read_to_string(&mut out);
         }
-        out
+        let _ = done.send(out);
     });
     let deadline = Instant::now() + timeout;
+    let gave_up = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!("{what} did not finish within {timeout:?}"))
+    };
+    let Ok(out) = listing.recv_timeout(timeout) else {
+        return gave_up(&mut child);
+    };
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                let out = reader.join().unwrap_or_default();
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
                     let _ = (&mut e).take(4096).read_to_string(&mut err);
@@ -389,12 +398,9 @@ fn run_xl(xl: &Path, args: &[&str], timeout: Duration) -> Result<String, String>
                 }
                 return Ok(out);
             }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{what} did not finish within {timeout:?}"));
-            }
+            // Its output closed: xl is exiting.
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Ok(None) => return gave_up(&mut child),
             Err(e) => return Err(format!("{what}: {e}")),
         }
     }

@@ -109,6 +109,9 @@ pub fn judge_all(
             *name_count.entry(n.as_str()).or_default() += 1;
         }
     }
+    // Who each running domain is (in order: a host row is claimed once),
+    // then its judgement, which is its own alone.
+    let mut who = Vec::with_capacity(guests.len());
     for g in guests {
         let mut ident = ident_of(g);
         if !idents.insert(ident.clone()) {
@@ -138,25 +141,31 @@ pub fn judge_all(
             .name
             .as_deref()
             .is_some_and(|n| n == DOM0_NAME || name_count.get(n).copied().unwrap_or(0) > 1);
-        let mut rec = judge_running(g, ident, prev, scene);
-        if shared {
-            rec.label = format!("{}#{}", rec.name, g.domid);
-            rec.message.push_str(&format!(
-                " (shown as {}: another domain is also named {})",
-                rec.label, rec.name
-            ));
-        }
-        crate::domstate::apply(
-            &mut rec,
-            g.domid,
-            Some(g),
-            hv,
-            prev,
-            scene.hypervisor,
-            scene.now,
-        );
-        out.push(rec);
+        who.push((g, ident, prev, shared));
     }
+    out.extend(crate::halves::in_two_halves(
+        who,
+        |(g, ident, prev, shared)| {
+            let mut rec = judge_running(g, ident, prev, scene);
+            if shared {
+                rec.label = format!("{}#{}", rec.name, g.domid);
+                rec.message.push_str(&format!(
+                    " (shown as {}: another domain is also named {})",
+                    rec.label, rec.name
+                ));
+            }
+            crate::domstate::apply(
+                &mut rec,
+                g.domid,
+                Some(g),
+                hv,
+                prev,
+                scene.hypervisor,
+                scene.now,
+            );
+            rec
+        },
+    ));
     let running_names: HashSet<String> = guests.iter().filter_map(|g| g.name.clone()).collect();
     for h in known
         .iter()

@@ -10,7 +10,7 @@
 //! - store: xsmon-store;
 //! - export: [`export`] (the Prometheus textfile).
 //!
-//! [`words`] and [`glob`] are leaves every module may use.
+//! [`words`], [`glob`] and [`halves`] are leaves every module may use.
 
 pub mod agent;
 pub mod agent_keys;
@@ -23,6 +23,7 @@ pub mod export;
 pub mod freshness;
 pub mod gather;
 pub mod glob;
+pub mod halves;
 pub mod hypervisor;
 pub mod judge;
 pub mod words;

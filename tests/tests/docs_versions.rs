@@ -139,3 +139,15 @@ fn a_wrong_claim_is_seen() {
     assert_eq!(c[1].0, "SNMP line format versions 1 to 3");
     assert_ne!(c[1].0, c[1].1);
 }
+
+/// schema.sql, the contract itself, opens with its version.
+#[test]
+fn schema_sql_names_its_own_version() {
+    let sql = std::fs::read_to_string(root().join("schema.sql")).unwrap();
+    let first = sql.lines().next().unwrap_or_default();
+    let want = format!(
+        "-- xsmon history: the SQLite schema, version {}.",
+        xsmon_store::SCHEMA_VERSION
+    );
+    assert_eq!(first, want, "schema.sql's first line");
+}

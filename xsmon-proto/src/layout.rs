@@ -107,8 +107,6 @@
 //! every size before looking at the content, and reports the first key that
 //! breaks a rule.
 
-use std::collections::BTreeMap;
-
 use thiserror::Error;
 
 use crate::check::{CheckResult, Status};
@@ -398,8 +396,10 @@ pub fn chunks_announced(run: &[u8]) -> Option<usize> {
     (n <= MAX_CHUNKS).then_some(n)
 }
 
-/// Versions 2 and 3: the run line and the chunks, unescaped and then
-/// checked by exactly the rules of version 1.
+/// Versions 2 and later: the run line and the chunks, unescaped, then
+/// checked by exactly the rules of version 1 (the same functions: a
+/// field read from a chunk goes through [`text_field`], as a version 1
+/// key through [`read_text`]).
 fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeError> {
     let per_check = if version >= 3 { 7 } else { 6 };
     use crate::text::unescape;
@@ -436,13 +436,18 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
                 ),
             )
         })?;
-    let mut v1: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    v1.insert("version".into(), b"1".to_vec());
-    v1.insert("time".into(), f[0].as_bytes().to_vec());
-    v1.insert("seq".into(), f[1].as_bytes().to_vec());
+    // What version 1 keeps in keys, named as its keys are in errors.
+    let in_layout = |e: DecodeError| DecodeError {
+        key: format!("{} (layout {version})", e.key),
+        problem: e.problem,
+    };
     let probe = unescape(f[want - 1]).map_err(|e| err("run", e))?;
-    v1.insert("probe".into(), probe.into_bytes());
+    let probe =
+        require(text_field("probe", Some(&probe), MAX_PROBE)?, "probe").map_err(in_layout)?;
+    let time = parse_time(text_field("time", Some(f[0]), MAX_NUMBER)).map_err(in_layout)?;
+    let seq = parse_seq(text_field("seq", Some(f[1]), MAX_NUMBER)).map_err(in_layout)?;
     let mut ids = std::collections::HashSet::new();
+    let mut checks = Vec::new();
     for i in 0..n {
         let key = format!("chunk/{i}");
         let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
@@ -456,55 +461,52 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
         for f in fields.chunks(per_check) {
             let field = |i: usize| unescape(f[i]).map_err(|e| err(&key, e));
             let id = field(0)?;
-            if !valid_word(&id, MAX_ID, |b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit()
-            }) {
-                return Err(err(
-                    &key,
-                    format!(
-                        "check id {:?} is not [a-z0-9]{{1,16}}",
-                        text::clean(&id, 40)
-                    ),
-                ));
-            }
+            check_id(&id).map_err(|problem| err(&key, problem))?;
             if !ids.insert(id.clone()) || ids.len() > MAX_CHECKS {
                 return Err(err(
                     &key,
                     format!("check {id} appears twice, or more than {MAX_CHECKS} checks"),
                 ));
             }
-            for (j, k) in ["kind", "status", "target", "message", "values", "limits"]
-                .iter()
-                .take(per_check - 1)
-                .enumerate()
-            {
-                let v = field(j + 1)?;
-                if !v.is_empty() || *k == "message" {
-                    v1.insert(format!("check/{id}/{k}"), v.into_bytes());
-                }
+            let mut values = Vec::with_capacity(per_check - 1);
+            for j in 1..per_check {
+                values.push(field(j)?);
             }
+            // Version 2 has no limits field: as a version 1 run without
+            // the key. An empty field is an absent key, but for the
+            // message (which may be empty).
+            let check = check_from(&id, |name, max| {
+                let v = CHECK_FIELDS
+                    .iter()
+                    .position(|k| *k == name)
+                    .and_then(|j| values.get(j))
+                    .filter(|v| !v.is_empty() || name == "message");
+                text_field(&format!("check/{id}/{name}"), v.map(String::as_str), max)
+            })
+            .map_err(in_layout)?;
+            checks.push(check);
         }
     }
-    let mut run = decode_v1(&mut v1).map_err(|e| DecodeError {
-        key: format!("{} (layout {version})", e.key),
-        problem: e.problem,
-    })?;
-    run.resumed = resumed;
-    run.boot = boot;
-    Ok(run)
+    checks.sort_by_key(check_order);
+    Ok(Run {
+        probe,
+        time,
+        seq,
+        checks,
+        resumed,
+        boot,
+    })
 }
+
+/// A check's fields after its id, in a chunk's order and as version 1's
+/// key names.
+const CHECK_FIELDS: [&str; 6] = ["kind", "status", "target", "message", "values", "limits"];
 
 /// Version 1: one key per field.
 fn decode_v1<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
     let probe = require(read_text(src, "probe", MAX_PROBE)?, "probe")?;
-    let time = require(read_text(src, "time", MAX_NUMBER)?, "time")?;
-    let time: i64 = time
-        .parse()
-        .map_err(|_| err("time", format!("{time:?} is not Unix seconds")))?;
-    let seq = require(read_text(src, "seq", MAX_NUMBER)?, "seq")?;
-    let seq: u64 = seq
-        .parse()
-        .map_err(|_| err("seq", format!("{seq:?} is not a sequence number")))?;
+    let time = parse_time(read_text(src, "time", MAX_NUMBER))?;
+    let seq = parse_seq(read_text(src, "seq", MAX_NUMBER))?;
 
     let ids = src
         .list("check")
@@ -517,18 +519,10 @@ fn decode_v1<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
     }
     let mut checks = Vec::with_capacity(ids.len());
     for id in ids {
-        if !valid_word(&id, MAX_ID, |b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit()
-        }) {
-            return Err(err(
-                "check",
-                format!(
-                    "check id {:?} is not [a-z0-9]{{1,16}}",
-                    text::clean(&id, 40)
-                ),
-            ));
-        }
-        checks.push(decode_check(src, &id)?);
+        check_id(&id).map_err(|problem| err("check", problem))?;
+        checks.push(check_from(&id, |name, max| {
+            read_text(src, &format!("check/{id}/{name}"), max)
+        })?);
     }
     checks.sort_by_key(check_order);
     Ok(Run {
@@ -541,22 +535,49 @@ fn decode_v1<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
     })
 }
 
-fn decode_check<S: Source>(src: &mut S, id: &str) -> Result<CheckResult, DecodeError> {
+fn parse_time(v: Result<Option<String>, DecodeError>) -> Result<i64, DecodeError> {
+    let time = require(v?, "time")?;
+    time.parse()
+        .map_err(|_| err("time", format!("{time:?} is not Unix seconds")))
+}
+
+fn parse_seq(v: Result<Option<String>, DecodeError>) -> Result<u64, DecodeError> {
+    let seq = require(v?, "seq")?;
+    seq.parse()
+        .map_err(|_| err("seq", format!("{seq:?} is not a sequence number")))
+}
+
+/// A check id: `[a-z0-9]{1,16}`.
+fn check_id(id: &str) -> Result<(), String> {
+    if valid_word(id, MAX_ID, |b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "check id {:?} is not [a-z0-9]{{1,16}}",
+            text::clean(id, 40)
+        ))
+    }
+}
+
+/// One check by version 1's rules, its fields given by `field(name,
+/// max)`: a key's text (version 1) or a chunk's field, each bounded and
+/// validated the same way, `None` when absent.
+fn check_from(
+    id: &str,
+    mut field: impl FnMut(&str, usize) -> Result<Option<String>, DecodeError>,
+) -> Result<CheckResult, DecodeError> {
     let key = |k: &str| format!("check/{id}/{k}");
-    let kind = require(read_text(src, &key("kind"), MAX_KIND)?, &key("kind"))?;
+    let kind = require(field("kind", MAX_KIND)?, &key("kind"))?;
     if !valid_word(&kind, MAX_KIND, |b| b.is_ascii_lowercase()) {
         return Err(err(&key("kind"), format!("{kind:?} is not [a-z]")));
     }
-    let status = require(read_text(src, &key("status"), 8)?, &key("status"))?;
+    let status = require(field("status", 8)?, &key("status"))?;
     let status: Status = status.parse().map_err(|e| err(&key("status"), e))?;
-    let target = read_text(src, &key("target"), MAX_TARGET)?.unwrap_or_default();
-    let message = require(
-        read_text(src, &key("message"), MAX_MESSAGE)?,
-        &key("message"),
-    )?;
-    let values = read_text(src, &key("values"), MAX_VALUES)?.unwrap_or_default();
+    let target = field("target", MAX_TARGET)?.unwrap_or_default();
+    let message = require(field("message", MAX_MESSAGE)?, &key("message"))?;
+    let values = field("values", MAX_VALUES)?.unwrap_or_default();
     let values = parse_values(&values).map_err(|e| err(&key("values"), e))?;
-    let limits = read_text(src, &key("limits"), MAX_LIMITS)?.unwrap_or_default();
+    let limits = field("limits", MAX_LIMITS)?.unwrap_or_default();
     let limits = parse_limits(&limits).map_err(|e| err(&key("limits"), e))?;
     Ok(CheckResult {
         id: id.to_string(),
@@ -590,7 +611,20 @@ fn read_text<S: Source>(src: &mut S, key: &str, max: usize) -> Result<Option<Str
         .map_err(|e| err(key, format!("cannot read: {e}")))?;
     match bytes {
         None => Ok(None),
-        Some(b) => text::validate(&b, max)
+        Some(b) => text_field(key, Some(&b), max),
+    }
+}
+
+/// A field's text by the layout's rules (bounded, no control
+/// characters), whether read from its own key or from a chunk.
+fn text_field(
+    key: &str,
+    v: Option<&(impl AsRef<[u8]> + ?Sized)>,
+    max: usize,
+) -> Result<Option<String>, DecodeError> {
+    match v {
+        None => Ok(None),
+        Some(b) => text::validate(b.as_ref(), max)
             .map(|s| Some(s.to_string()))
             .map_err(|e: TextError| err(key, format!("value {e}"))),
     }
@@ -612,6 +646,7 @@ mod tests {
     use super::*;
     use crate::check::{Limit, Value};
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn sample(n_disks: usize, n_gws: usize) -> Run {
         let mut checks = Vec::new();

@@ -23,7 +23,7 @@ pub use write::*;
 
 /// The schema, current version, for a new database.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 /// The oldest schema a read-only reader accepts: during an upgrade,
 /// snmp-extend and `status` keep serving a database the collector has not
 /// migrated yet (version 3 only added `host.figures`).

@@ -15,9 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::codec::{nul_terminated, op_name, string_reply};
 use crate::error::{Error, Result};
-use crate::wire::{
-    encode_request, Frame, FrameError, FrameReader, MsgType, XsErrno, HEADER_LEN, PAYLOAD_MAX,
-};
+use crate::wire::{encode_request, Frame, FrameError, FrameReader, MsgType, XsErrno, PAYLOAD_MAX};
 
 /// How long a request may wait for its reply unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +52,9 @@ pub struct Client {
     pub(crate) next_req_id: u32,
     pub(crate) timeout: Duration,
     pub(crate) poisoned: Option<String>,
+    /// Where the socket is read into: allocated once (a reply's read must
+    /// not zero a buffer first), large enough for many replies at once.
+    read_buf: Box<[u8]>,
     /// Watch events received and not yet taken ([`Client::wait_event`]),
     /// at most [`MAX_QUEUED_EVENTS`] (the oldest are dropped).
     events: std::collections::VecDeque<WatchEvent>,
@@ -63,6 +64,10 @@ pub struct Client {
 /// domains starting) must not grow the queue without bound; whoever
 /// waits wants to know that something changed, not every event.
 pub const MAX_QUEUED_EVENTS: usize = 1024;
+
+/// Bytes read from the daemon at once: a pipeline's replies come in
+/// dozens per read when the daemon is ahead.
+const READ_BUF: usize = 64 << 10;
 
 /// A watch firing: the path that changed (or the special `@releaseDomain`,
 /// `@introduceDomain`) and the token given to [`Client::watch`].
@@ -141,6 +146,7 @@ impl Client {
             next_req_id: 1,
             timeout: DEFAULT_TIMEOUT,
             poisoned: None,
+            read_buf: vec![0u8; READ_BUF].into_boxed_slice(),
             events: std::collections::VecDeque::new(),
         })
     }
@@ -306,7 +312,6 @@ impl Client {
         path: &str,
         on_event: bool,
     ) -> Result<std::result::Result<Frame, crate::wire::Header>> {
-        let mut buf = [0u8; HEADER_LEN + PAYLOAD_MAX];
         loop {
             match self.reader.next_frame() {
                 Ok(Some(frame)) if frame.header.msg_type == MsgType::WatchEvent as u32 => {
@@ -342,14 +347,14 @@ impl Client {
                     timeout: self.timeout,
                 });
             }
-            match self.stream.read(&mut buf) {
+            match self.stream.read(&mut self.read_buf) {
                 Ok(0) => {
                     return Err(self.poison(Error::Closed {
                         op,
                         path: path.to_string(),
                     }))
                 }
-                Ok(n) => self.reader.push(&buf[..n]),
+                Ok(n) => self.reader.push(&self.read_buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     return Err(self.poison(Error::Io {

@@ -153,7 +153,12 @@ pub fn encode_request(msg_type: MsgType, req_id: u32, tx_id: u32, payload: &[u8]
 /// [`FrameReader::set_max_payload`] for that request only.
 #[derive(Debug)]
 pub struct FrameReader {
+    /// Bytes received; those before `start` are already returned.
     buf: Vec<u8>,
+    /// Where the next frame begins in `buf`: frames are taken by moving
+    /// it, and the bytes before it are dropped only when that is cheap
+    /// (a read of many replies is not shifted once per reply).
+    start: usize,
     skip: u64,
     max_payload: usize,
 }
@@ -162,6 +167,7 @@ impl Default for FrameReader {
     fn default() -> FrameReader {
         FrameReader {
             buf: Vec::new(),
+            start: 0,
             skip: 0,
             max_payload: PAYLOAD_MAX,
         }
@@ -192,6 +198,10 @@ impl FrameReader {
     pub fn push(&mut self, bytes: &[u8]) {
         let dropped = self.skip.min(bytes.len() as u64) as usize;
         self.skip -= dropped as u64;
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(&bytes[dropped..]);
     }
 
@@ -202,34 +212,43 @@ impl FrameReader {
 
     /// Bytes buffered but not yet returned as a frame.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// Returns the next complete frame, `Ok(None)` if more bytes are needed,
     /// or an error if the header announces an over-long payload.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        if self.buf.len() < HEADER_LEN {
+        let rest = &self.buf[self.start..];
+        if rest.len() < HEADER_LEN {
             return Ok(None);
         }
         let mut head = [0u8; HEADER_LEN];
-        head.copy_from_slice(&self.buf[..HEADER_LEN]);
+        head.copy_from_slice(&rest[..HEADER_LEN]);
         let header = match Header::decode_within(&head, self.max_payload) {
             Ok(h) => h,
             Err(e) => {
-                self.buf.drain(..HEADER_LEN);
-                let here = (header_len_of(&e) as usize).min(self.buf.len());
-                self.buf.drain(..here);
+                let here = (header_len_of(&e) as usize).min(rest.len() - HEADER_LEN);
                 self.skip = header_len_of(&e) - here as u64;
+                self.consume(HEADER_LEN + here);
                 return Err(e);
             }
         };
         let total = HEADER_LEN + header.len as usize;
-        if self.buf.len() < total {
+        if rest.len() < total {
             return Ok(None);
         }
-        let payload = self.buf[HEADER_LEN..total].to_vec();
-        self.buf.drain(..total);
+        let payload = rest[HEADER_LEN..total].to_vec();
+        self.consume(total);
         Ok(Some(Frame { header, payload }))
+    }
+
+    /// Marks `n` more bytes as returned; an emptied buffer starts over.
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
     }
 }
 
@@ -391,6 +410,49 @@ mod tests {
         assert_eq!(errors, 1);
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].payload, b"next");
+    }
+
+    /// A pipeline's replies arrive by the dozen per read, cut anywhere:
+    /// every one comes out once, in order, an over-long one among them is
+    /// skipped, and what is kept of returned frames stays bounded.
+    #[test]
+    fn many_frames_cut_anywhere_come_out_in_order_with_a_bounded_buffer() {
+        let mut bytes = Vec::new();
+        for i in 0..3000u32 {
+            if i == 1500 {
+                bytes.extend(frame(2, 99_999, &vec![b'x'; PAYLOAD_MAX + 1]));
+            }
+            bytes.extend(frame(2, i, format!("value {i}").as_bytes()));
+        }
+        for read in [7, 4096, 65_536] {
+            let mut r = FrameReader::new();
+            let mut ids = Vec::new();
+            let mut too_long = 0;
+            for chunk in bytes.chunks(read) {
+                r.push(chunk);
+                loop {
+                    match r.next_frame() {
+                        Ok(Some(f)) => {
+                            assert_eq!(f.payload, format!("value {}", f.header.req_id).as_bytes());
+                            ids.push(f.header.req_id);
+                        }
+                        Ok(None) => break,
+                        Err(FrameError::TooLong(h)) => {
+                            assert_eq!(h.req_id, 99_999);
+                            too_long += 1;
+                        }
+                    }
+                }
+                assert!(
+                    r.buf.len() <= 2 * read + 2 * (HEADER_LEN + PAYLOAD_MAX),
+                    "kept {}",
+                    r.buf.len()
+                );
+            }
+            assert_eq!(ids, (0..3000).collect::<Vec<_>>(), "reads of {read}");
+            assert_eq!(too_long, 1);
+            assert_eq!(r.pending(), 0);
+        }
     }
 
     #[test]
