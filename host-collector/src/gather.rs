@@ -159,7 +159,16 @@ pub fn gather_then(
             _ => {}
         }
     }
-    batch.run(xs, &mut pre);
+    // A guest whose run is read whole and unchanged is decoded the moment
+    // its last reply is in, while the daemon answers the others.
+    let mut early: Vec<Option<Guest>> = pre.iter().map(|_| None).collect();
+    batch.run_then(xs, &mut pre, |i, read| {
+        if read_whole(&read.2) {
+            read.2.values.remove(RUN_AFTER);
+            let taken = (read.0, read.1.clone(), std::mem::take(&mut read.2));
+            early[i] = Some(decode_read(taken, memory[i]));
+        }
+    });
     reread_runs_written_meanwhile(xs, &mut pre);
 
     // Batch 3: the keys of every check of every version 1 guest with a
@@ -185,7 +194,7 @@ pub fn gather_then(
     }
     batch.run(xs, &mut pre);
 
-    let mut out = decode_all(pre, memory);
+    let mut out = decode_all(pre, memory, early);
     for guest in &mut out {
         if legacy && matches!(guest.found, Found::Nothing) {
             if let Some(n) = &guest.name {
@@ -201,20 +210,42 @@ type Read = (u32, Identity, Prefetched);
 /// Its toolstack's memory target and static maximum, in KiB.
 type Memory = (Option<u64>, Option<u64>);
 
-/// Decodes every guest's prefetched keys, on two threads once there are
-/// enough guests to be worth it: decoding is pure and the daemon has
-/// answered by now, so a large dom0's cycle need not wait for one core.
-fn decode_all(pre: Vec<Read>, memory: Vec<Memory>) -> Vec<Guest> {
-    let decode = |((domid, identity, mut p), (target, max)): (Read, Memory)| {
-        let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
-        let mut guest = decode_guest(domid, identity, &mut p);
-        guest.mem_target_kib = target;
-        guest.mem_max_kib = max;
-        guest.start_time = start_time;
-        guest
-    };
-    let items: Vec<_> = pre.into_iter().zip(memory).collect();
-    crate::halves::in_two_halves(items, decode)
+/// Decodes every guest's prefetched keys but those decoded already
+/// (`early`), on two threads once there are enough guests to be worth it:
+/// decoding is pure and the daemon has answered by now, so a large dom0's
+/// cycle need not wait for one core. The guests stay in domid order.
+fn decode_all(pre: Vec<Read>, memory: Vec<Memory>, early: Vec<Option<Guest>>) -> Vec<Guest> {
+    let mut out = early;
+    let rest: Vec<(usize, Read, Memory)> = pre
+        .into_iter()
+        .zip(memory)
+        .enumerate()
+        .filter(|(i, _)| out[*i].is_none())
+        .map(|(i, (read, mem))| (i, read, mem))
+        .collect();
+    let decoded = crate::halves::in_two_halves(rest, |(i, read, mem)| (i, decode_read(read, mem)));
+    for (i, guest) in decoded {
+        out[i] = Some(guest);
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// One guest's keys as read, decoded.
+fn decode_read((domid, identity, mut p): Read, (target, max): Memory) -> Guest {
+    let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
+    let mut guest = decode_guest(domid, identity, &mut p);
+    guest.mem_target_kib = target;
+    guest.mem_max_kib = max;
+    guest.start_time = start_time;
+    guest
+}
+
+/// Whether a chunked run was read whole: its `run` read again after its
+/// chunks is the one read before them (see [`Batch::chunks_of`]).
+fn read_whole(p: &Prefetched) -> bool {
+    p.values
+        .get(RUN_AFTER)
+        .is_some_and(|after| p.values.get("run") == Some(after))
 }
 
 /// A KiB figure the toolstack wrote, when it could be read and is one.
@@ -440,21 +471,43 @@ impl Batch {
     }
 
     fn run(self, xs: &mut Client, pre: &mut [(u32, Identity, Prefetched)]) {
+        self.run_then(xs, pre, |_, _| {});
+    }
+
+    /// Sends the batch and files each reply as it comes; `complete(i,
+    /// guest)` is called the moment every read of guest `i` in the batch
+    /// has its reply.
+    fn run_then(
+        self,
+        xs: &mut Client,
+        pre: &mut [(u32, Identity, Prefetched)],
+        mut complete: impl FnMut(usize, &mut (u32, Identity, Prefetched)),
+    ) {
         if self.reqs.is_empty() {
             return;
         }
-        for ((i, key, listing), reply) in self.wanted.into_iter().zip(xs.pipeline(&self.reqs)) {
-            let p = &mut pre[i].2;
-            if let Some(k) = key.strip_prefix('@') {
-                if let Ok(v) = value_of(Some(reply)) {
-                    p.toolstack.insert(k.to_string(), v);
-                }
-            } else if listing {
-                p.lists.insert(key, names_of(Some(reply)));
-            } else {
-                p.put(&key, Some(reply));
-            }
+        let mut left = vec![0usize; pre.len()];
+        for (i, _, _) in &self.wanted {
+            left[*i] += 1;
         }
+        let wanted = self.wanted;
+        xs.pipeline_each(&self.reqs, |k, reply| {
+            let (i, key, listing) = &wanted[k];
+            let p = &mut pre[*i].2;
+            if let Some(name) = key.strip_prefix('@') {
+                if let Ok(v) = value_of(Some(reply)) {
+                    p.toolstack.insert(name.to_string(), v);
+                }
+            } else if *listing {
+                p.lists.insert(key.clone(), names_of(Some(reply)));
+            } else {
+                p.put(key, Some(reply));
+            }
+            left[*i] -= 1;
+            if left[*i] == 0 {
+                complete(*i, &mut pre[*i]);
+            }
+        });
     }
 }
 

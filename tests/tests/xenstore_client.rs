@@ -428,6 +428,47 @@ fn pipelined_requests_come_back_in_request_order() {
     assert_eq!(c.read("/p/k7").unwrap(), b"v7");
 }
 
+/// `pipeline_each` hands over each result once, the moment it is known:
+/// the daemon's replies in request order, a path that cannot be sent at
+/// once; after the daemon is gone, every request still gets its error.
+#[test]
+fn each_pipelined_result_is_handed_over_once_as_it_comes() {
+    use xsmon_xenstore::{Reply, Request};
+    let xs = Xenstored::start().unwrap();
+    let mut c = xs.client().unwrap();
+    for i in 0..600 {
+        c.write(&format!("/e/k{i}"), format!("v{i}").as_bytes())
+            .unwrap();
+    }
+    let mut reqs: Vec<Request> = (0..600)
+        .map(|i| Request::Read(format!("/e/k{i}")))
+        .collect();
+    reqs.insert(400, Request::Read(String::new()));
+    let mut seen = Vec::new();
+    c.pipeline_each(&reqs, |i, r| seen.push((i, r)));
+    let order: Vec<usize> = seen.iter().map(|(i, _)| *i).filter(|i| *i != 400).collect();
+    assert_eq!(order, (0..601).filter(|i| *i != 400).collect::<Vec<_>>());
+    assert_eq!(seen.len(), 601);
+    for (i, r) in &seen {
+        match *i {
+            400 => assert!(matches!(r, Err(Error::InvalidPath { .. })), "{r:?}"),
+            i => {
+                let k = if i < 400 { i } else { i - 1 };
+                assert_eq!(
+                    r.as_ref().unwrap(),
+                    &Reply::Value(format!("v{k}").into_bytes())
+                );
+            }
+        }
+    }
+    // The daemon gone: every request fails, each once.
+    drop(xs);
+    let mut failed = Vec::new();
+    c.pipeline_each(&reqs[..10], |i, r| failed.push((i, r.is_err())));
+    failed.sort_unstable();
+    assert_eq!(failed, (0..10).map(|i| (i, true)).collect::<Vec<_>>());
+}
+
 #[test]
 fn watches_fire_once_when_set_then_on_every_change_and_between_requests() {
     let xs = Xenstored::start().unwrap();

@@ -17,23 +17,30 @@ impl Client {
     /// reads thousands of guests quickly. Each request gets its own result;
     /// a connection failure fails the remaining ones.
     pub fn pipeline(&mut self, requests: &[Request]) -> Vec<Result<Reply>> {
+        let mut out: Vec<Option<Result<Reply>>> = requests.iter().map(|_| None).collect();
+        self.pipeline_each(requests, |i, r| out[i] = Some(r));
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Poisoned("no reply".into()))))
+            .collect()
+    }
+
+    /// [`Client::pipeline`], handing each request's result to `each` (its
+    /// index in `requests`, its result) the moment it is known, once per
+    /// request: the caller can work on what has come while the daemon
+    /// answers the rest.
+    pub fn pipeline_each(
+        &mut self,
+        requests: &[Request],
+        mut each: impl FnMut(usize, Result<Reply>),
+    ) {
         // Outstanding at most: well under what a daemon queues per
         // connection; refilled this many at a time, in one write.
         const WINDOW: usize = 256;
         const REFILL: usize = 64;
-        let mut out: Vec<Result<Reply>> = requests
-            .iter()
-            .map(|r| {
-                let (op, path) = r.op_path();
-                check_path(op, path).map(|_| Reply::Value(Vec::new()))
-            })
-            .collect();
         if let Some(why) = &self.poisoned {
-            let why = why.clone();
-            for o in out.iter_mut().filter(|o| o.is_ok()) {
-                *o = Err(Error::Poisoned(why.clone()));
-            }
-            return out;
+            let e = Error::Poisoned(why.clone());
+            fail_from(&mut each, requests, &Default::default(), 0, &e);
+            return;
         }
         let mut pending: std::collections::HashMap<u32, usize> =
             std::collections::HashMap::with_capacity(WINDOW);
@@ -45,12 +52,14 @@ impl Client {
                 while pending.len() < WINDOW && next < requests.len() {
                     let i = next;
                     next += 1;
-                    if out[i].is_err() {
+                    let (op, path) = requests[i].op_path();
+                    if let Err(e) = check_path(op, path) {
+                        each(i, Err(e));
                         continue;
                     }
-                    let (msg_type, path) = match &requests[i] {
-                        Request::Read(p) => (MsgType::Read, p),
-                        Request::Directory(p) => (MsgType::Directory, p),
+                    let msg_type = match &requests[i] {
+                        Request::Read(_) => MsgType::Read,
+                        Request::Directory(_) => MsgType::Directory,
                     };
                     let req_id = self.next_req_id;
                     self.next_req_id = self.next_req_id.wrapping_add(1).max(1);
@@ -68,8 +77,8 @@ impl Client {
                         path: String::new(),
                         source,
                     });
-                    fail_from(&mut out, &pending, next, &e);
-                    return out;
+                    fail_from(&mut each, requests, &pending, next, &e);
+                    return;
                 }
                 if pending.is_empty() {
                     continue;
@@ -77,15 +86,15 @@ impl Client {
             }
             if pending.is_empty() {
                 if next >= requests.len() {
-                    return out;
+                    return;
                 }
                 continue;
             }
             let frame = match self.next_frame(deadline, "pipeline", "") {
                 Ok(f) => f,
                 Err(e) => {
-                    fail_from(&mut out, &pending, next, &e);
-                    return out;
+                    fail_from(&mut each, requests, &pending, next, &e);
+                    return;
                 }
             };
             // Each reply resets the wait: the timeout is per request.
@@ -113,25 +122,33 @@ impl Client {
                 }
             };
             if let Some(i) = pending.remove(&req_id) {
-                out[i] = result;
+                each(i, result);
             }
         }
     }
 }
 
 /// After a connection failure in a pipeline: the requests waiting for a
-/// reply and those not sent yet (from `next` on) fail with `e`.
+/// reply (in their order) and those not sent yet (from `next` on) fail
+/// with `e`; one whose path is not valid fails for that, as if sent.
 fn fail_from(
-    out: &mut [Result<Reply>],
+    each: &mut impl FnMut(usize, Result<Reply>),
+    requests: &[Request],
     pending: &std::collections::HashMap<u32, usize>,
     next: usize,
     e: &Error,
 ) {
-    for &i in pending.values() {
-        out[i] = Err(Error::Poisoned(e.to_string()));
+    let mut waiting: Vec<usize> = pending.values().copied().collect();
+    waiting.sort_unstable();
+    for i in waiting {
+        each(i, Err(Error::Poisoned(e.to_string())));
     }
-    for o in out[next..].iter_mut().filter(|o| o.is_ok()) {
-        *o = Err(Error::Poisoned(e.to_string()));
+    for (i, r) in requests.iter().enumerate().skip(next) {
+        let (op, path) = r.op_path();
+        match check_path(op, path) {
+            Ok(()) => each(i, Err(Error::Poisoned(e.to_string()))),
+            Err(bad) => each(i, Err(bad)),
+        }
     }
 }
 
