@@ -166,5 +166,6 @@ fn read_xenstore(inp: &Inputs<'_>, listed: impl FnOnce()) -> Result<Vec<Guest>> 
     for g in &mut guests {
         g.agent = agents.remove(&g.domid);
     }
+    crate::devmodel::observe(&mut xs, &inp.root.join("proc"), &mut guests);
     Ok(guests)
 }

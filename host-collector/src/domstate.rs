@@ -126,9 +126,9 @@ fn counters_of(domid: u32, hv: &Hypervisor) -> BTreeMap<String, f64> {
         out.insert(format!("vcpu{vcpu}"), *t);
     }
     for (vif, c) in hv.vifs.get(&domid).into_iter().flatten() {
-        let device = vif_device(vif);
-        out.insert(format!("vif{device}.rx_dropped"), c.rx_dropped as f64);
-        out.insert(format!("vif{device}.tx_dropped"), c.tx_dropped as f64);
+        let id = vif_check_id(vif);
+        out.insert(format!("{id}.rx_dropped"), c.rx_dropped as f64);
+        out.insert(format!("{id}.tx_dropped"), c.tx_dropped as f64);
     }
     out
 }
@@ -175,9 +175,16 @@ fn kept_in_history(name: &str) -> bool {
     )
 }
 
-/// `vif<domid>.<device>`'s device number.
-fn vif_device(vif: &str) -> &str {
-    vif.rsplit_once('.').map_or(vif, |(_, d)| d)
+/// The check id of a vif's figures, by device number, so that a graph
+/// survives the domid changing: `vif<domid>.<n>` is `vif<n>`, the tap of
+/// the NIC an HVM guest's device model emulates (`vif<domid>.<n>-emu`)
+/// `vif<n>emu`, its own figures beside the PV vif's.
+fn vif_check_id(vif: &str) -> String {
+    let device = vif.rsplit_once('.').map_or(vif, |(_, d)| d);
+    match device.strip_suffix("-emu") {
+        Some(n) => format!("vif{n}emu"),
+        None => format!("vif{device}"),
+    }
 }
 
 fn value(name: &str, value: f64) -> Value {
@@ -267,7 +274,7 @@ fn add_figures(
         push(rec, "xen".into(), "", xen, limits);
     }
     for (vif, c) in hv.vifs.get(&domid).into_iter().flatten() {
-        let device = vif_device(vif);
+        let id = vif_check_id(vif);
         let mut values = vec![
             value("rx_bytes", c.rx_bytes as f64),
             value("tx_bytes", c.tx_bytes as f64),
@@ -277,14 +284,25 @@ fn add_figures(
             value("tx_dropped", c.tx_dropped as f64),
         ];
         for side in ["rx", "tx"] {
-            if let Some(r) = rates.per_s.get(&format!("vif{device}.{side}_dropped")) {
+            if let Some(r) = rates.per_s.get(&format!("{id}.{side}_dropped")) {
                 values.push(value(
                     &format!("{side}_drops_per_s"),
                     (r * 1000.0).round() / 1000.0,
                 ));
             }
         }
-        push(rec, format!("vif{device}"), vif, values, Vec::new());
+        push(rec, id, vif, values, Vec::new());
+    }
+    // A disk QEMU serves: its check says where it is and that dom0 has
+    // no counters for it, rather than leaving a gap in the list.
+    for dev in hv.qdisks.get(&domid).into_iter().flatten() {
+        push(
+            rec,
+            format!("vbd{dev}"),
+            &format!("qdisk-{domid}-{dev} (served by QEMU: no counters in dom0)"),
+            Vec::new(),
+            Vec::new(),
+        );
     }
     for (dev, c) in hv.vbds.get(&domid).into_iter().flatten() {
         let values = vec![
@@ -793,6 +811,14 @@ mod tests {
                 ..Default::default()
             },
         );
+        hv.qdisks.insert(7, vec!["768".into()]);
+        hv.vifs.entry(7).or_default().insert(
+            "vif7.0-emu".into(),
+            crate::hypervisor::VifCounters {
+                rx_bytes: 9,
+                ..Default::default()
+            },
+        );
         let mut r = fresh_record();
         apply(
             &mut r,
@@ -805,6 +831,22 @@ mod tests {
         );
         let vif = r.latest.iter().find(|f| f.check_id == "vif0").unwrap();
         assert_eq!(vif.target, "vif7.0");
+        // An HVM guest's emulated NIC: its own check, named for what it is.
+        let emu = r.latest.iter().find(|f| f.check_id == "vif0emu").unwrap();
+        assert_eq!(emu.target, "vif7.0-emu");
+        assert!(emu
+            .values
+            .iter()
+            .any(|v| v.name == "rx_bytes" && v.value == 9.0));
+        assert_eq!(vif_check_id("vif12.3"), "vif3");
+        // A disk QEMU serves: listed, and said to have no counters.
+        let qdisk = r.latest.iter().find(|f| f.check_id == "vbd768").unwrap();
+        assert_eq!(
+            qdisk.target,
+            "qdisk-7-768 (served by QEMU: no counters in dom0)"
+        );
+        assert!(qdisk.values.is_empty());
+        assert!(!r.figures.iter().any(|f| f.1 == "vbd768"));
         assert!(vif
             .values
             .iter()

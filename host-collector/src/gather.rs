@@ -61,6 +61,13 @@ pub struct Guest {
     /// A guest agent's keys, read for guests listed in `[without_probe]`
     /// that have no probe results ([`crate::agent_keys::read`]).
     pub agent: Option<crate::agent_keys::AgentKeys>,
+    /// The device model (QEMU) the toolstack started for this domain, if
+    /// it started one (an HVM guest's, or one serving a PV guest's disks):
+    /// listed under `/local/domain/0/device-model/<domid>`, its process id
+    /// in the domain's `image/device-model-pid`, or why that is unreadable.
+    pub device_model: Option<Result<u32, String>>,
+    /// Whether that process runs ([`crate::devmodel::observe`]).
+    pub device_model_runs: Option<bool>,
 }
 
 #[cfg(test)]
@@ -79,6 +86,8 @@ impl Guest {
             mem_max_kib: None,
             start_time: None,
             agent: None,
+            device_model: None,
+            device_model_runs: None,
         }
     }
 }
@@ -125,6 +134,9 @@ pub fn gather_then(
             "/local/domain/{id}/memory/static-max"
         )));
     }
+    // The domains the toolstack started a device model for, in the same
+    // round trip (dom0's own key: the guests cannot write there).
+    reqs.push(Request::Directory(DEVICE_MODELS.into()));
     let mut replies = xs.pipeline(&reqs).into_iter();
     let mut pre: Vec<(u32, Identity, Prefetched)> = Vec::with_capacity(ids.len());
     let mut memory: Vec<(Option<u64>, Option<u64>)> = Vec::with_capacity(ids.len());
@@ -137,13 +149,17 @@ pub fn gather_then(
         pre.push((id, Identity { name, vm }, p));
         memory.push((kib(value_of(replies.next())), kib(value_of(replies.next()))));
     }
+    let with_device_model = device_model_domids(replies.next());
 
     // Batch 2: chunks of versions 2 and later; version 1 top keys and check
     // listing; the toolstack's start time under the VM's /vm path.
     let mut batch = Batch::default();
-    for (i, (_, identity, _)) in pre.iter().enumerate() {
+    for (i, (id, identity, _)) in pre.iter().enumerate() {
         if let Some(uuid) = identity.vm.as_deref().ok().and_then(vm_uuid) {
             batch.toolstack(i, format!("/vm/{uuid}/start_time"));
+        }
+        if with_device_model.contains(id) {
+            batch.toolstack(i, format!("/local/domain/{id}/image/{DM_PID}"));
         }
     }
     for (i, (id, _, p)) in pre.iter().enumerate() {
@@ -230,10 +246,39 @@ fn decode_all(pre: Vec<Read>, memory: Vec<Memory>, early: Vec<Option<Guest>>) ->
     out.into_iter().flatten().collect()
 }
 
+/// Where the toolstack lists the device models it started (libxl:
+/// `<dm domain's home>/device-model/<domid>`; dom0's for a device model
+/// in dom0, the only kind dom0 can see the process of).
+pub(crate) const DEVICE_MODELS: &str = "/local/domain/0/device-model";
+/// The device model's process id, under the domain's `image/`.
+const DM_PID: &str = "device-model-pid";
+
+/// The domids listed under [`DEVICE_MODELS`]; none when it is absent (no
+/// device model anywhere) or unreadable (the pids are then not read, and
+/// no device model is judged this cycle).
+fn device_model_domids(
+    reply: Option<xsmon_xenstore::Result<Reply>>,
+) -> std::collections::BTreeSet<u32> {
+    match reply {
+        Some(Ok(Reply::Names(names))) => names.iter().filter_map(|n| n.parse().ok()).collect(),
+        Some(Err(e)) if !e.is_not_found() => {
+            tracing::warn!("cannot list {DEVICE_MODELS}: {e}: device models not checked");
+            Default::default()
+        }
+        _ => Default::default(),
+    }
+}
+
 /// One guest's keys as read, decoded.
 fn decode_read((domid, identity, mut p): Read, (target, max): Memory) -> Guest {
     let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
+    let device_model = match (p.toolstack.get(DM_PID), p.toolstack_errors.get(DM_PID)) {
+        (Some(v), _) => Some(process_id(v)),
+        (None, Some(e)) => Some(Err(format!("cannot read image/{DM_PID}: {e}"))),
+        (None, None) => None,
+    };
     let mut guest = decode_guest(domid, identity, &mut p);
+    guest.device_model = device_model;
     guest.mem_target_kib = target;
     guest.mem_max_kib = max;
     guest.start_time = start_time;
@@ -246,6 +291,21 @@ fn read_whole(p: &Prefetched) -> bool {
     p.values
         .get(RUN_AFTER)
         .is_some_and(|after| p.values.get("run") == Some(after))
+}
+
+/// A process id as the toolstack writes it: digits, not 0.
+fn process_id(v: &[u8]) -> Result<u32, String> {
+    std::str::from_utf8(v)
+        .ok()
+        .filter(|s| (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|pid| *pid > 0)
+        .ok_or_else(|| {
+            format!(
+                "image/{DM_PID} {:?} is not a process id",
+                text::clean(&String::from_utf8_lossy(v), 24)
+            )
+        })
 }
 
 /// A KiB figure the toolstack wrote, when it could be read and is one.
@@ -341,6 +401,8 @@ pub fn decode_guest(domid: u32, identity: Identity, p: &mut Prefetched) -> Guest
         mem_max_kib: None,
         start_time: None,
         agent: None,
+        device_model: None,
+        device_model_runs: None,
     }
 }
 
@@ -495,8 +557,13 @@ impl Batch {
             let (i, key, listing) = &wanted[k];
             let p = &mut pre[*i].2;
             if let Some(name) = key.strip_prefix('@') {
-                if let Ok(v) = value_of(Some(reply)) {
-                    p.toolstack.insert(name.to_string(), v);
+                match value_of(Some(reply)) {
+                    Ok(v) => {
+                        p.toolstack.insert(name.to_string(), v);
+                    }
+                    Err(e) => {
+                        p.toolstack_errors.insert(name.to_string(), e);
+                    }
                 }
             } else if *listing {
                 p.lists.insert(key.clone(), names_of(Some(reply)));
@@ -585,6 +652,8 @@ pub struct Prefetched {
     /// Keys the toolstack wrote (read-only to the guest), never decoded as
     /// guest data.
     pub toolstack: BTreeMap<String, Vec<u8>>,
+    /// The toolstack keys whose read failed, and why.
+    pub toolstack_errors: BTreeMap<String, String>,
 }
 
 impl Prefetched {

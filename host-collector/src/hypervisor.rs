@@ -282,6 +282,10 @@ pub struct Hypervisor {
     pub vifs: BTreeMap<u32, BTreeMap<String, VifCounters>>,
     /// domid -> vbd device number (`51712`) -> counters.
     pub vbds: BTreeMap<u32, BTreeMap<String, VbdCounters>>,
+    /// domid -> the device numbers of disks QEMU serves (the `qdisk`
+    /// backend, an HVM guest's usual one): dom0's kernel lists them
+    /// (`qdisk-<domid>-<dev>`) but keeps no counters for them.
+    pub qdisks: BTreeMap<u32, Vec<String>>,
     /// Why a source is unavailable, one line each.
     pub unavailable: Vec<String>,
 }
@@ -293,6 +297,7 @@ pub struct Hypervisor {
 pub fn read_devices(proc_net_dev: &Path, sys: &Path) -> Hypervisor {
     let mut h = Hypervisor {
         vbds: read_vbds(&sys.join("bus/xen-backend/devices")),
+        qdisks: read_qdisks(&sys.join("bus/xen-backend/devices")),
         ..Hypervisor::default()
     };
     match std::fs::read(proc_net_dev) {
@@ -412,10 +417,10 @@ fn read_counter(dir: &Path, name: &str) -> Option<u64> {
         .and_then(|s| s.trim().parse::<u64>().ok())
 }
 
-/// blkback's devices under `dir` named `vbd-<domid>-<device>`, both
-/// numbers: (domid, device, its `statistics` directory). Anything else
+/// The backend devices under `dir` named `<prefix><domid>-<device>`, both
+/// numbers: (domid, device, the device's directory). Anything else
 /// (`vif-7-0`) is skipped.
-fn vbd_dirs(dir: &Path) -> Vec<(u32, String, PathBuf)> {
+fn backend_dirs(dir: &Path, prefix: &str) -> Vec<(u32, String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -423,19 +428,34 @@ fn vbd_dirs(dir: &Path) -> Vec<(u32, String, PathBuf)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let (domid, dev) = name.strip_prefix("vbd-")?.split_once('-')?;
+            let (domid, dev) = name.strip_prefix(prefix)?.split_once('-')?;
             let domid = domid.parse::<u32>().ok()?;
             dev.parse::<u32>().ok()?;
-            Some((domid, dev.to_string(), e.path().join("statistics")))
+            Some((domid, dev.to_string(), e.path()))
         })
         .collect()
 }
 
+/// The disks QEMU serves (`qdisk-<domid>-<device>`), by domid.
+pub fn read_qdisks(backend_devices: &Path) -> BTreeMap<u32, Vec<String>> {
+    let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (domid, dev, _) in backend_dirs(backend_devices, "qdisk-") {
+        out.entry(domid).or_default().push(dev);
+    }
+    for devs in out.values_mut() {
+        devs.sort();
+    }
+    out
+}
+
 /// Reads the vif counters from `/proc/net/dev`: every interface in one
 /// file (the counters of `/sys/class/net/<vif>/statistics`, six files per
-/// vif, which cost a thousand-guest dom0 6,000 opens a cycle). Lines that
-/// are not a `vif<domid>.<n>` with its sixteen counters are skipped (the
-/// bridge, `lo`, an HVM guest's `vif7.0-emu` tap).
+/// vif, which cost a thousand-guest dom0 6,000 opens a cycle). Netback's
+/// `vif<domid>.<n>` and an HVM guest's `vif<domid>.<n>-emu`, the tap of
+/// the NIC its device model emulates (the guest's traffic goes there
+/// until its PV drivers unplug it, and for good in a guest without them),
+/// are read, each under its own name; other lines (the bridge, `lo`, a
+/// line without its sixteen counters) are skipped.
 pub fn parse_proc_net_dev(text: &[u8]) -> BTreeMap<u32, BTreeMap<String, VifCounters>> {
     let mut out: BTreeMap<u32, BTreeMap<String, VifCounters>> = BTreeMap::new();
     for line in String::from_utf8_lossy(text).lines() {
@@ -468,9 +488,14 @@ pub fn parse_proc_net_dev(text: &[u8]) -> BTreeMap<u32, BTreeMap<String, VifCoun
     out
 }
 
-/// The domid of netback's interface name `vif<domid>.<n>`.
+/// The domid of netback's interface name `vif<domid>.<n>`, or of an
+/// emulated NIC's tap `vif<domid>.<n>-emu`.
 fn vif_domid(name: &str) -> Option<u32> {
     let (domid, dev) = name.strip_prefix("vif")?.split_once('.')?;
+    let dev = dev.strip_suffix("-emu").unwrap_or(dev);
+    if dev.is_empty() || !dev.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     dev.parse::<u32>().ok()?;
     domid.parse().ok()
 }
@@ -478,7 +503,8 @@ fn vif_domid(name: &str) -> Option<u32> {
 /// Reads blkback's counters: `vbd-<domid>-<device>/statistics`.
 pub fn read_vbds(backend_devices: &Path) -> BTreeMap<u32, BTreeMap<String, VbdCounters>> {
     let mut out: BTreeMap<u32, BTreeMap<String, VbdCounters>> = BTreeMap::new();
-    for (domid, dev, s) in vbd_dirs(backend_devices) {
+    for (domid, dev, dir) in backend_dirs(backend_devices, "vbd-") {
+        let s = dir.join("statistics");
         let Some(rd_req) = read_counter(&s, "rd_req") else {
             continue;
         };
@@ -658,12 +684,15 @@ mod tests {
             vif7.1:5 1 0 0 0 0 0 0 6 1 0 0 0 0 0 0\n\
             vif12.0: 1 1 0 0 0 0 0 0 2 1 0 0 0 0 0 0\n\
             vif12.x: 1 1 0 0 0 0 0 0 2 1 0 0 0 0 0 0\n\
+            vif12.+1: 1 1 0 0 0 0 0 0 2 1 0 0 0 0 0 0\n\
+            vif12.1-emux: 1 1 0 0 0 0 0 0 2 1 0 0 0 0 0 0\n\
             vif13.0-emu: 1 1 0 0 0 0 0 0 2 1 0 0 0 0 0 0\n\
             vif14.0: 1 1 0 0 0 0 0 0 2 1 0 0\n\
             vif15.0: 1 1 0 0 0 0 0 0 2 1 0 0 0 0 0 -1\n\
             eth0: 9 1 0 0 0 0 0 0 9 1 0 0 0 0 0 0\n";
         let v = parse_proc_net_dev(dev);
-        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(v[&13]["vif13.0-emu"].tx_bytes, 2);
         assert_eq!(v[&7]["vif7.0"].rx_bytes, 100);
         assert_eq!(v[&7]["vif7.0"].rx_dropped, 3);
         assert_eq!(v[&7]["vif7.0"].tx_dropped, 4);
@@ -683,6 +712,13 @@ mod tests {
             std::fs::write(s.join(f), format!("{v}\n")).unwrap();
         }
         std::fs::create_dir_all(be.join("vif-3-0")).unwrap();
+        std::fs::create_dir_all(be.join("qdisk-4-768")).unwrap();
+        std::fs::create_dir_all(be.join("qdisk-4-5632")).unwrap();
+        std::fs::create_dir_all(be.join("qdisk-x-5632")).unwrap();
+        assert_eq!(
+            read_qdisks(&be),
+            BTreeMap::from([(4, vec!["5632".to_string(), "768".to_string()])])
+        );
         let b = read_vbds(&be);
         assert_eq!(b.len(), 1);
         assert_eq!(

@@ -163,6 +163,8 @@ pub fn judge_all(
                 scene.hypervisor,
                 scene.now,
             );
+            let state = hv.domains.get(&g.domid).map(|d| d.state);
+            crate::devmodel::judge(&mut rec, g, state);
             rec
         },
     ));

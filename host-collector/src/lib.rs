@@ -4,9 +4,10 @@
 //! A cycle ([`collect::run_cycle`]) goes:
 //! - observe: [`gather`] (the guests' xenstore areas), [`agent_keys`] (the
 //!   guest agents' keys), [`hypervisor`] (xl, /proc/net/dev, blkback), the
-//!   shared config directory (xsmon-proto's `cluster`);
+//!   device models' processes ([`devmodel::observe`]), the shared config
+//!   directory (xsmon-proto's `cluster`);
 //! - judge: [`judge`], with one module per concern: [`domstate`],
-//!   [`freshness`], [`continuity`], [`agent`];
+//!   [`freshness`], [`continuity`], [`agent`], [`devmodel`];
 //! - store: xsmon-store;
 //! - export: [`export`] (the Prometheus textfile).
 //!
@@ -18,6 +19,7 @@ pub mod chart;
 pub mod collect;
 pub mod config;
 pub mod continuity;
+pub mod devmodel;
 pub mod domstate;
 pub mod export;
 pub mod freshness;

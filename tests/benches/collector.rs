@@ -378,6 +378,8 @@ fn storage() {
             mem_max_kib: None,
             agent: None,
             start_time: None,
+            device_model: None,
+            device_model_runs: None,
             found: Found::Nothing,
         })
         .collect();

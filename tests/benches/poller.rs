@@ -54,6 +54,8 @@ fn main() {
                 mem_max_kib: None,
                 agent: None,
                 start_time: None,
+                device_model: None,
+                device_model_runs: None,
                 found: Found::Run {
                     run: sample_run(now, 2, if id == 3 { Status::Error } else { Status::Ok }),
                     legacy: false,

@@ -26,6 +26,7 @@ const SOURCES: &[&str] = &[
     "host-collector/src/agent/mod.rs",
     "host-collector/src/agent/view.rs",
     "host-collector/src/hypervisor.rs",
+    "host-collector/src/devmodel.rs",
     "snmp-extend/src/main.rs",
     "poller/src/engine/mod.rs",
     "poller/src/engine/job.rs",

@@ -32,6 +32,8 @@ fn big_state(path: &std::path::Path) -> usize {
             mem_max_kib: None,
             agent: None,
             start_time: None,
+            device_model: None,
+            device_model_runs: None,
             found: host_collector::gather::Found::Run {
                 run: sample_run(now, 1, Status::Error),
                 legacy: false,

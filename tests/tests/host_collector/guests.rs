@@ -441,3 +441,63 @@ fn the_boot_id_tells_a_restore_from_a_reboot_through_the_real_programs() {
     );
     assert_eq!(reboots(&d), 1);
 }
+
+/// An HVM guest's device model (QEMU in dom0): the toolstack lists it
+/// under `/local/domain/0/device-model`, its pid in the domain's
+/// `image/device-model-pid`. A device model whose process is gone is an
+/// error for its guest, saying what stopped; one that runs, or a pid no
+/// device model listing backs, is nothing.
+#[test]
+fn a_device_model_that_stopped_is_an_error_for_its_guest() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    let t = now();
+    let proc = d.root.path().join("proc");
+    for (domid, name, pid) in [
+        (8, "hvm01", 4242u32),
+        (9, "hvm02", 4243),
+        (10, "pv01", 4244),
+    ] {
+        add_domain(&mut c, domid, name).unwrap();
+        write_run(&mut c, domid, &sample_run(t, 1, Status::Ok)).unwrap();
+        c.write(
+            &format!("/local/domain/{domid}/image/device-model-pid"),
+            pid.to_string().as_bytes(),
+        )
+        .unwrap();
+        if domid != 10 {
+            c.write(
+                &format!("/local/domain/0/device-model/{domid}/state"),
+                b"running".as_slice(),
+            )
+            .unwrap();
+        }
+        let p = proc.join(pid.to_string());
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(
+            p.join("cmdline"),
+            format!("/usr/libexec/xen-qemu-system-i386\0-xen-domid\0{domid}\0-no-shutdown\0"),
+        )
+        .unwrap();
+    }
+    // hvm02's QEMU is gone; pv01's pid has no device model listed for it.
+    std::fs::remove_dir_all(proc.join("4243")).unwrap();
+    std::fs::remove_dir_all(proc.join("4244")).unwrap();
+    d.collect_at(Some(t + 5));
+    let (_, status, msg) = d.host("hvm01");
+    assert_eq!(status, "ok", "{msg}");
+    let (_, status, msg) = d.host("pv01");
+    assert_eq!(status, "ok", "{msg}");
+    let (_, status, msg) = d.host("hvm02");
+    assert_eq!(status, "error", "{msg}");
+    assert!(
+        msg.ends_with("; its device model (QEMU, pid 4243 in image/device-model-pid) is not running: the devices it served (emulated disks and NIC, qdisk disks) no longer answer; the domain must be restarted"),
+        "{msg}"
+    );
+    // A pid reused by another program is not the device model.
+    std::fs::write(proc.join("4242/cmdline"), b"/usr/sbin/sshd\0-D\0").unwrap();
+    d.collect_at(Some(t + 10));
+    let (_, status, msg) = d.host("hvm01");
+    assert_eq!(status, "error", "{msg}");
+    assert!(msg.contains("its device model (QEMU, pid 4242"), "{msg}");
+}
