@@ -5,8 +5,17 @@
 #[derive(Debug, Clone)]
 pub struct LabGuest {
     pub name: String,
-    /// `pv` or `pvh`.
+    /// `pv`, `pvh` or `hvm` (booted directly from the lab's kernel, with
+    /// Debian's QEMU in dom0 as its device model).
     pub kind: &'static str,
+    /// An HVM guest's PV drivers: with them (the default) it unplugs
+    /// QEMU's emulated NIC and uses netfront, and its probe reaches
+    /// xenstore; without them (`xen_platform_pci = 0`, an emulated e1000),
+    /// as a guest without Xen's drivers runs.
+    pub pv_drivers: bool,
+    /// An HVM guest's second disk, a file in dom0 served by QEMU (the
+    /// `qdisk` backend) rather than blkback.
+    pub qdisk: bool,
     /// 1..=200: the guest's address is 10.77.0.<10+index>.
     pub index: u32,
     /// Seconds between probe runs (the lab's collector calls a guest stale
@@ -31,6 +40,8 @@ impl LabGuest {
         LabGuest {
             name: name.into(),
             kind,
+            pv_drivers: true,
+            qdisk: false,
             index,
             probe_every: 10,
             on_crash: "preserve",
@@ -60,6 +71,9 @@ impl LabGuest {
     /// On Xen 4.20 (Debian 13's 6.12 kernel) the guests boot with
     /// `noautogroup`, as dom0 does (see scripts/xen-lab).
     pub fn xl_config(&self) -> String {
+        if self.kind == "hvm" {
+            return self.hvm_config();
+        }
         let kernel_args = if super::lab_xen() == "4.17" {
             ""
         } else {
@@ -88,6 +102,49 @@ impl LabGuest {
             extra = self.extra_cfg,
             memory = self.memory_mib,
         )
+    }
+}
+
+impl LabGuest {
+    /// An HVM guest's xl config: the lab's kernel booted directly by QEMU
+    /// (no disk image to build), its serial console in a file of dom0's
+    /// (the console of an HVM guest; [`super::XenLab::consoles`] shows
+    /// it), no display.
+    fn hvm_config(&self) -> String {
+        let (nic, platform) = if self.pv_drivers {
+            ("", "")
+        } else {
+            (",model=e1000", "xen_platform_pci = 0\n")
+        };
+        let disk = if self.qdisk {
+            format!(
+                "disk = [ 'format=raw, vdev=xvdb, access=rw, backendtype=qdisk, target={}' ]\n",
+                self.qdisk_file()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "name = \"{name}\"\nuuid = \"{uuid}\"\ntype = \"hvm\"\nkernel = \"/lab/vmlinuz\"\nramdisk = \"/lab/guest.cpio.gz\"\n\
+             cmdline = \"console=ttyS0 quiet noautogroup xsmon.name={name} xsmon.ip={ip} xsmon.every={every} xsmon.gw={gw}\"\n\
+             memory = {memory}\nvcpus = 1\non_crash = \"{crash}\"\n\
+             serial = \"file:/var/log/xen/console/serial-{name}.log\"\nvnc = 0\nsdl = 0\nvga = \"none\"\n{platform}{disk}\
+             vif = [ 'bridge=xenbr0,script=/etc/xen/scripts/lab-vif,mac=00:16:0a:4d:00:{mac:02x}{nic}' ]\n{extra}",
+            name = self.name,
+            uuid = self.uuid(),
+            gw = self.gateway,
+            ip = self.ip(),
+            every = self.probe_every,
+            crash = self.on_crash,
+            mac = 10 + self.index,
+            extra = self.extra_cfg,
+            memory = self.memory_mib,
+        )
+    }
+
+    /// The file in dom0 behind an HVM guest's qdisk disk.
+    pub fn qdisk_file(&self) -> String {
+        format!("/var/lib/xen/disk-{}.img", self.name)
     }
 }
 

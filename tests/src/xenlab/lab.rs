@@ -269,8 +269,13 @@ impl XenLab {
     }
 
     fn write_config(&self, g: &LabGuest) -> String {
+        let disk = if g.qdisk {
+            format!("\n[ -e {f} ] || truncate -s 16M {f}", f = g.qdisk_file())
+        } else {
+            String::new()
+        };
         format!(
-            "mkdir -p {LAB_CONFIG_DIR} && cat > {} <<'XSMON_EOF'\n{}XSMON_EOF",
+            "mkdir -p {LAB_CONFIG_DIR} && cat > {} <<'XSMON_EOF'\n{}XSMON_EOF{disk}",
             config_path(g),
             g.xl_config()
         )
@@ -359,7 +364,7 @@ impl XenLab {
         }
         let guests = agent_call(
             self.agent_port,
-            "for f in /var/log/xen/console/guest-*.log /var/log/collector.log /var/log/snmpd.log; do [ -e \"$f\" ] && { echo \"--- dom0:$f ---\"; tail -n 25 \"$f\"; }; done; xl list",
+            "for f in /var/log/xen/console/guest-*.log /var/log/xen/console/serial-*.log /var/log/xen/qemu-dm-*.log /var/log/collector.log /var/log/snmpd.log; do [ -e \"$f\" ] && { echo \"--- dom0:$f ---\"; tail -n 25 \"$f\"; }; done; xl list",
             Duration::from_secs(10),
         );
         match guests {

@@ -2,12 +2,13 @@
 //! (`scripts/xen-lab`, harness `xsmon_tests::xenlab`; `XSMON_LAB_XEN=4.17`
 //! runs it on Debian 12's 4.17), a PV dom0 running
 //! oxenstored, xenconsoled, netback, snmpd with xsmon's extend lines and
-//! host-collector, and real PV and PVH domUs running the static
-//! guest-probe through their own kernels' xenbus. The host's poller reads
-//! it all over SNMP.
+//! host-collector, and real PV, PVH and HVM domUs running the static
+//! guest-probe through their own kernels' xenbus (HVM guests, with
+//! Debian's QEMU in dom0 as their device model, on 4.20 only). The host's
+//! poller reads it all over SNMP.
 //!
 //! One lab is booted for this file (software emulation: ~20 s to dom0, ~15 s
-//! of emulated CPU per guest boot). Seven guests carry the scenarios in
+//! of emulated CPU per guest boot). Ten guests carry the scenarios in
 //! chains, each chain on its own guests, all chains side by side (the
 //! file's own runner, `main` below). A lab that does not boot fails every
 //! test with its consoles.
@@ -22,6 +23,7 @@ use xsmon_proto::Status;
 use xsmon_tests::xenlab::scenarios::SAVE_DIR;
 use xsmon_tests::xenlab::{scenarios, LabGuest, LabSite, Xenstored};
 
+mod hvm;
 mod lifecycle;
 mod migration;
 mod pv_chain;
@@ -30,6 +32,7 @@ mod sick;
 mod silent;
 mod without_probe;
 
+use hvm::*;
 use lifecycle::*;
 use migration::*;
 use pv_chain::*;
@@ -64,6 +67,12 @@ struct Guests {
     held: LabGuest,
     /// No probe: a guest agent's keys, hostile ones, then a CPU burner.
     bare: LabGuest,
+    /// HVM with its PV drivers and the probe; a disk QEMU serves. Then
+    /// saved and restored, then crashed with on_crash = "preserve".
+    hvm: LabGuest,
+    /// HVM without PV drivers (an emulated e1000) and without the probe;
+    /// a disk QEMU serves. Then its device model killed.
+    hvm_bare: LabGuest,
 }
 
 fn guests() -> &'static Guests {
@@ -80,6 +89,16 @@ fn guests() -> &'static Guests {
         // collector.toml lists bare* under [without_probe].
         let mut bare = LabGuest::new("bare01", "pv", 14);
         bare.probe_every = 0;
+        // HVM guests need more memory than PV ones (firmware, QEMU's
+        // devices); each has a device model of ~43 MB in dom0.
+        let mut hvm = LabGuest::new("hvm01", "hvm", 15);
+        hvm.memory_mib = 256;
+        hvm.qdisk = true;
+        let mut hvm_bare = LabGuest::new("barehvm01", "hvm", 16);
+        hvm_bare.memory_mib = 256;
+        hvm_bare.qdisk = true;
+        hvm_bare.pv_drivers = false;
+        hvm_bare.probe_every = 0;
         Guests {
             pv: LabGuest::new("pv01", "pv", 1),
             pvh: LabGuest::new("pvh01", "pvh", 2),
@@ -89,6 +108,8 @@ fn guests() -> &'static Guests {
             hostile: LabGuest::new("evil01", "pv", 7),
             held: LabGuest::new("hold01", "pv", 9),
             bare,
+            hvm,
+            hvm_bare,
         }
     })
 }
@@ -105,7 +126,22 @@ impl Guests {
             &self.held,
             &self.bare,
         ]
+        .into_iter()
+        .chain(
+            hvm_lab()
+                .then_some([&self.hvm, &self.hvm_bare])
+                .into_iter()
+                .flatten(),
+        )
+        .collect()
     }
+}
+
+/// Whether this lab runs HVM guests: Debian 13's (4.20), whose dom0 has
+/// Debian's device model (qemu-system-xen); Debian 12's lab (4.17) has
+/// none, and its list of scenarios has no HVM ones (the runner says so).
+fn hvm_lab() -> bool {
+    xsmon_tests::xenlab::lab_xen() != "4.17"
 }
 
 /// The one lab of this file, booted by the first test that needs it, with
@@ -189,6 +225,22 @@ struct Scenario {
     run: fn() -> Result<()>,
 }
 
+/// The scenarios with HVM guests (see [`hvm_lab`]).
+const HVM_SCENARIOS: &[&str] = &[
+    "hvm_guests_with_and_without_pv_drivers_are_reported",
+    "an_hvm_guests_device_model_that_dies_is_an_error",
+    "an_hvm_guest_is_saved_and_restored",
+    "a_crashed_hvm_guest_is_an_error_at_once",
+];
+
+/// The scenarios this lab runs.
+fn scenarios() -> Vec<&'static Scenario> {
+    SCENARIOS
+        .iter()
+        .filter(|s| hvm_lab() || !HVM_SCENARIOS.contains(&s.name))
+        .collect()
+}
+
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "healthy_pv_and_pvh_guests_report_every_check_ok",
@@ -265,6 +317,26 @@ const SCENARIOS: &[Scenario] = &[
         after: Some("a_guest_without_the_probe_is_reported_by_xen_and_its_agent"),
         run: xens_own_figures_cpu_percent_memory_vifs_and_vbds,
     },
+    Scenario {
+        name: "hvm_guests_with_and_without_pv_drivers_are_reported",
+        after: None,
+        run: hvm_guests_with_and_without_pv_drivers_are_reported,
+    },
+    Scenario {
+        name: "an_hvm_guests_device_model_that_dies_is_an_error",
+        after: Some("hvm_guests_with_and_without_pv_drivers_are_reported"),
+        run: an_hvm_guests_device_model_that_dies_is_an_error,
+    },
+    Scenario {
+        name: "an_hvm_guest_is_saved_and_restored",
+        after: Some("hvm_guests_with_and_without_pv_drivers_are_reported"),
+        run: an_hvm_guest_is_saved_and_restored,
+    },
+    Scenario {
+        name: "a_crashed_hvm_guest_is_an_error_at_once",
+        after: Some("an_hvm_guest_is_saved_and_restored"),
+        run: a_crashed_hvm_guest_is_an_error_at_once,
+    },
 ];
 
 /// This file's own test runner (`harness = false`): libtest runs as many
@@ -275,8 +347,15 @@ const SCENARIOS: &[Scenario] = &[
 /// prerequisites run too), `--list`; other flags are accepted and ignored.
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if !hvm_lab() {
+        eprintln!(
+            "xen lab: Xen {}'s lab has no device model in dom0: its scenarios are the PV and PVH ones; HVM guests run on Xen 4.20's ({} scenarios not in this run)",
+            xsmon_tests::xenlab::lab_xen(),
+            HVM_SCENARIOS.len()
+        );
+    }
     if args.iter().any(|a| a == "--list") {
-        for s in SCENARIOS {
+        for s in scenarios() {
             println!("{}: test", s.name);
         }
         return ExitCode::SUCCESS;
@@ -286,8 +365,8 @@ fn main() -> ExitCode {
         .map(String::as_str)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let selected: Vec<&Scenario> = SCENARIOS
-        .iter()
+    let selected: Vec<&Scenario> = scenarios()
+        .into_iter()
         .filter(|s| filters.is_empty() || needed_by(s, &filters))
         .collect();
     println!("\nrunning {} tests", selected.len());
