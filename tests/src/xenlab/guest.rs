@@ -109,7 +109,8 @@ impl LabGuest {
     /// An HVM guest's xl config: the lab's kernel booted directly by QEMU
     /// (no disk image to build), its serial console in a file of dom0's
     /// (the console of an HVM guest; [`super::XenLab::consoles`] shows
-    /// it), no display.
+    /// it), no display; `tsc_early_khz` as for PVH (an HVM guest
+    /// triple-faulted at boot without it in the lab's first HVM soak run).
     fn hvm_config(&self) -> String {
         let (nic, platform) = if self.pv_drivers {
             ("", "")
@@ -126,7 +127,7 @@ impl LabGuest {
         };
         format!(
             "name = \"{name}\"\nuuid = \"{uuid}\"\ntype = \"hvm\"\nkernel = \"/lab/vmlinuz\"\nramdisk = \"/lab/guest.cpio.gz\"\n\
-             cmdline = \"console=ttyS0 quiet noautogroup xsmon.name={name} xsmon.ip={ip} xsmon.every={every} xsmon.gw={gw}\"\n\
+             cmdline = \"console=ttyS0 quiet noautogroup tsc_early_khz=2000000 xsmon.name={name} xsmon.ip={ip} xsmon.every={every} xsmon.gw={gw}\"\n\
              memory = {memory}\nvcpus = 1\non_crash = \"{crash}\"\n\
              serial = \"file:/var/log/xen/console/serial-{name}.log\"\nvnc = 0\nsdl = 0\nvga = \"none\"\n{platform}{disk}\
              vif = [ 'bridge=xenbr0,script=/etc/xen/scripts/lab-vif,mac=00:16:0a:4d:00:{mac:02x}{nic}' ]\n{extra}",

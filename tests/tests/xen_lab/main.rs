@@ -137,11 +137,15 @@ impl Guests {
     }
 }
 
-/// Whether this lab runs HVM guests: Debian 13's (4.20), whose dom0 has
-/// Debian's device model (qemu-system-xen); Debian 12's lab (4.17) has
-/// none, and its list of scenarios has no HVM ones (the runner says so).
+/// Whether this run has the HVM guests: asked for (`XSMON_LAB_HVM=1`),
+/// on Debian 13's lab (4.20), whose dom0 has Debian's device model
+/// (qemu-system-xen); Debian 12's (4.17) has none. Not in `scripts/test`
+/// yet: under software emulation the two HVM guests made the whole lab
+/// run 663 s instead of 410-514, and one of them triple-faulted at boot
+/// (docs/testing.md). The runner says when they are not in a run.
 fn hvm_lab() -> bool {
-    xsmon_tests::xenlab::lab_xen() != "4.17"
+    std::env::var("XSMON_LAB_HVM").is_ok_and(|v| v == "1")
+        && xsmon_tests::xenlab::lab_xen() != "4.17"
 }
 
 /// The one lab of this file, booted by the first test that needs it, with
@@ -349,8 +353,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !hvm_lab() {
         eprintln!(
-            "xen lab: Xen {}'s lab has no device model in dom0: its scenarios are the PV and PVH ones; HVM guests run on Xen 4.20's ({} scenarios not in this run)",
-            xsmon_tests::xenlab::lab_xen(),
+            "xen lab: the {} HVM scenarios are not in this run (XSMON_LAB_HVM=1 on Xen 4.20's lab adds them: docs/testing.md)",
             HVM_SCENARIOS.len()
         );
     }
