@@ -18,9 +18,9 @@ use std::path::Path;
 
 use xsmon_proto::{CheckResult, Status};
 use xsmon_store::HostRecord;
-use xsmon_xenstore::{Client, Reply, Request};
+use xsmon_xenstore::Client;
 
-use crate::gather::{Guest, DEVICE_MODELS};
+use crate::gather::{Guest, DEVICE_MODELS, MAX_DOMAIN_LISTING};
 use crate::hypervisor::RunState;
 
 /// The check id and kind of a device model finding.
@@ -63,13 +63,13 @@ pub fn observe(xs: &mut Client, proc: &Path, guests: &mut [Guest]) {
     if stopped.is_empty() {
         return;
     }
-    let listed: Option<Vec<String>> = match xs
-        .pipeline(&[Request::Directory(DEVICE_MODELS.into())])
-        .pop()
+    // dom0's own key, listed as the domains are (its listing may pass the
+    // protocol's 4,096 bytes on a large dom0).
+    let listed: Option<Vec<String>> = match xs.directory_trusted(DEVICE_MODELS, MAX_DOMAIN_LISTING)
     {
-        Some(Ok(Reply::Names(names))) => Some(names),
-        Some(Err(e)) if e.is_not_found() => Some(Vec::new()),
-        _ => None,
+        Ok(names) => Some(names),
+        Err(e) if e.is_not_found() => Some(Vec::new()),
+        Err(_) => None,
     };
     for i in stopped {
         let g = &mut guests[i];
