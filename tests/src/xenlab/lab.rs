@@ -348,6 +348,28 @@ impl XenLab {
         }
     }
 
+    /// What dom0 sees of a guest that stopped answering after `after`:
+    /// its domain's state and vCPUs twice 5 s apart (spinning, blocked, or
+    /// not scheduled), its neighbour entry on the bridge, the kernel's own
+    /// complaints from its console (hung tasks, RCU stalls, lockups, oopses:
+    /// with their first lines, which a console's tail cuts off), then every
+    /// console. First in the text: a CI log shown by its start and end still
+    /// tells a hung kernel from a hung network.
+    pub fn guest_diagnosis(&self, g: &LabGuest, after: &str) -> String {
+        let script = format!(
+            "xl list -v {n}; xl vcpu-list {n}; sleep 5; xl vcpu-list {n}; ip neigh show {ip}; \
+             echo '--- the kernel of {n} complained:'; \
+             grep -n -A14 -E '{KERNEL_PROBLEMS}' /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log 2>/dev/null | head -n 120",
+            n = g.name,
+            ip = g.ip()
+        );
+        let seen = self
+            .dom0(&script)
+            .map(|e| e.out)
+            .unwrap_or_else(|e| format!("dom0 did not answer: {e:#}"));
+        format!("{} after {after}:\n{seen}\n{}", g.name, self.consoles())
+    }
+
     pub fn consoles(&self) -> String {
         let mut s = String::new();
         let console = fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
@@ -374,6 +396,11 @@ impl XenLab {
         s
     }
 }
+
+/// What a Linux kernel prints when something in it is stuck or broken
+/// (an extended regular expression for dom0's grep).
+const KERNEL_PROBLEMS: &str =
+    "blocked for more than|rcu.*(stall|detected)|soft lockup|hard LOCKUP|BUG:|Oops|WARNING:|Kernel panic|watchdog";
 
 impl Drop for XenLab {
     fn drop(&mut self) {
