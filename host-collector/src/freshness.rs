@@ -42,32 +42,93 @@ pub struct Observation {
     pub findings: Vec<CheckResult>,
 }
 
-/// A digest of a run's content (FNV-1a over its canonical debug form:
-/// the decoded run, so key order and formatting in xenstore do not count).
+/// A digest of a run's content: FNV-1a over the decoded run (so key order
+/// and formatting in xenstore do not count), its fields in order, strings
+/// with their lengths, numbers by their bits.
+///
+/// Stored as a SQLite INTEGER (signed 64 bits), with the sign bit set: the
+/// digests of version 1 (0.4 and before: the same hash over the run's Debug
+/// text, whose float formatting cost a tenth of a 1,000-guest cycle's CPU)
+/// are never negative, so a stored digest says which version it is
+/// ([`same_content`]) and an upgrade reads no run as rewritten.
 pub fn digest(run: &Run) -> u64 {
+    let mut h = Fnv1a::new();
+    h.text(&run.probe);
+    h.bytes(&run.time.to_le_bytes());
+    h.bytes(&run.seq.to_le_bytes());
+    h.bytes(&(run.checks.len() as u64).to_le_bytes());
+    for c in &run.checks {
+        for t in [&c.id, &c.kind, &c.target] {
+            h.text(t);
+        }
+        h.text(c.status.as_str());
+        h.text(&c.message);
+        h.bytes(&(c.values.len() as u64).to_le_bytes());
+        for v in &c.values {
+            h.text(&v.name);
+            h.bytes(&v.value.to_bits().to_le_bytes());
+        }
+        h.bytes(&(c.limits.len() as u64).to_le_bytes());
+        for l in &c.limits {
+            h.text(&l.name);
+            for bound in [l.warning, l.error] {
+                h.bytes(&bound.map_or([0xff; 8], |b| b.to_bits().to_le_bytes()));
+            }
+        }
+    }
+    (h.0 >> 1) | DIGEST_V2
+}
+
+/// The mark of a version-2 digest (the sign bit of the stored INTEGER).
+const DIGEST_V2: u64 = 1 << 63;
+
+/// Whether `stored` (a digest of either version) is the digest of `run`:
+/// `now` is `run`'s digest as [`digest`] gives it.
+pub fn same_content(stored: u64, now: u64, run: &Run) -> bool {
+    if stored & DIGEST_V2 != 0 {
+        stored == now
+    } else {
+        stored == digest_v1(run)
+    }
+}
+
+/// Version 1: FNV-1a over the run's Debug text, as 0.4 stored it.
+fn digest_v1(run: &Run) -> u64 {
     use std::fmt::Write;
-    // The text is hashed as it is formatted, never built: the same bytes
-    // (so the same digests as the rows stored by earlier versions), without
-    // a string per guest per cycle.
-    let mut h = Fnv1a(0xcbf2_9ce4_8422_2325);
+    let mut h = Fnv1a::new();
     let _ = write!(
         h,
         "{:?}|{}|{}|{:?}",
         run.probe, run.time, run.seq, run.checks
     );
-    // Stored as a SQLite INTEGER (signed 64 bits): keep it positive.
     h.0 >> 1
 }
 
 /// FNV-1a over whatever is written to it.
 struct Fnv1a(u64);
 
-impl std::fmt::Write for Fnv1a {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        for b in s.bytes() {
+impl Fnv1a {
+    fn new() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
+    }
+
+    /// A string with its length first: ("ab", "c") and ("a", "bc") differ.
+    fn text(&mut self, s: &str) {
+        self.bytes(&(s.len() as u64).to_le_bytes());
+        self.bytes(s.as_bytes());
+    }
+}
+
+impl std::fmt::Write for Fnv1a {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.bytes(s.as_bytes());
         Ok(())
     }
 }
@@ -107,7 +168,7 @@ pub fn observe_instance(
     let continues = new_domain;
     let (seen, changed) = match prev {
         None => (run.time.min(now), false),
-        Some(p) if p.seq == run.seq && p.digest == digest => (p.seen, false),
+        Some(p) if p.seq == run.seq && same_content(p.digest, digest, run) => (p.seen, false),
         Some(_) if continues => (now, true),
         Some(p) if p.seq == run.seq => {
             findings.push(finding(
@@ -191,11 +252,12 @@ mod tests {
         }
     }
 
-    /// Digests are stored: one computed now must equal the one an earlier
-    /// version stored for the same run (FNV-1a of the run's Debug text),
-    /// or every guest would read as a rewritten seq after an upgrade.
+    /// Digests are stored: one an earlier version stored (FNV-1a of the
+    /// run's Debug text, never negative) must still match the same run,
+    /// or every guest would read as a rewritten seq after an upgrade; a
+    /// changed run matches neither version.
     #[test]
-    fn the_digest_is_the_one_earlier_versions_stored() {
+    fn a_digest_earlier_versions_stored_still_matches_the_same_run() {
         let mut r = run(1_700_000_000, 42, "load 0.5 \u{e9}");
         r.checks[0].values.push(xsmon_proto::Value {
             name: "load".into(),
@@ -207,8 +269,58 @@ mod tests {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
-        assert_eq!(digest(&r), h >> 1);
-        assert_ne!(digest(&r), digest(&run(1_700_000_000, 42, "load 0.6")));
+        let v1 = h >> 1;
+        assert!((v1 as i64) >= 0, "version 1 is never negative");
+        assert!((digest(&r) as i64) < 0, "version 2 is stored negative");
+        assert!(same_content(v1, digest(&r), &r));
+        assert!(same_content(digest(&r), digest(&r), &r));
+        let other = run(1_700_000_000, 42, "load 0.6");
+        assert!(!same_content(v1, digest(&other), &other));
+        assert!(!same_content(digest(&r), digest(&other), &other));
+    }
+
+    /// Every part of a run counts: a change in any one field, even a
+    /// figure's last bit or a limit, is another digest.
+    #[test]
+    fn every_field_of_a_run_changes_its_digest() {
+        let mut base = run(1_700_000_000, 42, "load 0.5");
+        base.checks[0].values.push(xsmon_proto::Value {
+            name: "load".into(),
+            value: 0.5,
+        });
+        base.checks[0].limits.push(xsmon_proto::Limit {
+            name: "load".into(),
+            warning: Some(4.0),
+            error: None,
+        });
+        let changes: &[fn(&mut Run)] = &[
+            |r| r.probe.push('x'),
+            |r| r.time += 1,
+            |r| r.seq += 1,
+            |r| r.checks[0].id.push('x'),
+            |r| r.checks[0].kind.push('x'),
+            |r| r.checks[0].target.push('x'),
+            |r| r.checks[0].status = Status::Error,
+            |r| r.checks[0].message.push('x'),
+            |r| r.checks[0].values[0].name.push('x'),
+            |r| r.checks[0].values[0].value = f64::from_bits(0.5f64.to_bits() + 1),
+            |r| r.checks[0].limits[0].warning = None,
+            |r| r.checks[0].limits[0].error = Some(0.0),
+            |r| r.checks.push(r.checks[0].clone()),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut r = base.clone();
+            change(&mut r);
+            assert_ne!(digest(&r), digest(&base), "change {i}");
+        }
+        // Lengths count: moving a byte from one string to the next is a change.
+        let mut a = base.clone();
+        a.checks[0].id = "ab".into();
+        a.checks[0].kind = "c".into();
+        let mut b = base.clone();
+        b.checks[0].id = "a".into();
+        b.checks[0].kind = "bc".into();
+        assert_ne!(digest(&a), digest(&b));
     }
 
     #[test]
