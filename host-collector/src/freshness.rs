@@ -252,17 +252,23 @@ mod tests {
         }
     }
 
+    /// A run whose one check carries a `load` figure.
+    fn with_load(message: &str, load: f64) -> Run {
+        let mut r = run(1_700_000_000, 42, message);
+        r.checks[0].values.push(xsmon_proto::Value {
+            name: "load".into(),
+            value: load,
+        });
+        r
+    }
+
     /// Digests are stored: one an earlier version stored (FNV-1a of the
     /// run's Debug text, never negative) must still match the same run,
     /// or every guest would read as a rewritten seq after an upgrade; a
     /// changed run matches neither version.
     #[test]
     fn a_digest_earlier_versions_stored_still_matches_the_same_run() {
-        let mut r = run(1_700_000_000, 42, "load 0.5 \u{e9}");
-        r.checks[0].values.push(xsmon_proto::Value {
-            name: "load".into(),
-            value: 0.125,
-        });
+        let r = with_load("load 0.5 \u{e9}", 0.125);
         let text = format!("{:?}|{}|{}|{:?}", r.probe, r.time, r.seq, r.checks);
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in text.bytes() {
@@ -283,11 +289,7 @@ mod tests {
     /// figure's last bit or a limit, is another digest.
     #[test]
     fn every_field_of_a_run_changes_its_digest() {
-        let mut base = run(1_700_000_000, 42, "load 0.5");
-        base.checks[0].values.push(xsmon_proto::Value {
-            name: "load".into(),
-            value: 0.5,
-        });
+        let mut base = with_load("load 0.5", 0.5);
         base.checks[0].limits.push(xsmon_proto::Limit {
             name: "load".into(),
             warning: Some(4.0),
