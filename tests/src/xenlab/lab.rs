@@ -296,6 +296,45 @@ impl XenLab {
         })
     }
 
+    /// [`Self::wait_guest_up`] for a guest just created; when its kernel
+    /// panicked before its init said it was ready (seen once under
+    /// emulation on Xen 4.20: Debian 13's 6.12 PV kernel faulting in
+    /// `text_poke_early` at 6 s, its domain left crashed), the guest is
+    /// destroyed and created once more, and the harness says so. Any other
+    /// failure, or a second panic, fails.
+    pub fn wait_guest_up_once_more_after_a_boot_panic(&self, g: &LabGuest) -> Result<()> {
+        let first = match self.wait_guest_up(g, Duration::from_secs(240)) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let console = self
+            .dom0(&format!("cat /var/log/xen/console/guest-{}.log", g.name))
+            .map(|e| e.out)
+            .unwrap_or_default();
+        let panicked_at_boot =
+            console.contains("Kernel panic") && !console.contains("xsmon-lab-guest ready");
+        if !panicked_at_boot {
+            return Err(first);
+        }
+        let panic_line = console
+            .lines()
+            .find(|l| l.contains("RIP:") || l.contains("Kernel panic"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        eprintln!(
+            "xen lab: guest {}'s kernel panicked at boot under emulation ({panic_line}); destroyed and created once more",
+            g.name
+        );
+        self.dom0(&format!(
+            "xl destroy {n} 2>/dev/null; mv /var/log/xen/console/guest-{n}.log /var/log/xen/console/guest-{n}.panic.log",
+            n = g.name
+        ))?;
+        self.create(g)?;
+        self.wait_guest_up(g, Duration::from_secs(240))
+            .with_context(|| format!("{} after its kernel panicked at boot once", g.name))
+    }
+
     /// The domain's state letters from `xl list` (`r-----`, `--p---`...).
     pub fn xl_state(&self, name: &str) -> Result<Option<String>> {
         let out = self.dom0_ok("xl list")?;

@@ -97,7 +97,7 @@ impl LabSite {
         let t = Instant::now();
         site.create_all(guests)?;
         for g in guests {
-            site.lab.wait_guest_up(g, Duration::from_secs(240))?;
+            site.lab.wait_guest_up_once_more_after_a_boot_panic(g)?;
         }
         site.ready_after = t.elapsed();
         eprintln!(
