@@ -22,8 +22,8 @@ fn the_demo_runs_and_finds_what_the_scenario_says() {
     assert!(text.contains("XSMON OK - 1 guests ok on"), "{text}");
     // The real hypervisor: its boot, what Xen says of each domain, and a
     // chart of a real guest with more than a few points.
-    // On the Xen XSMON_LAB_XEN names (scripts/test: 4.20, the smoke set
-    // for Debian 13; the other tests' lab runs 4.17).
+    // On the Xen XSMON_LAB_XEN names (scripts/test: 4.17, the smoke set
+    // for Debian 12 and XCP-ng 8.3; the other tests' lab runs 4.20).
     let xen = xsmon_tests::xenlab::lab_xen();
     assert!(text.contains(&format!("real Xen {xen}.")), "{text}");
     assert!(text.contains(" dom0 up "), "{text}");

@@ -12,9 +12,12 @@ use xsmon_tests::{add_domain, probe_root, repo_root, sample_run, write_run, Xens
 
 const STATIC: [&str; 3] = ["guest-probe", "host-collector", "snmp-extend"];
 
+/// Where scripts/build-static put them: XSMON_STATIC_DIR (scripts/test
+/// builds them with its quicker profile), or the release build.
 fn static_bin(name: &str) -> PathBuf {
-    let p = repo_root()
-        .join("target/x86_64-unknown-linux-gnu/release")
+    let p = std::env::var_os("XSMON_STATIC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/x86_64-unknown-linux-gnu/release"))
         .join(name);
     assert!(
         p.exists(),

@@ -240,9 +240,7 @@ fn lab_scenario(lab: &LabSite, guests: &[LabGuest]) -> Result<()> {
     step("real Xen: xl pause pause02; a kernel crash in crash02 (echo c > /proc/sysrq-trigger)");
     lab.lab.dom0_ok("xl pause pause02")?;
     let crash = lab_guest(guests, "crash02")?;
-    let _ = lab
-        .lab
-        .guest_within(crash, "echo c > /proc/sysrq-trigger", 5);
+    lab.lab.crash_kernel(crash)?;
     lab.lab
         .wait_for("crash02 to crash", Duration::from_secs(60), || {
             Ok(lab.lab.xl_state("crash02")?.as_deref() == Some("---sc-"))

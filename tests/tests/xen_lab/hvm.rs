@@ -144,7 +144,7 @@ pub(crate) fn a_crashed_hvm_guest_is_an_error_at_once() -> Result<()> {
     let site = site();
     let g = &guests().hvm;
     probe_runs(site, g, 1)?;
-    let _ = site.lab.guest_within(g, "echo c > /proc/sysrq-trigger", 5);
+    site.lab.crash_kernel(g)?;
     site.lab
         .wait_for(&format!("{} to be crashed", g.name), CYCLE_WAIT, || {
             Ok(collected(site, &g.name)?["domain_state"] == "crashed")

@@ -87,7 +87,7 @@ pub(crate) fn a_crashed_and_preserved_guest_is_an_error_at_once() -> Result<()> 
             "host-collector -v watch >/var/log/watch.log 2>&1 & echo $! >/run/watch.pid; sleep 2",
         )?;
         let crashed_at = Instant::now();
-        let _ = site.lab.guest_within(g, "echo c > /proc/sysrq-trigger", 5);
+        site.lab.crash_kernel(g)?;
         let seen = site.lab.wait_for(
             "the watch's cycle to serve the crash",
             Duration::from_secs(90),

@@ -140,7 +140,7 @@ pub(crate) fn a_guest_crashed_and_destroyed_is_down() -> Result<()> {
     site.lab.guest_ok(g, "rm -f /run/probe.off")?;
     probe_runs(site, g, 1)?;
     // The guest's kernel panics; the agent's connection dies with it.
-    let _ = site.lab.guest_within(g, "echo c > /proc/sysrq-trigger", 5);
+    site.lab.crash_kernel(g)?;
     site.lab
         .wait_for("crash01 to be destroyed", Duration::from_secs(60), || {
             Ok(site.lab.xl_state(&g.name)?.is_none())

@@ -154,7 +154,7 @@ pub(crate) fn crash_seen_with_cron_alone(site: &LabSite, g: &LabGuest) -> Result
              >/dev/null 2>&1 &",
         )?;
         let crashed_at = Instant::now();
-        let _ = site.lab.guest_within(g, "echo c > /proc/sysrq-trigger", 5);
+        site.lab.crash_kernel(g)?;
         site.lab
             .wait_for("the cron tick's cycle", Duration::from_secs(120), || {
                 Ok(site.lab.dom0("[ -e /run/cron.done ]")?.rc == 0)
