@@ -95,9 +95,10 @@ impl LabSite {
         );
         let mut site = LabSite::new(lab)?;
         let t = Instant::now();
+        let faults = site.lab.triple_faults();
         site.create_all(guests)?;
         for g in guests {
-            site.lab.wait_guest_up_once_more_after_a_boot_panic(g)?;
+            site.lab.wait_guest_up_after_a_boot_fault(g, faults)?;
         }
         site.ready_after = t.elapsed();
         eprintln!(

@@ -53,7 +53,7 @@ fn device_model(site: &LabSite, name: &str) -> Result<(u32, String)> {
 /// `vif0emu`) and its PV vif never connected; each disk QEMU serves is
 /// listed as having no counters in dom0; both device models run.
 pub(crate) fn hvm_guests_with_and_without_pv_drivers_are_reported() -> Result<()> {
-    let site = site();
+    let site = hvm_site();
     let g = guests();
     for h in [&g.hvm, &g.hvm_bare] {
         device_model(site, &h.name)?;
@@ -114,7 +114,7 @@ pub(crate) fn hvm_guests_with_and_without_pv_drivers_are_reported() -> Result<()
 /// A device model that dies: the domain runs on, its emulated devices are
 /// gone, and dom0 says so for that guest.
 pub(crate) fn an_hvm_guests_device_model_that_dies_is_an_error() -> Result<()> {
-    let site = site();
+    let site = hvm_site();
     let g = &guests().hvm_bare;
     let (pid, _) = device_model(site, &g.name)?;
     site.lab.dom0_ok(&format!("kill -9 {pid}"))?;
@@ -141,7 +141,7 @@ pub(crate) fn an_hvm_guests_device_model_that_dies_is_an_error() -> Result<()> {
 /// An HVM guest's kernel crash, kept (on_crash = "preserve"): the same
 /// error as a PV guest's, and its device model is not judged.
 pub(crate) fn a_crashed_hvm_guest_is_an_error_at_once() -> Result<()> {
-    let site = site();
+    let site = hvm_site();
     let g = &guests().hvm;
     probe_runs(site, g, 1)?;
     site.lab.crash_kernel(g)?;
@@ -173,7 +173,7 @@ pub(crate) fn a_crashed_hvm_guest_is_an_error_at_once() -> Result<()> {
 /// dom0's words a restore, never a reboot; its new device model runs and
 /// its NIC is still netback's.
 pub(crate) fn an_hvm_guest_is_saved_and_restored() -> Result<()> {
-    let site = site();
+    let site = hvm_site();
     let g = &guests().hvm;
     scenarios::save_and_restore(site, g)?;
     device_model(site, &g.name)?;
