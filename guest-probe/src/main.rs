@@ -214,7 +214,7 @@ fn run_checks(
         xsmon_checks::memory::check(sys, &config.memory),
     ];
     out.extend(xsmon_checks::disk::checks(sys, &config.disk));
-    out.extend(checks::net::checks(sys, &config.net));
+    out.extend(checks::net::checks(sys, &config.net, resumed.is_some()));
     (out, resumed)
 }
 

@@ -87,20 +87,11 @@ impl LabGuest {
             None => ("", String::new()),
         };
         format!(
-            "name = \"{name}\"\nuuid = \"{uuid}\"\ntype = \"{kind}\"\nkernel = \"/lab/vmlinux\"\nramdisk = \"/lab/guest.cpio.gz\"\n\
-             extra = \"console=hvc0 quiet tsc_early_khz=2000000 xsmon.name={name} xsmon.ip={ip} xsmon.every={every} xsmon.gw={gw}{swap_arg}{kernel_args}\"\n{disk}\
-             memory = {memory}\nvcpus = 1\non_crash = \"{crash}\"\n\
-             vif = [ 'bridge=xenbr0,script=/etc/xen/scripts/lab-vif,mac=00:16:0a:4d:00:{mac:02x}' ]\n{extra}",
-            name = self.name,
-            uuid = self.uuid(),
-            gw = self.gateway,
-            kind = self.kind,
-            ip = self.ip(),
-            every = self.probe_every,
-            crash = self.on_crash,
-            mac = 10 + self.index,
-            extra = self.extra_cfg,
-            memory = self.memory_mib,
+            "{head}kernel = \"/lab/vmlinux\"\nramdisk = \"/lab/guest.cpio.gz\"\n\
+             extra = \"console=hvc0 quiet tsc_early_khz=2000000 {args}{swap_arg}{kernel_args}\"\n{disk}{tail}",
+            head = self.head(self.kind),
+            args = self.probe_args(),
+            tail = self.resources_and_vif(""),
         )
     }
 }
@@ -126,20 +117,46 @@ impl LabGuest {
             String::new()
         };
         format!(
-            "name = \"{name}\"\nuuid = \"{uuid}\"\ntype = \"hvm\"\nkernel = \"/lab/vmlinuz\"\nramdisk = \"/lab/guest.cpio.gz\"\n\
-             cmdline = \"console=ttyS0 quiet noautogroup tsc_early_khz=2000000 xsmon.name={name} xsmon.ip={ip} xsmon.every={every} xsmon.gw={gw}\"\n\
-             memory = {memory}\nvcpus = 1\non_crash = \"{crash}\"\n\
-             serial = \"file:/var/log/xen/console/serial-{name}.log\"\nvnc = 0\nsdl = 0\nvga = \"none\"\n{platform}{disk}\
-             vif = [ 'bridge=xenbr0,script=/etc/xen/scripts/lab-vif,mac=00:16:0a:4d:00:{mac:02x}{nic}' ]\n{extra}",
+            "{head}kernel = \"/lab/vmlinuz\"\nramdisk = \"/lab/guest.cpio.gz\"\n\
+             cmdline = \"console=ttyS0 quiet noautogroup tsc_early_khz=2000000 {args}\"\n\
+             serial = \"file:/var/log/xen/console/serial-{name}.log\"\nvnc = 0\nsdl = 0\nvga = \"none\"\n{platform}{disk}{tail}",
+            head = self.head("hvm"),
+            args = self.probe_args(),
             name = self.name,
-            uuid = self.uuid(),
-            gw = self.gateway,
-            ip = self.ip(),
-            every = self.probe_every,
-            crash = self.on_crash,
-            mac = 10 + self.index,
-            extra = self.extra_cfg,
-            memory = self.memory_mib,
+            tail = self.resources_and_vif(nic),
+        )
+    }
+
+    /// The config's first lines: the VM's name, UUID and type.
+    fn head(&self, kind: &str) -> String {
+        format!(
+            "name = \"{}\"\nuuid = \"{}\"\ntype = \"{kind}\"\n",
+            self.name,
+            self.uuid()
+        )
+    }
+
+    /// What the lab's guest init reads from its kernel command line.
+    fn probe_args(&self) -> String {
+        format!(
+            "xsmon.name={} xsmon.ip={} xsmon.every={} xsmon.gw={}",
+            self.name,
+            self.ip(),
+            self.probe_every,
+            self.gateway
+        )
+    }
+
+    /// Its memory, vCPU, crash action and vif (`nic`: the emulated
+    /// model, if any), then the lines a scenario adds.
+    fn resources_and_vif(&self, nic: &str) -> String {
+        format!(
+            "memory = {}\nvcpus = 1\non_crash = \"{}\"\n\
+             vif = [ 'bridge=xenbr0,script=/etc/xen/scripts/lab-vif,mac=00:16:0a:4d:00:{:02x}{nic}' ]\n{}",
+            self.memory_mib,
+            self.on_crash,
+            10 + self.index,
+            self.extra_cfg
         )
     }
 

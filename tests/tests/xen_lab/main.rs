@@ -131,12 +131,12 @@ impl Guests {
     }
 }
 
-/// Whether this run has the HVM guests: asked for (`XSMON_LAB_HVM=1`, as
-/// `scripts/test` does), on Debian 13's lab (4.20), whose dom0 has
-/// Debian's device model (qemu-system-xen); Debian 12's (4.17) has none.
-/// Off by default when run by hand: under software emulation they make
-/// the whole lab slower (docs/testing.md). The runner says when they are
-/// not in a run.
+/// Whether this run has the HVM guests: asked for (`XSMON_LAB_HVM=1`),
+/// on Debian 13's lab (4.20), whose dom0 has Debian's device model
+/// (qemu-system-xen); Debian 12's (4.17) has none. Not in `scripts/test`:
+/// beside its builds, software emulation triple-faulted them at boot and
+/// they took minutes to come up (docs/testing.md). The runner says when
+/// they are not in a run.
 fn hvm_lab() -> bool {
     std::env::var("XSMON_LAB_HVM").is_ok_and(|v| v == "1")
         && xsmon_tests::xenlab::lab_xen() != "4.17"

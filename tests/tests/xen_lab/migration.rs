@@ -11,7 +11,9 @@ use super::*;
 pub(crate) fn live_migration_is_not_a_false_down() -> Result<()> {
     let site = site();
     let g = &guests().pvh;
-    probe_runs(site, g, 1)?;
+    site.lab
+        .tolerating_triple_faults(g, "before the migrations", || probe_runs(site, g, 1))
+        .with_context(|| site.lab.guest_diagnosis(g, "its healthy scenario"))?;
     for round in 1..=3 {
         site.lab
             .tolerating_triple_faults(g, &format!("migration {round}"), || {
