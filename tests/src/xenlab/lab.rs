@@ -433,7 +433,19 @@ impl XenLab {
         what: &str,
         f: impl Fn() -> Result<()>,
     ) -> Result<()> {
-        let before = self.triple_faults();
+        self.tolerating_triple_faults_since(self.triple_faults(), g, what, f)
+    }
+
+    /// [`Self::tolerating_triple_faults`], counting the faults Xen logged
+    /// since `before` (a chain that starts on a guest another scenario
+    /// used: a fault may have rebooted it in between).
+    pub fn tolerating_triple_faults_since(
+        &self,
+        before: usize,
+        g: &LabGuest,
+        what: &str,
+        f: impl Fn() -> Result<()>,
+    ) -> Result<()> {
         match f() {
             Ok(()) => Ok(()),
             Err(e) if self.triple_faults() > before => {

@@ -30,6 +30,8 @@ pub struct LabSite {
     pub lab: XenLab,
     /// From dom0 up to every guest of [`LabSite::boot_with`] reporting.
     pub ready_after: Duration,
+    /// Xen's triple faults logged by then ([`XenLab::triple_faults`]).
+    pub faults_when_ready: usize,
     dir: tempfile::TempDir,
     poller_config: PathBuf,
     /// One collector cycle at a time (the collector refuses a second one).
@@ -58,6 +60,7 @@ impl LabSite {
         Ok(LabSite {
             lab,
             ready_after: Duration::ZERO,
+            faults_when_ready: 0,
             dir,
             poller_config,
             collect_lock: Mutex::new(()),
@@ -101,6 +104,7 @@ impl LabSite {
             site.lab.wait_guest_up_after_a_boot_fault(g, faults)?;
         }
         site.ready_after = t.elapsed();
+        site.faults_when_ready = site.lab.triple_faults();
         eprintln!(
             "xen lab ({xenstored:?}): {} guests created and reporting in {:.1} s",
             guests.len(),

@@ -12,7 +12,9 @@ pub(crate) fn live_migration_is_not_a_false_down() -> Result<()> {
     let site = site();
     let g = &guests().pvh;
     site.lab
-        .tolerating_triple_faults(g, "before the migrations", || probe_runs(site, g, 1))
+        .tolerating_triple_faults_since(site.faults_when_ready, g, "before the migrations", || {
+            probe_runs(site, g, 1)
+        })
         .with_context(|| site.lab.guest_diagnosis(g, "its healthy scenario"))?;
     for round in 1..=3 {
         site.lab
