@@ -55,9 +55,11 @@ struct Guests {
     /// Shut down, created again, rebooted twice, renamed; then one image
     /// of it restored twice.
     life: LabGuest,
-    /// Saved and restored five times, then crashed with on_crash =
+    /// Saved and restored three times, then crashed with on_crash =
     /// "destroy".
     saved: LabGuest,
+    /// Saved and restored twice (rounds 4 and 5 of the five).
+    saved2: LabGuest,
     /// Hostile, then its probe stops while it runs, then its kernel
     /// crashes (seen by a cron tick alone), then `xl destroy`.
     hostile: LabGuest,
@@ -85,6 +87,7 @@ fn guests() -> &'static Guests {
         sick.swap_disk = Some("/dev/ram1");
         let mut saved = LabGuest::new("save01", "pv", 8);
         saved.on_crash = "destroy";
+        let saved2 = LabGuest::new("save02", "pv", 17);
         // No probe at all, as on a guest that cannot run it; the lab's
         // collector.toml lists bare* under [without_probe].
         let mut bare = LabGuest::new("bare01", "pv", 14);
@@ -105,6 +108,7 @@ fn guests() -> &'static Guests {
             sick,
             life: LabGuest::new("life01", "pv", 6),
             saved,
+            saved2,
             hostile: LabGuest::new("evil01", "pv", 7),
             held: LabGuest::new("hold01", "pv", 9),
             bare,
@@ -127,6 +131,7 @@ impl Guests {
             &self.hostile,
             &self.held,
             &self.bare,
+            &self.saved2,
         ]
     }
 }
@@ -327,6 +332,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "save_and_restore_continue_the_same_vm",
         after: None,
         run: save_and_restore_continue_the_same_vm,
+    },
+    Scenario {
+        name: "two_more_saves_continue_the_same_vm",
+        after: None,
+        run: two_more_saves_continue_the_same_vm,
     },
     Scenario {
         name: "a_guest_crashed_and_destroyed_is_down",
