@@ -373,12 +373,12 @@ impl XenLab {
                 Ok(e) => format!("exit {}: {}", e.rc, e.out.trim()),
                 Err(e) => format!("{e:#}"),
             };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if crashed_or_gone()? {
-                    return Ok(());
-                }
-                std::thread::sleep(Duration::from_secs(1));
+            let what = format!("{} to crash after sysrq c", g.name);
+            if self
+                .wait_for(&what, Duration::from_secs(60), crashed_or_gone)
+                .is_ok()
+            {
+                return Ok(());
             }
             eprintln!(
                 "xen lab: guest {}'s kernel did not crash within 60 s of sysrq c (attempt {attempt}; the relay: {})",
