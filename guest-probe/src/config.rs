@@ -140,12 +140,13 @@ pub struct XenstoreConfig {
     pub legacy_name: Option<String>,
     /// Seconds one xenstore request may take.
     pub timeout_secs: u64,
-    /// The key layout written: 5 (default: 3 keys for a typical guest,
+    /// The key layout written: 6 (default: 2 keys for a typical guest,
     /// with the thresholds behind each status, whether the domain was
-    /// suspended since the last run and the kernel's boot id), 4 (without
-    /// the boot id, for dom0s whose collector is xsmon 0.4), 3 (without
-    /// either, xsmon 0.3), 2 (without thresholds, xsmon 0.2) or 1 (one key
-    /// per field, for collectors older than 0.2).
+    /// suspended since the last run and the kernel's boot id), 5 (the
+    /// same in 3 keys, for dom0s whose collector is xsmon 0.5), 4 (without
+    /// the boot id, xsmon 0.4), 3 (without either, xsmon 0.3), 2 (without
+    /// thresholds, xsmon 0.2) or 1 (one key per field, for collectors
+    /// older than 0.2).
     /// Upgrade the dom0s first.
     pub layout: u32,
 }
@@ -186,9 +187,9 @@ impl Config {
         for rule in &self.net.mac_rules {
             rule.contains(Ipv4Addr::UNSPECIFIED)?;
         }
-        if !matches!(self.xenstore.layout, 1..=5) {
+        if !matches!(self.xenstore.layout, 1..=6) {
             anyhow::bail!(
-                "xenstore.layout must be 1, 2, 3, 4 or 5, not {}",
+                "xenstore.layout must be 1, 2, 3, 4, 5 or 6, not {}",
                 self.xenstore.layout
             );
         }

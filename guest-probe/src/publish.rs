@@ -22,10 +22,17 @@ pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run, version: u32) -
         2 => layout::encode_v2,
         3 => layout::encode_v3,
         4 => layout::encode_v4,
-        _ => layout::encode_v5,
+        5 => layout::encode_v5,
+        _ => layout::encode_v6,
     };
     xs.transaction(ATTEMPTS, |t| {
-        // The previous run's seq, from either layout version.
+        // The previous run's seq, from whichever layout it was written in:
+        // the head of chunk/0 (6), the run line (2 to 5) or `seq` (1).
+        let v6 = t
+            .read_opt(&format!("{first}/chunk/0"))?
+            .filter(|c| layout::is_run_head(c))
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.split(' ').nth(2).and_then(|n| n.parse::<u64>().ok()));
         let v2 = t
             .read_opt(&format!("{first}/run"))?
             .and_then(|v| String::from_utf8(v).ok())
@@ -34,7 +41,7 @@ pub fn publish(xs: &mut Client, bases: &[String], run: &mut Run, version: u32) -
             .read_opt(&format!("{first}/seq"))?
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|s| s.parse::<u64>().ok());
-        let prev = v2.or(v1).unwrap_or(0);
+        let prev = v6.or(v2).or(v1).unwrap_or(0);
         run.seq = prev.wrapping_add(1);
         let pairs = encode(run).map_err(|e| xsmon_xenstore::Error::Protocol {
             op: "write",

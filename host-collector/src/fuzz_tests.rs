@@ -118,8 +118,73 @@ fn guest_keys_v2() -> impl Strategy<Value = (Identity, Prefetched)> {
         })
 }
 
+/// A layout version 6 guest: `chunk/0` headed by the run line (well formed
+/// or not), then checks; sometimes a second chunk, headed by the same run
+/// or another one, or by nothing; sometimes a `version` that says
+/// otherwise.
+fn guest_keys_v6() -> impl Strategy<Value = (Identity, Prefetched)> {
+    (
+        value(&["web01", "DB | primary", ""]),
+        prop_oneof![
+            value(&[
+                "xsmon/6 1795700000 7 1 - 0123456789abcdef0123456789abcdef guest-probe\\s0.5.0",
+                "xsmon/6 1795700000 7 2 12,4400 - p",
+                "xsmon/6 1795700000 7 0 - - p",
+                "xsmon/6 1795700000 7 65 - - p",
+                "xsmon/6 1 2 1 - - x\x0aG\\svictim",
+                "xsmon/6 1 2",
+                "xsmon/6",
+            ]),
+            "xsmon/6 [0-9]{1,10} [0-9]{1,3} [0-9]{1,2} (-|[0-9,?]{1,12}) (-|[0-9a-f]{30,34}) [ -~]{0,12}"
+                .prop_map(String::into_bytes),
+        ],
+        proptest::collection::vec(
+            value(&[
+                "cpu cpu ok \\e load\\s0.1 load_per_cpu=0.1 load_per_cpu=4,8",
+                "disk0 disk error / full\\x0aG\\sforged used_pct=99 \\e",
+                "net0 net ok 10.0.0.1 m rtt_ms=0.4 rtt_ms=100,500",
+                "a b c",
+            ]),
+            0..3,
+        ),
+        proptest::option::of(value(&[
+            "xsmon/6 1795700000 7 swap swap ok \\e s \\e \\e",
+            "xsmon/6 1795700000 8 swap swap ok \\e s \\e \\e",
+            "swap swap ok \\e s \\e \\e",
+        ])),
+        proptest::option::of(value(&["6", "3", "x"])),
+    )
+        .prop_map(|(name, head, checks, second, version)| {
+            let mut first = head;
+            for c in checks {
+                first.push(b' ');
+                first.extend(c);
+            }
+            let mut p = Prefetched::default();
+            p.values.insert("chunk/0".into(), first);
+            if let Some(c) = second {
+                p.values.insert("chunk/1".into(), c);
+            }
+            if let Some(v) = version {
+                p.values.insert("version".into(), v);
+            }
+            (
+                Identity {
+                    name: Ok(name),
+                    vm: Ok(b"/vm/12345678-1234-4234-8234-123456789abc".to_vec()),
+                },
+                p,
+            )
+        })
+}
+
 fn guest_keys() -> impl Strategy<Value = (Identity, Prefetched)> {
-    prop_oneof![guest_keys_v1(), guest_keys_v2(), guest_keys_v3()]
+    prop_oneof![
+        guest_keys_v1(),
+        guest_keys_v2(),
+        guest_keys_v3(),
+        guest_keys_v6()
+    ]
 }
 
 /// A layout version 3 guest as the probe frames it (one chunk of checks in

@@ -117,18 +117,20 @@ pub fn gather_then(
 ) -> anyhow::Result<Vec<Guest>> {
     let ids = domain_ids(xs)?;
     listed();
-    // Batch 1: each guest's name, VM link, layout version and (version 2)
-    // run line. What follows depends on the version: a version 2 guest is
-    // read whole by its chunks (batch 2: a typical guest costs 5 reads);
-    // a version 1 guest needs its top keys and check listing (batch 2),
-    // then one key per field (batch 3).
-    let mut reqs = Vec::with_capacity(ids.len() * 4);
+    // Batch 1: each guest's name, VM link, first chunk and the
+    // toolstack's memory keys. A version 6 run of one chunk (a typical
+    // guest) is then read whole: chunk/0 holds its run line and names the
+    // layout. What follows depends on what chunk/0 was: more chunks of a
+    // version 6 run (batch 2); for older layouts, `version` and `run`
+    // (batch 2), then their chunks and `run` again, or a version 1 guest's
+    // top keys and check listing (batch 3), then one key per field (batch
+    // 4).
+    let mut reqs = Vec::with_capacity(ids.len() * 5 + 1);
     for id in &ids {
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         reqs.push(Request::Read(format!("/local/domain/{id}/name")));
         reqs.push(Request::Read(format!("/local/domain/{id}/vm")));
-        reqs.push(Request::Read(format!("{base}/version")));
-        reqs.push(Request::Read(format!("{base}/run")));
+        reqs.push(Request::Read(format!("{base}/chunk/0")));
         reqs.push(Request::Read(format!("/local/domain/{id}/memory/target")));
         reqs.push(Request::Read(format!(
             "/local/domain/{id}/memory/static-max"
@@ -144,40 +146,74 @@ pub fn gather_then(
         let name = value_of(replies.next());
         let vm = value_of(replies.next());
         let mut p = Prefetched::default();
-        p.put("version", replies.next());
-        p.put("run", replies.next());
+        p.put("chunk/0", replies.next());
         pre.push((id, Identity { name, vm }, p));
         memory.push((kib(value_of(replies.next())), kib(value_of(replies.next()))));
     }
     let with_device_model = device_model_domids(replies.next());
 
-    // Batch 2: chunks of versions 2 and later; version 1 top keys and check
-    // listing; the toolstack's start time under the VM's /vm path.
+    // Batch 2: the toolstack's start time under the VM's /vm path and the
+    // device model's pid; a version 6 run's other chunks; an older run's
+    // `version` and `run`.
     let mut batch = Batch::default();
-    for (i, (id, identity, _)) in pre.iter().enumerate() {
+    for (i, (id, identity, p)) in pre.iter().enumerate() {
         if let Some(uuid) = identity.vm.as_deref().ok().and_then(vm_uuid) {
             batch.toolstack(i, format!("/vm/{uuid}/start_time"));
         }
         if with_device_model.contains(id) {
             batch.toolstack(i, format!("/local/domain/{id}/image/{DM_PID}"));
         }
+        let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
+        match p.values.get("chunk/0") {
+            Some(first) if layout::is_run_head(first) => batch.later_chunks(i, &base, first),
+            _ => {
+                batch.read(i, &base, "version");
+                batch.read(i, &base, "run");
+            }
+        }
     }
-    for (i, (id, _, p)) in pre.iter().enumerate() {
+    // A guest whose run is read whole is decoded the moment its last
+    // reply is in, while the daemon answers the others.
+    let mut early: Vec<Option<Guest>> = pre.iter().map(|_| None).collect();
+    batch.run_then(xs, &mut pre, |i, read| {
+        if v6_whole(&read.2) {
+            let taken = (read.0, read.1.clone(), std::mem::take(&mut read.2));
+            early[i] = Some(decode_read(taken, memory[i]));
+        }
+    });
+    reread_torn_v6_runs(xs, &mut pre, &early);
+
+    // Batch 3: chunks of versions 2 to 5 and their `run` again; version 1
+    // top keys and check listing.
+    let mut batch = Batch::default();
+    for (i, (id, _, p)) in pre.iter_mut().enumerate() {
+        if early[i].is_some() {
+            continue;
+        }
         let base = format!("/local/domain/{id}/{DATA_SUBPATH}");
         match p.values.get("version").map(Vec::as_slice) {
-            Some(v) if xsmon_proto::layout::is_chunked(v) => batch.chunks_of(i, &base, p),
+            Some(v) if xsmon_proto::layout::is_chunked(v) => {
+                // chunk/0 as batch 1 read it may be of an older run.
+                p.values.remove("chunk/0");
+                p.errors.remove("chunk/0");
+                batch.chunks_of(i, &base, p);
+            }
             Some(b"1") => {
                 for k in ["probe", "time", "seq"] {
                     batch.read(i, &base, k);
                 }
                 batch.list(i, &base, "check");
             }
+            // Its probe moved to layout 6 between batches 1 and 2 (an
+            // upgrade): chunk/0 as batch 1 read it is of the older run.
+            Some(b"6") => {
+                p.values.remove("chunk/0");
+                p.errors.remove("chunk/0");
+                batch.read(i, &base, "chunk/0");
+            }
             _ => {}
         }
     }
-    // A guest whose run is read whole and unchanged is decoded the moment
-    // its last reply is in, while the daemon answers the others.
-    let mut early: Vec<Option<Guest>> = pre.iter().map(|_| None).collect();
     batch.run_then(xs, &mut pre, |i, read| {
         if read_whole(&read.2) {
             read.2.values.remove(RUN_AFTER);
@@ -186,8 +222,9 @@ pub fn gather_then(
         }
     });
     reread_runs_written_meanwhile(xs, &mut pre);
+    reread_torn_v6_runs(xs, &mut pre, &early);
 
-    // Batch 3: the keys of every check of every version 1 guest with a
+    // Batch 4: the keys of every check of every version 1 guest with a
     // sane number of checks (decode rejects the rest).
     let fields = ["kind", "status", "target", "message", "values", "limits"];
     let mut batch = Batch::default();
@@ -285,7 +322,21 @@ fn decode_read((domid, identity, mut p): Read, (target, max): Memory) -> Guest {
     guest
 }
 
-/// Whether a chunked run was read whole: its `run` read again after its
+/// Whether a version 6 run was read whole: chunk/0 heads one, and every
+/// other chunk it announces was read and names the same run.
+fn v6_whole(p: &Prefetched) -> bool {
+    let Some(first) = p.values.get("chunk/0").filter(|c| layout::is_run_head(c)) else {
+        return false;
+    };
+    let n = layout::chunks_in_head(first).unwrap_or(1);
+    (1..n).all(|c| {
+        p.values
+            .get(&format!("chunk/{c}"))
+            .is_some_and(|chunk| layout::same_run(first, chunk))
+    })
+}
+
+/// Whether a version 2 to 5 run was read whole: its `run` read again after its
 /// chunks is the one read before them (see [`Batch::chunks_of`]).
 fn read_whole(p: &Prefetched) -> bool {
     p.values
@@ -514,6 +565,15 @@ impl Batch {
         self.wanted.push((guest, RUN_AFTER.to_string(), false));
     }
 
+    /// A version 6 run's chunks after `first` (its chunk/0), as many as
+    /// it announces: each names its run, so they need no second read of
+    /// chunk/0 to be known for the same run's.
+    fn later_chunks(&mut self, guest: usize, base: &str, first: &[u8]) {
+        for c in 1..layout::chunks_in_head(first).unwrap_or(1) {
+            self.read(guest, base, &format!("chunk/{c}"));
+        }
+    }
+
     fn read(&mut self, guest: usize, base: &str, key: &str) {
         self.reqs.push(Request::Read(format!("{base}/{key}")));
         self.wanted.push((guest, key.to_string(), false));
@@ -638,6 +698,58 @@ fn reread_runs_written_meanwhile(xs: &mut Client, pre: &mut [(u32, Identity, Pre
         }
         p.values.remove(RUN_AFTER);
         p.errors.remove(RUN_AFTER);
+    }
+}
+
+/// The version 6 runs not read whole (one of their chunks missing, or of
+/// another run: the probe wrote between the reads) are read again: chunk/0,
+/// then the chunks it announces. One still torn after [`REREADS`] times is
+/// left as read: decoding names the chunk that does not fit, for that
+/// guest alone. `done` are the guests decoded already.
+fn reread_torn_v6_runs(
+    xs: &mut Client,
+    pre: &mut [(u32, Identity, Prefetched)],
+    done: &[Option<Guest>],
+) {
+    let torn = |pre: &[(u32, Identity, Prefetched)]| -> Vec<usize> {
+        pre.iter()
+            .enumerate()
+            .filter(|(i, (_, _, p))| {
+                done[*i].is_none()
+                    && p.values
+                        .get("chunk/0")
+                        .is_some_and(|c| layout::is_run_head(c))
+                    && !v6_whole(p)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let mut again = torn(pre);
+    for _ in 0..REREADS {
+        if again.is_empty() {
+            break;
+        }
+        tracing::debug!(
+            guests = again.len(),
+            "runs written while read: reading them again"
+        );
+        let mut first = Batch::default();
+        for &i in &again {
+            let (id, _, p) = &mut pre[i];
+            p.values.retain(|k, _| !k.starts_with("chunk/"));
+            p.errors.retain(|k, _| !k.starts_with("chunk/"));
+            first.read(i, &format!("/local/domain/{id}/{DATA_SUBPATH}"), "chunk/0");
+        }
+        first.run(xs, pre);
+        let mut rest = Batch::default();
+        for &i in &again {
+            let (id, _, p) = &pre[i];
+            if let Some(c) = p.values.get("chunk/0").filter(|c| layout::is_run_head(c)) {
+                rest.later_chunks(i, &format!("/local/domain/{id}/{DATA_SUBPATH}"), c);
+            }
+        }
+        rest.run(xs, pre);
+        again = torn(pre);
     }
 }
 

@@ -355,10 +355,30 @@ fn probe_guest(
             .as_secs()
             - 3600;
         // The run's own time, an hour ago, in whichever layout the probe
-        // wrote (version 2: the first field of `run`; version 1: `time`).
+        // wrote (version 6: the second field of each chunk; 2 to 5: the
+        // first field of `run`; version 1: `time`).
         let base = format!("/local/domain/{domid}/data/xsmon");
-        match xsmon_xenstore::Store::read_opt(&mut c, &format!("{base}/run"))? {
-            Some(run) => {
+        let chunk0 = xsmon_xenstore::Store::read_opt(&mut c, &format!("{base}/chunk/0"))?;
+        let v6_chunks = chunk0
+            .filter(|c| xsmon_proto::layout::is_run_head(c))
+            .and_then(|c| xsmon_proto::layout::chunks_in_head(&c));
+        let run_key = match v6_chunks {
+            Some(_) => None,
+            None => xsmon_xenstore::Store::read_opt(&mut c, &format!("{base}/run"))?,
+        };
+        match (v6_chunks, run_key) {
+            (Some(n), _) => {
+                for i in 0..n {
+                    let key = format!("{base}/chunk/{i}");
+                    let chunk =
+                        String::from_utf8_lossy(&xsmon_xenstore::Store::read(&mut c, &key)?)
+                            .into_owned();
+                    let mut f: Vec<String> = chunk.split(' ').map(str::to_string).collect();
+                    f[1] = old.to_string();
+                    xsmon_xenstore::Store::write(&mut c, &key, f.join(" ").as_bytes())?;
+                }
+            }
+            (None, Some(run)) => {
                 let run = String::from_utf8_lossy(&run).into_owned();
                 let rest = run.split_once(' ').map(|(_, r)| r).unwrap_or("");
                 xsmon_xenstore::Store::write(
@@ -367,7 +387,7 @@ fn probe_guest(
                     format!("{old} {rest}").as_bytes(),
                 )?;
             }
-            None => xsmon_xenstore::Store::write(
+            (None, None) => xsmon_xenstore::Store::write(
                 &mut c,
                 &format!("{base}/time"),
                 old.to_string().as_bytes(),

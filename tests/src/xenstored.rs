@@ -151,6 +151,16 @@ pub fn write_run_v1(
     write_pairs(xs, domid, xsmon_proto::layout::encode_v1(run)?)
 }
 
+/// [`write_run`] in key layout version 5 (a run line in its own `run`
+/// key, which a reader reads again after the chunks).
+pub fn write_run_v5(
+    xs: &mut xsmon_xenstore::Client,
+    domid: u32,
+    run: &xsmon_proto::layout::Run,
+) -> Result<()> {
+    write_pairs(xs, domid, xsmon_proto::layout::encode_v5(run)?)
+}
+
 fn write_pairs(
     xs: &mut xsmon_xenstore::Client,
     domid: u32,

@@ -330,12 +330,12 @@ fn results_are_written_to_xenstore_and_replaced_each_run() {
         run.checks
     );
 
-    // The stock xenstore tool reads the same tree: layout version 5, three
-    // keys (version, run, one chunk), the thresholds inside the chunk, the
-    // kernel's boot id in the run line.
+    // The stock xenstore tool reads the same tree: layout version 6, two
+    // keys (version, one chunk), the run line with the kernel's boot id at
+    // the head of the chunk, the thresholds inside it.
     let ls = xs.tool("xenstore-ls").arg(&base).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
-    assert!(ls.contains("version = \"5\""), "{ls}");
+    assert!(ls.contains("version = \"6\""), "{ls}");
     assert_eq!(
         run.boot.as_ref().map(|b| b.as_str()),
         Some("3f2504e04f8941d39a0c0305e82c3301"),
@@ -343,7 +343,12 @@ fn results_are_written_to_xenstore_and_replaced_each_run() {
     );
     let chunk = String::from_utf8(c.read(&format!("{base}/chunk/0")).unwrap()).unwrap();
     assert!(chunk.contains("used_pct=85,95"), "{chunk}");
-    assert!(ls.contains("run = \"") && ls.contains("chunk"), "{ls}");
+    assert!(
+        chunk.starts_with(&format!("xsmon/6 {} {} 1 ", run.time, run.seq))
+            && chunk.contains(" 3f2504e04f8941d39a0c0305e82c3301 guest-probe"),
+        "{chunk}"
+    );
+    assert!(!ls.contains("run = \"") && ls.contains("chunk"), "{ls}");
     assert_eq!(c.directory(&format!("{base}/chunk")).unwrap(), ["0"]);
 
     // Second run in layout version 1 (for dom0s not upgraded yet), with one
@@ -441,8 +446,8 @@ fn fifty_filesystems_and_eight_gateways_fit_within_xen_default_quotas() {
     assert_eq!(n, layout::entries_for(61));
     assert!(n < 1000, "{n} entries");
     assert!(max_value <= 2048, "largest value {max_value} bytes");
-    // Layout versions 2 and 3: the same run in a handful of entries.
-    for version in [2, 3] {
+    // Layout versions 2 to 5: the same run in a handful of entries.
+    for version in [2, 3, 4, 5] {
         probe_in_layout(version);
         let mut max_value = 0;
         let n = count(&mut c, "/local/domain/9/data/xsmon", &mut max_value);
@@ -462,6 +467,28 @@ fn fifty_filesystems_and_eight_gateways_fit_within_xen_default_quotas() {
             version.to_string().as_bytes()
         );
     }
+    // Layout version 6: one entry fewer (no `run`), every chunk in quota.
+    probe_in_layout(6);
+    let mut max_value = 0;
+    let n = count(&mut c, "/local/domain/9/data/xsmon", &mut max_value);
+    let chunks = c
+        .directory("/local/domain/9/data/xsmon/chunk")
+        .unwrap()
+        .len();
+    assert_eq!(
+        n,
+        3 + chunks,
+        "BASE, version, chunk and its {chunks} chunks"
+    );
+    assert!((2..=12).contains(&chunks), "layout 6: {chunks} chunks");
+    assert!(max_value <= 2048, "largest value {max_value} bytes");
+    let written = layout::decode(&mut XenstoreSource {
+        client: &mut c,
+        base: "/local/domain/9/data/xsmon".into(),
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(written.checks.len(), 61);
 }
 
 #[test]

@@ -196,11 +196,13 @@ fn installed_probe_config_writes_the_newest_layout() {
         "the packaged probe.toml makes the probe write layout {}",
         String::from_utf8_lossy(&version)
     );
-    let run = c.read("/local/domain/7/data/xsmon/run").unwrap();
+    // Layout 6: the run line heads chunk/0 (`xsmon/6 <time> <seq>
+    // <chunks> <resumed> ...`).
+    let run = c.read("/local/domain/7/data/xsmon/chunk/0").unwrap();
     let run = String::from_utf8_lossy(&run);
     assert!(
         run.split(' ')
-            .nth(3)
+            .nth(4)
             .is_some_and(|r| r == "-" || r.contains(',')),
         "the run line carries the resumed field: {run}"
     );

@@ -28,6 +28,11 @@ fn collected_db(db: &Path, guests: u32, xs: &Xenstored) {
             write_run(&mut c, id, &sample_run(now, 2, st)).unwrap();
         }
     }
+    collect(db, xs);
+}
+
+/// One collection cycle of the dom0 in `xs` into `db`.
+fn collect(db: &Path, xs: &Xenstored) {
     let root = probe_root("linux-host", "a", &[]).unwrap();
     let cfg = db.with_extension("toml");
     std::fs::write(
@@ -298,6 +303,68 @@ fn a_collector_that_stopped_is_reported() {
     // The state is still served beside the error.
     assert!(recs.iter().any(|r| matches!(r, Record::Guest { .. })));
     assert!(out.status.success() && out2.status.success());
+}
+
+/// The database as snmpd's extend user reads it (docs/snmpd.md): written
+/// by root, its directory and files readable by the reader's group only,
+/// nothing writable by the reader. The collector keeps the `-wal` and
+/// `-shm` files after it closes (persistent WAL), and a read-only reader
+/// of another user sees each cycle as the collector stored it.
+#[test]
+fn another_user_reads_each_cycle_read_only_beside_the_kept_wal() {
+    use std::os::unix::fs::PermissionsExt;
+    let xs = Xenstored::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("xsmon");
+    std::fs::create_dir(&data).unwrap();
+    let db = data.join("history.db");
+    collected_db(&db, 3, &xs);
+    for kept in ["history.db-wal", "history.db-shm"] {
+        assert!(data.join(kept).exists(), "{kept} removed on close");
+    }
+    // As docs/snmpd.md has the admin do it, with nogroup for snmpd's
+    // group; the reader's program copied where that user may run it.
+    let extend = dir.path().join("snmp-extend");
+    std::fs::copy(bin("snmp-extend"), &extend).unwrap();
+    let share = |path: &Path, mode: u32| {
+        std::os::unix::fs::chown(path, None, Some(65534)).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    share(&data, 0o750);
+    for f in ["history.db", "history.db-wal", "history.db-shm"] {
+        share(&data.join(f), 0o640);
+    }
+    let read_as_nobody = || {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&extend)
+            .args(["basic-monitoring", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recs = parse_all(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        let status_of = |name: &str| {
+            recs.iter()
+                .find_map(|r| match r {
+                    Record::Guest { host, status, .. } if host == name => Some(*status),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no line for {name} in {recs:?}"))
+        };
+        (status_of("guest001"), status_of("guest003"))
+    };
+    assert_eq!(read_as_nobody(), (Status::Ok, Status::Ok));
+    // The next cycle: guest001's disk fills up. The reader sees it, through
+    // the files the collector kept and the reader cannot write.
+    let mut c = xs.client().unwrap();
+    write_run(&mut c, 1, &sample_run(now(), 2, Status::Error)).unwrap();
+    collect(&db, &xs);
+    assert_eq!(read_as_nobody(), (Status::Error, Status::Ok));
 }
 
 /// `figures` through the real snmpd: every current host's checks with

@@ -1,4 +1,4 @@
-//! # The xenstore key layout, versions 1 to 5
+//! # The xenstore key layout, versions 1 to 6
 //!
 //! This page is the contract between `guest-probe` (which writes) and
 //! `host-collector` (which reads). Each probe run replaces the whole tree
@@ -78,7 +78,7 @@
 //! suspension there, as it does a sleep). Readers keep reading versions 1
 //! to 3 (where `resumed` is unknown).
 //!
-//! **Version 5** (written by default since xsmon 0.5) is version 4 with a
+//! **Version 5** (introduced in xsmon 0.5, whose default is version 6) is version 4 with a
 //! sixth field in the run line, before the probe:
 //! `<time> <seq> <chunks> <resumed> <boot> <probe>`. `boot` is the guest
 //! kernel's boot id (`/proc/sys/kernel/random/boot_id`, 32 lowercase hex
@@ -92,9 +92,29 @@
 //! cycle may not see). Readers keep reading versions 1 to 4 (where `boot`
 //! is unknown).
 //!
+//! **Version 6** (written by default since xsmon 0.6) has the same fields
+//! as version 5 in one key fewer, and lets dom0 read a typical guest with
+//! one key instead of three, checked whole without a second read: the run
+//! line moves to the head of `chunk/0`, and every chunk names its run.
+//!
+//! | key | value | max |
+//! |---|---|---|
+//! | `version` | `6` (for readers of versions 1 to 5, which then say the layout is newer than theirs) | 8 |
+//! | `chunk/0` | `xsmon/6 <time> <seq> <chunks> <resumed> <boot> <probe>`, then the checks' fields | 2000 |
+//! | `chunk/<n>` for n = 1 .. chunks-1 | `xsmon/6 <time> <seq>`, then the checks' fields | 2000 |
+//!
+//! `xsmon/6` ([`RUN_MARK`]) cannot be a check id (ids have no `/`), so a
+//! reader that reads `chunk/0` first knows from it alone that it holds a
+//! version 6 run, and needs `version` only when it does not. A run has at
+//! least `chunk/0`, even with no check. A reader takes the chunks for one
+//! run only when each names the `<time> <seq>` of `chunk/0` (the probe
+//! replaces them all in one transaction; a reader between two runs may
+//! read `chunk/0` of one and `chunk/1` of the next).
+//!
 //! Fields are separated by single spaces and escaped as in the SNMP line
 //! format (`\\`, `\s`, `\xHH`, the empty field `\e`), so a chunk holds
-//! printable ASCII only, and its fields come in sixes; a check is never
+//! printable ASCII only, and its fields come in sixes (sevens from
+//! version 3); a check is never
 //! split across chunks; at most [`MAX_CHUNKS`] chunks. Once unescaped, every field obeys
 //! exactly the rules of version 1 (the decoder feeds them through the same
 //! checks), and an id may appear once. A typical guest writes 3 keys.
@@ -107,38 +127,46 @@
 //! every size before looking at the content, and reports the first key that
 //! breaks a rule.
 
-use thiserror::Error;
+mod chunk;
+mod rules;
 
-use crate::check::{CheckResult, Status};
+use crate::check::CheckResult;
 pub use crate::resume::{BootId, Resumed, BOOT_ID_LEN};
 pub use crate::source::Source;
 #[cfg(feature = "xenstore")]
 pub use crate::source::XenstoreSource;
-use crate::text::{self, TextError};
+use crate::text;
 use crate::values::{encode_limits, encode_values, valid_word};
 pub use crate::values::{
     parse_limits, parse_values, round3, valid_value_name, MAX_LIMITS, MAX_NUMBER, MAX_VALUES,
 };
+use chunk::{check_records, pack, ChunkChecks};
+use rules::{
+    check_from, check_id, check_order, err, parse_seq, parse_time, read_text, require, text_field,
+};
+pub use rules::{
+    DecodeError, EncodeError, MAX_CHECKS, MAX_ID, MAX_KIND, MAX_MESSAGE, MAX_PROBE, MAX_TARGET,
+};
 
 /// The newest layout version, written by default.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
+/// The first field of every chunk of a version 6 run (see the module's
+/// page): never a check id, which has no `/`.
+pub const RUN_MARK: &str = "xsmon/6";
 /// Most `chunk/<n>` keys of a version 2 run.
 pub const MAX_CHUNKS: usize = 64;
 /// Longest `chunk/<n>` value (xenstored's default quota is 2048 bytes).
 pub const MAX_CHUNK: usize = 2000;
 /// Longest `run` value.
 pub const MAX_RUN: usize = 200;
+/// Longest check in a chunk, escaped: what a chunk holds beside the
+/// longest run line version 6 puts at its head.
+const RECORD_MAX: usize = MAX_CHUNK - MAX_RUN;
 /// BASE, relative to a domain's home (`/local/domain/<domid>`).
 pub const DATA_SUBPATH: &str = "data/xsmon";
 /// The 2010 design's shared directory (one subdirectory per guest name).
 pub const LEGACY_ROOT: &str = "/tool/myManagement/domUunsecureFiles/basicMonitoring";
 
-pub const MAX_CHECKS: usize = 100;
-pub const MAX_ID: usize = 16;
-pub const MAX_KIND: usize = 16;
-pub const MAX_PROBE: usize = 64;
-pub const MAX_TARGET: usize = 512;
-pub const MAX_MESSAGE: usize = 256;
 /// xenstore entries one run uses, for a number of checks.
 pub fn entries_for(checks: usize) -> usize {
     // BASE, version, probe, time, seq; `check`; per check its node + 6 keys
@@ -164,25 +192,50 @@ pub struct Run {
     pub boot: Option<BootId>,
 }
 
-/// A run that cannot be encoded (a bug in the writer, not bad luck).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("cannot encode {key}: {problem}")]
-pub struct EncodeError {
-    pub key: String,
-    pub problem: String,
-}
-
-/// Guest data that breaks the layout: which key, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{key}: {problem}")]
-pub struct DecodeError {
-    pub key: String,
-    pub problem: String,
-}
-
-/// Encodes a run in the newest layout (version 5).
+/// Encodes a run in the newest layout (version 6).
 pub fn encode(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
-    encode_v5(run)
+    encode_v6(run)
+}
+
+/// Encodes a run in layout version 6: version 5's fields, the run line at
+/// the head of `chunk/0` and each chunk naming its run.
+pub fn encode_v6(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
+    let records = check_records(&run.checks, &encode_v1(run)?, true, RECORD_MAX)?;
+    let probe = text::escape(&text::clean(&run.probe, MAX_PROBE));
+    let tail = format!(
+        "{} {} {probe}",
+        Resumed::field(run.resumed.as_ref()),
+        BootId::field(run.boot.as_ref())
+    );
+    let head = format!("{RUN_MARK} {} {}", run.time, run.seq);
+    // chunk/0's head holds the chunk count, at most two digits.
+    let first_head = head.len() + " 64 ".len() + tail.len();
+    let chunks = pack(
+        records,
+        MAX_CHUNK - first_head - 1,
+        MAX_CHUNK - head.len() - 1,
+    );
+    let count = chunks.len().max(1);
+    if count > MAX_CHUNKS {
+        return Err(EncodeError {
+            key: "chunk".into(),
+            problem: format!("{count} chunks, at most {MAX_CHUNKS}"),
+        });
+    }
+    let mut out = vec![("version".to_string(), b"6".to_vec())];
+    for i in 0..count {
+        let mut chunk = if i == 0 {
+            format!("{head} {count} {tail}")
+        } else {
+            head.clone()
+        };
+        if let Some(checks) = chunks.get(i) {
+            chunk.push(' ');
+            chunk.push_str(checks);
+        }
+        out.push((format!("chunk/{i}"), chunk.into_bytes()));
+    }
+    Ok(out)
 }
 
 /// Encodes a run in layout version 5: version 4 with the kernel's boot id
@@ -209,55 +262,15 @@ pub fn encode_v2(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
 }
 
 fn encode_chunked(run: &Run, version: u32) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
-    use crate::text::escape;
-    let v1 = encode_v1(run)?;
-    let field = |id: &str, k: &str| -> String {
-        let key = format!("check/{id}/{k}");
-        v1.iter()
-            .find(|(kk, _)| *kk == key)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
-    };
-    let mut chunks: Vec<String> = vec![String::new()];
-    for c in &run.checks {
-        let mut fields = vec![
-            escape(&c.id),
-            escape(&field(&c.id, "kind")),
-            escape(&field(&c.id, "status")),
-            escape(&field(&c.id, "target")),
-            escape(&field(&c.id, "message")),
-            escape(&field(&c.id, "values")),
-        ];
-        if version >= 3 {
-            fields.push(escape(&field(&c.id, "limits")));
-        }
-        let record = fields.join(" ");
-        if record.len() > MAX_CHUNK {
-            return Err(EncodeError {
-                key: format!("check {}", c.id),
-                problem: format!("{} bytes once escaped, at most {MAX_CHUNK}", record.len()),
-            });
-        }
-        let last = chunks.last_mut().expect("one chunk at least");
-        if last.is_empty() {
-            last.push_str(&record);
-        } else if last.len() + 1 + record.len() > MAX_CHUNK {
-            chunks.push(record);
-        } else {
-            last.push(' ');
-            last.push_str(&record);
-        }
-    }
-    if chunks.len() == 1 && chunks[0].is_empty() {
-        chunks.clear();
-    }
+    let records = check_records(&run.checks, &encode_v1(run)?, version >= 3, RECORD_MAX)?;
+    let chunks = pack(records, MAX_CHUNK, MAX_CHUNK);
     if chunks.len() > MAX_CHUNKS {
         return Err(EncodeError {
             key: "chunk".into(),
             problem: format!("{} chunks, at most {MAX_CHUNKS}", chunks.len()),
         });
     }
-    let probe = escape(&text::clean(&run.probe, MAX_PROBE));
+    let probe = text::escape(&text::clean(&run.probe, MAX_PROBE));
     let mut out = vec![
         ("version".to_string(), version.to_string().into_bytes()),
         (
@@ -356,10 +369,16 @@ pub fn encode_v1(run: &Run) -> Result<Vec<(String, Vec<u8>)>, EncodeError> {
     Ok(out)
 }
 
-/// Reads and validates one run from a guest. Returns `Ok(None)` when the
-/// guest has written nothing at all (no `version`), and an error naming the
+/// Reads and validates one run from a guest: `chunk/0` first, which names
+/// a version 6 run by itself, else `version`. Returns `Ok(None)` when the
+/// guest has written nothing at all (neither), and an error naming the
 /// first offending key otherwise.
 pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
+    if let Some(first) = read_text(src, "chunk/0", MAX_CHUNK)? {
+        if is_run_head(first.as_bytes()) {
+            return decode_v6(src, &first).map(Some);
+        }
+    }
     let Some(version) = read_text(src, "version", 8)? else {
         return Ok(None);
     };
@@ -369,23 +388,57 @@ pub fn decode<S: Source>(src: &mut S) -> Result<Option<Run>, DecodeError> {
         "3" => decode_chunked(src, 3).map(Some),
         "4" => decode_chunked(src, 4).map(Some),
         "5" => decode_chunked(src, 5).map(Some),
+        "6" => Err(err(
+            "chunk/0",
+            format!("missing, or not headed by {RUN_MARK} as layout 6 wants"),
+        )),
         _ => Err(err(
             "version",
             format!(
-                "layout version {:?} is not 1, 2, 3, 4 or 5",
+                "layout version {:?} is not 1, 2, 3, 4, 5 or 6",
                 text::clean(&version, 8)
             ),
         )),
     }
 }
 
-/// Whether a `version` value names a chunked layout (2 up to the newest):
-/// a `run` line and `chunk/<n>` keys, which a reader fetches ahead.
+/// Whether a `chunk/0` value holds a version 6 run line (it starts with
+/// [`RUN_MARK`]): a reader that fetched it first then needs no `version`.
+pub fn is_run_head(chunk0: &[u8]) -> bool {
+    chunk0
+        .strip_prefix(RUN_MARK.as_bytes())
+        .is_some_and(|rest| rest.first() == Some(&b' '))
+}
+
+/// The number of chunks a version 6 `chunk/0` announces (bounded), for a
+/// reader that fetches the others ahead; `None` if it is not well formed.
+pub fn chunks_in_head(chunk0: &[u8]) -> Option<usize> {
+    let s = std::str::from_utf8(chunk0).ok()?;
+    let n: usize = s.split(' ').nth(3)?.parse().ok()?;
+    (1..=MAX_CHUNKS).contains(&n).then_some(n)
+}
+
+/// Whether version 6 chunk `chunk` belongs to the run whose `chunk/0` is
+/// `chunk0`: it names the same `<time> <seq>`.
+pub fn same_run(chunk0: &[u8], chunk: &[u8]) -> bool {
+    let run_of = |c: &[u8]| -> Option<Vec<u8>> {
+        let mut f = c.split(|b| *b == b' ');
+        if f.next()? != RUN_MARK.as_bytes() {
+            return None;
+        }
+        Some([f.next()?, b" ", f.next()?].concat())
+    };
+    run_of(chunk0).is_some_and(|r| run_of(chunk) == Some(r))
+}
+
+/// Whether a `version` value names a layout with a `run` key and
+/// `chunk/<n>` keys (2 to 5), which a reader fetches ahead. (Version 6
+/// has its run line in `chunk/0`: see [`is_run_head`].)
 pub fn is_chunked(version: &[u8]) -> bool {
     std::str::from_utf8(version)
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
-        .is_some_and(|v| (2..=VERSION).contains(&v) && version.len() == 1)
+        .is_some_and(|v| (2..=5).contains(&v) && version.len() == 1)
 }
 
 /// The number of chunks a version 2 `run` value announces (bounded), for
@@ -446,47 +499,14 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
         require(text_field("probe", Some(&probe), MAX_PROBE)?, "probe").map_err(in_layout)?;
     let time = parse_time(text_field("time", Some(f[0]), MAX_NUMBER)).map_err(in_layout)?;
     let seq = parse_seq(text_field("seq", Some(f[1]), MAX_NUMBER)).map_err(in_layout)?;
-    let mut ids = std::collections::HashSet::new();
-    let mut checks = Vec::new();
+    let mut found = ChunkChecks::default();
     for i in 0..n {
         let key = format!("chunk/{i}");
         let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
         let fields: Vec<&str> = chunk.split(' ').collect();
-        if !fields.len().is_multiple_of(per_check) {
-            return Err(err(
-                &key,
-                format!("{} fields, not {per_check} per check", fields.len()),
-            ));
-        }
-        for f in fields.chunks(per_check) {
-            let field = |i: usize| unescape(f[i]).map_err(|e| err(&key, e));
-            let id = field(0)?;
-            check_id(&id).map_err(|problem| err(&key, problem))?;
-            if !ids.insert(id.clone()) || ids.len() > MAX_CHECKS {
-                return Err(err(
-                    &key,
-                    format!("check {id} appears twice, or more than {MAX_CHECKS} checks"),
-                ));
-            }
-            let mut values = Vec::with_capacity(per_check - 1);
-            for j in 1..per_check {
-                values.push(field(j)?);
-            }
-            // Version 2 has no limits field: as a version 1 run without
-            // the key. An empty field is an absent key, but for the
-            // message (which may be empty).
-            let check = check_from(&id, |name, max| {
-                let v = CHECK_FIELDS
-                    .iter()
-                    .position(|k| *k == name)
-                    .and_then(|j| values.get(j))
-                    .filter(|v| !v.is_empty() || name == "message");
-                text_field(&format!("check/{id}/{name}"), v.map(String::as_str), max)
-            })
-            .map_err(in_layout)?;
-            checks.push(check);
-        }
+        found.add(&key, &fields, per_check, version)?;
     }
+    let mut checks = found.checks;
     checks.sort_by_key(check_order);
     Ok(Run {
         probe,
@@ -498,9 +518,70 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
     })
 }
 
-/// A check's fields after its id, in a chunk's order and as version 1's
-/// key names.
-const CHECK_FIELDS: [&str; 6] = ["kind", "status", "target", "message", "values", "limits"];
+/// Version 6: the run line at the head of `chunk/0`, each later chunk
+/// headed by the same `<time> <seq>`; the checks as in version 5.
+fn decode_v6<S: Source>(src: &mut S, first: &str) -> Result<Run, DecodeError> {
+    use crate::text::unescape;
+    const HEAD: usize = 7;
+    let f: Vec<&str> = first.split(' ').collect();
+    if f.len() < HEAD {
+        return Err(err(
+            "chunk/0",
+            format!("{} fields, its run line wants {HEAD}", f.len()),
+        ));
+    }
+    let n: usize = f[3]
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_CHUNKS).contains(n))
+        .ok_or_else(|| {
+            err(
+                "chunk/0",
+                format!(
+                    "chunk count {:?} is not 1 to {MAX_CHUNKS}",
+                    text::clean(f[3], 20)
+                ),
+            )
+        })?;
+    let in_layout = |e: DecodeError| DecodeError {
+        key: format!("{} (layout 6)", e.key),
+        problem: e.problem,
+    };
+    let resumed = Resumed::parse_field(f[4]).map_err(|e| err("chunk/0", e))?;
+    let boot = BootId::parse_field(f[5]).map_err(|e| err("chunk/0", e))?;
+    let probe = unescape(f[6]).map_err(|e| err("chunk/0", e))?;
+    let probe =
+        require(text_field("probe", Some(&probe), MAX_PROBE)?, "probe").map_err(in_layout)?;
+    let time = parse_time(text_field("time", Some(f[1]), MAX_NUMBER)).map_err(in_layout)?;
+    let seq = parse_seq(text_field("seq", Some(f[2]), MAX_NUMBER)).map_err(in_layout)?;
+    let mut found = ChunkChecks::default();
+    found.add("chunk/0", &f[HEAD..], 7, 6)?;
+    for i in 1..n {
+        let key = format!("chunk/{i}");
+        let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
+        if !same_run(first.as_bytes(), chunk.as_bytes()) {
+            return Err(err(
+                &key,
+                format!(
+                    "not headed by chunk/0's {RUN_MARK} {} {}: a chunk of another run",
+                    f[1], f[2]
+                ),
+            ));
+        }
+        let fields: Vec<&str> = chunk.split(' ').skip(3).collect();
+        found.add(&key, &fields, 7, 6)?;
+    }
+    let mut checks = found.checks;
+    checks.sort_by_key(check_order);
+    Ok(Run {
+        probe,
+        time,
+        seq,
+        checks,
+        resumed,
+        boot,
+    })
+}
 
 /// Version 1: one key per field.
 fn decode_v1<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
@@ -535,115 +616,10 @@ fn decode_v1<S: Source>(src: &mut S) -> Result<Run, DecodeError> {
     })
 }
 
-fn parse_time(v: Result<Option<String>, DecodeError>) -> Result<i64, DecodeError> {
-    let time = require(v?, "time")?;
-    time.parse()
-        .map_err(|_| err("time", format!("{time:?} is not Unix seconds")))
-}
-
-fn parse_seq(v: Result<Option<String>, DecodeError>) -> Result<u64, DecodeError> {
-    let seq = require(v?, "seq")?;
-    seq.parse()
-        .map_err(|_| err("seq", format!("{seq:?} is not a sequence number")))
-}
-
-/// A check id: `[a-z0-9]{1,16}`.
-fn check_id(id: &str) -> Result<(), String> {
-    if valid_word(id, MAX_ID, |b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err(format!(
-            "check id {:?} is not [a-z0-9]{{1,16}}",
-            text::clean(id, 40)
-        ))
-    }
-}
-
-/// One check by version 1's rules, its fields given by `field(name,
-/// max)`: a key's text (version 1) or a chunk's field, each bounded and
-/// validated the same way, `None` when absent.
-fn check_from(
-    id: &str,
-    mut field: impl FnMut(&str, usize) -> Result<Option<String>, DecodeError>,
-) -> Result<CheckResult, DecodeError> {
-    let key = |k: &str| format!("check/{id}/{k}");
-    let kind = require(field("kind", MAX_KIND)?, &key("kind"))?;
-    if !valid_word(&kind, MAX_KIND, |b| b.is_ascii_lowercase()) {
-        return Err(err(&key("kind"), format!("{kind:?} is not [a-z]")));
-    }
-    let status = require(field("status", 8)?, &key("status"))?;
-    let status: Status = status.parse().map_err(|e| err(&key("status"), e))?;
-    let target = field("target", MAX_TARGET)?.unwrap_or_default();
-    let message = require(field("message", MAX_MESSAGE)?, &key("message"))?;
-    let values = field("values", MAX_VALUES)?.unwrap_or_default();
-    let values = parse_values(&values).map_err(|e| err(&key("values"), e))?;
-    let limits = field("limits", MAX_LIMITS)?.unwrap_or_default();
-    let limits = parse_limits(&limits).map_err(|e| err(&key("limits"), e))?;
-    Ok(CheckResult {
-        id: id.to_string(),
-        kind,
-        target,
-        status,
-        message,
-        values,
-        limits,
-    })
-}
-
-/// cpu, swap, then disks, then gateways, numbered ids in numeric order.
-fn check_order(c: &CheckResult) -> (u8, String, usize, String) {
-    let rank = match c.kind.as_str() {
-        "cpu" => 0,
-        "swap" => 1,
-        "mem" => 2,
-        "disk" => 3,
-        "net" => 4,
-        _ => 5,
-    };
-    let digits = c.id.trim_start_matches(|ch: char| ch.is_ascii_lowercase());
-    let prefix = c.id[..c.id.len() - digits.len()].to_string();
-    (rank, prefix, digits.parse().unwrap_or(0), c.id.clone())
-}
-
-fn read_text<S: Source>(src: &mut S, key: &str, max: usize) -> Result<Option<String>, DecodeError> {
-    let bytes = src
-        .read(key)
-        .map_err(|e| err(key, format!("cannot read: {e}")))?;
-    match bytes {
-        None => Ok(None),
-        Some(b) => text_field(key, Some(&b), max),
-    }
-}
-
-/// A field's text by the layout's rules (bounded, no control
-/// characters), whether read from its own key or from a chunk.
-fn text_field(
-    key: &str,
-    v: Option<&(impl AsRef<[u8]> + ?Sized)>,
-    max: usize,
-) -> Result<Option<String>, DecodeError> {
-    match v {
-        None => Ok(None),
-        Some(b) => text::validate(b.as_ref(), max)
-            .map(|s| Some(s.to_string()))
-            .map_err(|e: TextError| err(key, format!("value {e}"))),
-    }
-}
-
-fn require(v: Option<String>, key: &str) -> Result<String, DecodeError> {
-    v.ok_or_else(|| err(key, "missing".into()))
-}
-
-fn err(key: &str, problem: String) -> DecodeError {
-    DecodeError {
-        key: key.to_string(),
-        problem,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::Status;
     use crate::check::{Limit, Value};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
@@ -754,11 +730,11 @@ mod tests {
     }
 
     #[test]
-    fn chunked_versions_are_2_to_the_newest() {
-        for v in 2..=VERSION {
+    fn run_keyed_versions_are_2_to_5() {
+        for v in 2..=5 {
             assert!(is_chunked(v.to_string().as_bytes()), "{v}");
         }
-        for v in [&b"1"[..], b"6", b"05", b"", b"x", b"4 "] {
+        for v in [&b"1"[..], b"6", b"7", b"05", b"", b"x", b"4 "] {
             assert!(!is_chunked(v), "{v:?}");
         }
     }
@@ -771,7 +747,7 @@ mod tests {
             run.boot.as_ref().map(BootId::as_str),
             Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
         );
-        let pairs = encode(&run).unwrap();
+        let pairs = encode_v5(&run).unwrap();
         assert_eq!(pairs[0], ("version".into(), b"5".to_vec()));
         assert!(String::from_utf8_lossy(&pairs[1].1)
             .contains(" - 0f1e2d3c4b5a69788796a5b4c3d2e1f0 guest-probe"));
@@ -779,7 +755,7 @@ mod tests {
         // Unknown boot: `-`.
         let mut unknown = run.clone();
         unknown.boot = None;
-        let pairs = encode(&unknown).unwrap();
+        let pairs = encode_v5(&unknown).unwrap();
         assert!(String::from_utf8_lossy(&pairs[1].1).contains(" - - guest-probe"));
         assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), unknown);
         // A version 4 writer (an older probe) has no such field.
@@ -832,10 +808,14 @@ mod tests {
     #[test]
     fn version_2_is_three_keys_for_a_typical_guest() {
         let run = sample(3, 2);
-        let keys: Vec<String> = encode(&run).unwrap().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = encode_v5(&run)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, ["version", "run", "chunk/0"]);
         // 50 filesystems and 8 gateways: a few chunks, each within quota.
-        let big = encode(&sample(50, 8)).unwrap();
+        let big = encode_v5(&sample(50, 8)).unwrap();
         assert!(big.len() < 10, "{} keys", big.len());
         assert!(big.iter().all(|(_, v)| v.len() <= MAX_CHUNK));
         assert_eq!(decode(&mut to_map(big)).unwrap().unwrap(), sample(50, 8));
@@ -843,7 +823,7 @@ mod tests {
 
     #[test]
     fn version_2_hostile_chunks_are_rejected_by_the_version_1_rules() {
-        let base = to_map(encode(&sample(1, 1)).unwrap());
+        let base = to_map(encode_v5(&sample(1, 1)).unwrap());
         let chunk = String::from_utf8(base["chunk/0"].clone()).unwrap();
         let cases: Vec<(&str, String, &str)> = vec![
             // An escaped newline unescapes to a control character.
@@ -888,14 +868,16 @@ mod tests {
                 "boot field",
             ),
             ("run", "yesterday 2 1 - - p".into(), "not Unix seconds"),
-            ("version", "6".into(), "layout version"),
+            ("version", "7".into(), "layout version"),
+            ("version", "6".into(), "not headed by xsmon/6"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();
+            let version_6 = value == "6";
             m.insert(key.to_string(), value.into_bytes());
             let e = decode(&mut m).unwrap_err();
             assert!(
-                e.key.starts_with(key) || e.key.contains("layout 5"),
+                e.key.starts_with(key) || e.key.contains("layout 5") || version_6,
                 "{key}: {e}"
             );
             assert!(e.problem.contains(expect), "{key}: {}", e.problem);
@@ -907,6 +889,120 @@ mod tests {
             "chunk/1",
             "a missing chunk"
         );
+    }
+
+    #[test]
+    fn version_6_is_two_keys_for_a_typical_guest_and_reads_back_whole() {
+        let mut run = sample(3, 2);
+        run.resumed = Some(Resumed {
+            from_domid: Some(12),
+            suspended_ms: Some(8450),
+        });
+        run.boot = BootId::from_kernel("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+        let pairs = encode(&run).unwrap();
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["version", "chunk/0"]);
+        assert_eq!(pairs[0].1, b"6");
+        let head = String::from_utf8_lossy(&pairs[1].1).into_owned();
+        assert!(
+            head.starts_with(&format!(
+                "xsmon/6 {} {} 1 12,8450 0f1e2d3c4b5a69788796a5b4c3d2e1f0 guest-probe",
+                run.time, run.seq
+            )),
+            "{head}"
+        );
+        assert!(is_run_head(&pairs[1].1) && chunks_in_head(&pairs[1].1) == Some(1));
+        assert_eq!(decode(&mut to_map(pairs.clone())).unwrap().unwrap(), run);
+        // A reader needs no `version` for it.
+        let mut m = to_map(pairs);
+        m.remove("version");
+        assert_eq!(decode(&mut m).unwrap().unwrap(), run);
+        // No check at all: still chunk/0, with the run line alone.
+        let empty = sample(0, 0);
+        let mut none = empty.clone();
+        none.checks.clear();
+        let pairs = encode(&none).unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(decode(&mut to_map(pairs)).unwrap().unwrap(), none);
+        // 50 filesystems and 8 gateways: every chunk within quota, each
+        // headed by the run it belongs to.
+        let big = encode(&sample(50, 8)).unwrap();
+        assert!(big.len() > 3 && big.len() < 10, "{} keys", big.len());
+        assert!(big.iter().all(|(_, v)| v.len() <= MAX_CHUNK));
+        assert_eq!(chunks_in_head(&big[1].1), Some(big.len() - 1));
+        for (_, chunk) in &big[2..] {
+            assert!(same_run(&big[1].1, chunk));
+        }
+        assert_eq!(decode(&mut to_map(big)).unwrap().unwrap(), sample(50, 8));
+    }
+
+    #[test]
+    fn version_6_hostile_chunks_and_torn_runs_are_rejected() {
+        let base = to_map(encode(&sample(1, 1)).unwrap());
+        let chunk = String::from_utf8(base["chunk/0"].clone()).unwrap();
+        let head: Vec<&str> = chunk.split(' ').take(7).collect();
+        let with_head = |f: &[&str]| -> String {
+            let rest: Vec<&str> = chunk.split(' ').skip(7).collect();
+            format!("{} {}", f.join(" "), rest.join(" "))
+        };
+        let mut count65 = head.clone();
+        count65[3] = "65";
+        let mut count0 = head.clone();
+        count0[3] = "0";
+        let mut resumed = head.clone();
+        resumed[4] = "7;3";
+        let mut boot = head.clone();
+        boot[5] = "XYZ";
+        let mut time = head.clone();
+        time[1] = "yesterday";
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "chunk/0",
+                chunk.replacen("swapping", "swapping\\x0aG\\svictim\\s7\\sforged", 1),
+                "control character",
+            ),
+            ("chunk/0", format!("{chunk} extra"), "not 7 per check"),
+            ("chunk/0", "xsmon/6 1 2".into(), "its run line wants 7"),
+            ("chunk/0", with_head(&count65), "chunk count"),
+            ("chunk/0", with_head(&count0), "chunk count"),
+            ("chunk/0", with_head(&resumed), "resumed field"),
+            ("chunk/0", with_head(&boot), "boot field"),
+            ("chunk/0", with_head(&time), "not Unix seconds"),
+        ];
+        for (key, value, expect) in cases {
+            let mut m = base.clone();
+            m.insert(key.to_string(), value.into_bytes());
+            let e = decode(&mut m).unwrap_err();
+            assert!(
+                e.key.starts_with(key) || e.key.contains("layout 6"),
+                "{key}: {e}"
+            );
+            assert!(e.problem.contains(expect), "{key}: {}", e.problem);
+        }
+        // Two chunks announced: the second missing, then of another run
+        // (the probe wrote between the reader's two reads).
+        let mut two = head.clone();
+        two[3] = "2";
+        let mut m = base.clone();
+        m.insert("chunk/0".into(), with_head(&two).into_bytes());
+        assert_eq!(decode(&mut m).unwrap_err().key, "chunk/1");
+        let next_seq = format!(
+            "xsmon/6 {} {}",
+            head[1],
+            head[2].parse::<u64>().unwrap() + 1
+        );
+        m.insert("chunk/1".into(), next_seq.clone().into_bytes());
+        let e = decode(&mut m).unwrap_err();
+        assert_eq!(e.key, "chunk/1");
+        assert!(e.problem.contains("a chunk of another run"), "{e}");
+        assert!(!same_run(&m["chunk/0"], next_seq.as_bytes()));
+        let same = format!("xsmon/6 {} {}", head[1], head[2]);
+        m.insert("chunk/1".into(), same.into_bytes());
+        assert_eq!(decode(&mut m).unwrap().unwrap(), sample(1, 1));
+        // No check id can pass for the mark: an id has no `/`.
+        assert!(!is_run_head(b"xsmon6 cpu cpu ok"));
+        assert!(!is_run_head(b"xsmon/6"));
+        assert!(check_id(RUN_MARK).is_err());
     }
 
     #[test]
@@ -942,7 +1038,7 @@ mod tests {
             ("check/cpu/values", b"load1=1 load1=2", "twice"),
             ("check/cpu/values", b"LOAD=1", "not [a-z0-9_]"),
             ("time", b"yesterday", "not Unix seconds"),
-            ("version", b"6", "layout version"),
+            ("version", b"7", "layout version"),
         ];
         for (key, value, expect) in cases {
             let mut m = base.clone();

@@ -6,14 +6,14 @@ use anyhow::{ensure, Context, Result};
 
 use super::{LabGuest, LabSite};
 
-/// The `seq` of the run a guest last wrote (the second field of its
-/// `data/xsmon/run` key).
+/// The `seq` of the run a guest last wrote (key layout 6: the third
+/// field of its `data/xsmon/chunk/0`, after `xsmon/6` and the time).
 fn written_seq(site: &LabSite, g: &LabGuest) -> Result<u64> {
-    let run = site.lab.guest_ok(g, "xenstore-read data/xsmon/run")?;
+    let run = site.lab.guest_ok(g, "xenstore-read data/xsmon/chunk/0")?;
     run.split(' ')
-        .nth(1)
+        .nth(2)
         .and_then(|s| s.trim().parse().ok())
-        .with_context(|| format!("{}'s run key: {run:?}", g.name))
+        .with_context(|| format!("{}'s chunk/0: {run:?}", g.name))
 }
 
 /// Healthy guests: every check ok through the guest kernel's
@@ -95,8 +95,9 @@ pub fn healthy(site: &LabSite, guests: &[&LabGuest]) -> Result<()> {
 
 /// A hostile guest, from inside a real domU: the real xenstored refuses
 /// its writes to another domain's area, to dom0's and to the 2010 shared
-/// path (not granted here); garbage in its own area (a newline followed
-/// by a forged `G` line for its victim) is reported for it alone.
+/// path (not granted here); garbage in its own area (a run line with a
+/// newline followed by a forged `G` line for its victim, where key layout
+/// 6 keeps it: the head of `chunk/0`) is reported for it alone.
 pub fn hostile(site: &LabSite, hostile: &LabGuest, victim: &LabGuest) -> Result<()> {
     let victim_domid = site.domid(&victim.name)?;
     for path in [
@@ -119,7 +120,7 @@ pub fn hostile(site: &LabSite, hostile: &LabGuest, victim: &LabGuest) -> Result<
     site.lab.guest_ok(
         hostile,
         &format!(
-            "touch /run/probe.off; sleep 8; xenstore-write data/xsmon/version 3 data/xsmon/run \"$(printf '1 2 3 x\\nG {} {victim_domid} - fresh ok - - forged')\"",
+            "touch /run/probe.off; sleep 8; xenstore-write data/xsmon/chunk/0 \"$(printf 'xsmon/6 1 2 1 - - x\\nG {} {victim_domid} - fresh ok - - forged')\"",
             victim.name
         ),
     )?;

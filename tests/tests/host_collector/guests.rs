@@ -269,29 +269,49 @@ fn legacy_path_owned_by_the_guest_is_accepted() {
 }
 
 /// A guest that writes a new run while dom0 reads its area: dom0 reads a
-/// chunked run's `run` line, then its chunks, in two rounds of requests,
-/// so the chunks of a run written in between could be read under the
-/// older `run` line (seen on the Xen lab: "run seq 4 was rewritten with
-/// different content"). Here one guest rewrites its run every
-/// millisecond, each with its seq in its cpu message, while dom0 gathers
-/// 50 guests again and again: every run dom0 reads is one the guest wrote
-/// whole, or (when it kept changing under every re-read) an error saying
-/// so, never a mix.
+/// chunked run's keys in more than one round of requests, so the chunks of
+/// a run written in between could be read with the older run line (seen on
+/// the Xen lab: "run seq 4 was rewritten with different content"). Here
+/// one guest rewrites its run every millisecond, each with its seq in its
+/// cpu message and in four chunks, while dom0 gathers 50 guests again and
+/// again: every run dom0 reads is one the guest wrote whole, or (when it
+/// kept changing under every re-read) an error saying so, never a mix.
+/// Key layout 5: `run` read again after the chunks; layout 6: every chunk
+/// names its run.
 #[test]
 fn a_run_rewritten_while_dom0_reads_it_is_never_read_half_old() {
+    rewritten_while_read(xsmon_tests::write_run_v5, "kept changing");
+    rewritten_while_read(write_run, "a chunk of another run");
+}
+
+fn rewritten_while_read(
+    write: fn(&mut xsmon_xenstore::Client, u32, &xsmon_proto::layout::Run) -> anyhow::Result<()>,
+    torn_says: &str,
+) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let xs = xsmon_tests::Xenstored::start().unwrap();
     let mut c = xs.client().unwrap();
     let t = now();
+    // Forty disks with long mount points: four chunks.
     let written_as = |seq: u64| {
-        let mut run = sample_run(t, 3, Status::Ok);
+        let mut run = sample_run(t, 40, Status::Ok);
         run.seq = seq;
         run.checks[0].message = format!("written as seq {seq}");
+        for c in run.checks.iter_mut().filter(|c| c.kind == "disk") {
+            c.target = format!("/srv/{}/{}", "a".repeat(60), c.id);
+        }
         run
     };
+    let chunks = xsmon_proto::layout::encode(&written_as(0))
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("chunk/"))
+        .count();
+    assert!(chunks >= 3, "{chunks} chunks");
+    let all_checks = written_as(0).checks.len();
     for id in 1..=50 {
         add_domain(&mut c, id, &format!("vm{id:02}")).unwrap();
-        write_run(&mut c, id, &written_as(0)).unwrap();
+        write(&mut c, id, &written_as(0)).unwrap();
     }
     let stop = AtomicBool::new(false);
     // Stops the writer however the reading ends (a failed assertion too:
@@ -308,7 +328,7 @@ fn a_run_rewritten_while_dom0_reads_it_is_never_read_half_old() {
             let mut seq = 0;
             while !stop.load(Ordering::Relaxed) {
                 seq += 1;
-                write_run(&mut w, 1, &written_as(seq)).unwrap();
+                write(&mut w, 1, &written_as(seq)).unwrap();
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             seq
@@ -325,10 +345,11 @@ fn a_run_rewritten_while_dom0_reads_it_is_never_read_half_old() {
                         format!("written as seq {}", run.seq),
                         "a run read half old"
                     );
+                    assert_eq!(run.checks.len(), all_checks, "a run read in part");
                     whole += 1;
                 }
                 host_collector::gather::Found::Invalid(why) => {
-                    assert!(why.contains("kept changing"), "{why}");
+                    assert!(why.contains(torn_says), "{why}");
                     kept_changing += 1;
                 }
                 other => panic!("{other:?}"),
@@ -342,6 +363,45 @@ fn a_run_rewritten_while_dom0_reads_it_is_never_read_half_old() {
     assert!(
         whole > kept_changing,
         "{whole} whole runs read, {kept_changing} kept changing"
+    );
+}
+
+/// A layout 6 run whose second chunk stays of another run (a guest that
+/// wrote it so, or a probe that keeps rewriting): read again, then
+/// reported for that guest alone, naming the chunk; the guest beside it
+/// is read whole.
+#[test]
+fn a_chunk_of_another_run_is_named_for_its_guest_alone() {
+    let xs = xsmon_tests::Xenstored::start().unwrap();
+    let mut c = xs.client().unwrap();
+    let mut run = sample_run(now(), 40, Status::Ok);
+    for c in run.checks.iter_mut().filter(|c| c.kind == "disk") {
+        c.target = format!("/srv/{}/{}", "a".repeat(60), c.id);
+    }
+    for id in [1, 2] {
+        add_domain(&mut c, id, &format!("vm{id:02}")).unwrap();
+        write_run(&mut c, id, &run).unwrap();
+    }
+    let chunk1 = "/local/domain/1/data/xsmon/chunk/1";
+    let torn = String::from_utf8(c.read(chunk1).unwrap())
+        .unwrap()
+        .replacen(&format!(" {} ", run.seq), &format!(" {} ", run.seq + 1), 1);
+    c.write(chunk1, torn.as_bytes()).unwrap();
+    let guests = host_collector::gather::gather(&mut c, false).unwrap();
+    match &guests[0].found {
+        host_collector::gather::Found::Invalid(why) => assert_eq!(
+            why,
+            &format!(
+                "chunk/1: not headed by chunk/0's xsmon/6 {} {}: a chunk of another run",
+                run.time, run.seq
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&guests[1].found, host_collector::gather::Found::Run { run: r, .. } if *r == run),
+        "{:?}",
+        guests[1].found
     );
 }
 

@@ -55,10 +55,10 @@ pub(crate) fn migration_round(
         // hold the old one's runs (copied by the migration)? What is left
         // of the VM's /vm/<uuid> (libxl removes it with the source)?
         let run = site.lab.dom0(&format!(
-            "xenstore-read /local/domain/{after}/data/xsmon/run"
+            "xenstore-read /local/domain/{after}/data/xsmon/chunk/0"
         ))?;
         eprintln!(
-            "xen lab: right after xl migrate, the new domain's data/xsmon/run: {}; before: {}; after: {}",
+            "xen lab: right after xl migrate, the new domain's data/xsmon/chunk/0: {}; before: {}; after: {}",
             if run.rc == 0 {
                 run.out.trim().to_string()
             } else {

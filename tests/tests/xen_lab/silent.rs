@@ -61,10 +61,10 @@ pub(crate) fn a_save_in_the_middle_of_a_run_is_measured_again() -> Result<()> {
         ensure!(log.contains("held-rc=0"), "the held probe: {log}");
         let run = site
             .lab
-            .guest_ok(g, "xenstore-read data/xsmon/run")
+            .guest_ok(g, "xenstore-read data/xsmon/chunk/0")
             .with_context(|| log.clone())?;
         ensure!(
-            run.split(' ').nth(3) == Some(&format!("{domid},?")),
+            run.split(' ').nth(4) == Some(&format!("{domid},?")),
             "a run suspended between measuring and writing names its old domain {domid}: {run} ({log})"
         );
         cycle()?;
