@@ -1,4 +1,4 @@
--- xsmon history: the SQLite schema, version 8.
+-- xsmon history: the SQLite schema, version 9.
 --
 -- This file is the contract between host-collector (which writes),
 -- snmp-extend (which serves the latest state) and `host-collector history`;
@@ -12,10 +12,11 @@
 -- Version 4 keeps what the hypervisor says of each domain: its state since
 -- when and its CPU time (host.xen_*, host.cpu_*), and each status row's
 -- domain state, so a paused or crashed guest is never shown as fresh.
--- Versions 5 to 8: see each table's comments and xsmon-store/src/migrations/
+-- Versions 5 to 9: see each table's comments and xsmon-store/src/migrations/
 -- (7 keys the figures, 8 the status and finding rows, cycle first: a
 -- cycle's rows are appended instead of touching a page per host, which
--- rewrote the whole status table every cycle).
+-- rewrote the whole status table every cycle; 9 keeps each running
+-- domain's start time, read once per domain).
 --
 -- Times are Unix seconds (UTC). Figures are stored as integers, the value
 -- times 1000 (three decimals, as the probe rounds them): SQLite stores small
@@ -88,7 +89,10 @@ CREATE TABLE host (
     xen_counters TEXT,
     -- new domains of this VM dom0 took for reboots (or, for a guest
     -- without the probe, any new domain: restores cannot be told apart)
-    reboots     INTEGER NOT NULL DEFAULT 0
+    reboots     INTEGER NOT NULL DEFAULT 0,
+    -- when the toolstack created the domain `domid` (/vm/<uuid>/start_time,
+    -- dom0's clock), read once per domain: its uptime
+    started     REAL
 );
 CREATE INDEX host_name ON host (name);
 

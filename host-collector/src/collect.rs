@@ -36,21 +36,28 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     let cfg = inp.config;
     let dom0 = cfg.dom0_name();
     let sys = Sys::new(inp.root);
-    // Observe. xenstore's answers take the longest (the daemon answers
-    // one request at a time): dom0's own files, the stored rows and xl's
-    // listings are read meanwhile, on this thread.
-    let (gathered, cluster, known, hv, times) = std::thread::scope(|s| {
+    // Observe. The stored rows first: they say which domains' start times
+    // are known already. xenstore's answers take the longest (the daemon
+    // answers one request at a time): dom0's own files and xl's listings
+    // are read meanwhile, on this thread.
+    let known = store::hosts(conn);
+    let dom0_booted = sys.kernel_stats().ok().map(|k| k.btime as i64);
+    let starts = match &known {
+        Ok(rows) => gather::known_starts(rows, dom0_booted),
+        Err(_) => Default::default(),
+    };
+    let (gathered, cluster, hv, times) = std::thread::scope(|s| {
         let (listed, domains_listed) = std::sync::mpsc::channel::<()>();
+        let starts = &starts;
         let xenstore = s.spawn(move || {
             let t = Instant::now();
-            let guests = read_xenstore(inp, move || {
+            let guests = read_xenstore(inp, starts, move || {
                 let _ = listed.send(());
             });
             (guests, t.elapsed())
         });
         let cluster = xsmon_proto::cluster::scan(&cfg.config_dirs);
         let devices = crate::hypervisor::read_devices(&sys.path("proc/net/dev"), &sys.path("sys"));
-        let known = store::hosts(conn);
         // xl only once xenstore has listed the domains: a domain xenstore
         // lists but the hypervisor no longer knows was destroyed in
         // between (its home is being removed), and is judged as not
@@ -66,7 +73,7 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
                 Duration::ZERO,
             )
         });
-        (gathered, cluster, known, hv, (xenstore_time, hv_time))
+        (gathered, cluster, hv, (xenstore_time, hv_time))
     });
     let (xenstore_time, hypervisor_time) = times;
     for p in &cluster.problems {
@@ -149,13 +156,17 @@ fn keep(cfg: &Config) -> Keep {
 
 /// The guests' xenstore areas and their agents' keys; `listed` is called
 /// once the domains are listed.
-fn read_xenstore(inp: &Inputs<'_>, listed: impl FnOnce()) -> Result<Vec<Guest>> {
+fn read_xenstore(
+    inp: &Inputs<'_>,
+    starts: &gather::KnownStarts,
+    listed: impl FnOnce(),
+) -> Result<Vec<Guest>> {
     let mut xs = match inp.xenstore {
         Some(p) => xsmon_xenstore::Client::open(p)?,
         None => xsmon_xenstore::Client::open_default()?,
     };
     xs.set_timeout(Duration::from_secs(inp.config.xenstore_timeout_secs.max(1)));
-    let mut guests = gather::gather_then(&mut xs, inp.config.legacy, listed)?;
+    let mut guests = gather::gather_then(&mut xs, inp.config.legacy, starts, listed)?;
     // The agents' keys of the guests that have no probe results.
     let silent: Vec<u32> = guests
         .iter()

@@ -203,6 +203,7 @@ mod tests {
             run: None,
             run_domid: None,
             run_boot: None,
+            started: None,
             xen: None,
             reboots: 0,
         }

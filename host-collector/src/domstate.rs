@@ -588,6 +588,7 @@ mod tests {
             run: None,
             run_domid: None,
             run_boot: None,
+            started: None,
             xen: Some(XenSeen {
                 domid: 7,
                 state: state.into(),

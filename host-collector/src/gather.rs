@@ -104,7 +104,27 @@ pub enum Found {
 
 /// The running domains other than dom0, with their results.
 pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
-    gather_then(xs, legacy, || {})
+    gather_then(xs, legacy, &KnownStarts::new(), || {})
+}
+
+/// The start times known of running domains, by domid, with their VM's
+/// UUID: a domain's `/vm/<uuid>/start_time` never changes, so a cycle
+/// reads it only for a domain it does not know yet.
+pub type KnownStarts = BTreeMap<u32, (String, f64)>;
+
+/// The start times kept in the stored rows (`host.started`) of the domains
+/// seen running since dom0 last booted (`dom0_booted`, Unix seconds; its
+/// domids start over at each boot, so a row from before it, or with no
+/// boot time known, knows nothing). A domid names one domain until it is
+/// destroyed; the VM's UUID read this cycle must match too.
+pub fn known_starts(rows: &[xsmon_store::HostRow], dom0_booted: Option<i64>) -> KnownStarts {
+    let Some(booted) = dom0_booted else {
+        return KnownStarts::new();
+    };
+    rows.iter()
+        .filter(|h| h.state == "running" && h.last_seen >= booted)
+        .filter_map(|h| Some((h.domid?, (h.uuid.clone()?, h.started?))))
+        .collect()
 }
 
 /// [`gather`], calling `listed` as soon as the domains are listed (the
@@ -113,6 +133,7 @@ pub fn gather(xs: &mut Client, legacy: bool) -> anyhow::Result<Vec<Guest>> {
 pub fn gather_then(
     xs: &mut Client,
     legacy: bool,
+    starts: &KnownStarts,
     listed: impl FnOnce(),
 ) -> anyhow::Result<Vec<Guest>> {
     let ids = domain_ids(xs)?;
@@ -141,14 +162,18 @@ pub fn gather_then(
     reqs.push(Request::Directory(DEVICE_MODELS.into()));
     let mut replies = xs.pipeline(&reqs).into_iter();
     let mut pre: Vec<(u32, Identity, Prefetched)> = Vec::with_capacity(ids.len());
-    let mut memory: Vec<(Option<u64>, Option<u64>)> = Vec::with_capacity(ids.len());
+    let mut toolstack: Vec<Toolstack> = Vec::with_capacity(ids.len());
     for &id in &ids {
         let name = value_of(replies.next());
         let vm = value_of(replies.next());
         let mut p = Prefetched::default();
         p.put("chunk/0", replies.next());
         pre.push((id, Identity { name, vm }, p));
-        memory.push((kib(value_of(replies.next())), kib(value_of(replies.next()))));
+        toolstack.push(Toolstack {
+            mem_target_kib: kib(value_of(replies.next())),
+            mem_max_kib: kib(value_of(replies.next())),
+            started: None,
+        });
     }
     let with_device_model = device_model_domids(replies.next());
 
@@ -158,7 +183,10 @@ pub fn gather_then(
     let mut batch = Batch::default();
     for (i, (id, identity, p)) in pre.iter().enumerate() {
         if let Some(uuid) = identity.vm.as_deref().ok().and_then(vm_uuid) {
-            batch.toolstack(i, format!("/vm/{uuid}/start_time"));
+            match starts.get(id) {
+                Some((known, at)) if *known == uuid => toolstack[i].started = Some(*at),
+                _ => batch.toolstack(i, format!("/vm/{uuid}/start_time")),
+            }
         }
         if with_device_model.contains(id) {
             batch.toolstack(i, format!("/local/domain/{id}/image/{DM_PID}"));
@@ -178,7 +206,7 @@ pub fn gather_then(
     batch.run_then(xs, &mut pre, |i, read| {
         if v6_whole(&read.2) {
             let taken = (read.0, read.1.clone(), std::mem::take(&mut read.2));
-            early[i] = Some(decode_read(taken, memory[i]));
+            early[i] = Some(decode_read(taken, toolstack[i]));
         }
     });
     reread_torn_v6_runs(xs, &mut pre, &early);
@@ -218,7 +246,7 @@ pub fn gather_then(
         if read_whole(&read.2) {
             read.2.values.remove(RUN_AFTER);
             let taken = (read.0, read.1.clone(), std::mem::take(&mut read.2));
-            early[i] = Some(decode_read(taken, memory[i]));
+            early[i] = Some(decode_read(taken, toolstack[i]));
         }
     });
     reread_runs_written_meanwhile(xs, &mut pre);
@@ -247,7 +275,7 @@ pub fn gather_then(
     }
     batch.run(xs, &mut pre);
 
-    let mut out = decode_all(pre, memory, early);
+    let mut out = decode_all(pre, toolstack, early);
     for guest in &mut out {
         if legacy && matches!(guest.found, Found::Nothing) {
             if let Some(n) = &guest.name {
@@ -260,18 +288,25 @@ pub fn gather_then(
 
 /// One domain's keys as read: its domid, identity and prefetched keys.
 type Read = (u32, Identity, Prefetched);
-/// Its toolstack's memory target and static maximum, in KiB.
-type Memory = (Option<u64>, Option<u64>);
+/// What the toolstack wrote of a domain beside its name and VM link.
+#[derive(Debug, Clone, Copy)]
+struct Toolstack {
+    /// `memory/target` and `memory/static-max`, KiB.
+    mem_target_kib: Option<u64>,
+    mem_max_kib: Option<u64>,
+    /// Its start time when known from an earlier cycle ([`KnownStarts`]).
+    started: Option<f64>,
+}
 
 /// Decodes every guest's prefetched keys but those decoded already
 /// (`early`), on two threads once there are enough guests to be worth it:
 /// decoding is pure and the daemon has answered by now, so a large dom0's
 /// cycle need not wait for one core. The guests stay in domid order.
-fn decode_all(pre: Vec<Read>, memory: Vec<Memory>, early: Vec<Option<Guest>>) -> Vec<Guest> {
+fn decode_all(pre: Vec<Read>, toolstack: Vec<Toolstack>, early: Vec<Option<Guest>>) -> Vec<Guest> {
     let mut out = early;
-    let rest: Vec<(usize, Read, Memory)> = pre
+    let rest: Vec<(usize, Read, Toolstack)> = pre
         .into_iter()
-        .zip(memory)
+        .zip(toolstack)
         .enumerate()
         .filter(|(i, _)| out[*i].is_none())
         .map(|(i, (read, mem))| (i, read, mem))
@@ -307,8 +342,11 @@ fn device_model_domids(
 }
 
 /// One guest's keys as read, decoded.
-fn decode_read((domid, identity, mut p): Read, (target, max): Memory) -> Guest {
-    let start_time = p.toolstack.get("start_time").and_then(|v| start_time(v));
+fn decode_read((domid, identity, mut p): Read, known: Toolstack) -> Guest {
+    let start_time = match p.toolstack.get("start_time") {
+        Some(v) => start_time(v),
+        None => known.started,
+    };
     let device_model = match (p.toolstack.get(DM_PID), p.toolstack_errors.get(DM_PID)) {
         (Some(v), _) => Some(process_id(v)),
         (None, Some(e)) => Some(Err(format!("cannot read image/{DM_PID}: {e}"))),
@@ -316,8 +354,8 @@ fn decode_read((domid, identity, mut p): Read, (target, max): Memory) -> Guest {
     };
     let mut guest = decode_guest(domid, identity, &mut p);
     guest.device_model = device_model;
-    guest.mem_target_kib = target;
-    guest.mem_max_kib = max;
+    guest.mem_target_kib = known.mem_target_kib;
+    guest.mem_max_kib = known.mem_max_kib;
     guest.start_time = start_time;
     guest
 }

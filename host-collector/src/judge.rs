@@ -196,6 +196,7 @@ fn judge_running(
     rec.row = prev.map(|h| h.id);
     rec.uuid = g.uuid.clone();
     rec.domid = Some(g.domid);
+    rec.started = g.start_time;
     rec.config = scene.has_config_here(&name);
     match prev {
         None => rec.events.push((

@@ -33,6 +33,9 @@ pub struct HostRow {
     pub xen: Option<XenSeen>,
     /// New domains of this VM taken for reboots (see `schema.sql`).
     pub reboots: u64,
+    /// When the toolstack created domain `domid` (schema 9; `None` before,
+    /// or when it could not be read).
+    pub started: Option<f64>,
 }
 
 /// What the hypervisor said of a domain in a cycle: its state (the word
@@ -105,9 +108,14 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
     } else {
         "NULL"
     };
+    let since_9 = if version >= STARTED_SCHEMA {
+        "started"
+    } else {
+        "NULL"
+    };
     let mut st = conn.prepare(&format!(
         "SELECT id, ident, uuid, name, last_seen, domid, state, config,
-                run_seq, run_digest, run_time, run_seen, {xen}, {since_5}, {since_6}
+                run_seq, run_digest, run_time, run_seen, {xen}, {since_5}, {since_6}, {since_9}
            FROM host ORDER BY id"
     ))?;
     let rows = st.query_map([], |r| {
@@ -157,6 +165,7 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
             run_boot: r.get(19)?,
             xen,
             reboots: r.get::<_, i64>(17)?.max(0) as u64,
+            started: r.get(20)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

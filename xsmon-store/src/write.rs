@@ -53,6 +53,9 @@ pub struct HostRecord {
     pub rebooted: bool,
     /// The guest kernel's boot id the run carried (stored with `run`).
     pub run_boot: Option<String>,
+    /// When the toolstack created the running domain `domid` (kept while
+    /// the host runs).
+    pub started: Option<f64>,
 }
 
 impl HostRecord {
@@ -81,6 +84,7 @@ impl HostRecord {
             xen: None,
             rebooted: false,
             run_boot: None,
+            started: None,
         }
     }
 }
@@ -343,7 +347,8 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
                 run_time = CASE WHEN ?18 THEN ?21 ELSE run_time END,
                 run_seen = CASE WHEN ?18 THEN ?22 ELSE run_seen END,
                 run_domid = CASE WHEN ?18 THEN ?8 ELSE run_domid END,
-                run_boot = CASE WHEN ?18 THEN ?23 ELSE run_boot END
+                run_boot = CASE WHEN ?18 THEN ?23 ELSE run_boot END,
+                started = CASE WHEN ?6 THEN ?24 ELSE started END
           WHERE id = ?1",
     )?
     .execute(params![
@@ -369,7 +374,8 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
         r.map(|r| r.digest as i64),
         r.map(|r| r.time),
         r.map(|r| r.seen),
-        h.run_boot
+        h.run_boot,
+        h.started
     ])?;
     Ok(id)
 }

@@ -561,3 +561,64 @@ fn a_device_model_that_stopped_is_an_error_for_its_guest() {
     assert_eq!(status, "error", "{msg}");
     assert!(msg.contains("its device model (QEMU, pid 4242"), "{msg}");
 }
+
+/// A domain's start time (`/vm/<uuid>/start_time`) is read once: kept in
+/// its host row (schema 9) and taken from there while the same domain (its
+/// domid, its VM) runs in the same boot of dom0. A dom0 booted since, or a
+/// new domain of the VM, reads it again.
+#[test]
+fn a_domains_start_time_is_read_once_per_domain() {
+    let d = Dom0::new("");
+    let mut c = d.xs.client().unwrap();
+    let uuid = xsmon_tests::uuid_for("web01");
+    let set_start = |c: &mut xsmon_xenstore::Client, at: &str| {
+        c.write(&format!("/vm/{uuid}/start_time"), at.as_bytes())
+            .unwrap();
+    };
+    add_domain(&mut c, 7, "web01").unwrap();
+    set_start(&mut c, "1796000000.50");
+    write_run(&mut c, 7, &sample_run(now(), 1, Status::Ok)).unwrap();
+    let started = || -> Option<f64> {
+        d.db()
+            .query_row("SELECT started FROM host WHERE name = 'web01'", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    d.collect();
+    assert_eq!(started(), Some(1_796_000_000.5));
+    // The key moves (a toolstack never does that for one domain): the
+    // start time known from the last cycle is kept, the key not read.
+    set_start(&mut c, "1796000099.00");
+    d.collect();
+    assert_eq!(started(), Some(1_796_000_000.5), "read again");
+    // dom0 booted after the row was stored: its domids started over, and
+    // domain 7 may be another domain now.
+    let stat = d.root.path().join("proc/stat");
+    let text = std::fs::read_to_string(&stat).unwrap();
+    let rebooted: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("btime ") {
+            Some(_) => format!("btime {}\n", now() + 5),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&stat, rebooted).unwrap();
+    d.collect_at(Some(now() + 60));
+    assert_eq!(
+        started(),
+        Some(1_796_000_099.0),
+        "not read after dom0's boot"
+    );
+    // A new domain of the VM (a reboot): read for it.
+    remove_domain(&mut c, 7).unwrap();
+    add_domain(&mut c, 8, "web01").unwrap();
+    set_start(&mut c, "1796000200.00");
+    write_run(&mut c, 8, &sample_run(now() + 120, 1, Status::Ok)).unwrap();
+    d.collect_at(Some(now() + 120));
+    assert_eq!(
+        started(),
+        Some(1_796_000_200.0),
+        "not read for the new domain"
+    );
+}
