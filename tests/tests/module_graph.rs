@@ -85,12 +85,10 @@ fn graph(src: &Path) -> Graph {
     for f in &files {
         let Some(m) = module_of(src, f) else { continue };
         let text = std::fs::read_to_string(f).unwrap();
-        let code: String = text
-            .split("#[cfg(test)]")
-            .next()
-            .unwrap_or("")
-            .lines()
+        let code: String = before_unit_tests(&text)
+            .iter()
             .filter(|l| !l.trim_start().starts_with("//"))
+            .copied()
             .collect::<Vec<_>>()
             .join("\n");
         let mut deps = BTreeSet::new();
@@ -210,14 +208,25 @@ fn the_reader_sees_a_circle_when_there_is_one() {
     );
 }
 
-/// The most lines of code a file holds: its unit tests (from its first
-/// `#[cfg(test)]` on), comments and blank lines not counted.
+/// The most lines of code a file holds: its unit tests
+/// ([`before_unit_tests`]), comments and blank lines not counted.
 const MAX_CODE_LINES: usize = 600;
 
+/// A file's lines before its unit test module (`#[cfg(test)]` then
+/// `mod`): a test helper marked `#[cfg(test)]` earlier does not end it.
+fn before_unit_tests(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    let tests_start = lines
+        .windows(2)
+        .position(|w| w[0].starts_with("#[cfg(test)]") && w[1].starts_with("mod "))
+        .unwrap_or(lines.len());
+    lines[..tests_start].to_vec()
+}
+
 fn code_lines(text: &str) -> usize {
-    text.lines()
-        .take_while(|l| !l.starts_with("#[cfg(test)]"))
-        .map(str::trim)
+    before_unit_tests(text)
+        .iter()
+        .map(|l| l.trim())
         .filter(|l| !l.is_empty() && !l.starts_with("//"))
         .count()
 }
@@ -250,4 +259,10 @@ fn no_file_holds_more_than_600_lines_of_code() {
 fn code_lines_leave_out_comments_blanks_and_unit_tests() {
     let text = "//! doc\nuse a;\n\n/// item doc\nfn f() {\n    // why\n    g();\n}\n#[cfg(test)]\nmod tests {\n    fn t() {}\n}\n";
     assert_eq!(code_lines(text), 4);
+}
+
+#[test]
+fn a_test_helper_before_the_code_does_not_end_the_count() {
+    let text = "#[cfg(test)]\nimpl A {\n}\nfn f() {\n    g();\n}\n#[cfg(test)]\nmod tests {\n    fn t() {}\n}\n";
+    assert_eq!(code_lines(text), 6);
 }
