@@ -449,13 +449,100 @@ pub fn chunks_announced(run: &[u8]) -> Option<usize> {
     (n <= MAX_CHUNKS).then_some(n)
 }
 
-/// Versions 2 and later: the run line and the chunks, unescaped, then
-/// checked by exactly the rules of version 1 (the same functions: a
-/// field read from a chunk goes through [`text_field`], as a version 1
-/// key through [`read_text`]).
+/// A run line's fields as a layout places them, before they are checked:
+/// `key` is where the line is kept (`run`, or `chunk/0` in layout 6).
+struct RunLine<'a> {
+    key: &'a str,
+    version: u32,
+    time: &'a str,
+    seq: &'a str,
+    chunks: &'a str,
+    /// The fewest chunks the layout allows (6 keeps its line in chunk/0).
+    min_chunks: usize,
+    /// Absent in the layouts before the field existed.
+    resumed: Option<&'a str>,
+    boot: Option<&'a str>,
+    /// Escaped, as written.
+    probe: &'a str,
+}
+
+/// What a run line says, checked.
+struct RunHead {
+    chunks: usize,
+    probe: String,
+    time: i64,
+    seq: u64,
+    resumed: Option<Resumed>,
+    boot: Option<BootId>,
+}
+
+impl RunLine<'_> {
+    /// Checks the line by exactly the rules of version 1 (the same
+    /// functions: a field read from a line goes through [`text_field`], as
+    /// a version 1 key through [`read_text`]), its errors named as version
+    /// 1 names its keys, with the layout.
+    fn check(&self) -> Result<RunHead, DecodeError> {
+        let line_err = |e: String| err(self.key, e);
+        let chunks: usize = self
+            .chunks
+            .parse()
+            .ok()
+            .filter(|n| (self.min_chunks..=MAX_CHUNKS).contains(n))
+            .ok_or_else(|| {
+                line_err(format!(
+                    "chunk count {:?} is not {} to {MAX_CHUNKS}",
+                    text::clean(self.chunks, 20),
+                    self.min_chunks
+                ))
+            })?;
+        let resumed = match self.resumed {
+            Some(f) => Resumed::parse_field(f).map_err(line_err)?,
+            None => None,
+        };
+        let boot = match self.boot {
+            Some(f) => BootId::parse_field(f).map_err(line_err)?,
+            None => None,
+        };
+        let in_layout = |e: DecodeError| DecodeError {
+            key: format!("{} (layout {})", e.key, self.version),
+            problem: e.problem,
+        };
+        let probe = crate::text::unescape(self.probe).map_err(line_err)?;
+        let probe =
+            require(text_field("probe", Some(&probe), MAX_PROBE)?, "probe").map_err(in_layout)?;
+        let time =
+            parse_time(text_field("time", Some(self.time), MAX_NUMBER)).map_err(in_layout)?;
+        let seq = parse_seq(text_field("seq", Some(self.seq), MAX_NUMBER)).map_err(in_layout)?;
+        Ok(RunHead {
+            chunks,
+            probe,
+            time,
+            seq,
+            resumed,
+            boot,
+        })
+    }
+}
+
+impl RunHead {
+    fn with_checks(self, found: ChunkChecks) -> Run {
+        let mut checks = found.checks;
+        checks.sort_by_key(check_order);
+        Run {
+            probe: self.probe,
+            time: self.time,
+            seq: self.seq,
+            checks,
+            resumed: self.resumed,
+            boot: self.boot,
+        }
+    }
+}
+
+/// Versions 2 to 5: the `run` line, then the chunks it announces; the
+/// checks by the rules of version 1.
 fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeError> {
     let per_check = if version >= 3 { 7 } else { 6 };
-    use crate::text::unescape;
     let line = require(read_text(src, "run", MAX_RUN)?, "run")?;
     let f: Vec<&str> = line.split(' ').collect();
     let want = match version {
@@ -466,62 +553,31 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
     if f.len() != want {
         return Err(err("run", format!("{} fields, expected {want}", f.len())));
     }
-    let resumed = if version >= 4 {
-        Resumed::parse_field(f[3]).map_err(|e| err("run", e))?
-    } else {
-        None
-    };
-    let boot = if version >= 5 {
-        BootId::parse_field(f[4]).map_err(|e| err("run", e))?
-    } else {
-        None
-    };
-    let n: usize = f[2]
-        .parse()
-        .ok()
-        .filter(|n| *n <= MAX_CHUNKS)
-        .ok_or_else(|| {
-            err(
-                "run",
-                format!(
-                    "chunk count {:?} is not 0 to {MAX_CHUNKS}",
-                    text::clean(f[2], 20)
-                ),
-            )
-        })?;
-    // What version 1 keeps in keys, named as its keys are in errors.
-    let in_layout = |e: DecodeError| DecodeError {
-        key: format!("{} (layout {version})", e.key),
-        problem: e.problem,
-    };
-    let probe = unescape(f[want - 1]).map_err(|e| err("run", e))?;
-    let probe =
-        require(text_field("probe", Some(&probe), MAX_PROBE)?, "probe").map_err(in_layout)?;
-    let time = parse_time(text_field("time", Some(f[0]), MAX_NUMBER)).map_err(in_layout)?;
-    let seq = parse_seq(text_field("seq", Some(f[1]), MAX_NUMBER)).map_err(in_layout)?;
+    let head = RunLine {
+        key: "run",
+        version,
+        time: f[0],
+        seq: f[1],
+        chunks: f[2],
+        min_chunks: 0,
+        resumed: (version >= 4).then(|| f[3]),
+        boot: (version >= 5).then(|| f[4]),
+        probe: f[want - 1],
+    }
+    .check()?;
     let mut found = ChunkChecks::default();
-    for i in 0..n {
+    for i in 0..head.chunks {
         let key = format!("chunk/{i}");
         let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
         let fields: Vec<&str> = chunk.split(' ').collect();
         found.add(&key, &fields, per_check, version)?;
     }
-    let mut checks = found.checks;
-    checks.sort_by_key(check_order);
-    Ok(Run {
-        probe,
-        time,
-        seq,
-        checks,
-        resumed,
-        boot,
-    })
+    Ok(head.with_checks(found))
 }
 
 /// Version 6: the run line at the head of `chunk/0`, each later chunk
 /// headed by the same `<time> <seq>`; the checks as in version 5.
 fn decode_v6<S: Source>(src: &mut S, first: &str) -> Result<Run, DecodeError> {
-    use crate::text::unescape;
     const HEAD: usize = 7;
     let f: Vec<&str> = first.split(' ').collect();
     if f.len() < HEAD {
@@ -530,33 +586,21 @@ fn decode_v6<S: Source>(src: &mut S, first: &str) -> Result<Run, DecodeError> {
             format!("{} fields, its run line wants {HEAD}", f.len()),
         ));
     }
-    let n: usize = f[3]
-        .parse()
-        .ok()
-        .filter(|n| (1..=MAX_CHUNKS).contains(n))
-        .ok_or_else(|| {
-            err(
-                "chunk/0",
-                format!(
-                    "chunk count {:?} is not 1 to {MAX_CHUNKS}",
-                    text::clean(f[3], 20)
-                ),
-            )
-        })?;
-    let in_layout = |e: DecodeError| DecodeError {
-        key: format!("{} (layout 6)", e.key),
-        problem: e.problem,
-    };
-    let resumed = Resumed::parse_field(f[4]).map_err(|e| err("chunk/0", e))?;
-    let boot = BootId::parse_field(f[5]).map_err(|e| err("chunk/0", e))?;
-    let probe = unescape(f[6]).map_err(|e| err("chunk/0", e))?;
-    let probe =
-        require(text_field("probe", Some(&probe), MAX_PROBE)?, "probe").map_err(in_layout)?;
-    let time = parse_time(text_field("time", Some(f[1]), MAX_NUMBER)).map_err(in_layout)?;
-    let seq = parse_seq(text_field("seq", Some(f[2]), MAX_NUMBER)).map_err(in_layout)?;
+    let head = RunLine {
+        key: "chunk/0",
+        version: 6,
+        time: f[1],
+        seq: f[2],
+        chunks: f[3],
+        min_chunks: 1,
+        resumed: Some(f[4]),
+        boot: Some(f[5]),
+        probe: f[6],
+    }
+    .check()?;
     let mut found = ChunkChecks::default();
     found.add("chunk/0", &f[HEAD..], 7, 6)?;
-    for i in 1..n {
+    for i in 1..head.chunks {
         let key = format!("chunk/{i}");
         let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
         if !same_run(first.as_bytes(), chunk.as_bytes()) {
@@ -571,16 +615,7 @@ fn decode_v6<S: Source>(src: &mut S, first: &str) -> Result<Run, DecodeError> {
         let fields: Vec<&str> = chunk.split(' ').skip(3).collect();
         found.add(&key, &fields, 7, 6)?;
     }
-    let mut checks = found.checks;
-    checks.sort_by_key(check_order);
-    Ok(Run {
-        probe,
-        time,
-        seq,
-        checks,
-        resumed,
-        boot,
-    })
+    Ok(head.with_checks(found))
 }
 
 /// Version 1: one key per field.
