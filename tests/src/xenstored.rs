@@ -161,7 +161,9 @@ pub fn write_run_v5(
     write_pairs(xs, domid, xsmon_proto::layout::encode_v5(run)?)
 }
 
-fn write_pairs(
+/// Replaces guest `domid`'s data with `pairs` (an encoder's keys, in any
+/// layout), in one transaction as the probe does.
+pub fn write_pairs(
     xs: &mut xsmon_xenstore::Client,
     domid: u32,
     pairs: Vec<(String, Vec<u8>)>,
