@@ -145,9 +145,21 @@ pub(crate) fn a_crashed_hvm_guest_is_an_error_at_once() -> Result<()> {
     let g = &guests().hvm;
     probe_runs(site, g, 1)?;
     site.lab.crash_kernel(g)?;
+    // What dom0 said and what xl says, kept for the timeout's message: a
+    // restored HVM guest once crashed in xl's eyes while the collector
+    // never said so within the wait.
     site.lab
-        .wait_for(&format!("{} to be crashed", g.name), CYCLE_WAIT, || {
-            Ok(collected(site, &g.name)?["domain_state"] == "crashed")
+        .wait_until(&format!("{} to be crashed", g.name), CYCLE_WAIT, |seen| {
+            let j = collected(site, &g.name)?;
+            *seen = format!(
+                "collected: domain_state {}, probe {}, status {}, domid {}; xl list: {:?}",
+                j["domain_state"],
+                j["probe"],
+                j["status"],
+                j["domid"],
+                site.lab.xl_state(&g.name)?
+            );
+            Ok((j["domain_state"] == "crashed").then_some(()))
         })?;
     let j = collected(site, &g.name)?;
     ensure!(
