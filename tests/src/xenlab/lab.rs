@@ -360,12 +360,12 @@ impl XenLab {
     /// that is gone did not crash as asked: the restored HVM guest did
     /// that (its domain went away, no triple fault logged, and xl started
     /// it again in a new domain 7 s later, its probe soon fresh), which a
-    /// wait for "crashed or gone" had taken for a crash. The trigger never answers; a trigger whose domain
-    /// neither crashed nor went (its agent did not take the connection in
-    /// time under the lab's load) is sent again, at most three times in
-    /// all, and said on stderr.
+    /// wait for "crashed or gone" had taken for a crash. The trigger never
+    /// answers; a trigger whose domain neither crashed nor went (its agent
+    /// did not take the connection in time under the lab's load) is sent
+    /// again, at most three times in all, and said on stderr.
     pub fn crash_kernel(&self, g: &LabGuest) -> Result<()> {
-        let crashed_or_gone = || -> Result<bool> {
+        let crashed_as_configured = || -> Result<bool> {
             let state = self.xl_state(&g.name)?;
             Ok(match (state, g.on_crash) {
                 (Some(state), _) => state.contains('c'),
@@ -380,7 +380,7 @@ impl XenLab {
             };
             let what = format!("{} to crash after sysrq c", g.name);
             if self
-                .wait_for(&what, Duration::from_secs(60), crashed_or_gone)
+                .wait_for(&what, Duration::from_secs(60), crashed_as_configured)
                 .is_ok()
             {
                 return Ok(());

@@ -145,9 +145,9 @@ pub(crate) fn a_crashed_hvm_guest_is_an_error_at_once() -> Result<()> {
     let g = &guests().hvm;
     probe_runs(site, g, 1)?;
     site.lab.crash_kernel(g)?;
-    // What dom0 said and what xl says, kept for the timeout's message: a
-    // restored HVM guest once crashed in xl's eyes while the collector
-    // never said so within the wait.
+    // What dom0 said and what xl says, kept for the timeout's message: the
+    // restored HVM guest once went on in a new domain after the trigger
+    // (see `XenLab::crash_kernel`), and the wait had said only "false".
     site.lab
         .wait_until(&format!("{} to be crashed", g.name), CYCLE_WAIT, |seen| {
             let j = collected(site, &g.name)?;
