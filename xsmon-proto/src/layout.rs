@@ -466,22 +466,13 @@ struct RunLine<'a> {
     probe: &'a str,
 }
 
-/// What a run line says, checked.
-struct RunHead {
-    chunks: usize,
-    probe: String,
-    time: i64,
-    seq: u64,
-    resumed: Option<Resumed>,
-    boot: Option<BootId>,
-}
-
 impl RunLine<'_> {
     /// Checks the line by exactly the rules of version 1 (the same
     /// functions: a field read from a line goes through [`text_field`], as
     /// a version 1 key through [`read_text`]), its errors named as version
-    /// 1 names its keys, with the layout.
-    fn check(&self) -> Result<RunHead, DecodeError> {
+    /// 1 names its keys, with the layout. Returns the number of chunks it
+    /// announces and the run it heads, its checks still to be read.
+    fn check(&self) -> Result<(usize, Run), DecodeError> {
         let line_err = |e: String| err(self.key, e);
         let chunks: usize = self
             .chunks
@@ -513,30 +504,24 @@ impl RunLine<'_> {
         let time =
             parse_time(text_field("time", Some(self.time), MAX_NUMBER)).map_err(in_layout)?;
         let seq = parse_seq(text_field("seq", Some(self.seq), MAX_NUMBER)).map_err(in_layout)?;
-        Ok(RunHead {
-            chunks,
+        let run = Run {
             probe,
             time,
             seq,
+            checks: Vec::new(),
             resumed,
             boot,
-        })
+        };
+        Ok((chunks, run))
     }
 }
 
-impl RunHead {
-    fn with_checks(self, found: ChunkChecks) -> Run {
-        let mut checks = found.checks;
-        checks.sort_by_key(check_order);
-        Run {
-            probe: self.probe,
-            time: self.time,
-            seq: self.seq,
-            checks,
-            resumed: self.resumed,
-            boot: self.boot,
-        }
-    }
+/// `run` with the checks found in its chunks, in the order every layout
+/// gives them.
+fn with_checks(mut run: Run, found: ChunkChecks) -> Run {
+    run.checks = found.checks;
+    run.checks.sort_by_key(check_order);
+    run
 }
 
 /// Versions 2 to 5: the `run` line, then the chunks it announces; the
@@ -553,7 +538,7 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
     if f.len() != want {
         return Err(err("run", format!("{} fields, expected {want}", f.len())));
     }
-    let head = RunLine {
+    let (chunks, run) = RunLine {
         key: "run",
         version,
         time: f[0],
@@ -566,13 +551,13 @@ fn decode_chunked<S: Source>(src: &mut S, version: u32) -> Result<Run, DecodeErr
     }
     .check()?;
     let mut found = ChunkChecks::default();
-    for i in 0..head.chunks {
+    for i in 0..chunks {
         let key = format!("chunk/{i}");
         let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
         let fields: Vec<&str> = chunk.split(' ').collect();
         found.add(&key, &fields, per_check, version)?;
     }
-    Ok(head.with_checks(found))
+    Ok(with_checks(run, found))
 }
 
 /// Version 6: the run line at the head of `chunk/0`, each later chunk
@@ -586,7 +571,7 @@ fn decode_v6<S: Source>(src: &mut S, first: &str) -> Result<Run, DecodeError> {
             format!("{} fields, its run line wants {HEAD}", f.len()),
         ));
     }
-    let head = RunLine {
+    let (chunks, run) = RunLine {
         key: "chunk/0",
         version: 6,
         time: f[1],
@@ -600,7 +585,7 @@ fn decode_v6<S: Source>(src: &mut S, first: &str) -> Result<Run, DecodeError> {
     .check()?;
     let mut found = ChunkChecks::default();
     found.add("chunk/0", &f[HEAD..], 7, 6)?;
-    for i in 1..head.chunks {
+    for i in 1..chunks {
         let key = format!("chunk/{i}");
         let chunk = require(read_text(src, &key, MAX_CHUNK)?, &key)?;
         if !same_run(first.as_bytes(), chunk.as_bytes()) {
@@ -615,7 +600,7 @@ fn decode_v6<S: Source>(src: &mut S, first: &str) -> Result<Run, DecodeError> {
         let fields: Vec<&str> = chunk.split(' ').skip(3).collect();
         found.add(&key, &fields, 7, 6)?;
     }
-    Ok(head.with_checks(found))
+    Ok(with_checks(run, found))
 }
 
 /// Version 1: one key per field.
