@@ -136,14 +136,12 @@ impl Guests {
     }
 }
 
-/// Whether this run has the HVM guests: asked for (`XSMON_LAB_HVM=1`),
-/// on Debian 13's lab (4.20), whose dom0 has Debian's device model
-/// (qemu-system-xen); Debian 12's (4.17) has none. Not in `scripts/test`:
-/// beside its builds, software emulation triple-faulted them at boot and
-/// they took minutes to come up (docs/testing.md). The runner says when
+/// Whether this run has the HVM guests: on Debian 13's lab (4.20), whose
+/// dom0 has Debian's device model (qemu-system-xen), unless left out
+/// (`XSMON_LAB_HVM=0`); Debian 12's (4.17) has none. The runner says when
 /// they are not in a run.
 fn hvm_lab() -> bool {
-    std::env::var("XSMON_LAB_HVM").is_ok_and(|v| v == "1")
+    std::env::var("XSMON_LAB_HVM").map_or(true, |v| v != "0")
         && xsmon_tests::xenlab::lab_xen() != "4.17"
 }
 
@@ -390,8 +388,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !hvm_lab() {
         eprintln!(
-            "xen lab: the {} HVM scenarios are not in this run (XSMON_LAB_HVM=1 on Xen 4.20's lab adds them: docs/testing.md)",
-            HVM_SCENARIOS.len()
+            "xen lab: the {} HVM scenarios are not in this run (Xen {}'s lab{}: docs/testing.md)",
+            HVM_SCENARIOS.len(),
+            xsmon_tests::xenlab::lab_xen(),
+            if xsmon_tests::xenlab::lab_xen() == "4.17" {
+                " has no device model"
+            } else {
+                ", XSMON_LAB_HVM=0"
+            }
         );
     }
     if args.iter().any(|a| a == "--list") {
