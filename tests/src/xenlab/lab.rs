@@ -357,10 +357,10 @@ impl XenLab {
     /// Crashes the guest's kernel (`echo c > /proc/sysrq-trigger`) and
     /// waits until Xen has the domain crashed (`c` in its state), or gone
     /// when its on_crash lets it go. A guest kept on crash ("preserve")
-    /// that is gone did not crash as asked: the restored HVM guest did
-    /// that (its domain went away, no triple fault logged, and xl started
-    /// it again in a new domain 7 s later, its probe soon fresh), which a
-    /// wait for "crashed or gone" had taken for a crash. The trigger never
+    /// that is gone did not crash as asked: a Linux HVM guest without
+    /// `xen_legacy_crash` did that (its panic a reboot to Xen: xl started
+    /// it again in a new domain 7 s later), which a wait for "crashed or
+    /// gone" had taken for a crash. The trigger never
     /// answers; a trigger whose domain neither crashed nor went (its agent
     /// did not take the connection in time under the lab's load) is sent
     /// again, at most three times in all, and said on stderr.

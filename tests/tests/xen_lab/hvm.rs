@@ -139,15 +139,16 @@ pub(crate) fn an_hvm_guests_device_model_that_dies_is_an_error() -> Result<()> {
 }
 
 /// An HVM guest's kernel crash, kept (on_crash = "preserve"): the same
-/// error as a PV guest's, and its device model is not judged.
+/// error as a PV guest's, and its device model is not judged. The guest
+/// boots with `xen_legacy_crash` (`LabGuest::hvm_config`): without it,
+/// Linux tells Xen of an HVM guest's panic as a reboot.
 pub(crate) fn a_crashed_hvm_guest_is_an_error_at_once() -> Result<()> {
     let site = hvm_site();
     let g = &guests().hvm;
     probe_runs(site, g, 1)?;
     site.lab.crash_kernel(g)?;
-    // What dom0 said and what xl says, kept for the timeout's message: the
-    // restored HVM guest once went on in a new domain after the trigger
-    // (see `XenLab::crash_kernel`), and the wait had said only "false".
+    // What dom0 said and what xl says, kept for the timeout's message: a
+    // crash Xen did not keep (a new domain) is told from one xsmon missed.
     site.lab
         .wait_until(&format!("{} to be crashed", g.name), CYCLE_WAIT, |seen| {
             let j = collected(site, &g.name)?;
