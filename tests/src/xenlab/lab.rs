@@ -360,10 +360,10 @@ impl XenLab {
     /// that is gone did not crash as asked: a Linux HVM guest without
     /// `xen_legacy_crash` did that (its panic a reboot to Xen: xl started
     /// it again in a new domain 7 s later), which a wait for "crashed or
-    /// gone" had taken for a crash. The trigger never
-    /// answers; a trigger whose domain neither crashed nor went (its agent
-    /// did not take the connection in time under the lab's load) is sent
-    /// again, at most three times in all, and said on stderr.
+    /// gone" had taken for a crash. The trigger never answers; a trigger
+    /// whose domain neither crashed nor went (its agent did not take the
+    /// connection in time under the lab's load) is sent again, at most
+    /// three times in all, and said on stderr.
     pub fn crash_kernel(&self, g: &LabGuest) -> Result<()> {
         let crashed_as_configured = || -> Result<bool> {
             let state = self.xl_state(&g.name)?;
