@@ -269,6 +269,17 @@ impl LabSite {
         Ok(out)
     }
 
+    /// A cycle dom0 ran by itself (a cron tick), started at `started` by
+    /// dom0's clock: later polls wait until snmpd serves it or a later one,
+    /// as after the harness's own cycles. Without it, a poll right after
+    /// the tick could be served snmpd's cached output of the cycle before,
+    /// filled by another chain's poll a moment earlier (seen: the tick's
+    /// crash read as the guest still running).
+    pub fn cycle_ran_at(&self, started: i64) {
+        let mut last = self.last_cycle.lock().unwrap_or_else(|e| e.into_inner());
+        *last = (*last).max(started);
+    }
+
     /// snmpd keeps an extend's output for 5 s (NET-SNMP-EXTEND-MIB's
     /// nsExtendCacheTime, not settable from snmpd.conf): waits until what
     /// it serves comes from a cycle no older than the last [`collect`], so

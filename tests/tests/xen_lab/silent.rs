@@ -149,21 +149,28 @@ pub(crate) fn crash_seen_with_cron_alone(site: &LabSite, g: &LabGuest) -> Result
     // The tick's cycle is one of dom0's own: held like the tests' cycles.
     let crashed_at = site.cycles_held(|_| {
         // The crash first, until Xen has the domain crashed, then the tick
-        // after it: a tick set before the sysrq fired at a minute boundary
-        // a few seconds away, before the kernel died (the trigger goes
-        // through the guest's agent), and its cycle saw evil01 running (a
-        // fresh-clone run, 2026-12-05).
+        // after it: a tick set before the sysrq could fire at a minute
+        // boundary a few seconds away, before the kernel died (the trigger
+        // goes through the guest's agent).
         let crashed_at = Instant::now();
         site.lab.crash_kernel(g)?;
         site.lab.dom0_ok(
             "rm -f /run/cron.done; \
-             ( sleep $((60 - $(date +%s) % 60)); host-collector collect >/var/log/cron-tick.log 2>&1; touch /run/cron.done ) \
+             ( sleep $((60 - $(date +%s) % 60)); date +%s >/run/cron.started; \
+               host-collector collect >/var/log/cron-tick.log 2>&1; touch /run/cron.done ) \
              >/dev/null 2>&1 &",
         )?;
         site.lab
             .wait_for("the cron tick's cycle", Duration::from_secs(120), || {
                 Ok(site.lab.dom0("[ -e /run/cron.done ]")?.rc == 0)
             })?;
+        let started = site.lab.dom0_ok("cat /run/cron.started")?;
+        site.cycle_ran_at(
+            started
+                .trim()
+                .parse()
+                .with_context(|| format!("the tick's start (dom0's clock): {started:?}"))?,
+        );
         Ok(crashed_at)
     })?;
     let lines = site.raw_for(&g.name)?;
