@@ -264,14 +264,13 @@ impl LabSite {
             .next()
             .and_then(|l| l.trim().parse().ok())
             .with_context(|| format!("dom0's clock: {out}"))?;
-        let mut last = self.last_cycle.lock().unwrap_or_else(|e| e.into_inner());
-        *last = (*last).max(started);
+        self.cycle_ran_at(started);
         Ok(out)
     }
 
-    /// A cycle dom0 ran by itself (a cron tick), started at `started` by
-    /// dom0's clock: later polls wait until snmpd serves it or a later one,
-    /// as after the harness's own cycles. Without it, a poll right after
+    /// A cycle that started at `started` by dom0's clock, the harness's
+    /// own or one dom0 ran by itself (a cron tick): later polls wait until
+    /// snmpd serves it or a later one. Without it, for the tick, a poll right after
     /// the tick could be served snmpd's cached output of the cycle before,
     /// filled by another chain's poll a moment earlier (seen: the tick's
     /// crash read as the guest still running).

@@ -387,15 +387,15 @@ const SCENARIOS: &[Scenario] = &[
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !hvm_lab() {
+        let xen = xsmon_tests::xenlab::lab_xen();
+        let why = if xen == "4.17" {
+            "has no device model"
+        } else {
+            "XSMON_LAB_HVM=0"
+        };
         eprintln!(
-            "xen lab: the {} HVM scenarios are not in this run (Xen {}'s lab{}: docs/testing.md)",
+            "xen lab: the {} HVM scenarios are not in this run (Xen {xen}'s lab: {why}; docs/testing.md)",
             HVM_SCENARIOS.len(),
-            xsmon_tests::xenlab::lab_xen(),
-            if xsmon_tests::xenlab::lab_xen() == "4.17" {
-                " has no device model"
-            } else {
-                ", XSMON_LAB_HVM=0"
-            }
         );
     }
     if args.iter().any(|a| a == "--list") {
