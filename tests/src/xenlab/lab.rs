@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::agent::{agent_call, base64, brief, parse_agent_output, tail, Exec, BEGIN};
 use super::guest::{config_path, LabGuest, LAB_CONFIG_DIR};
@@ -252,20 +252,55 @@ impl XenLab {
     }
 
     fn create_batch(&self, guests: &[&LabGuest]) -> Result<()> {
-        let mut script = String::new();
+        // Each xl's words are kept in /var/log/xen/create-<name>.log, for
+        // the diagnosis of a guest that never came up.
+        let mut script = String::from("d=$(mktemp -d /tmp/create.XXXXXX) || exit 1\n");
         for g in guests {
             script.push_str(&self.write_config(g));
             script.push_str(&format!(
-                "\n(xl create {} > /tmp/create-{n}.log 2>&1; echo $? > /tmp/create-{n}.rc) &\n",
+                "\n(xl create {} > $d/{n}.log 2>&1; echo $? > $d/{n}.rc) &\n",
                 config_path(g),
                 n = g.name
             ));
         }
-        script.push_str("wait\nrc=0\nfor f in /tmp/create-*.rc; do [ \"$(cat $f)\" = 0 ] || { cat ${f%.rc}.log; rc=1; }; done\nrm -f /tmp/create-*\nexit $rc");
+        script.push_str(
+            "wait\nrc=0\nfor f in $d/*.log; do n=${f##*/}; n=${n%.log}; \
+             cat $f >> /var/log/xen/create-$n.log; \
+             [ \"$(cat ${f%.log}.rc 2>/dev/null)\" = 0 ] || { echo \"xl create $n:\"; cat $f; rc=1; }; done\n\
+             rm -rf $d\nexit $rc",
+        );
         // xl builds guests side by side, on an emulated CPU.
         self.dom0_within(&script, Duration::from_secs(100 + 30 * guests.len() as u64))?
-            .ok("xl create")
-            .map(|_| ())
+            .ok("xl create")?;
+        // xl create said yes: each domain must be there now (once in a
+        // soak run, two HVM guests were waited for in vain, never in xl
+        // list and no trace of why).
+        let listed = self.dom0_ok("xl list")?;
+        for g in guests {
+            let there = listed
+                .lines()
+                .skip(1)
+                .any(|l| l.split_whitespace().next() == Some(g.name.as_str()));
+            ensure!(
+                there,
+                "xl create {} exited 0, but the domain is not in xl list:\n{listed}\n{}",
+                g.name,
+                self.xl_logs(g)
+            );
+        }
+        Ok(())
+    }
+
+    /// What xl and the device model logged of `g` in dom0: the words of
+    /// its `xl create`, of the xl that watches the domain, of its QEMU.
+    pub fn xl_logs(&self, g: &LabGuest) -> String {
+        self.dom0(&format!(
+            "for f in /var/log/xen/create-{n}.log /var/log/xen/xl-{n}.log /var/log/xen/qemu-dm-{n}.log; do \
+             [ -e $f ] && {{ echo \"--- dom0:$f ---\"; tail -n 25 $f; }}; done; true",
+            n = g.name
+        ))
+        .map(|e| e.out)
+        .unwrap_or_else(|e| format!("dom0 did not answer: {e:#}"))
     }
 
     fn write_config(&self, g: &LabGuest) -> String {
@@ -333,7 +368,11 @@ impl XenLab {
         let panicked_at_boot =
             console.contains("Kernel panic") && !console.contains("xsmon-lab-guest ready");
         if !panicked_at_boot {
-            return Err(first);
+            let logs = self.xl_logs(g);
+            return Err(first.context(format!(
+                "{} not up; what dom0 logged of it:\n{logs}",
+                g.name
+            )));
         }
         let panic_line = console
             .lines()
@@ -476,7 +515,10 @@ impl XenLab {
         let script = format!(
             "xl list -v {n}; xl vcpu-list {n}; sleep 5; xl vcpu-list {n}; ip neigh show {ip}; \
              echo '--- the kernel of {n} complained:'; \
-             grep -n -A14 -E '{KERNEL_PROBLEMS}' /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log 2>/dev/null | head -n 120",
+             grep -n -A14 -E '{KERNEL_PROBLEMS}' /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log 2>/dev/null | head -n 120; \
+             id=$(xl domid {n} 2>/dev/null) && {{ xl debug-keys q; \
+             echo \"--- Xen's vCPU state of {n} (d$id: blocked with events pending, masked, polling?):\"; \
+             xl dmesg | grep -A8 \"callbacks for d$id:\" | tail -n 9; }}",
             n = g.name,
             ip = g.ip()
         );
@@ -484,7 +526,12 @@ impl XenLab {
             .dom0(&script)
             .map(|e| e.out)
             .unwrap_or_else(|e| format!("dom0 did not answer: {e:#}"));
-        format!("{} after {after}:\n{seen}\n{}", g.name, self.consoles())
+        format!(
+            "{} after {after}:\n{seen}\n{}{}",
+            g.name,
+            self.xl_logs(g),
+            self.consoles()
+        )
     }
 
     pub fn consoles(&self) -> String {
