@@ -277,12 +277,8 @@ impl XenLab {
         // list and no trace of why).
         let listed = self.dom0_ok("xl list")?;
         for g in guests {
-            let there = listed
-                .lines()
-                .skip(1)
-                .any(|l| l.split_whitespace().next() == Some(g.name.as_str()));
             ensure!(
-                there,
+                xl_list_state(&listed, &g.name).is_some(),
                 "xl create {} exited 0, but the domain is not in xl list:\n{listed}\n{}",
                 g.name,
                 self.xl_logs(g)
@@ -442,13 +438,7 @@ impl XenLab {
 
     /// The domain's state letters from `xl list` (`r-----`, `--p---`...).
     pub fn xl_state(&self, name: &str) -> Result<Option<String>> {
-        let out = self.dom0_ok("xl list")?;
-        Ok(out
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|c| c.first() == Some(&name) && c.len() >= 6)
-            .map(|c| c[4].to_string()))
+        Ok(xl_list_state(&self.dom0_ok("xl list")?, name))
     }
 
     /// The tail of the serial console (Xen and dom0) and, where dom0
@@ -559,6 +549,17 @@ impl XenLab {
         }
         s
     }
+}
+
+/// The state column (`-b----`, ...) of domain `name` in `xl list`'s
+/// output, or None when it is not listed.
+fn xl_list_state(listed: &str, name: &str) -> Option<String> {
+    listed
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|c| c.first() == Some(&name) && c.len() >= 6)
+        .map(|c| c[4].to_string())
 }
 
 /// What a Linux kernel prints when something in it is stuck or broken
