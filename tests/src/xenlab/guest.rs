@@ -19,7 +19,10 @@ pub struct LabGuest {
     /// 1..=200: the guest's address is 10.77.0.<10+index>.
     pub index: u32,
     /// Seconds between probe runs (the lab's collector calls a guest stale
-    /// after 30 s without a new run).
+    /// after 75 s without a new run). 30 by default: each run costs the
+    /// emulated machine (the guest and dom0's xenstored), and the harness
+    /// starts a run at once where a scenario needs one
+    /// ([`super::LabSite::probe_runs`]).
     pub probe_every: u32,
     /// `on_crash` (preserve, destroy, restart...).
     pub on_crash: &'static str,
@@ -43,7 +46,7 @@ impl LabGuest {
             pv_drivers: true,
             qdisk: false,
             index,
-            probe_every: 10,
+            probe_every: 30,
             on_crash: "preserve",
             gateway: "10.77.0.1".into(),
             swap_disk: None,

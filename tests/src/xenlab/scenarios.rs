@@ -70,7 +70,7 @@ pub fn healthy(site: &LabSite, guests: &[&LabGuest]) -> Result<()> {
     };
     let before = written_seq(site, g)?;
     // The run is judged by a cycle right after it: the lab calls a run
-    // stale after 30 s, and other scenarios may hold the cycles longer.
+    // stale after 75 s, and other scenarios may hold the cycles longer.
     let j = site.cycles_held(|cycle| {
         let out = site.lab.guest_ok(
             g,

@@ -35,12 +35,12 @@ pub(crate) fn a_save_in_the_middle_of_a_run_is_measured_again() -> Result<()> {
         },
     )?;
     // The held run is judged by a cycle right after it is written: the
-    // lab calls a run stale after 30 s, and no other run follows it. So
+    // lab calls a run stale after 75 s, and no other run follows it. So
     // the cycles are held from before the save: the held run is written
     // as soon as the guest resumes, and another scenario's cycle taken
-    // before this one held them saw it first, leaving it 38 s old (stale)
-    // by this one's (a soak run, with this scenario beside the save
-    // chain's held rounds).
+    // before this one held them saw it first, leaving it 38 s old by
+    // this one's: stale at the 30 s the lab had then (a soak run, with
+    // this scenario beside the save chain's held rounds).
     let (j, mine) = site.cycles_held(|cycle| {
         site.lab.dom0_ok(&save_restore)?;
         site.settled(g, "xl save + xl restore (the probe held)")?;
@@ -93,7 +93,7 @@ pub(crate) fn a_live_guest_with_a_dead_probe_is_told_from_a_dead_guest() -> Resu
     let site = site();
     let g = &guests().hostile;
     // One valid run, judged by a cycle right after it: the lab calls a run
-    // stale after 30 s, and other scenarios may hold the cycles longer.
+    // stale after 75 s, and other scenarios may hold the cycles longer.
     let j = site.cycles_held(|cycle| {
         site.lab.guest_ok(
             g,
@@ -103,7 +103,7 @@ pub(crate) fn a_live_guest_with_a_dead_probe_is_told_from_a_dead_guest() -> Resu
         site.guest_json(&g.name)?.context("evil01 in poller json")
     })?;
     ensure!(j["probe"] == "fresh", "evil01 after one valid run: {j}");
-    // stale_after_secs is 30 in the lab, by dom0's clock (which runs slower
+    // stale_after_secs is 75 in the lab, by dom0's clock (which runs slower
     // than the host's under a loaded emulation): wait for the collector to
     // say so, with its words for a silent probe (the CPU time it judges
     // needs two cycles of the stale run).
