@@ -46,3 +46,17 @@ pub fn harness_load() -> (u64, u64) {
         site::CYCLES.load(Ordering::Relaxed),
     )
 }
+
+/// The cycles scenarios held so far in this process: how many holds, the
+/// seconds held in all and the longest hold, and the seconds the
+/// harness's threads waited in all for the cycles' lock (a hold, or
+/// another thread's cycle).
+pub fn cycle_holds() -> (u64, f64, f64, f64) {
+    let secs = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
+    (
+        site::HOLDS.load(Ordering::Relaxed),
+        secs(&site::HELD_MS),
+        secs(&site::LONGEST_HOLD_MS),
+        secs(&site::LOCK_WAIT_MS),
+    )
+}

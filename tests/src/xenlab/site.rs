@@ -20,6 +20,15 @@ use super::Xenstored;
 /// Collector cycles run in this process (see [`super::harness_load`]).
 pub(super) static CYCLES: AtomicU64 = AtomicU64::new(0);
 
+/// The cycles held by scenarios ([`LabSite::cycles_held`]) and the waits
+/// for the cycles' lock, in milliseconds (see [`super::cycle_holds`]):
+/// while one scenario holds them, every other one that needs a cycle
+/// waits.
+pub(super) static HOLDS: AtomicU64 = AtomicU64::new(0);
+pub(super) static HELD_MS: AtomicU64 = AtomicU64::new(0);
+pub(super) static LONGEST_HOLD_MS: AtomicU64 = AtomicU64::new(0);
+pub(super) static LOCK_WAIT_MS: AtomicU64 = AtomicU64::new(0);
+
 /// The least time between the starts of two cycles asked with
 /// [`LabSite::collect`]: snmpd serves an extend's output for 5 s anyway.
 const CYCLE_SPACING: Duration = Duration::from_secs(5);
@@ -237,6 +246,7 @@ impl LabSite {
     pub fn collect(&self) -> Result<String> {
         let called = Instant::now();
         let _one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
+        LOCK_WAIT_MS.fetch_add(called.elapsed().as_millis() as u64, Ordering::Relaxed);
         let last = *self.last_asked.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_some_and(|t| t > called) {
             return Ok("(a cycle that started after this call)".into());
@@ -255,8 +265,16 @@ impl LabSite {
         &self,
         f: impl FnOnce(&dyn Fn() -> Result<String>) -> Result<T>,
     ) -> Result<T> {
+        let asked = Instant::now();
         let _one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
-        f(&|| self.cycle())
+        LOCK_WAIT_MS.fetch_add(asked.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let held = Instant::now();
+        let out = f(&|| self.cycle());
+        let ms = held.elapsed().as_millis() as u64;
+        HOLDS.fetch_add(1, Ordering::Relaxed);
+        HELD_MS.fetch_add(ms, Ordering::Relaxed);
+        LONGEST_HOLD_MS.fetch_max(ms, Ordering::Relaxed);
+        out
     }
 
     /// One cycle, now (the caller holds `collect_lock`).

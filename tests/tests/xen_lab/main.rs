@@ -465,6 +465,10 @@ fn main() -> ExitCode {
         "xen lab: the harness's load on dom0: {calls} requests to its agent, {cycles} collector cycles in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    let (holds, held, longest, waited) = xsmon_tests::xenlab::cycle_holds();
+    eprintln!(
+        "xen lab: the cycles held {holds} times, {held:.0} s in all (the longest {longest:.0} s); the scenarios waited {waited:.0} s in all for a cycle's turn"
+    );
     println!(
         "test result: {}. {} passed; {} failed; finished in {:.2}s\n",
         if failed.is_empty() { "ok" } else { "FAILED" },
