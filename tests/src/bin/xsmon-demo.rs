@@ -209,7 +209,7 @@ fn add_lab_to_site(lab: &LabSite, site: &SimCluster, guests: &[LabGuest]) -> Res
 }
 
 /// On the real dom0: pause one guest, crash another's kernel, and collect
-/// every 10 s while the guests report, for the chart.
+/// every 5 s while the guests report, for the chart.
 fn lab_scenario(lab: &LabSite, guests: &[LabGuest]) -> Result<()> {
     let (web, db) = (lab_guest(guests, "web02")?, lab_guest(guests, "db02")?);
     let daemon = lab.lab.dom0_ok("ps | grep '[x]enstored'")?;
