@@ -191,6 +191,15 @@ impl LabGuest {
     }
 }
 
+/// A guest script's first step where a scenario writes or judges a run of
+/// its own: the probe's timer off (`/run/probe.off`, which the guest's
+/// loop reads before each run, scripts/xen-lab), then a wait until the
+/// loop is in its sleep (the pid it wrote is alive), so that no run of
+/// the timer's is under way or to come. At most 60 s.
+pub const PROBE_TIMER_OFF: &str = "touch /run/probe.off; i=0; \
+     until kill -0 \"$(cat /run/probe.sleep 2>/dev/null)\" 2>/dev/null; do \
+     i=$((i + 1)); [ $i -lt 600 ] || { echo 'the probe loop never reached its sleep'; exit 1; }; sleep 0.1; done";
+
 /// The lab dom0's name, and its folder of the shared config directory.
 pub const LAB_DOM0: &str = "xenlab";
 pub const LAB_CONFIG_DIR: &str = "/data/config/auto/xenlab";

@@ -25,7 +25,7 @@ mod site;
 mod waits;
 
 pub use agent::{base64, base64_decode, Exec};
-pub use guest::{LabGuest, LAB_CONFIG_DIR, LAB_DOM0};
+pub use guest::{LabGuest, LAB_CONFIG_DIR, LAB_DOM0, PROBE_TIMER_OFF};
 pub use lab::{images, lab_xen, XenLab};
 pub use site::LabSite;
 

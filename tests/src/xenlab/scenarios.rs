@@ -4,7 +4,7 @@
 
 use anyhow::{ensure, Context, Result};
 
-use super::{LabGuest, LabSite};
+use super::{LabGuest, LabSite, PROBE_TIMER_OFF};
 
 /// The `seq` of the run a guest last wrote (key layout 6: the third
 /// field of its `data/xsmon/chunk/0`, after `xsmon/6` and the time).
@@ -74,7 +74,7 @@ pub fn healthy(site: &LabSite, guests: &[&LabGuest]) -> Result<()> {
     let j = site.cycles_held(|cycle| {
         let out = site.lab.guest_ok(
             g,
-            "touch /run/probe.off; sleep 8; rm /dev/xen/xenbus && guest-probe 2>&1; echo probe-rc=$?",
+            &format!("{PROBE_TIMER_OFF}; rm /dev/xen/xenbus && guest-probe 2>&1; echo probe-rc=$?"),
         )?;
         ensure!(
             out.contains("probe-rc=0"),
@@ -120,7 +120,7 @@ pub fn hostile(site: &LabSite, hostile: &LabGuest, victim: &LabGuest) -> Result<
     site.lab.guest_ok(
         hostile,
         &format!(
-            "touch /run/probe.off; sleep 8; xenstore-write data/xsmon/chunk/0 \"$(printf 'xsmon/6 1 2 1 - - x\\nG {} {victim_domid} - fresh ok - - forged')\"",
+            "{PROBE_TIMER_OFF}; xenstore-write data/xsmon/chunk/0 \"$(printf 'xsmon/6 1 2 1 - - x\\nG {} {victim_domid} - fresh ok - - forged')\"",
             victim.name
         ),
     )?;

@@ -117,7 +117,7 @@ pub(crate) fn second_restore_of_one_image(
     site.cycles_held(|cycle| {
         site.lab.guest_ok(
             g,
-            "touch /run/probe.off; sleep 12; guest-probe >/dev/null 2>&1",
+            &format!("{PROBE_TIMER_OFF}; guest-probe >/dev/null 2>&1"),
         )?;
         cycle()?;
         let saved_in = site.domid(&g.name)?;

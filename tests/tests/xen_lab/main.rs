@@ -21,7 +21,7 @@ use anyhow::{bail, ensure, Context, Result};
 use xsmon_proto::rawline::RawLine;
 use xsmon_proto::Status;
 use xsmon_tests::xenlab::scenarios::SAVE_DIR;
-use xsmon_tests::xenlab::{scenarios, LabGuest, LabSite, Xenstored};
+use xsmon_tests::xenlab::{scenarios, LabGuest, LabSite, Xenstored, PROBE_TIMER_OFF};
 
 mod hvm;
 mod lifecycle;

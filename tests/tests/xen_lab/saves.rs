@@ -135,7 +135,7 @@ pub(crate) fn a_guest_crashed_and_destroyed_is_down() -> Result<()> {
     // rewritten with other content is still a warning. Both cycles come
     // right after the guest's steps: its last run must not go stale.
     let (j, mine) = site.cycles_held(|cycle| {
-        site.lab.guest_ok(g, "touch /run/probe.off; sleep 12")?;
+        site.lab.guest_ok(g, PROBE_TIMER_OFF)?;
         cycle()?;
         site.lab.guest_ok(
             g,
