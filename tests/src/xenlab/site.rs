@@ -7,7 +7,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -245,8 +245,7 @@ impl LabSite {
     /// during the spacing shares the next cycle.
     pub fn collect(&self) -> Result<String> {
         let called = Instant::now();
-        let _one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
-        LOCK_WAIT_MS.fetch_add(called.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let _one = self.lock_cycles();
         let last = *self.last_asked.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_some_and(|t| t > called) {
             return Ok("(a cycle that started after this call)".into());
@@ -265,9 +264,7 @@ impl LabSite {
         &self,
         f: impl FnOnce(&dyn Fn() -> Result<String>) -> Result<T>,
     ) -> Result<T> {
-        let asked = Instant::now();
-        let _one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
-        LOCK_WAIT_MS.fetch_add(asked.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let _one = self.lock_cycles();
         let held = Instant::now();
         let out = f(&|| self.cycle());
         let ms = held.elapsed().as_millis() as u64;
@@ -275,6 +272,14 @@ impl LabSite {
         HELD_MS.fetch_add(ms, Ordering::Relaxed);
         LONGEST_HOLD_MS.fetch_max(ms, Ordering::Relaxed);
         out
+    }
+
+    /// The cycles' lock, its wait counted in [`LOCK_WAIT_MS`].
+    fn lock_cycles(&self) -> MutexGuard<'_, ()> {
+        let asked = Instant::now();
+        let one = self.collect_lock.lock().unwrap_or_else(|e| e.into_inner());
+        LOCK_WAIT_MS.fetch_add(asked.elapsed().as_millis() as u64, Ordering::Relaxed);
+        one
     }
 
     /// One cycle, now (the caller holds `collect_lock`).
