@@ -191,17 +191,20 @@ impl LabGuest {
     }
 }
 
-/// A guest shell test: true when the guest's last probe run (its loop's
-/// log, `/run/probe.runs`: `probe rc=<code> <time>`) ended 10 s ago or
-/// more, or it has none. A run the harness starts or makes measures its
-/// CPU (steal, iowait) over the interval since the run before: started
-/// seconds after the timer's, it measured steal over 3.5 s, 61.6% on the
-/// lab's busy emulated CPUs, a warning at the lab's 60% (a fresh clone of
-/// aa8b178). 10 s: the lab's timer before it went to 30 s, green over
-/// many soaks at that threshold.
+/// A guest shell test: true when the guest's last probe run took its
+/// sample 10 s ago or more, or there is none: the probe saves its sample
+/// to its state file (guest-probe's default path) as each run begins
+/// measuring, whoever started it (the guest's timer, the harness, a
+/// scenario by hand). The probe measures CPU (steal, iowait) over the
+/// interval since the run before: a run the harness started 3.5 s after
+/// the timer's read steal 61.6% on the lab's busy emulated CPUs, a
+/// warning at the lab's 60% (a fresh clone of aa8b178). 10 s: the lab's
+/// timer before it went to 30 s, green over many soaks at that
+/// threshold. (The guest loop's log, `/run/probe.runs`, would not do: it
+/// gains a line each turn of the timer, the probe off or not.)
 macro_rules! last_probe_run_10s_ago {
     () => {
-        "[ $(( $(date +%s) - $(tail -n1 /run/probe.runs 2>/dev/null | cut -d' ' -f3 | grep . || echo 0) )) -ge 10 ]"
+        "[ $(( $(date +%s) - $(stat -c %Y /var/lib/xsmon/probe.state 2>/dev/null || echo 0) )) -ge 10 ]"
     };
 }
 pub(super) const LAST_PROBE_RUN_10S_AGO: &str = last_probe_run_10s_ago!();
@@ -210,13 +213,13 @@ pub(super) const LAST_PROBE_RUN_10S_AGO: &str = last_probe_run_10s_ago!();
 /// its own: the probe's timer off (`/run/probe.off`, which the guest's
 /// loop reads before each run, scripts/xen-lab), then a wait until the
 /// loop is in its sleep (the pid it wrote is alive), so that no run of
-/// the timer's is under way or to come, and its last run ended 10 s ago
-/// or more ([`LAST_PROBE_RUN_10S_AGO`]). At most 60 s.
+/// the timer's is under way or to come, and the last run took its sample
+/// 10 s ago or more ([`LAST_PROBE_RUN_10S_AGO`]). At most 60 s.
 pub const PROBE_TIMER_OFF: &str = concat!(
     "touch /run/probe.off; i=0; \
      until kill -0 \"$(cat /run/probe.sleep 2>/dev/null)\" 2>/dev/null && ",
     last_probe_run_10s_ago!(),
-    "; do i=$((i + 1)); [ $i -lt 600 ] || { echo 'the probe loop never reached its sleep 10 s after its last run'; exit 1; }; sleep 0.1; done"
+    "; do i=$((i + 1)); [ $i -lt 600 ] || { echo 'the probe loop never reached its sleep 10 s after the last run'; exit 1; }; sleep 0.1; done"
 );
 
 /// The lab dom0's name, and its folder of the shared config directory.
