@@ -1,12 +1,12 @@
 //! The main job on one machine: a real Xen host (Debian's hypervisor and
-//! kernel under QEMU, `scripts/xen-lab`: Debian 13's Xen 4.20, or Debian
-//! 12's 4.17 with `XSMON_LAB_XEN=4.17`, as `scripts/test` runs it; Xen's C
-//! xenstored, where the tests' lab runs oxenstored) with real PV and PVH guests, beside three
+//! kernel under QEMU, `scripts/xen-lab`: Debian 12's Xen 4.17, which
+//! `scripts/demo` asks for, or `XSMON_LAB_XEN`'s; Xen's C xenstored, where
+//! the tests' lab runs oxenstored) with real PV and PVH guests, beside three
 //! simulated dom0s with real oxenstored, host-collector and
 //! snmpd (each in its own network namespace) whose guests are filled by the
 //! real guest-probe from /proc fixtures; then the real poller's outputs
-//! over all four. Run it through `scripts/demo`, which installs and builds
-//! first.
+//! over all four, the report for humans last. Run it through `scripts/demo`,
+//! which installs and builds first.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -106,10 +106,6 @@ fn main() -> Result<()> {
     step("host-collector status on the real dom0 (what Xen itself says of every domain)");
     print!("{}", lab.lab.dom0_ok("host-collector status")?);
 
-    step("poller report (for humans)");
-    let report = site.poller(&["report"]).output()?;
-    print!("{}", String::from_utf8_lossy(&report.stdout));
-
     step("poller raw (for scripts)");
     let raw = site.poller(&["raw"]).output()?;
     let raw_text = String::from_utf8_lossy(&raw.stdout).into_owned();
@@ -185,6 +181,10 @@ fn main() -> Result<()> {
         "   all {} expected findings present, nothing else",
         want.len()
     );
+    // Last, what an admin reads first: the report of the whole site.
+    step("poller report (for humans): the whole site, errors first");
+    let report = site.poller(&["report"]).output()?;
+    print!("{}", String::from_utf8_lossy(&report.stdout));
     println!(
         "\n== finished in {:.1} s; stopping every daemon",
         started.elapsed().as_secs_f64()

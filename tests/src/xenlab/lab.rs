@@ -357,7 +357,7 @@ impl XenLab {
         };
         if self.triple_faults() > triple_faults_before {
             eprintln!(
-                "xen lab: {} not up in 240 s while Xen logged a triple fault under emulation; waiting once more for the domain Xen reset",
+                "xen lab: environment fault: {} not up in 240 s while Xen logged a triple fault under emulation; waiting once more for the domain Xen reset",
                 g.name
             );
             return self
@@ -384,16 +384,23 @@ impl XenLab {
             .trim()
             .to_string();
         eprintln!(
-            "xen lab: guest {}'s kernel panicked at boot under emulation ({panic_line}); destroyed and created once more",
+            "xen lab: environment fault: guest {}'s kernel panicked at boot under emulation ({panic_line}); destroyed and created once more",
             g.name
         );
+        self.recreate(g)
+            .with_context(|| format!("{} after its kernel panicked at boot once", g.name))
+    }
+
+    /// Destroys `g`'s domain and creates it again from its config, its
+    /// console so far kept aside (`guest-<name>.fault.log`), and waits
+    /// until it is up: for a guest whose kernel the emulation broke.
+    pub fn recreate(&self, g: &LabGuest) -> Result<()> {
         self.dom0(&format!(
-            "xl destroy {n} 2>/dev/null; mv /var/log/xen/console/guest-{n}.log /var/log/xen/console/guest-{n}.panic.log",
+            "xl destroy {n} 2>/dev/null; mv /var/log/xen/console/guest-{n}.log /var/log/xen/console/guest-{n}.fault.log",
             n = g.name
         ))?;
         self.create(g)?;
         self.wait_guest_up(g, Duration::from_secs(240))
-            .with_context(|| format!("{} after its kernel panicked at boot once", g.name))
     }
 
     /// Crashes the guest's kernel (`echo c > /proc/sysrq-trigger`) and
@@ -463,6 +470,17 @@ impl XenLab {
             .unwrap_or(0)
     }
 
+    /// The lines of `g`'s console (as dom0's xenconsoled keeps it) in
+    /// which its kernel said it faulted: an oops, a BUG, a double fault,
+    /// a general protection fault, a panic.
+    pub fn kernel_faults(&self, g: &LabGuest) -> Result<Vec<String>> {
+        let out = self.dom0(&format!(
+            "cat /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log 2>/dev/null | grep -E '{KERNEL_FAULTS}'; true",
+            n = g.name
+        ))?;
+        Ok(out.out.lines().map(str::to_string).collect())
+    }
+
     /// Runs `f`, and once more if it failed while Xen logged a triple
     /// fault of a PVH guest: under software emulation, PVH guests of this
     /// lab triple-fault now and then (Xen then reboots them), which is the
@@ -491,7 +509,7 @@ impl XenLab {
             Ok(()) => Ok(()),
             Err(e) if self.triple_faults() > before => {
                 eprintln!(
-                    "xen lab: {what}: Xen logged a PVH triple fault meanwhile ({e:#}); once more after {} is back",
+                    "xen lab: environment fault: {what}: Xen logged a PVH triple fault meanwhile ({e:#}); once more after {} is back",
                     g.name
                 );
                 self.wait_guest_up(g, Duration::from_secs(180))?;
@@ -574,6 +592,10 @@ fn xl_list_state(listed: &str, name: &str) -> Option<String> {
 /// "watchdog" in it: the clocksource watchdog's notes under emulation are
 /// harmless and would fill the report; the lockup detectors' own lines
 /// say "soft lockup" or "hard LOCKUP", matched here.
+/// What a guest kernel prints when it faults (a subset of
+/// [`KERNEL_PROBLEMS`]: no warnings, no stalls).
+const KERNEL_FAULTS: &str = "BUG: |Oops|double fault|general protection fault|Kernel panic";
+
 const KERNEL_PROBLEMS: &str =
     "blocked for more than|rcu.*(stall|detected)|soft lockup|hard LOCKUP|BUG:|Oops|WARNING:|Kernel panic";
 
