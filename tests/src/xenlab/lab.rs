@@ -295,11 +295,16 @@ impl XenLab {
     }
 
     /// What xl and the device model logged of `g` in dom0: the words of
-    /// its `xl create`, of the xl that watches the domain, of its QEMU.
+    /// its `xl create`, of the xl that watches the domain, of its QEMU;
+    /// then the tail of its consoles (its kernel's own words: a guest
+    /// that never came up may have said why), and what Xen says of it.
     pub fn xl_logs(&self, g: &LabGuest) -> String {
         self.dom0(&format!(
             "for f in /var/log/xen/create-{n}.log /var/log/xen/xl-{n}.log /var/log/xen/qemu-dm-{n}.log; do \
-             [ -e $f ] && {{ echo \"--- dom0:$f ---\"; tail -n 25 $f; }}; done; true",
+             [ -e $f ] && {{ echo \"--- dom0:$f ---\"; tail -n 25 $f; }}; done; \
+             for f in /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log; do \
+             [ -e $f ] && {{ echo \"--- dom0:$f (the guest's console) ---\"; tail -n 40 $f; }}; done; \
+             echo '--- xl list -v, xl vcpu-list:'; xl list -v {n}; xl vcpu-list {n}; true",
             n = g.name
         ))
         .map(|e| e.out)
