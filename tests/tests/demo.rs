@@ -4,7 +4,9 @@
 //! demo's scenario checks its findings itself; this test checks its
 //! report and that every step of the script ran. It boots the real Xen
 //! lab too (a lab that does not boot fails it). In `scripts/test` its
-//! builds are the suite's own (the same profiles), so they take seconds.
+//! builds are the suite's own (the same profiles), so they take seconds;
+//! the demo's own executable is removed first, so that a scripts/demo
+//! that stopped building fails here too.
 
 use std::process::Command;
 
@@ -26,6 +28,16 @@ fn demo_as_a_user() -> Command {
 
 #[test]
 fn the_demo_runs_and_finds_what_the_scenario_says() {
+    // The one output of the suite's builds that only the demo runs: gone,
+    // scripts/demo must have cargo bring it back (cargo links it again in
+    // a moment), so a scripts/demo that no longer builds fails here as it
+    // would in a fresh clone.
+    let demo_exe = xsmon_tests::repo_root().join("target/debug/xsmon-demo");
+    match std::fs::remove_file(&demo_exe) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("removing {}: {e}", demo_exe.display()),
+    }
     let out = demo_as_a_user().output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
