@@ -343,8 +343,11 @@ impl XenLab {
     /// the two boot faults software emulation has shown, each said on
     /// stderr:
     /// - its kernel panicked before its init said it was ready (Debian
-    ///   13's 6.12 PV kernel faulting in `text_poke_early` at 6 s, its
-    ///   domain left crashed): the guest is destroyed and created again;
+    ///   13's 6.12 PV kernel faulting in `text_poke_early` at 6 s; the HVM
+    ///   guest's, at 73 s, a NULL pointer in `down_write` under ACPI's
+    ///   scan with `EFLAGS: 419cc66e`, reserved bits set, a state no CPU
+    ///   gives a guest; its domain left crashed): the guest is destroyed
+    ///   and created again;
     /// - Xen logged a triple fault since `triple_faults_before` (an HVM
     ///   guest early in its boot, under the suite's load): Xen resets the
     ///   domain and xl creates it again (`on_reboot`), which took the guest
@@ -369,8 +372,15 @@ impl XenLab {
                 .wait_guest_up(g, Duration::from_secs(240))
                 .with_context(|| format!("{} after a triple fault at boot", g.name));
         }
+        // A PV or PVH guest's console is xenconsoled's guest-<name>.log; an
+        // HVM guest's kernel writes to its emulated serial port,
+        // serial-<name>.log (a soak run's hvm01 panicked at boot there,
+        // unseen by a look at the other).
         let console = self
-            .dom0(&format!("cat /var/log/xen/console/guest-{}.log", g.name))
+            .dom0(&format!(
+                "cat /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log 2>/dev/null",
+                n = g.name
+            ))
             .map(|e| e.out)
             .unwrap_or_default();
         let panicked_at_boot =
@@ -401,7 +411,8 @@ impl XenLab {
     /// until it is up: for a guest whose kernel the emulation broke.
     pub fn recreate(&self, g: &LabGuest) -> Result<()> {
         self.dom0(&format!(
-            "xl destroy {n} 2>/dev/null; mv /var/log/xen/console/guest-{n}.log /var/log/xen/console/guest-{n}.fault.log",
+            "xl destroy {n} 2>/dev/null; for c in guest serial; do f=/var/log/xen/console/$c-{n}.log; \
+             [ -e $f ] && mv $f /var/log/xen/console/$c-{n}.fault.log; done; true",
             n = g.name
         ))?;
         self.create(g)?;

@@ -210,7 +210,7 @@ fn create_hvm(site: &LabSite, g: &LabGuest) -> Result<()> {
         return Err(first);
     }
     eprintln!(
-        "xen lab: {}'s device model did not start in libxl's time under emulation; once more. xl's words: {}",
+        "xen lab: environment fault: {}'s device model did not start in libxl's time under emulation; once more. xl's words: {}",
         g.name,
         words.lines().filter(|l| l.contains("error")).take(2).collect::<Vec<_>>().join(" | ")
     );
