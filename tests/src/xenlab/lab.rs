@@ -378,7 +378,8 @@ impl XenLab {
     /// [`Self::wait_guest_up`] for a guest just created, tolerating once
     /// the two boot faults software emulation has shown, each said on
     /// stderr:
-    /// - its kernel panicked before its init said it was ready (Debian
+    /// - its kernel panicked, or refused one of the image's own modules
+    ///   as not ELF, before its init said it was ready (Debian
     ///   13's 6.12 PV kernel faulting in `text_poke_early` at 6 s; the HVM
     ///   guest's, at 73 s, a NULL pointer in `down_write` under ACPI's
     ///   scan with `EFLAGS: 419cc66e`, reserved bits set, a state no CPU
@@ -419,27 +420,37 @@ impl XenLab {
             ))
             .map(|e| e.out)
             .unwrap_or_default();
-        let panicked_at_boot =
-            console.contains("Kernel panic") && !console.contains("xsmon-lab-guest ready");
-        if !panicked_at_boot {
+        let not_ready = !console.contains("xsmon-lab-guest ready");
+        // The kernel refusing a module of the lab's own image (Debian's
+        // .ko files, the same bytes every boot): its copy in the guest's
+        // memory was corrupted (a fresh clone's hvm01 logged "Invalid ELF
+        // header magic: != ELF" a dozen times, its netfront never loaded,
+        // and it never answered).
+        let broken_at_boot = not_ready
+            && (console.contains("Kernel panic") || console.contains("Invalid ELF header magic"));
+        if !broken_at_boot {
             let logs = self.xl_logs(g);
             return Err(first.context(format!(
                 "{} not up; what dom0 logged of it:\n{logs}",
                 g.name
             )));
         }
-        let panic_line = console
+        let fault_line = console
             .lines()
-            .find(|l| l.contains("RIP:") || l.contains("Kernel panic"))
+            .find(|l| {
+                l.contains("RIP:")
+                    || l.contains("Kernel panic")
+                    || l.contains("Invalid ELF header magic")
+            })
             .unwrap_or("")
             .trim()
             .to_string();
         eprintln!(
-            "xen lab: environment fault: guest {}'s kernel panicked at boot under emulation ({panic_line}); destroyed and created once more",
+            "xen lab: environment fault: guest {}'s kernel broke at boot under emulation ({fault_line}); destroyed and created once more",
             g.name
         );
         self.recreate(g)
-            .with_context(|| format!("{} after its kernel panicked at boot once", g.name))
+            .with_context(|| format!("{} after its kernel broke at boot once", g.name))
     }
 
     /// Destroys `g`'s domain and creates it again from its config, its
