@@ -40,6 +40,13 @@ fn the_demo_runs_and_finds_what_the_scenario_says() {
     }
     let out = demo_as_a_user().output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    // Where its time went, in the suite's log (the test's output is kept
+    // only when it fails).
+    for line in text.lines().filter(|l| {
+        l.contains(": done in ") || l.contains("real Xen ") || l.starts_with("== demo: every step")
+    }) {
+        eprintln!("demo: {}", line.trim());
+    }
     assert!(
         out.status.success(),
         "demo failed:\n{text}\n{}",
