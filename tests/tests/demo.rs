@@ -8,6 +8,7 @@
 //! the demo's own executable is removed first, so that a scripts/demo
 //! that stopped building fails here too.
 
+use std::io::Write;
 use std::process::Command;
 
 /// `scripts/demo` as a user starts it: the test process's environment
@@ -40,12 +41,13 @@ fn the_demo_runs_and_finds_what_the_scenario_says() {
     }
     let out = demo_as_a_user().output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    // Where its time went, in the suite's log (the test's output is kept
-    // only when it fails).
+    // Where its time went, in the suite's log: written to stderr itself,
+    // past libtest's capture (which keeps a test's output only when it
+    // fails).
     for line in text.lines().filter(|l| {
         l.contains(": done in ") || l.contains("real Xen ") || l.starts_with("== demo: every step")
     }) {
-        eprintln!("demo: {}", line.trim());
+        let _ = writeln!(std::io::stderr(), "demo: {}", line.trim());
     }
     assert!(
         out.status.success(),
