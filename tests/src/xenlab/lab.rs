@@ -378,8 +378,9 @@ impl XenLab {
     /// [`Self::wait_guest_up`] for a guest just created, tolerating once
     /// what software emulation has shown at a boot, each said on
     /// stderr:
-    /// - it is still booting (its domain running, its console going, no
-    ///   fault in it): waited for once more, the emulator's slowness;
+    /// - it is still booting, or up without its probe's first run yet
+    ///   (its domain running, no fault on its console): waited for once
+    ///   more, the emulator's slowness;
     /// - its kernel panicked before its init said it was ready (Debian
     ///   13's 6.12 PV kernel faulting in `text_poke_early` at 6 s; the HVM
     ///   guest's, at 73 s, a NULL pointer in `down_write` under ACPI's
@@ -426,13 +427,14 @@ impl XenLab {
         let running = self
             .xl_state(&g.name)?
             .is_some_and(|s| s.contains('r') || s.contains('b'));
-        if not_ready && !panicked_at_boot && running && !console.trim().is_empty() {
+        if !panicked_at_boot && running && !console.trim().is_empty() {
             // Still booting: under the lab's load an HVM guest's kernel
-            // was seen still loading its modules 260 s after its start
-            // (its console's last lines, with no fault in them). The
+            // was seen still loading its modules 260 s after its start,
+            // and another ready only at 226 s, its probe not yet run when
+            // the wait ended (its console with no fault in it). The
             // emulator's slowness, waited out once.
             eprintln!(
-                "xen lab: {} still booting after 240 s under emulation (its console's last line: {}); waiting once more",
+                "xen lab: {} not up after 240 s under emulation, its domain running and no fault on its console (its last line: {}); waiting once more",
                 g.name,
                 console.lines().last().unwrap_or("").trim()
             );
