@@ -79,7 +79,7 @@ impl XenLab {
             asked.elapsed().as_secs_f64()
         );
         match Self::boot_once(xenstored) {
-            Err(e) if e.downcast_ref::<Dom0PanickedAtBoot>().is_some() => {
+            Err(e) if e.downcast_ref::<EnvironmentFault>().is_some() => {
                 eprintln!("xen lab: environment fault: {e}; the lab booted once more");
                 Self::boot_once(xenstored).context("booting the lab a second time")
             }
@@ -159,7 +159,7 @@ impl XenLab {
                         .map(|l| l.trim().to_string())
                         .unwrap_or_default()
                 };
-                return Err(Dom0PanickedAtBoot(format!(
+                return Err(EnvironmentFault(format!(
                     "dom0's kernel panicked at boot under emulation ({} | {} | {}); its console: {}",
                     said("RIP:"),
                     said(" exc_"),
@@ -666,18 +666,21 @@ fn xl_list_state(listed: &str, name: &str) -> Option<String> {
 /// "watchdog" in it: the clocksource watchdog's notes under emulation are
 /// harmless and would fill the report; the lockup detectors' own lines
 /// say "soft lockup" or "hard LOCKUP", matched here.
-/// dom0's kernel panicked before its init was up: a fault of the
-/// emulated machine (see [`XenLab::boot`]).
+/// A fault of the emulated machine, which no program of a guest or of
+/// dom0 can cause, proven by what it left (a console's panic, a canary's
+/// lost pages): the one failure after which the harness runs a step once
+/// more, said on stderr as `xen lab: environment fault: ...` (see
+/// docs/testing.md, "The soak").
 #[derive(Debug)]
-struct Dom0PanickedAtBoot(String);
+pub struct EnvironmentFault(pub String);
 
-impl std::fmt::Display for Dom0PanickedAtBoot {
+impl std::fmt::Display for EnvironmentFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for Dom0PanickedAtBoot {}
+impl std::error::Error for EnvironmentFault {}
 
 /// What a guest kernel prints when it faults (a subset of
 /// [`KERNEL_PROBLEMS`]: no warnings, no stalls).

@@ -26,7 +26,7 @@ mod waits;
 
 pub use agent::{base64, base64_decode, Exec};
 pub use guest::{LabGuest, LAB_CONFIG_DIR, LAB_DOM0, PROBE_TIMER_OFF};
-pub use lab::{images, lab_xen, XenLab};
+pub use lab::{images, lab_xen, EnvironmentFault, XenLab};
 pub use site::LabSite;
 
 /// Which xenstore daemon dom0 runs.

@@ -2,6 +2,7 @@
 //! migrations to the same host.
 
 use super::*;
+use xsmon_tests::xenlab::EnvironmentFault;
 
 /// Scenario 7 and migrations without false findings: three live
 /// migrations of a PVH guest to the same host (PV log-dirty needs shadow
@@ -148,7 +149,9 @@ pub(crate) fn migrate_here(site: &LabSite, g: &LabGuest, domid: u32) -> Result<(
 /// areas). Either is an [`EnvironmentFault`]; the canary's count is said
 /// on stderr each round.
 fn migration_faults(site: &LabSite, g: &LabGuest, round: u32, faults_before: usize) -> Result<()> {
-    let canary = site.lab.guest(g, CANARY_CHECK);
+    // Up to 120 s: busybox awk reads up to ~2,000 lines of 4 KiB under
+    // the lab's load (once cut off at the relay's usual 60 s).
+    let canary = site.lab.guest_within(g, CANARY_CHECK, 120);
     let faults = site.lab.kernel_faults(g)?;
     let new_faults = &faults[faults_before.min(faults.len())..];
     // A canary that could not be read (the guest did not answer) proves
@@ -180,19 +183,6 @@ fn canary_counts_match(canary: &str) -> bool {
     let n: Vec<&str> = canary.split_whitespace().collect();
     n.len() >= 5 && n[0] == n[3]
 }
-
-/// A fault of the emulated machine under the guest, not of xsmon's: see
-/// [`migration_faults`].
-#[derive(Debug)]
-struct EnvironmentFault(String);
-
-impl std::fmt::Display for EnvironmentFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for EnvironmentFault {}
 
 /// Runs one migration round, and once more on a guest created afresh if
 /// the round met an [`EnvironmentFault`], said on stderr as one (the soak
