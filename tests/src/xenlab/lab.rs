@@ -411,17 +411,7 @@ impl XenLab {
                 .wait_guest_up(g, Duration::from_secs(240))
                 .with_context(|| format!("{} after a triple fault at boot", g.name));
         }
-        // A PV or PVH guest's console is xenconsoled's guest-<name>.log; an
-        // HVM guest's kernel writes to its emulated serial port,
-        // serial-<name>.log (a soak run's hvm01 panicked at boot there,
-        // unseen by a look at the other).
-        let console = self
-            .dom0(&format!(
-                "cat /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log 2>/dev/null",
-                n = g.name
-            ))
-            .map(|e| e.out)
-            .unwrap_or_default();
+        let console = self.guest_console(g).unwrap_or_default();
         let not_ready = !console.contains("xsmon-lab-guest ready");
         let panicked_at_boot = not_ready && console.contains("Kernel panic");
         let running = self
@@ -548,11 +538,25 @@ impl XenLab {
     /// which its kernel said it faulted: an oops, a BUG, a double fault,
     /// a general protection fault, a panic.
     pub fn kernel_faults(&self, g: &LabGuest) -> Result<Vec<String>> {
-        let out = self.dom0(&format!(
-            "cat /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log 2>/dev/null | grep -E '{KERNEL_FAULTS}'; true",
-            n = g.name
-        ))?;
-        Ok(out.out.lines().map(str::to_string).collect())
+        Ok(self
+            .guest_console(g)?
+            .lines()
+            .filter(|l| KERNEL_FAULTS.iter().any(|f| l.contains(f)))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// `g`'s console as dom0 keeps it: xenconsoled's `guest-<name>.log`
+    /// for a PV or PVH guest; an HVM guest's kernel writes to its emulated
+    /// serial port, `serial-<name>.log` (a soak run's hvm01 panicked at
+    /// boot there, unseen by a look at the other).
+    fn guest_console(&self, g: &LabGuest) -> Result<String> {
+        Ok(self
+            .dom0(&format!(
+                "cat /var/log/xen/console/guest-{n}.log /var/log/xen/console/serial-{n}.log 2>/dev/null; true",
+                n = g.name
+            ))?
+            .out)
     }
 
     /// Runs `f`, and once more if it failed while Xen logged a triple
@@ -661,11 +665,6 @@ fn xl_list_state(listed: &str, name: &str) -> Option<String> {
         .map(|c| c[4].to_string())
 }
 
-/// What a Linux kernel prints when something in it is stuck or broken
-/// (an extended regular expression for dom0's grep). Not every line with
-/// "watchdog" in it: the clocksource watchdog's notes under emulation are
-/// harmless and would fill the report; the lockup detectors' own lines
-/// say "soft lockup" or "hard LOCKUP", matched here.
 /// A fault of the emulated machine, which no program of a guest or of
 /// dom0 can cause, proven by what it left (a console's panic, a canary's
 /// lost pages): the one failure after which the harness runs a step once
@@ -684,8 +683,19 @@ impl std::error::Error for EnvironmentFault {}
 
 /// What a guest kernel prints when it faults (a subset of
 /// [`KERNEL_PROBLEMS`]: no warnings, no stalls).
-const KERNEL_FAULTS: &str = "BUG: |Oops|double fault|general protection fault|Kernel panic";
+const KERNEL_FAULTS: &[&str] = &[
+    "BUG: ",
+    "Oops",
+    "double fault",
+    "general protection fault",
+    "Kernel panic",
+];
 
+/// What a Linux kernel prints when something in it is stuck or broken
+/// (an extended regular expression for dom0's grep). Not every line with
+/// "watchdog" in it: the clocksource watchdog's notes under emulation are
+/// harmless and would fill the report; the lockup detectors' own lines
+/// say "soft lockup" or "hard LOCKUP", matched here.
 const KERNEL_PROBLEMS: &str =
     "blocked for more than|rcu.*(stall|detected)|soft lockup|hard LOCKUP|BUG:|Oops|WARNING:|Kernel panic";
 
