@@ -63,9 +63,10 @@ pub(super) fn agent_call(port: u16, script: &str, timeout: Duration) -> Result<E
         let text = String::from_utf8_lossy(&out).into_owned();
         if !text.contains(BEGIN) && attempt < 4 {
             eprintln!(
-                "xen lab: dom0's agent did not start {:?} ({} bytes back); again ({attempt})",
+                "xen lab: dom0's agent did not start {:?} ({} bytes back: {:?}); again ({attempt})",
                 brief(script),
-                out.len()
+                out.len(),
+                brief(text.trim())
             );
             std::thread::sleep(Duration::from_secs(1));
             attempt += 1;
@@ -81,7 +82,7 @@ fn agent_exchange(port: u16, script: &str, timeout: Duration) -> Result<Vec<u8>>
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))
         .with_context(|| format!("connecting to the lab's agent on 127.0.0.1:{port}"))?;
     s.set_read_timeout(Some(timeout))?;
-    s.write_all(format!("{}\n", base64(script.as_bytes())).as_bytes())?;
+    s.write_all(format!("{}\n", request_line(script)).as_bytes())?;
     s.shutdown(Shutdown::Write)?;
     let mut out = Vec::new();
     match s.read_to_end(&mut out) {
@@ -119,6 +120,13 @@ pub(super) fn parse_agent_output(text: &str) -> Result<Exec> {
         out: text[..at].to_string(),
         rc,
     })
+}
+
+/// A request to an agent, without its newline: the script's size in
+/// bytes and the script in base64 (scripts/xen-lab's agent refuses one
+/// whose decoded size differs, a request cut short, before it runs any).
+pub(super) fn request_line(script: &str) -> String {
+    format!("{} {}", script.len(), base64(script.as_bytes()))
 }
 
 /// Standard base64 (busybox `base64 -d` reads it).

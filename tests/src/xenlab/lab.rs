@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::agent::{agent_call, base64, brief, parse_agent_output, tail, Exec, BEGIN};
+use super::agent::{agent_call, brief, parse_agent_output, request_line, tail, Exec, BEGIN};
 use super::guest::{config_path, LabGuest, LAB_CONFIG_DIR};
 use super::Xenstored;
 use crate::{repo_root, spawn_tied_to_process};
@@ -219,11 +219,11 @@ impl XenLab {
     /// Runs a shell script in a guest, giving up after `secs` (a script
     /// that kills the guest's kernel never answers).
     pub fn guest_within(&self, g: &LabGuest, script: &str, secs: u32) -> Result<Exec> {
-        let b64 = base64(script.as_bytes());
+        let request = request_line(script);
         // nc's idle timeout: 20 s, since a guest starved of CPU for
         // seconds (a dozen scenarios on two emulated CPUs) is slow, not
         // gone; but a connection that a save or a migration cut must end.
-        let relay = format!("echo '{b64}' | timeout {secs} nc -w 20 {} 2323", g.ip());
+        let relay = format!("echo '{request}' | timeout {secs} nc -w 20 {} 2323", g.ip());
         let mut attempt = 1;
         loop {
             let e = self.dom0(&relay)?;
