@@ -1,4 +1,4 @@
--- xsmon history: the SQLite schema, version 9.
+-- xsmon history: the SQLite schema, version 10.
 --
 -- This file is the contract between host-collector (which writes),
 -- snmp-extend (which serves the latest state) and `host-collector history`;
@@ -16,7 +16,8 @@
 -- (7 keys the figures, 8 the status and finding rows, cycle first: a
 -- cycle's rows are appended instead of touching a page per host, which
 -- rewrote the whole status table every cycle; 9 keeps each running
--- domain's start time, read once per domain).
+-- domain's start time, read once per domain; 10 keeps each VM's restarts
+-- and the names it had before).
 --
 -- Times are Unix seconds (UTC). Figures are stored as integers, the value
 -- times 1000 (three decimals, as the probe rounds them): SQLite stores small
@@ -178,6 +179,31 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+
+-- A VM's restarts seen here (schema 10): a domain of it ended and the
+-- toolstack started another, as xl's log of the VM says (or, without it,
+-- another boot of its kernel in a new domain). Saves, restores and
+-- migrations are never restarts. What a restart loop is counted from.
+CREATE TABLE restart (
+    host_id   INTEGER NOT NULL REFERENCES host (id),
+    new_domid INTEGER NOT NULL,             -- the domain the toolstack started
+    time      INTEGER NOT NULL,             -- when it started (else when dom0 saw it)
+    old_domid INTEGER,                      -- the domain that ended, when known
+    reason    TEXT    NOT NULL,             -- 'crash', 'reboot', 'watchdog', 'soft_reset', 'unknown'
+    action    TEXT,                         -- xl's action ('restart', 'coredump-restart', ...), when its log says
+    PRIMARY KEY (host_id, new_domid)
+) WITHOUT ROWID;
+CREATE INDEX restart_time ON restart (time);
+
+-- The names a VM had before its current one (schema 10), until when: a
+-- config under this dom0 named after one of them is that VM's old config,
+-- not a guest that should run.
+CREATE TABLE former_name (
+    host_id INTEGER NOT NULL REFERENCES host (id),
+    name    TEXT    NOT NULL,
+    until   INTEGER NOT NULL,               -- when dom0 first saw the VM under a new name
+    PRIMARY KEY (host_id, name)
+) WITHOUT ROWID;
 
 -- Guests appearing, going, migrating; the collector's own failures.
 CREATE TABLE event (

@@ -80,13 +80,28 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
         tracing::warn!("{p}");
     }
     let known = known.context("reading the known hosts")?;
-    let read_ms = started.elapsed().as_millis();
     let gathered = gathered.map(|mut guests| {
         if hv.knows_states() {
             guests.retain(|g| hv.domains.contains_key(&g.domid));
         }
+        read_on_crash(&mut guests, &hv, &cfg.lifecycle.libxl_dir);
         guests
     });
+    // What the toolstack keeps: xl's logs of the running domains and of
+    // the VMs dom0 knew (a restart in progress), the restarts and former
+    // names stored.
+    let xl_logs = {
+        let running = gathered.iter().flatten().filter_map(|g| g.name.as_deref());
+        let known_names = known.iter().map(|h| h.name.as_str());
+        crate::xl_records::read_logs(&cfg.lifecycle.xl_log_dir, running.chain(known_names))
+    };
+    for p in &xl_logs.problems {
+        tracing::warn!("{p}");
+    }
+    let window_start = inp.now - cfg.lifecycle.restart_window_secs as i64;
+    let restarts = store::restarts_since(conn, window_start).context("reading the restarts")?;
+    let former_names = store::former_names(conn).context("reading the former names")?;
+    let read_ms = started.elapsed().as_millis();
     let mut hosts = vec![dom0_record(&sys, cfg, &hv, &known, inp.now)];
     let error = match &gathered {
         Ok(guests) => {
@@ -101,6 +116,10 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
                 },
                 hypervisor: &cfg.hypervisor,
                 without_probe: &cfg.without_probe,
+                lifecycle: &cfg.lifecycle,
+                xl_logs: &xl_logs,
+                restarts: &restarts,
+                former_names: &former_names,
             };
             hosts.extend(judge_all(&known, guests, &hv, &scene));
             None
@@ -142,6 +161,20 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     match error {
         Some(e) => Err(anyhow::anyhow!(e)),
         None => Ok(record),
+    }
+}
+
+/// The `on_crash` action libxl keeps for each crashed domain: what the
+/// words about it may say the toolstack does.
+fn read_on_crash(guests: &mut [Guest], hv: &crate::hypervisor::Hypervisor, libxl_dir: &Path) {
+    for g in guests {
+        let crashed = hv
+            .domains
+            .get(&g.domid)
+            .is_some_and(|d| d.state == crate::hypervisor::RunState::Crashed);
+        if let (true, Some(uuid)) = (crashed, &g.uuid) {
+            g.on_crash = crate::xl_records::on_crash(libxl_dir, g.domid, uuid);
+        }
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Config {
     pub xl: PathBuf,
     /// How the hypervisor's view of a domain is judged.
     pub hypervisor: HypervisorConfig,
+    /// How domains starting, being built and restarting are told.
+    pub lifecycle: LifecycleConfig,
     /// Guests that cannot run guest-probe (Windows, BSD, appliances):
     /// reported by what Xen and their guest agent say.
     pub without_probe: crate::agent::WithoutProbe,
@@ -67,6 +69,7 @@ impl Default for Config {
             xenstore_timeout_secs: 5,
             xl: PathBuf::from("xl"),
             hypervisor: HypervisorConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             without_probe: Default::default(),
             prometheus_textfile: None,
         }
@@ -79,6 +82,11 @@ impl Default for Config {
 pub struct HypervisorConfig {
     /// A paused domain is a warning, and an error once paused this long.
     pub paused_error_after_secs: u64,
+    /// A domain paused this soon after its start is being built by the
+    /// toolstack (xl builds a domain paused and unpauses it once its
+    /// devices are up: seconds, up to a minute for an HVM guest on a busy
+    /// dom0), not paused by an admin: `starting`, no warning, no advice.
+    pub creation_secs: u64,
     /// A domain shut down but not destroyed (or dying) this long is an
     /// error: the toolstack did not clean it up, and it holds its memory.
     pub stuck_after_secs: u64,
@@ -104,6 +112,7 @@ impl Default for HypervisorConfig {
     fn default() -> Self {
         HypervisorConfig {
             paused_error_after_secs: 900,
+            creation_secs: 120,
             stuck_after_secs: 300,
             cpu_pct_warning: Some(95.0),
             cpu_pct_error: None,
@@ -111,6 +120,43 @@ impl Default for HypervisorConfig {
             balloon_settle_secs: 600,
             balloon_off_pct: 5.0,
             vif_drops_per_s_warning: Some(10.0),
+        }
+    }
+}
+
+/// `[lifecycle]`: domains starting, being built and restarted by the
+/// toolstack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// A domain whose probe has written nothing yet is `starting` (ok, not
+    /// a silent probe) for this long after the toolstack created it: the
+    /// packaged timer and cron line run the probe every 5 minutes on the
+    /// clock, so its first run comes within 5 minutes of the boot, plus
+    /// the boot itself (2 minutes allowed).
+    pub first_run_secs: u64,
+    /// This many restarts of a VM (crashes and reboots alike: a new domain
+    /// the toolstack started when the last one ended) within
+    /// `restart_window_secs` are a restart loop, a warning. A crash that
+    /// the toolstack restarted stays a warning for the window too.
+    pub restart_loop_count: u32,
+    pub restart_window_secs: u64,
+    /// Where xl keeps its log of each domain it watches (`xl-<name>.log`:
+    /// each shutdown, its reason, and what xl did about it).
+    pub xl_log_dir: PathBuf,
+    /// Where libxl keeps each domain's config as the toolstack built it
+    /// (`userdata-d.<domid>.<uuid>.libxl-json`: its `on_crash` action).
+    pub libxl_dir: PathBuf,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            first_run_secs: 420,
+            restart_loop_count: 3,
+            restart_window_secs: 3600,
+            xl_log_dir: PathBuf::from("/var/log/xen"),
+            libxl_dir: PathBuf::from("/var/lib/xen"),
         }
     }
 }

@@ -91,8 +91,8 @@ pub fn apply(
         if let Some(g) = guest {
             balloon_finding(rec, dom, g, now, cfg);
         }
-    } else {
-        halted(rec, dom, now, now - since, cfg);
+    } else if let Some(g) = guest {
+        halted(rec, dom, g, now, now - since, cfg);
     }
 }
 
@@ -467,11 +467,25 @@ fn busy_finding(
 
 /// A domain that exists but does not run: the hypervisor's finding
 /// replaces whatever its probe last wrote, which is not current.
-fn halted(rec: &mut HostRecord, dom: &Domain, now: i64, age: i64, cfg: &HypervisorConfig) {
+fn halted(
+    rec: &mut HostRecord,
+    dom: &Domain,
+    g: &Guest,
+    now: i64,
+    age: i64,
+    cfg: &HypervisorConfig,
+) {
     let name = rec.name.clone();
     let lasting = age >= cfg.stuck_after_secs as i64;
     let for_ = ago(age);
+    let being_built = uptime(g, now).is_some_and(|up| up < cfg.creation_secs as f64);
     let (status, message) = match dom.state {
+        // xl builds a domain paused and unpauses it once its devices are
+        // up: a pause this young is the toolstack's, and no admin's.
+        RunState::Paused if being_built => {
+            being_created(rec, uptime(g, now).unwrap_or(0.0) as i64);
+            return;
+        }
         RunState::Paused => (
             if age >= cfg.paused_error_after_secs as i64 {
                 Status::Error
@@ -480,12 +494,7 @@ fn halted(rec: &mut HostRecord, dom: &Domain, now: i64, age: i64, cfg: &Hypervis
             },
             format!("paused for {for_} (xl list: p): `xl unpause {name}` resumes it"),
         ),
-        RunState::Crashed => (
-            Status::Error,
-            format!(
-                "crashed: its kernel died {for_} ago and Xen keeps the domain for a core dump (on_crash = \"preserve\"): `xl dump-core {name} FILE`, then `xl destroy {name}`"
-            ),
-        ),
+        RunState::Crashed => crashed(&name, &for_, g.on_crash.as_deref()),
         RunState::Shutdown(Reason::Suspend) if !lasting => (
             Status::Warning,
             format!("suspended for {for_}: being saved or migrated"),
@@ -531,6 +540,50 @@ fn halted(rec: &mut HostRecord, dom: &Domain, now: i64, age: i64, cfg: &Hypervis
     // The guest's own figures are not current: keep only Xen's.
     rec.latest.retain(|f| f.kind == KIND);
     rec.figures.retain(|f| f.0 == KIND);
+}
+
+/// A domain the toolstack is building: `starting`, ok, no advice.
+fn being_created(rec: &mut HostRecord, up: i64) {
+    rec.probe = "starting";
+    rec.status = Status::Ok;
+    rec.message = format!(
+        "being created: paused {} after its start (xl list: p), as the toolstack builds a domain before it runs it",
+        ago(up)
+    );
+    rec.findings.clear();
+    rec.latest.retain(|f| f.kind == KIND);
+    rec.figures.retain(|f| f.0 == KIND);
+}
+
+/// A crashed domain: what the toolstack does with it, from its `on_crash`
+/// as libxl keeps it; never a guessed one.
+fn crashed(name: &str, for_: &str, on_crash: Option<&str>) -> (Status, String) {
+    match on_crash {
+        Some(a) if a.ends_with("restart") => (
+            Status::Warning,
+            format!(
+                "crashed {for_} ago; the toolstack starts it again (on_crash = \"{a}\" in libxl's config of the domain)"
+            ),
+        ),
+        Some(a @ ("destroy" | "coredump-destroy")) => (
+            Status::Error,
+            format!(
+                "crashed {for_} ago; the toolstack destroys it (on_crash = \"{a}\" in libxl's config of the domain)"
+            ),
+        ),
+        Some("preserve") => (
+            Status::Error,
+            format!(
+                "crashed {for_} ago and kept by Xen for a core dump (on_crash = \"preserve\" in libxl's config of the domain): `xl dump-core {name} FILE`, then `xl destroy {name}`"
+            ),
+        ),
+        _ => (
+            Status::Error,
+            format!(
+                "crashed {for_} ago and still kept by Xen (xl list: c); dom0 cannot read what the toolstack does with it: if it stays, `xl dump-core {name} FILE` saves its memory for a diagnosis, then `xl destroy {name}`"
+            ),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -638,6 +691,94 @@ mod tests {
         assert!(r.latest.iter().all(|f| f.kind == KIND));
         assert!(r.figures.iter().all(|f| f.0 == KIND));
         assert_eq!(r.xen.as_ref().unwrap().state, "crashed");
+    }
+
+    fn crashed_with(on_crash: Option<&str>) -> HostRecord {
+        let mut r = fresh_record();
+        let g = Guest {
+            on_crash: on_crash.map(str::to_string),
+            ..guest(7)
+        };
+        apply(
+            &mut r,
+            7,
+            Some(&g),
+            &view("---sc-", 10.0),
+            None,
+            &HypervisorConfig::default(),
+            NOW,
+        );
+        r
+    }
+
+    #[test]
+    fn a_crash_is_worded_by_the_on_crash_libxl_keeps_never_a_guessed_one() {
+        let r = crashed_with(Some("restart"));
+        assert_eq!((r.probe, r.status), ("halted", Status::Warning));
+        assert_eq!(
+            r.message,
+            "crashed 0 s ago; the toolstack starts it again (on_crash = \"restart\" in libxl's config of the domain)"
+        );
+        let r = crashed_with(Some("preserve"));
+        assert_eq!(r.status, Status::Error);
+        assert!(r.message.contains("(on_crash = \"preserve\" in libxl's config of the domain): `xl dump-core web01 FILE`, then `xl destroy web01`"), "{}", r.message);
+        let r = crashed_with(Some("coredump-destroy"));
+        assert!(r.message.ends_with("the toolstack destroys it (on_crash = \"coredump-destroy\" in libxl's config of the domain)"), "{}", r.message);
+        // Not readable: no action is named.
+        let r = crashed_with(None);
+        assert_eq!(r.status, Status::Error);
+        assert!(!r.message.contains("on_crash"), "{}", r.message);
+        assert!(
+            r.message
+                .contains("dom0 cannot read what the toolstack does with it"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn a_domain_paused_while_xl_builds_it_is_starting_not_paused() {
+        let mut r = fresh_record();
+        let young = Guest {
+            start_time: Some((NOW - 4) as f64),
+            ..guest(7)
+        };
+        apply(
+            &mut r,
+            7,
+            Some(&young),
+            &view("--p---", 0.0),
+            None,
+            &HypervisorConfig::default(),
+            NOW,
+        );
+        assert_eq!((r.probe, r.status), ("starting", Status::Ok));
+        assert_eq!(
+            r.message,
+            "being created: paused 4 s after its start (xl list: p), as the toolstack builds a domain before it runs it"
+        );
+        assert!(!r.message.contains("unpause") && r.findings.is_empty());
+        // Past creation_secs, a pause is a pause.
+        let mut r = fresh_record();
+        let old = Guest {
+            start_time: Some((NOW - 600) as f64),
+            ..guest(7)
+        };
+        apply(
+            &mut r,
+            7,
+            Some(&old),
+            &view("--p---", 0.0),
+            None,
+            &HypervisorConfig::default(),
+            NOW,
+        );
+        assert_eq!((r.probe, r.status), ("halted", Status::Warning));
+        assert!(
+            r.message.contains("`xl unpause web01` resumes it"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]

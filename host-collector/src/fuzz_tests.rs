@@ -333,6 +333,10 @@ proptest! {
             rules: Rules { stale_after: 600, skew_max: 600 },
             hypervisor: &Default::default(),
             without_probe: &Default::default(),
+            lifecycle: &Default::default(),
+            xl_logs: &Default::default(),
+            restarts: &Default::default(),
+            former_names: &[],
         };
         let hosts = judge_all(&[], &decoded, &Hypervisor::default(), &scene);
         prop_assert_eq!(hosts.iter().filter(|h| h.listed).count(), decoded.len());

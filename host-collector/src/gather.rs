@@ -74,6 +74,9 @@ pub struct Guest {
     pub device_model: Option<Result<u32, String>>,
     /// Whether that process runs ([`crate::devmodel::observe`]).
     pub device_model_runs: Option<bool>,
+    /// The `on_crash` action libxl keeps for this domain, read for a
+    /// crashed domain only ([`crate::xl_records::on_crash`]).
+    pub on_crash: Option<String>,
 }
 
 #[cfg(test)]
@@ -94,6 +97,7 @@ impl Guest {
             agent: None,
             device_model: None,
             device_model_runs: None,
+            on_crash: None,
         }
     }
 }
@@ -467,6 +471,7 @@ pub fn decode_guest(domid: u32, identity: Identity, p: &mut Prefetched) -> Guest
         agent: None,
         device_model: None,
         device_model_runs: None,
+        on_crash: None,
     }
 }
 

@@ -14,17 +14,17 @@
 use std::collections::{HashMap, HashSet};
 
 use xsmon_checks::Sys;
-use xsmon_proto::cluster::Cluster;
 use xsmon_proto::snmpline::CheckFigures;
 use xsmon_proto::{CheckResult, Status};
 use xsmon_store::{HostRecord, HostRow, DOM0_IDENT, DOM0_NAME};
 
-use crate::config::Config;
-use crate::freshness::{self, Rules};
+use crate::config::{Config, LifecycleConfig};
+use crate::freshness;
 use crate::gather::{Found, Guest};
-use crate::glob::glob_match;
 use crate::hypervisor::Hypervisor;
-use crate::words::when;
+use crate::scene::shutdowns_of;
+pub use crate::scene::Scene;
+use crate::words::{ago, local_time, when};
 
 /// Values of these names are kept in history; the rest are only shown.
 const KEPT: &[&str] = &[
@@ -38,44 +38,6 @@ const KEPT: &[&str] = &[
     "rtt_ms",
     "offset_s",
 ];
-
-/// What a cycle judges guests against.
-pub struct Scene<'a> {
-    pub dom0: &'a str,
-    pub cluster: &'a Cluster,
-    /// Names (with `*` wildcards) of guests meant to be stopped.
-    pub expect_stopped: &'a [String],
-    pub now: i64,
-    pub rules: Rules,
-    pub hypervisor: &'a crate::config::HypervisorConfig,
-    /// Guests that do not run the probe, and how their agents are judged.
-    pub without_probe: &'a crate::agent::WithoutProbe,
-}
-
-impl Scene<'_> {
-    /// The guests whose .cfg sits under this dom0, when the config
-    /// directory has a folder for it (`None`: no statement of what should
-    /// run here).
-    fn configured_here(&self) -> Option<&[String]> {
-        self.cluster.dom0s.get(self.dom0).map(Vec::as_slice)
-    }
-
-    fn has_config_here(&self, name: &str) -> bool {
-        self.configured_here()
-            .is_some_and(|g| g.binary_search_by(|x| x.as_str().cmp(name)).is_ok())
-    }
-
-    fn config_elsewhere(&self, name: &str) -> Option<&str> {
-        self.cluster
-            .homes_of(name)
-            .into_iter()
-            .find(|d| *d != self.dom0)
-    }
-
-    fn meant_stopped(&self, name: &str) -> bool {
-        self.expect_stopped.iter().any(|p| glob_match(p, name))
-    }
-}
 
 /// The identity of a running domain: its VM's UUID, else its name, else
 /// its domid.
@@ -169,23 +131,118 @@ pub fn judge_all(
         },
     ));
     let running_names: HashSet<String> = guests.iter().filter_map(|g| g.name.clone()).collect();
+    // The running VMs dom0 knew, by host row: their names now.
+    let running_as: HashMap<i64, String> = out
+        .iter()
+        .filter_map(|r| Some((r.row?, r.name.clone())))
+        .collect();
+    let renamed = crate::absent::Renamed {
+        former: scene.former_names,
+        running_as: &running_as,
+    };
     for h in known
         .iter()
         .filter(|h| !claimed.contains(&h.id) && h.ident != DOM0_IDENT)
     {
-        out.extend(judge_absent(h, &running_names, scene));
+        out.extend(crate::absent::judge_absent(
+            h,
+            &running_names,
+            &renamed,
+            scene,
+        ));
     }
-    out.extend(configured_never_seen(known, &running_names, scene));
+    out.extend(crate::absent::configured_never_seen(
+        known,
+        &running_names,
+        &renamed,
+        scene,
+    ));
     make_labels_unique(&mut out);
     out
 }
 
-/// One running domain.
+/// One running domain: what its probe says ([`judge_probe`]), then its
+/// restarts.
 fn judge_running(
     g: &Guest,
     ident: String,
     prev: Option<&HostRow>,
     scene: &Scene<'_>,
+) -> HostRecord {
+    let shutdowns = shutdowns_of(scene, &[g.name.as_deref(), prev.map(|h| h.name.as_str())]);
+    let recorded = prev
+        .and_then(|h| scene.restarts.get(&h.id))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let kernel_rebooted = match &g.found {
+        Found::Run { run, .. } => crate::continuity::of(prev, g, run, None).rebooted(),
+        _ => false,
+    };
+    let verdict = crate::restarts::judge(
+        prev,
+        g,
+        &shutdowns,
+        kernel_rebooted,
+        recorded,
+        scene.now,
+        scene.lifecycle,
+    );
+    // xl's log told the restart into this domain: its words say it, and
+    // the run's own "rebooted or created again" is not repeated.
+    let restart_known = verdict
+        .new
+        .iter()
+        .chain(recorded)
+        .any(|r| r.new_domid == g.domid && r.reason != "unknown");
+    let mut rec = judge_probe(g, ident, prev, scene, restart_known);
+    if let Some(f) = verdict.finding {
+        rec.status = rec.status.max(f.status);
+        rec.message.push_str(&format!("; {}", f.message));
+        rec.findings.push(f);
+    } else if let Some(note) = verdict.note {
+        rec.message.push_str(&format!("; {note}"));
+    }
+    rec.restarts = verdict.new;
+    rec
+}
+
+/// A running domain whose probe has not written yet, started a short
+/// while ago: when its first run is due, and the words for it; `None`
+/// once it is due, or when dom0 cannot tell the domain's start.
+fn starting(g: &Guest, prev: Option<&HostRow>, now: i64, cfg: &LifecycleConfig) -> Option<String> {
+    let started = g.start_time? as i64;
+    let up = now - started;
+    if !(0..cfg.first_run_secs as i64).contains(&up) {
+        return None;
+    }
+    let due = started + cfg.first_run_secs as i64;
+    let due = local_time(due, "%H:%M:%S").unwrap_or_else(|| due.to_string());
+    let was = prev
+        .and_then(|h| h.run_domid.or(h.domid))
+        .filter(|d| *d != g.domid);
+    Some(match was {
+        Some(was) => format!(
+            "a new domain of this VM (domain {was} -> {}) started {} ago (a boot, a restore or a migration): no probe run from it yet, the first due by {due}",
+            g.domid,
+            ago(up)
+        ),
+        None => format!(
+            "started {} ago (domain {}): no probe run yet, the first due by {due}",
+            ago(up),
+            g.domid
+        ),
+    })
+}
+
+/// One running domain, by what its probe wrote. `restart_known`: the
+/// toolstack's restart into this domain is known (its words say it; the
+/// run's own "rebooted" is not repeated).
+fn judge_probe(
+    g: &Guest,
+    ident: String,
+    prev: Option<&HostRow>,
+    scene: &Scene<'_>,
+    restart_known: bool,
 ) -> HostRecord {
     let now = scene.now;
     let name = g
@@ -224,6 +281,12 @@ fn judge_running(
             crate::agent::judge(&mut rec, g, scene.without_probe);
         }
         Found::Nothing => {
+            if let Some(words) = starting(g, prev, now, scene.lifecycle) {
+                rec.probe = "starting";
+                rec.status = Status::Ok;
+                rec.message = words;
+                return rec;
+            }
             rec.message = match prev.and_then(|h| h.run) {
                 Some(r) => format!(
                     "probe not reporting since {} (no results in xenstore)",
@@ -252,7 +315,11 @@ fn judge_running(
         }
         Found::Run { run, legacy } => {
             let prev_cycle = prev.filter(|h| h.state == "running").map(|h| h.last_seen);
-            let continuity = crate::continuity::of(prev, g, run, scene.config_elsewhere(&name));
+            let mut continuity = crate::continuity::of(prev, g, run, scene.config_elsewhere(&name));
+            if restart_known && continuity.rebooted() {
+                // The restart's own words say it.
+                continuity.note = None;
+            }
             // Counted on evidence only: another boot of its kernel.
             rec.rebooted = continuity.rebooted();
             rec.run_boot = run.boot.as_ref().map(|b| b.as_str().to_string());
@@ -309,164 +376,6 @@ fn judge_running(
         rec.message.push_str(&format!(" (identified by name: {p})"));
     }
     rec
-}
-
-/// A known guest that is not running here this cycle: reported as down
-/// while it should run here, as stopped when the admin said so, or no
-/// longer listed (migrated, config removed, forgotten).
-fn judge_absent(
-    h: &HostRow,
-    running_names: &HashSet<String>,
-    scene: &Scene<'_>,
-) -> Option<HostRecord> {
-    let now = scene.now;
-    let mut rec = HostRecord::new(h.ident.clone(), h.name.clone(), h.name.clone(), "gone");
-    rec.row = Some(h.id);
-    rec.uuid = h.uuid.clone();
-    rec.listed = false;
-    let config_here = scene.has_config_here(&h.name);
-    let elsewhere = scene.config_elsewhere(&h.name);
-    let was_running = h.state == "running";
-    let since = when(h.last_seen, now);
-
-    // Its config here is answered by another VM of that name (recreated
-    // with a new UUID): the old one is retired, not down. Without a config
-    // saying one VM of that name belongs here, a second VM of the same name
-    // proves nothing (XAPI allows duplicate names): it stays reported.
-    if running_names.contains(&h.name) && config_here {
-        rec.state = if h.state == "forgotten" {
-            "forgotten"
-        } else {
-            "retired"
-        };
-        if rec.state != h.state {
-            rec.events.push((
-                "retired",
-                format!(
-                    "{} ({}) replaced by another domain of that name",
-                    h.name, h.ident
-                ),
-            ));
-        }
-        return Some(rec);
-    }
-    if config_here {
-        rec.listed = true;
-        rec.state = if h.state == "absent" {
-            "absent"
-        } else {
-            "gone"
-        };
-        if was_running {
-            rec.events.push((
-                "gone",
-                format!("{} is no longer running on this dom0", h.name),
-            ));
-        }
-        if scene.meant_stopped(&h.name) {
-            stopped(&mut rec);
-        } else {
-            down(&mut rec, format!(
-                "not running (last seen here {since}) but its config is under {}: it should run here",
-                scene.dom0
-            ));
-        }
-        return Some(rec);
-    }
-    if let Some(other) = elsewhere {
-        rec.state = "migrated";
-        if h.state != "migrated" {
-            rec.events.push((
-                "migrated",
-                format!("{} left this dom0; its config is now under {other}", h.name),
-            ));
-        }
-        return Some(rec);
-    }
-    match h.state.as_str() {
-        "running" | "gone" => {}
-        // migrated, retired, forgotten, absent without a config: settled.
-        other => {
-            rec.state = match other {
-                "migrated" => "migrated",
-                "forgotten" => "forgotten",
-                _ => "retired",
-            };
-            if rec.state != other {
-                rec.events
-                    .push(("retired", format!("{}: its config was removed", h.name)));
-            }
-            return Some(rec);
-        }
-    }
-    if h.config && scene.configured_here().is_some() {
-        // It had a config here and the admin removed it: retired.
-        rec.state = "retired";
-        rec.events.push((
-            "retired",
-            format!("{} stopped and its config was removed", h.name),
-        ));
-        return Some(rec);
-    }
-    if was_running {
-        rec.events.push((
-            "gone",
-            format!("{} is no longer running on this dom0", h.name),
-        ));
-    }
-    rec.listed = true;
-    if scene.meant_stopped(&h.name) {
-        stopped(&mut rec);
-    } else {
-        down(&mut rec, format!(
-            "not running since {since}: crashed, destroyed or shut down; `host-collector forget {}` if it is gone for good",
-            h.uuid.as_deref().unwrap_or(&h.name)
-        ));
-    }
-    Some(rec)
-}
-
-/// Guests with a config under this dom0 that this collector never saw at
-/// all (no host row of that name).
-fn configured_never_seen(
-    known: &[HostRow],
-    running_names: &HashSet<String>,
-    scene: &Scene<'_>,
-) -> Vec<HostRecord> {
-    let Some(here) = scene.configured_here() else {
-        return Vec::new();
-    };
-    let known_names: HashSet<&str> = known.iter().map(|h| h.name.as_str()).collect();
-    here.iter()
-        .filter(|n| !running_names.contains(*n) && !known_names.contains(n.as_str()))
-        .map(|n| {
-            let mut rec = HostRecord::new(format!("name:{n}"), n.clone(), n.clone(), "absent");
-            if scene.meant_stopped(n) {
-                stopped(&mut rec);
-            } else {
-                down(
-                    &mut rec,
-                    format!(
-                    "not running: its config is under {} but this collector has never seen it run",
-                    scene.dom0
-                ),
-                );
-            }
-            rec
-        })
-        .collect()
-}
-
-fn down(rec: &mut HostRecord, message: String) {
-    rec.probe = "down";
-    rec.status = Status::Error;
-    rec.message = message;
-}
-
-fn stopped(rec: &mut HostRecord) {
-    rec.probe = "stopped";
-    rec.status = Status::Ok;
-    rec.message = "not running, as intended (expect_stopped in the collector's config)".into();
 }
 
 /// Labels are unique in a cycle: a guest that is not running and shares

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use host_collector::collect::{self, Inputs};
 use host_collector::config::{self, Config};
+use host_collector::watch::Starting;
 use host_collector::words::{self, ago};
 use nix::fcntl::{Flock, FlockArg};
 use xsmon_store as db;
@@ -67,8 +68,9 @@ enum Command {
     },
     /// Run a cycle whenever a domain appears or goes away (xenstore's
     /// @introduceDomain and @releaseDomain watches: a start, a crash, a
-    /// shutdown, a destroy), so that snmp-extend serves it within seconds
-    /// instead of at the next cron cycle. Runs until killed (the systemd
+    /// shutdown, a destroy), and when a domain served as starting writes
+    /// its probe's first run or that run is due, so that snmp-extend
+    /// serves it within seconds instead of at the next cron cycle. Runs until killed (the systemd
     /// service xsmon-host-collector-watch); cron (or the timer) keeps the
     /// regular cycles. Exits 1 if xenstore goes away.
     Watch {
@@ -195,7 +197,7 @@ fn collect_cmd(
     at: Option<i64>,
 ) -> Result<ExitCode> {
     match locked_cycle(config, xenstore, root, at)? {
-        Cycle::Done => Ok(ExitCode::SUCCESS),
+        Cycle::Done(_) => Ok(ExitCode::SUCCESS),
         Cycle::Busy(why) => {
             eprintln!("host-collector: {why}; not starting a second one");
             Ok(ExitCode::from(3))
@@ -205,7 +207,8 @@ fn collect_cmd(
 
 /// What [`locked_cycle`] did.
 enum Cycle {
-    Done,
+    /// The cycle stored: the domains it served as starting.
+    Done(Starting),
     /// Another collect holds the lock (why, with its path).
     Busy(String),
 }
@@ -256,11 +259,16 @@ fn locked_cycle(
         "cycle stored in {}",
         config.db.display()
     );
-    Ok(Cycle::Done)
+    Ok(Cycle::Done(Starting::of(
+        &record,
+        config.lifecycle.first_run_secs,
+    )))
 }
 
 /// The watch loop: one cycle at the start, then one after every burst of
-/// domain events. A cycle that meets another (cron's) waits for it.
+/// domain events, and (see [`host_collector::watch`]) when a starting
+/// domain's probe first writes or its first run is due. A cycle that
+/// meets another (cron's) waits for it.
 fn watch_cmd(
     config: &Config,
     xenstore: Option<&std::path::Path>,
@@ -277,15 +285,23 @@ fn watch_cmd(
     }
     tracing::info!("watching domains on {path}");
     let settle = std::time::Duration::from_millis(settle_ms);
+    let mut starting = Starting::default();
     loop {
         // The daemon fires each watch once when set: the first cycle.
-        let Some(first) = xs
-            .wait_event(std::time::Duration::from_secs(3600))
-            .with_context(|| format!("waiting for xenstore events on {path}"))?
-        else {
-            continue;
+        let wait = starting
+            .next_due()
+            .map_or(3600, |due| (due - now()).clamp(0, 3600));
+        let first = xs
+            .wait_event(std::time::Duration::from_secs(wait as u64))
+            .with_context(|| format!("waiting for xenstore events on {path}"))?;
+        let why = match &first {
+            Some(e) => e.path.clone(),
+            None if starting.next_due().is_some_and(|due| due <= now()) => {
+                "a starting domain's first run is due".to_string()
+            }
+            None => continue,
         };
-        let mut events = 1;
+        let mut events = usize::from(first.is_some());
         while xs
             .wait_event(settle)
             .with_context(|| format!("waiting for xenstore events on {path}"))?
@@ -293,28 +309,50 @@ fn watch_cmd(
         {
             events += 1;
         }
-        tracing::info!(first = %first.path, events, "domains changed: collecting");
-        watched_cycle(config, xenstore)?;
+        tracing::info!(first = %why, events, "collecting");
+        // A cycle not stored follows nothing (else a due time already past
+        // would call for cycles without end).
+        let next = watched_cycle(config, xenstore)?.unwrap_or_default();
+        follow_starting(&mut xs, &starting, &next);
+        starting = next;
+    }
+}
+
+/// Watches the probe areas of the domains that started to be served as
+/// starting, and no longer those that stopped. A watch that cannot be set
+/// or removed is logged: the domain is then served at the next cycle.
+fn follow_starting(xs: &mut xsmon_xenstore::Client, was: &Starting, now: &Starting) {
+    let (add, drop) = was.changes(now);
+    for domid in drop {
+        if let Err(e) = xs.unwatch(&Starting::path(domid), host_collector::watch::TOKEN) {
+            tracing::debug!("unwatching domain {domid}'s probe area: {e}");
+        }
+    }
+    for domid in add {
+        if let Err(e) = xs.watch(&Starting::path(domid), host_collector::watch::TOKEN) {
+            tracing::warn!("cannot watch domain {domid}'s probe area: {e}");
+        }
     }
 }
 
 /// One cycle for the watch: waits (up to a minute) while another collect
-/// holds the lock, rather than skip what just happened.
-fn watched_cycle(config: &Config, xenstore: Option<&std::path::Path>) -> Result<()> {
+/// holds the lock, rather than skip what just happened. Returns the
+/// domains the cycle served as starting (`None`: no cycle stored).
+fn watched_cycle(config: &Config, xenstore: Option<&std::path::Path>) -> Result<Option<Starting>> {
     for _ in 0..120 {
         match locked_cycle(config, xenstore, std::path::Path::new("/"), None) {
             Ok(Cycle::Busy(_)) => std::thread::sleep(std::time::Duration::from_millis(500)),
-            Ok(Cycle::Done) => return Ok(()),
+            Ok(Cycle::Done(starting)) => return Ok(Some(starting)),
             // A cycle that fails (xenstore unreadable) is recorded as the
             // cycle's error by run_cycle; the watch goes on.
             Err(e) => {
                 tracing::error!("cycle failed: {e:#}");
-                return Ok(());
+                return Ok(None);
             }
         }
     }
     tracing::warn!("another collect held the lock for a minute: this event's cycle is skipped");
-    Ok(())
+    Ok(None)
 }
 
 fn forget_cmd(config: &Config, guest: &str) -> Result<ExitCode> {

@@ -441,6 +441,7 @@ fn storage() {
             start_time: None,
             device_model: None,
             device_model_runs: None,
+            on_crash: None,
             found: Found::Nothing,
         })
         .collect();

@@ -56,6 +56,7 @@ fn main() {
                 start_time: None,
                 device_model: None,
                 device_model_runs: None,
+                on_crash: None,
                 found: Found::Run {
                     run: sample_run(now, 2, if id == 3 { Status::Error } else { Status::Ok }),
                     legacy: false,

@@ -43,6 +43,7 @@ fn main() {
                 start_time: None,
                 device_model: None,
                 device_model_runs: None,
+                on_crash: None,
                 found: Found::Run {
                     run: sample_run(
                         t,

@@ -207,6 +207,10 @@ pub fn store_cycle_with(
         },
         hypervisor: &hypervisor,
         without_probe: &Default::default(),
+        lifecycle: &Default::default(),
+        xl_logs: &Default::default(),
+        restarts: &Default::default(),
+        former_names: &[],
     };
     let known = xsmon_store::hosts(conn)?;
     let hosts = host_collector::judge::judge_all(&known, guests, hv, &scene);

@@ -34,6 +34,7 @@ fn big_state(path: &std::path::Path) -> usize {
             start_time: None,
             device_model: None,
             device_model_runs: None,
+            on_crash: None,
             found: host_collector::gather::Found::Run {
                 run: sample_run(now, 1, Status::Error),
                 legacy: false,

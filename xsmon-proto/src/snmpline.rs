@@ -1,4 +1,4 @@
-//! # The SNMP line format, version 4
+//! # The SNMP line format, version 5
 //!
 //! This page is the contract between `snmp-extend` on each dom0 (which
 //! prints it for snmpd's `extend`) and the central `poller` (which reads it
@@ -24,9 +24,9 @@
 //! Records (first field is the record type):
 //!
 //! ```text
-//! xsmon 4 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
-//! xsmon 4 cluster \e - <served_time>                     first line of list-cluster
-//! xsmon 4 figures <dom0> <cycle_time|-> <served_time>    first line of figures
+//! xsmon 5 state <dom0> <cycle_time|-> <served_time>      first line of basic-monitoring
+//! xsmon 5 cluster \e - <served_time>                     first line of list-cluster
+//! xsmon 5 figures <dom0> <cycle_time|-> <served_time>    first line of figures
 //! G <host> <domid|-> <uuid|-> <probe> <status> <probe_time|-> <seen_time|-> <domain|-> <message>
 //! F <host> <check_id> <kind> <status> <target> <message>
 //! M <host> <check_id> <kind> <status> <target> <values> <limits>
@@ -41,7 +41,11 @@
 //!   never `Domain-0` for a guest); `uuid` the VM's UUID; `probe` is
 //!   `fresh`, `stale`, `missing`, `invalid`, `host` (dom0), `down` (should
 //!   run on this dom0 and does not), `stopped` (not running, as the
-//!   admin said), or, for a guest configured as running no probe, `agent`
+//!   admin said), `starting` (version 5: a domain the toolstack created
+//!   or restarted a short while ago, being built or booting, whose probe
+//!   has not yet had time for its first run: not a silent probe),
+//!   `renamed` (version 5: its config's name is one this VM had; the VM
+//!   runs here under another name), or, for a guest configured as running no probe, `agent`
 //!   (its guest agent's keys, check `agent`) or `none` (no agent either:
 //!   what the hypervisor sees); `status` is `ok`, `warning`, `unknown` or `error`;
 //!   `probe_time` the time the run claims (the guest's clock), `seen_time`
@@ -71,7 +75,9 @@
 //! Times are Unix seconds. A reader must refuse a first line with a version
 //! it does not know (and say so) rather than guess.
 //!
-//! **Version 4** (xsmon 0.4) adds the `domain` field to `G`; the rest is
+//! **Version 5** (xsmon 0.5) adds the probe words `starting` and
+//! `renamed`; the records are those of version 4. **Version 4** (xsmon
+//! 0.4) adds the `domain` field to `G`; the rest is
 //! version 3. **Version 3** (xsmon 0.3) adds the `figures` output and its
 //! `M` records; the state and cluster outputs are those of version 2.
 //!
@@ -87,7 +93,7 @@ use crate::check::Status;
 pub use crate::text::{escape, unescape};
 pub use crate::values::CheckFigures;
 
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// The oldest version [`parse_all`] still reads.
 pub const OLDEST_READ: u32 = 1;
 
@@ -103,6 +109,14 @@ pub fn probe_is_silent(probe: &str) -> bool {
 /// results are not current.
 pub fn probe_is_halted(probe: &str) -> bool {
     probe == "halted"
+}
+
+/// Does a `G` record's `probe` field say the domain is starting (version
+/// 5): created or restarted a short while ago, its probe's first run not
+/// yet due? Not a silent probe; its status says whether anything else is
+/// wrong (a crash that xl restarted is a warning).
+pub fn probe_is_starting(probe: &str) -> bool {
+    probe == "starting"
 }
 
 /// Does a `G` record's `probe` field say the guest should run on that dom0
@@ -623,7 +637,7 @@ mod tests {
         let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
         assert_eq!(parse_all(&cut), Err(ParseError::Truncated(2)));
         assert!(
-            matches!(parse_all("xsmon 5 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "5")
+            matches!(parse_all("xsmon 6 state x - 1\nEND 1\n"), Err(ParseError::Version(v)) if v == "6")
         );
         assert!(matches!(
             parse_all("xsmon 0 state x - 1\nEND 1\n"),
@@ -636,7 +650,7 @@ mod tests {
             cycle_time: None,
             served_time: 9,
         };
-        assert_eq!(print(&cluster), "xsmon 4 cluster \\e - 9");
+        assert_eq!(print(&cluster), "xsmon 5 cluster \\e - 9");
         assert!(matches!(parse_all("hello\n"), Err(ParseError::NotXsmon(_))));
         assert!(matches!(parse_all(""), Err(ParseError::Empty)));
         let extra = text.replace("END 2", "END 5");
@@ -688,6 +702,33 @@ mod tests {
         // A version 3 G line (9 fields) in a version 4 output is an error.
         let short = "xsmon 4 state xen01 100 160\nG web01 7 - fresh ok 90 95 all\nEND 2\n";
         assert!(parse_all(short).is_err());
+    }
+
+    #[test]
+    fn version_4_output_is_read_and_starting_is_a_version_5_word() {
+        // A version 4 dom0's output (a poller upgraded first): the same
+        // records.
+        let v4 = "xsmon 4 state xen01 100 160\nG web01 7 - fresh ok 90 95 running all\\s5\\schecks\\sok\nEND 2\n";
+        let recs = parse_all(v4).unwrap();
+        assert!(matches!(recs[0], Record::Header { version: 4, .. }));
+        assert!(matches!(&recs[1], Record::Guest { domain: Some(d), .. } if d == "running"));
+        // Version 5: a starting guest, printed and read back.
+        let g = Record::Guest {
+            host: "web01".into(),
+            domid: Some(9),
+            uuid: None,
+            probe: "starting".into(),
+            status: Status::Ok,
+            probe_time: None,
+            seen_time: None,
+            domain: Some("blocked".into()),
+            message: "started 4 s ago".into(),
+        };
+        let text = print_all(&[header(), g.clone()]);
+        assert!(text.starts_with("xsmon 5 state "), "{text}");
+        assert_eq!(parse_all(&text).unwrap()[1], g);
+        assert!(probe_is_starting("starting") && !probe_is_silent("starting"));
+        assert!(!probe_is_down("renamed") && !probe_is_silent("renamed"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use write::*;
 
 /// The schema, current version, for a new database.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 /// The oldest schema a read-only reader accepts: during an upgrade,
 /// snmp-extend and `status` keep serving a database the collector has not
 /// migrated yet (version 3 only added `host.figures`).
@@ -38,6 +38,8 @@ const COUNTERS_SCHEMA: i64 = 5;
 const BOOT_SCHEMA: i64 = 6;
 /// The first schema with `host.started`.
 const STARTED_SCHEMA: i64 = 9;
+/// The first schema with the tables `restart` and `former_name`.
+const RESTART_SCHEMA: i64 = 10;
 /// dom0's own row in `host`: its ident and the name shown for it. No guest
 /// ident can equal `dom0` (guest idents start with `uuid:`, `name:` or
 /// `domid:`), and no guest is shown as `Domain-0` (see host-collector).

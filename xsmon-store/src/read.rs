@@ -89,6 +89,62 @@ pub struct SeenRun {
 }
 
 /// Every host row, for the collector to match this cycle's domains to.
+/// The restarts of each VM (by host row id) since `since`, oldest first
+/// (none from a database older than schema 10).
+pub fn restarts_since(conn: &Connection, since: i64) -> Result<HashMap<i64, Vec<Restart>>> {
+    let mut out: HashMap<i64, Vec<Restart>> = HashMap::new();
+    if schema_version(conn)? < RESTART_SCHEMA {
+        return Ok(out);
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT host_id, time, old_domid, new_domid, reason, action
+           FROM restart WHERE time >= ?1 ORDER BY time, new_domid",
+    )?;
+    let rows = st.query_map([since], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            Restart {
+                time: r.get(1)?,
+                old_domid: r.get(2)?,
+                new_domid: r.get(3)?,
+                reason: r.get(4)?,
+                action: r.get(5)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (host, restart) = row?;
+        out.entry(host).or_default().push(restart);
+    }
+    Ok(out)
+}
+
+/// A name a VM had before its current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormerName {
+    pub host_id: i64,
+    pub name: String,
+    /// When dom0 first saw the VM under a later name.
+    pub until: i64,
+}
+
+/// Every former name of every VM (none before schema 10).
+pub fn former_names(conn: &Connection) -> Result<Vec<FormerName>> {
+    if schema_version(conn)? < RESTART_SCHEMA {
+        return Ok(Vec::new());
+    }
+    let mut st =
+        conn.prepare_cached("SELECT host_id, name, until FROM former_name ORDER BY until")?;
+    let rows = st.query_map([], |r| {
+        Ok(FormerName {
+            host_id: r.get(0)?,
+            name: r.get(1)?,
+            until: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>> {
     // A read-only reader (`status`, `history`) may meet a database the
     // collector has not migrated yet: the columns it lacks read as unset.

@@ -22,6 +22,10 @@ pub fn apply_retention(tx: &Transaction<'_>, now: i64, keep: Keep) -> Result<()>
     if hourly_cut > hourly_done {
         roll_up_hourly(tx, hourly_cut, now - keep.daily_secs)?;
         tx.execute("DELETE FROM event WHERE time < ?1", [now - keep.daily_secs])?;
+        tx.execute(
+            "DELETE FROM restart WHERE time < ?1",
+            [now - keep.daily_secs],
+        )?;
         meta_set(tx, "hourly_rolled_until", hourly_cut)?;
     }
     Ok(())

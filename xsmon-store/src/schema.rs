@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/v7.sql"),
     include_str!("migrations/v8.sql"),
     include_str!("migrations/v9.sql"),
+    include_str!("migrations/v10.sql"),
 ];
 
 /// Opens (creating if needed) the database for writing, in WAL mode.

@@ -56,6 +56,23 @@ pub struct HostRecord {
     /// When the toolstack created the running domain `domid` (kept while
     /// the host runs).
     pub started: Option<f64>,
+    /// Restarts of the VM learned in this cycle (a restart already stored
+    /// for the same new domain is kept as it was).
+    pub restarts: Vec<Restart>,
+}
+
+/// A restart of a VM: a domain of it ended and the toolstack started
+/// another (table `restart`, schema 10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// When the new domain started (else when dom0 learned of it).
+    pub time: i64,
+    pub old_domid: Option<u32>,
+    pub new_domid: u32,
+    /// `crash`, `reboot`, `watchdog`, `soft_reset` or `unknown`.
+    pub reason: String,
+    /// xl's action (`restart`, `coredump-restart`, ...), when its log says.
+    pub action: Option<String>,
 }
 
 impl HostRecord {
@@ -85,6 +102,7 @@ impl HostRecord {
             rebooted: false,
             run_boot: None,
             started: None,
+            restarts: Vec::new(),
         }
     }
 }
@@ -186,6 +204,20 @@ fn write_host(
     let host_id = upsert_host(tx, h, now)?;
     for (kind, detail) in &h.events {
         event(tx, now, host_id, kind, detail)?;
+    }
+    for r in &h.restarts {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO restart (host_id, new_domid, time, old_domid, reason, action)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            host_id,
+            r.new_domid,
+            r.time,
+            r.old_domid,
+            r.reason,
+            r.action
+        ])?;
     }
     if !h.listed {
         return Ok(());
@@ -321,6 +353,17 @@ fn upsert_host(tx: &Transaction<'_>, h: &HostRecord, now: i64) -> Result<i64> {
         None => insert_host(tx, h, now)?,
     };
     let running = h.state == "running";
+    // A running VM under a new name keeps the old one (an old config
+    // named after it is then told as such).
+    if running {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO former_name (host_id, name, until)
+             SELECT id, name, ?3 FROM host WHERE id = ?1 AND name <> ?2",
+        )?
+        .execute(params![id, h.name, now])?;
+        tx.prepare_cached("DELETE FROM former_name WHERE host_id = ?1 AND name = ?2")?
+            .execute(params![id, h.name])?;
+    }
     let latest = (!h.latest.is_empty()).then(|| {
         h.latest
             .iter()

@@ -163,6 +163,17 @@ impl Client {
         self.request(0, MsgType::Watch, path, &payload).map(drop)
     }
 
+    /// Removes a watch set by [`Client::watch`] with the same path and
+    /// token.
+    pub fn unwatch(&mut self, path: &str, token: &str) -> Result<()> {
+        let mut payload = Vec::with_capacity(path.len() + token.len() + 2);
+        payload.extend_from_slice(path.as_bytes());
+        payload.push(0);
+        payload.extend_from_slice(token.as_bytes());
+        payload.push(0);
+        self.request(0, MsgType::Unwatch, path, &payload).map(drop)
+    }
+
     /// The next watch event, waiting at most `timeout`; `None` if none came.
     pub fn wait_event(&mut self, timeout: Duration) -> Result<Option<WatchEvent>> {
         let deadline = Instant::now() + timeout;
