@@ -87,7 +87,10 @@ pub fn apply(
     if dom.state.runs() {
         let cpu_used_s = last.map(|l| dom.cpu_time_s - l.cpu_time_s);
         describe_silence(rec, cpu_pct, cpu_used_s, interval, cfg);
-        busy_finding(rec, cpu_pct, interval, cfg);
+        // A domain booting uses its vCPUs to the full: not a load to warn of.
+        if rec.probe != "starting" {
+            busy_finding(rec, cpu_pct, interval, cfg);
+        }
         if let Some(g) = guest {
             balloon_finding(rec, dom, g, now, cfg);
         }
@@ -542,15 +545,25 @@ fn halted(
     rec.figures.retain(|f| f.0 == KIND);
 }
 
-/// A domain the toolstack is building: `starting`, ok, no advice.
+/// A domain the toolstack is building: `starting`, no advice; ok unless
+/// what dom0 knows of the VM says otherwise (a crash the toolstack
+/// restarted it from: its finding stays).
 fn being_created(rec: &mut HostRecord, up: i64) {
     rec.probe = "starting";
-    rec.status = Status::Ok;
+    rec.findings.retain(|f| f.kind == KIND);
+    rec.status = rec
+        .findings
+        .iter()
+        .map(|f| f.status)
+        .max()
+        .unwrap_or(Status::Ok);
     rec.message = format!(
         "being created: paused {} after its start (xl list: p), as the toolstack builds a domain before it runs it",
         ago(up)
     );
-    rec.findings.clear();
+    for f in &rec.findings {
+        rec.message.push_str(&format!("; {}", f.message));
+    }
     rec.latest.retain(|f| f.kind == KIND);
     rec.figures.retain(|f| f.0 == KIND);
 }

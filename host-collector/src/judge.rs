@@ -174,8 +174,16 @@ fn judge_running(
         .and_then(|h| scene.restarts.get(&h.id))
         .map(Vec::as_slice)
         .unwrap_or(&[]);
+    // Another boot of its kernel in a new domain is a restart of unknown
+    // cause only where xl keeps no log of the VM: with one, a new domain
+    // xl's log does not chain to was created afresh (`xl create`, `xl
+    // restore` start a new log), an admin's doing, not a restart.
+    let logged = [g.name.as_deref(), prev.map(|h| h.name.as_str())]
+        .into_iter()
+        .flatten()
+        .any(|n| scene.xl_logs.by_name.contains_key(n));
     let kernel_rebooted = match &g.found {
-        Found::Run { run, .. } => crate::continuity::of(prev, g, run, None).rebooted(),
+        Found::Run { run, .. } if !logged => crate::continuity::of(prev, g, run, None).rebooted(),
         _ => false,
     };
     let verdict = crate::restarts::judge(
@@ -199,7 +207,8 @@ fn judge_running(
         rec.status = rec.status.max(f.status);
         rec.message.push_str(&format!("; {}", f.message));
         rec.findings.push(f);
-    } else if let Some(note) = verdict.note {
+    }
+    if let Some(note) = verdict.note {
         rec.message.push_str(&format!("; {note}"));
     }
     rec.restarts = verdict.new;

@@ -13,9 +13,11 @@
 //!   panic reaches Xen as a reboot unless it boots with
 //!   `xen_legacy_crash`: dom0 then cannot tell it from a reboot, and says
 //!   "reboot" as Xen did.
-//! - Without xl's log (another toolstack, or a log started afresh by an
-//!   `xl create`), only a new domain whose probe reports another boot of
-//!   its kernel is one, of an unknown reason.
+//! - Without xl's log of the VM (another toolstack), only a new domain
+//!   whose probe reports another boot of its kernel is one, of an unknown
+//!   reason. With a log that does not chain to the new domain, the VM was
+//!   created afresh (`xl create` and `xl restore` start a new log): an
+//!   admin's doing, no restart.
 //!
 //! Saves, restores and migrations are never restarts: xl logs them as a
 //! suspend, and the kernel's boot goes on.
@@ -53,7 +55,8 @@ pub struct Verdict {
 
 /// How the running domain `g` continues the VM dom0 knew as `prev`, by
 /// xl's logs of the VM's names (`shutdowns`); `kernel_rebooted`: its
-/// probe's run says another boot of its kernel in a new domain.
+/// probe's run says another boot of its kernel in a new domain, and xl
+/// keeps no log of the VM.
 /// `recorded`: the VM's restarts stored within the window.
 pub fn judge(
     prev: Option<&HostRow>,
@@ -105,13 +108,24 @@ pub fn judge(
         .chain(&new)
         .filter(|r| r.time >= window_start)
         .collect();
-    let finding = loop_finding(&within, cfg).or_else(|| crash_finding(&within, cfg));
-    // Another boot of unknown cause is the run's own note already
-    // ("rebooted or created again", crate::continuity).
-    let note = match new.last() {
-        Some(r) if finding.is_none() && r.reason != "unknown" => Some(restart_words(r)),
+    let looped = loop_finding(&within, cfg);
+    // The reboot that started this domain is said while it runs, beside a
+    // crash's finding (which names its own domains), not beside a loop's
+    // (which counts it). A crash is its finding; another boot of unknown
+    // cause is the run's own note already ("rebooted or created again",
+    // crate::continuity).
+    let note = match within.last() {
+        Some(r)
+            if r.new_domid == domid
+                && looped.is_none()
+                && !is_crash(r)
+                && r.reason != "unknown" =>
+        {
+            Some(restart_words(r))
+        }
         _ => None,
     };
+    let finding = looped.or_else(|| crash_finding(&within, cfg));
     Verdict { new, finding, note }
 }
 
@@ -128,9 +142,16 @@ fn chain<'a>(old: u32, new: u32, shutdowns: &[&'a Shutdown]) -> Option<Vec<&'a S
         let link = shutdowns
             .iter()
             .rev()
-            .find(|s| s.domid == at && s.restarts() && s.next_domid.is_some())?;
+            .find(|s| s.domid == at && s.restarts())?;
         links.push(*link);
-        at = link.next_domid?;
+        at = match link.next_domid {
+            Some(next) => next,
+            // xl logs the domain it started once it has built it: the last
+            // restart in its log with no next domain yet is the one being
+            // built, the domain running now (a cycle while xl builds it).
+            None if std::ptr::eq(*link, *shutdowns.last()?) => new,
+            None => return None,
+        };
     }
     None
 }
@@ -445,6 +466,19 @@ Waiting for domain cr01 (domid 5) to die [pid 2]
             &cfg(),
         );
         assert_eq!(v.finding.unwrap().id, LOOP_CHECK);
+        // A crash stored within the hour: its finding, and the reboot
+        // that started this domain said beside it.
+        let v = judge(
+            Some(&row(4)),
+            &dom(5, None),
+            &refs,
+            false,
+            &[stored(4, "crash")],
+            NOW,
+            &cfg(),
+        );
+        assert_eq!(v.finding.unwrap().id, CRASH_CHECK);
+        assert!(v.note.unwrap().starts_with("rebooted (domain 4 -> 5, at "));
         // Stored two hours ago: outside the window.
         let mut old = stored(3, "crash");
         old.time = NOW - 7200;
@@ -522,6 +556,31 @@ Waiting for domain cr01 (domid 5) to die [pid 2]
         assert_eq!(v.new[0].reason, "unknown");
         assert_eq!(v.note, None, "the run's own note says it");
         assert!(restart_words(&v.new[0]).contains("dom0 has no log of why"));
+    }
+
+    #[test]
+    fn a_domain_xl_is_still_building_is_its_restart() {
+        // The cycle runs while xl builds domain 8: its log has the
+        // crash's action, not yet the domain it started.
+        let s = log("Waiting for domain cr01 (domid 7) to die [pid 9]\nDomain 7 has shut down, reason code 3 0x3\nAction for shutdown reason code 3 is restart\nDomain 7 needs to be cleaned up: destroying the domain\nDone. Rebooting now\n");
+        let refs: Vec<&Shutdown> = s.iter().collect();
+        let v = judge(Some(&row(7)), &dom(8, None), &refs, false, &[], NOW, &cfg());
+        assert_eq!(
+            v.new
+                .iter()
+                .map(|r| (r.old_domid, r.new_domid))
+                .collect::<Vec<_>>(),
+            vec![(Some(7), 8)]
+        );
+        assert_eq!(v.finding.unwrap().id, CRASH_CHECK);
+        // An older restart with no next domain logged is no such link.
+        let s = log("Domain 5 has shut down, reason code 3 0x3\nAction for shutdown reason code 3 is restart\nDomain 7 has shut down, reason code 1 0x1\nAction for shutdown reason code 1 is restart\n");
+        let refs: Vec<&Shutdown> = s.iter().collect();
+        assert!(
+            judge(Some(&row(5)), &dom(8, None), &refs, false, &[], NOW, &cfg())
+                .new
+                .is_empty()
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod hvm;
 mod lifecycle;
 mod migration;
 mod pv_chain;
+mod restarts;
 mod saves;
 mod sick;
 mod silent;
@@ -36,6 +37,7 @@ use hvm::*;
 use lifecycle::*;
 use migration::*;
 use pv_chain::*;
+use restarts::*;
 use saves::*;
 use sick::*;
 use silent::*;
@@ -75,6 +77,9 @@ struct Guests {
     /// HVM without PV drivers (an emulated e1000) and without the probe;
     /// a disk QEMU serves. Then its device model killed.
     hvm_bare: LabGuest,
+    /// on_crash = "restart": created with the watch running, crashed and
+    /// restarted, rebooted, crashed twice more, renamed, built paused.
+    restart: LabGuest,
 }
 
 fn guests() -> &'static Guests {
@@ -102,6 +107,8 @@ fn guests() -> &'static Guests {
         hvm_bare.qdisk = true;
         hvm_bare.pv_drivers = false;
         hvm_bare.probe_every = 0;
+        let mut restart = LabGuest::new("cr01", "pv", 18);
+        restart.on_crash = "restart";
         Guests {
             pv: LabGuest::new("pv01", "pv", 1),
             pvh: LabGuest::new("pvh01", "pvh", 2),
@@ -114,6 +121,7 @@ fn guests() -> &'static Guests {
             bare,
             hvm,
             hvm_bare,
+            restart,
         }
     })
 }
@@ -132,6 +140,7 @@ impl Guests {
             &self.held,
             &self.bare,
             &self.saved2,
+            &self.restart,
         ]
     }
 }
@@ -384,6 +393,26 @@ const SCENARIOS: &[Scenario] = &[
         name: "xens_own_figures_cpu_percent_memory_vifs_and_vbds",
         after: Some("a_guest_without_the_probe_is_reported_by_xen_and_its_agent"),
         run: xens_own_figures_cpu_percent_memory_vifs_and_vbds,
+    },
+    Scenario {
+        name: "a_guest_started_with_the_watch_running_is_never_an_error",
+        after: None,
+        run: a_guest_started_with_the_watch_running_is_never_an_error,
+    },
+    Scenario {
+        name: "a_crash_that_xl_restarts_is_named_within_one_cycle_of_the_watch",
+        after: Some("a_guest_started_with_the_watch_running_is_never_an_error"),
+        run: a_crash_that_xl_restarts_is_named_within_one_cycle_of_the_watch,
+    },
+    Scenario {
+        name: "a_reboot_is_no_crash_and_repeated_crashes_are_a_restart_loop",
+        after: Some("a_crash_that_xl_restarts_is_named_within_one_cycle_of_the_watch"),
+        run: a_reboot_is_no_crash_and_repeated_crashes_are_a_restart_loop,
+    },
+    Scenario {
+        name: "a_renamed_guests_old_config_and_a_domain_being_built",
+        after: Some("a_reboot_is_no_crash_and_repeated_crashes_are_a_restart_loop"),
+        run: a_renamed_guests_old_config_and_a_domain_being_built,
     },
     Scenario {
         name: "hvm_guests_with_and_without_pv_drivers_are_reported",
