@@ -203,3 +203,41 @@ pub(crate) fn an_hvm_guest_is_saved_and_restored() -> Result<()> {
     );
     Ok(())
 }
+
+/// The PVHVM guest created again with `on_crash = "restart"`, after its
+/// kept crash: its kernel's panic, told to Xen as a crash by
+/// `xen_legacy_crash`, is one in xl's log, and dom0 says the crash and
+/// the restart as for a PV guest (a Linux HVM guest without it would tell
+/// Xen of a reboot, and dom0 says "rebooted": what it can know).
+pub(crate) fn a_pvhvm_crash_that_xl_restarts_is_worded_as_dom0_knows() -> Result<()> {
+    let site = hvm_site();
+    let mut g = guests().hvm.clone();
+    g.on_crash = "restart";
+    site.lab.dom0_ok(&format!("xl destroy {}", g.name))?;
+    let faults = site.lab.triple_faults();
+    create_hvm(site, &g)?;
+    site.lab.wait_guest_up_after_a_boot_fault(&g, faults)?;
+    let old = site.domid(&g.name)?;
+    let new = crash_and_restart(site, &g, old)?;
+    let words = format!("crashed and restarted by the toolstack (domain {old} -> {new}, at ");
+    let j = site.lab.wait_until(
+        &format!("{} to be said crashed and restarted", g.name),
+        CYCLE_WAIT,
+        |seen| {
+            let j = collected(site, &g.name)?;
+            *seen = j.to_string();
+            Ok(j["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&words))
+                .then_some(j))
+        },
+    )?;
+    ensure!(
+        j["status"] == "warning"
+            && j["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(", on_crash = \"restart\" as xl's log says)")),
+        "the PVHVM guest's crash xl restarted: {j}"
+    );
+    Ok(())
+}

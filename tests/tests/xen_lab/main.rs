@@ -303,6 +303,7 @@ const HVM_SCENARIOS: &[&str] = &[
     "an_hvm_guests_device_model_that_dies_is_an_error",
     "an_hvm_guest_is_saved_and_restored",
     "a_crashed_hvm_guest_is_an_error_at_once",
+    "a_pvhvm_crash_that_xl_restarts_is_worded_as_dom0_knows",
 ];
 
 /// The scenarios this lab runs.
@@ -433,6 +434,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "a_crashed_hvm_guest_is_an_error_at_once",
         after: Some("an_hvm_guest_is_saved_and_restored"),
         run: a_crashed_hvm_guest_is_an_error_at_once,
+    },
+    Scenario {
+        name: "a_pvhvm_crash_that_xl_restarts_is_worded_as_dom0_knows",
+        after: Some("a_crashed_hvm_guest_is_an_error_at_once"),
+        run: a_pvhvm_crash_that_xl_restarts_is_worded_as_dom0_knows,
     },
 ];
 

@@ -122,7 +122,7 @@ fn dom0_now(site: &LabSite) -> Result<i64> {
 /// Crashes the guest's kernel and waits until xl has started it again in
 /// a new domain; returns that domain. A trigger the guest's agent did not
 /// take (no crash within 60 s) is sent again, three times at most.
-fn crash_and_restart(site: &LabSite, g: &LabGuest, old: u32) -> Result<u32> {
+pub(crate) fn crash_and_restart(site: &LabSite, g: &LabGuest, old: u32) -> Result<u32> {
     for attempt in 1..=3 {
         let _ = site.lab.guest_within(g, "echo c > /proc/sysrq-trigger", 5);
         let new = site.lab.wait_until(
