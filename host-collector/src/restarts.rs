@@ -7,9 +7,10 @@
 //! What tells a restart, and how sure dom0 is of it:
 //!
 //! - xl's log names every domain it watched, each one's shutdown reason
-//!   (crash, reboot, watchdog) and the domain it started next: a chain of
-//!   them from the domain dom0 last saw to the one running now is a
-//!   restart per link, its reason as Xen gave it. A Linux HVM guest's
+//!   (crash, reboot, watchdog) and the domain it started next: the chain
+//!   of them that leads to the domain running now, back to the one dom0
+//!   last saw (or to the start of the log: dom0 may never have seen a
+//!   domain created and crashed between two cycles), is a restart per link, its reason as Xen gave it. A Linux HVM guest's
 //!   panic reaches Xen as a reboot unless it boots with
 //!   `xen_legacy_crash`: dom0 then cannot tell it from a reboot, and says
 //!   "reboot" as Xen did.
@@ -73,32 +74,37 @@ pub fn judge(
         .map(|t| t as i64)
         .filter(|t| *t <= now)
         .unwrap_or(now);
-    let old = prev.and_then(|p| p.domid).filter(|d| *d != domid);
-    let mut new: Vec<Restart> = match old.and_then(|old| chain(old, domid, shutdowns)) {
+    let seen = prev.and_then(|p| p.domid);
+    let links = if seen == Some(domid) {
+        Vec::new()
+    } else {
+        chain(seen, domid, shutdowns)
+    };
+    let old = seen.filter(|d| *d != domid);
+    let mut new: Vec<Restart> = match links.len() {
         // The last link's time is its new domain's start; xl's log has no
         // times, and the links before it are dated when dom0 learned them.
-        Some(links) => links
+        1.. => links
             .iter()
-            .map(|s| Restart {
-                time: if s.next_domid == Some(domid) {
-                    time
-                } else {
-                    now
-                },
-                old_domid: Some(s.domid),
-                new_domid: s.next_domid.unwrap_or(domid),
-                reason: s.reason.word().to_string(),
-                action: s.action.clone(),
+            .map(|s| {
+                let next = s.next_domid.unwrap_or(domid);
+                Restart {
+                    time: if next == domid { time } else { now },
+                    old_domid: Some(s.domid),
+                    new_domid: next,
+                    reason: s.reason.word().to_string(),
+                    action: s.action.clone(),
+                }
             })
             .collect(),
-        None if kernel_rebooted => vec![Restart {
+        0 if kernel_rebooted => vec![Restart {
             time,
             old_domid: old,
             new_domid: domid,
             reason: "unknown".into(),
             action: None,
         }],
-        None => Vec::new(),
+        0 => Vec::new(),
     };
     // A restart stored already (the same new domain) is not learned twice.
     new.retain(|r| !recorded.iter().any(|k| k.new_domid == r.new_domid));
@@ -129,31 +135,42 @@ pub fn judge(
     Verdict { new, finding, note }
 }
 
-/// The links of xl's restarts from domain `old` to domain `new`: each a
-/// shutdown whose action started the next; `None` unless they reach `new`.
-fn chain<'a>(old: u32, new: u32, shutdowns: &[&'a Shutdown]) -> Option<Vec<&'a Shutdown>> {
-    let mut at = old;
-    let mut links = Vec::new();
-    // Each link leads to another domain; the bound stops links that loop.
-    for _ in 0..=shutdowns.len() {
-        if at == new {
-            return Some(links);
+/// The links of xl's restarts that lead to domain `new`, oldest first:
+/// walked back from it through the shutdowns whose action started the
+/// next domain, until the domain dom0 last saw (`seen`: restarts before
+/// it were learned then) or the start of xl's log. dom0 may never have
+/// seen the domains in between: a VM created and crashed between two
+/// cycles, its start in xl's log.
+fn chain<'a>(seen: Option<u32>, new: u32, shutdowns: &[&'a Shutdown]) -> Vec<&'a Shutdown> {
+    let mut links: Vec<&'a Shutdown> = Vec::new();
+    let last = shutdowns.last().copied();
+    let mut at = new;
+    // Each link leads back to another domain; the bound stops links that
+    // loop.
+    for _ in 0..shutdowns.len() {
+        if Some(at) == seen {
+            break;
         }
-        let link = shutdowns
-            .iter()
-            .rev()
-            .find(|s| s.domid == at && s.restarts())?;
-        links.push(*link);
-        at = match link.next_domid {
-            Some(next) => next,
-            // xl logs the domain it started once it has built it: the last
-            // restart in its log with no next domain yet is the one being
-            // built, the domain running now (a cycle while xl builds it).
-            None if std::ptr::eq(*link, *shutdowns.last()?) => new,
-            None => return None,
-        };
+        let link = shutdowns.iter().rev().copied().find(|s| {
+            s.restarts()
+                && (s.next_domid == Some(at)
+                    // xl logs the domain it started once it has built it:
+                    // the last restart in its log with no next domain yet
+                    // is the one being built, the domain running now.
+                    || (s.next_domid.is_none()
+                        && at == new
+                        && last.is_some_and(|l| std::ptr::eq(l, *s))))
+        });
+        match link {
+            Some(l) if l.domid != at => {
+                links.push(l);
+                at = l.domid;
+            }
+            _ => break,
+        }
     }
-    None
+    links.reverse();
+    links
 }
 
 fn is_crash(r: &Restart) -> bool {
@@ -573,13 +590,48 @@ Waiting for domain cr01 (domid 5) to die [pid 2]
             vec![(Some(7), 8)]
         );
         assert_eq!(v.finding.unwrap().id, CRASH_CHECK);
-        // An older restart with no next domain logged is no such link.
+        // An older restart with no next domain logged is no link of it:
+        // only the last one is being built.
         let s = log("Domain 5 has shut down, reason code 3 0x3\nAction for shutdown reason code 3 is restart\nDomain 7 has shut down, reason code 1 0x1\nAction for shutdown reason code 1 is restart\n");
         let refs: Vec<&Shutdown> = s.iter().collect();
-        assert!(
-            judge(Some(&row(5)), &dom(8, None), &refs, false, &[], NOW, &cfg())
-                .new
-                .is_empty()
+        let v = judge(Some(&row(5)), &dom(8, None), &refs, false, &[], NOW, &cfg());
+        assert_eq!(
+            v.new
+                .iter()
+                .map(|r| (r.old_domid, r.new_domid, r.reason.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(Some(7), 8, "reboot")]
+        );
+    }
+
+    #[test]
+    fn restarts_dom0_never_saw_the_start_of_are_restarts() {
+        // Domain 14 was created (a new xl log) and crashed before any
+        // cycle saw it; dom0 last saw domain 13.
+        let s = log("Waiting for domain hvm01 (domid 14) to die [pid 9]\nDomain 14 has shut down, reason code 3 0x3\nAction for shutdown reason code 3 is restart\nWaiting for domain hvm01 (domid 15) to die [pid 9]\n");
+        let refs: Vec<&Shutdown> = s.iter().collect();
+        let v = judge(
+            Some(&row(13)),
+            &dom(15, None),
+            &refs,
+            false,
+            &[],
+            NOW,
+            &cfg(),
+        );
+        assert_eq!(
+            v.new
+                .iter()
+                .map(|r| (r.old_domid, r.new_domid))
+                .collect::<Vec<_>>(),
+            vec![(Some(14), 15)]
+        );
+        // A VM first seen running its first domain: nothing.
+        let fresh = log("Waiting for domain hvm01 (domid 14) to die [pid 9]\n");
+        let refs: Vec<&Shutdown> = fresh.iter().collect();
+        assert_eq!(
+            judge(None, &dom(14, None), &refs, false, &[], NOW, &cfg()),
+            Verdict::default()
         );
     }
 

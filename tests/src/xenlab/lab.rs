@@ -363,16 +363,46 @@ impl XenLab {
     /// Waits until the guest's agent answers and its probe ran once (a
     /// guest without a probe: until its agent answers).
     pub fn wait_guest_up(&self, g: &LabGuest, within: Duration) -> Result<()> {
+        self.wait_guest_up_or_ended(g, within, false)
+    }
+
+    /// [`Self::wait_guest_up`]; with `end_early`, a domain that crashed or
+    /// is gone (its kernel's panic at boot, `on_crash = "destroy"`) ends
+    /// the wait at once, as a failure that says so, instead of after
+    /// `within`.
+    fn wait_guest_up_or_ended(
+        &self,
+        g: &LabGuest,
+        within: Duration,
+        end_early: bool,
+    ) -> Result<()> {
         let (what, script, expect) = if g.probe_every == 0 {
             ("to boot", "echo up", "up")
         } else {
             ("to run its probe", "cat /run/probe.runs", "probe rc=")
         };
-        self.wait_until(&format!("guest {} {what}", g.name), within, |seen| {
+        let ended = self.wait_until(&format!("guest {} {what}", g.name), within, |seen| {
             let e = self.guest(g, script)?;
             *seen = format!("exit {}: {}", e.rc, tail(e.out.trim(), 3));
-            Ok((e.rc == 0 && e.out.contains(expect)).then_some(()))
-        })
+            if e.rc == 0 && e.out.contains(expect) {
+                return Ok(Some(None));
+            }
+            if !end_early {
+                return Ok(None);
+            }
+            Ok(match self.xl_state(&g.name)? {
+                None => Some(Some("gone from xl list")),
+                Some(s) if s.contains('c') => Some(Some("crashed")),
+                Some(_) => None,
+            })
+        })?;
+        match ended {
+            None => Ok(()),
+            Some(how) => bail!(
+                "guest {}'s domain {how} while the lab waited for it {what}",
+                g.name
+            ),
+        }
     }
 
     /// [`Self::wait_guest_up`] for a guest just created, tolerating once
@@ -398,7 +428,7 @@ impl XenLab {
         g: &LabGuest,
         triple_faults_before: usize,
     ) -> Result<()> {
-        let first = match self.wait_guest_up(g, Duration::from_secs(240)) {
+        let first = match self.wait_guest_up_or_ended(g, Duration::from_secs(240), true) {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };

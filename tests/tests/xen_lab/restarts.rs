@@ -177,17 +177,18 @@ pub(crate) fn a_guest_started_with_the_watch_running_is_never_an_error() -> Resu
         let created_at = dom0_now(site)?;
         let result = (|| {
             site.lab.create(g)?;
+            let new = site.domid(&g.name)?;
             watched.wait(
                 "the watch to serve the new domain as starting",
                 created_at,
                 Duration::from_secs(60),
-                |s| s.probe == "starting",
+                |s| s.domid == Some(new) && s.probe == "starting",
             )?;
             watched.wait(
                 "the new domain's first run, served fresh",
                 created_at,
                 Duration::from_secs(240),
-                |s| s.probe == "fresh",
+                |s| s.domid == Some(new) && s.probe == "fresh",
             )?;
             watched.served()
         })();
@@ -195,11 +196,11 @@ pub(crate) fn a_guest_started_with_the_watch_running_is_never_an_error() -> Resu
         let served = result.with_context(|| format!("host-collector watch's log: {log}"))?;
         Ok((created_at, served))
     });
-    let (created_at, served) = served?;
-    let judged: Vec<&Served> = served
-        .iter()
-        .filter(|s| s.cycle_time >= created_at)
-        .collect();
+    let (_, served) = served?;
+    // From the first state served of the new domain on: before it, the
+    // state of the destroyed one ("down", rightly).
+    let new = site.domid(&g.name)?;
+    let judged: Vec<&Served> = served.iter().skip_while(|s| s.domid != Some(new)).collect();
     let wrong: Vec<String> = judged
         .iter()
         .filter(|s| s.status != Status::Ok || !matches!(s.probe.as_str(), "starting" | "fresh"))
@@ -210,7 +211,6 @@ pub(crate) fn a_guest_started_with_the_watch_running_is_never_an_error() -> Resu
         "served while {} booted (never an error or a warning): {wrong:#?}",
         g.name
     );
-    let new = site.domid(&g.name)?;
     let starting = judged
         .iter()
         .find(|s| s.probe == "starting" && !s.message.starts_with("being created: paused "))
@@ -270,7 +270,7 @@ pub(crate) fn a_crash_that_xl_restarts_is_named_within_one_cycle_of_the_watch() 
                 "the new domain's first run, served fresh",
                 crashed_at,
                 Duration::from_secs(240),
-                |s| s.probe == "fresh",
+                |s| s.domid == Some(new) && s.probe == "fresh",
             )?;
             Ok((new, named, took, watched.served()?))
         })();
