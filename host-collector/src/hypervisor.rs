@@ -47,7 +47,8 @@ pub enum RunState {
     Paused,
     /// Shut down (`s`) but not yet destroyed, with its reason.
     Shutdown(Reason),
-    /// Its kernel crashed (`c`), kept by `on_crash = "preserve"`.
+    /// Its kernel crashed (`c`): kept until the toolstack acts on its
+    /// `on_crash` (for `preserve`, until an admin destroys it).
     Crashed,
     /// Being destroyed (`d`): gone once its last pages are released.
     Dying,
@@ -80,7 +81,8 @@ impl Reason {
         }
     }
 
-    fn from_code(code: Option<u32>) -> Reason {
+    /// Xen's code (`SHUTDOWN_*`), as `xl list -v` and xl's log give it.
+    pub fn from_code(code: Option<u32>) -> Reason {
         match code {
             Some(0) => Reason::Poweroff,
             Some(1) => Reason::Reboot,

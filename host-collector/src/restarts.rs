@@ -92,7 +92,7 @@ pub fn judge(
                     time: if next == domid { time } else { now },
                     old_domid: Some(s.domid),
                     new_domid: next,
-                    reason: s.reason.word().to_string(),
+                    reason: s.reason.as_str().to_string(),
                     action: s.action.clone(),
                 }
             })
@@ -339,7 +339,7 @@ pub fn restarting_words(s: &Shutdown) -> String {
         ),
         _ => format!(
             "shut down to {} (domain {}) and the toolstack is starting it again; no new domain yet",
-            s.reason.word(),
+            s.reason.as_str(),
             s.domid
         ),
     }

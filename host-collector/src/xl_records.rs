@@ -34,50 +34,13 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+pub use crate::hypervisor::Reason;
+
 /// xl's log is read from its last 64 KiB: a restart adds about 220 bytes,
 /// so the tail holds some 290 of them, far more than a window counts.
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
 /// libxl's config of a domain is a few KiB.
 const LIBXL_JSON_MAX: u64 = 1 << 20;
-
-/// Why a domain shut down (Xen's `SHUTDOWN_*` codes, as xl logs them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Poweroff,
-    Reboot,
-    Suspend,
-    Crash,
-    Watchdog,
-    SoftReset,
-    Other(u32),
-}
-
-impl Reason {
-    fn of_code(code: u32) -> Reason {
-        match code {
-            0 => Reason::Poweroff,
-            1 => Reason::Reboot,
-            2 => Reason::Suspend,
-            3 => Reason::Crash,
-            4 => Reason::Watchdog,
-            5 => Reason::SoftReset,
-            n => Reason::Other(n),
-        }
-    }
-
-    /// The word stored and shown: `crash`, `reboot`, ...
-    pub fn word(self) -> &'static str {
-        match self {
-            Reason::Poweroff => "poweroff",
-            Reason::Reboot => "reboot",
-            Reason::Suspend => "suspend",
-            Reason::Crash => "crash",
-            Reason::Watchdog => "watchdog",
-            Reason::SoftReset => "soft_reset",
-            Reason::Other(_) => "unknown",
-        }
-    }
-}
 
 /// One shutdown xl logged of a domain it watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,13 +78,13 @@ pub fn parse_log(text: &str) -> Vec<Shutdown> {
         } else if let Some((domid, code)) = shut_down(line) {
             out.push(Shutdown {
                 domid,
-                reason: Reason::of_code(code),
+                reason: Reason::from_code(Some(code)),
                 action: None,
                 next_domid: None,
             });
         } else if let Some((code, action)) = action_for(line) {
             if let Some(last) = out.last_mut() {
-                if last.action.is_none() && last.reason == Reason::of_code(code) {
+                if last.action.is_none() && last.reason == Reason::from_code(Some(code)) {
                     last.action = Some(action.replace('_', "-"));
                 }
             }

@@ -155,23 +155,15 @@ impl Client {
     /// it, or the special `@releaseDomain` / `@introduceDomain`) changes.
     /// The daemon fires each watch once when it is set.
     pub fn watch(&mut self, path: &str, token: &str) -> Result<()> {
-        let mut payload = Vec::with_capacity(path.len() + token.len() + 2);
-        payload.extend_from_slice(path.as_bytes());
-        payload.push(0);
-        payload.extend_from_slice(token.as_bytes());
-        payload.push(0);
-        self.request(0, MsgType::Watch, path, &payload).map(drop)
+        self.request(0, MsgType::Watch, path, &watch_payload(path, token))
+            .map(drop)
     }
 
     /// Removes a watch set by [`Client::watch`] with the same path and
     /// token.
     pub fn unwatch(&mut self, path: &str, token: &str) -> Result<()> {
-        let mut payload = Vec::with_capacity(path.len() + token.len() + 2);
-        payload.extend_from_slice(path.as_bytes());
-        payload.push(0);
-        payload.extend_from_slice(token.as_bytes());
-        payload.push(0);
-        self.request(0, MsgType::Unwatch, path, &payload).map(drop)
+        self.request(0, MsgType::Unwatch, path, &watch_payload(path, token))
+            .map(drop)
     }
 
     /// The next watch event, waiting at most `timeout`; `None` if none came.
@@ -407,4 +399,14 @@ fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
             Err(e) => return Err(io::Error::from(e)),
         }
     }
+}
+/// A watch's (or unwatch's) payload: the path and the token, each
+/// NUL-terminated.
+fn watch_payload(path: &str, token: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(path.len() + token.len() + 2);
+    payload.extend_from_slice(path.as_bytes());
+    payload.push(0);
+    payload.extend_from_slice(token.as_bytes());
+    payload.push(0);
+    payload
 }
