@@ -92,7 +92,13 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     // names stored.
     let xl_logs = {
         let running = gathered.iter().flatten().filter_map(|g| g.name.as_deref());
-        let known_names = known.iter().map(|h| h.name.as_str());
+        // Of the VMs not running now, only those running (or restarting)
+        // at the last cycle can be in a restart: a dom0's years of retired
+        // names are not read every cycle.
+        let known_names = known
+            .iter()
+            .filter(|h| matches!(h.state.as_str(), "running" | "restarting"))
+            .map(|h| h.name.as_str());
         crate::xl_records::read_logs(&cfg.lifecycle.xl_log_dir, running.chain(known_names))
     };
     for p in &xl_logs.problems {
