@@ -545,16 +545,18 @@ fn halted(
     rec.figures.retain(|f| f.0 == KIND);
 }
 
-/// A paused domain the toolstack is still building: younger than
-/// `creation_secs` by its start time; libxl writes that time late in the
-/// build (a soak run's watch met a domain paused 0 s, its start time not
-/// yet written), so before it, a domain that has never run (no CPU time)
-/// and that dom0 has seen paused for less than `creation_secs` (`age`).
+/// A paused domain the toolstack is still building: it has never run (xl
+/// builds a domain paused, its vCPUs at 0.0 s until it unpauses it; a
+/// domain paused after it ran is someone's pause, however young), and it
+/// is younger than `creation_secs`: by its start time, or, before libxl
+/// has written that (late in the build: a soak run's watch met a domain
+/// paused 0 s with none yet), by how long dom0 has seen it paused (`age`).
 fn being_built(dom: &Domain, g: &Guest, now: i64, age: i64, cfg: &HypervisorConfig) -> bool {
-    match uptime(g, now) {
+    let young = match uptime(g, now) {
         Some(up) => up < cfg.creation_secs as f64,
-        None => dom.cpu_time_s < XL_CPU_RESOLUTION_S && age < cfg.creation_secs as i64,
-    }
+        None => age < cfg.creation_secs as i64,
+    };
+    young && dom.cpu_time_s < XL_CPU_RESOLUTION_S
 }
 
 /// A domain the toolstack is building: `starting`, no advice; ok unless
@@ -808,6 +810,23 @@ mod tests {
             7,
             Some(&guest(7)),
             &view("--p---", 12.5),
+            None,
+            &HypervisorConfig::default(),
+            NOW,
+        );
+        assert_eq!(
+            (r.probe, r.status),
+            ("halted", Status::Warning),
+            "{}",
+            r.message
+        );
+        // Paused seconds after its start, but it ran: someone's pause.
+        let mut r = fresh_record();
+        apply(
+            &mut r,
+            7,
+            Some(&young),
+            &view("--p---", 3.2),
             None,
             &HypervisorConfig::default(),
             NOW,
