@@ -763,22 +763,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_domain_paused_while_xl_builds_it_is_starting_not_paused() {
+    /// A record of web01 paused (`xl list: p`) with `cpu` seconds of CPU,
+    /// started `started_ago` seconds ago (`None`: no start time yet).
+    fn paused(started_ago: Option<i64>, cpu: f64) -> HostRecord {
         let mut r = fresh_record();
-        let young = Guest {
-            start_time: Some((NOW - 4) as f64),
+        let g = Guest {
+            start_time: started_ago.map(|ago| (NOW - ago) as f64),
             ..guest(7)
         };
         apply(
             &mut r,
             7,
-            Some(&young),
-            &view("--p---", 0.0),
+            Some(&g),
+            &view("--p---", cpu),
             None,
             &HypervisorConfig::default(),
             NOW,
         );
+        r
+    }
+
+    #[test]
+    fn a_domain_paused_while_xl_builds_it_is_starting_not_paused() {
+        let r = paused(Some(4), 0.0);
         assert_eq!((r.probe, r.status), ("starting", Status::Ok));
         assert_eq!(
             r.message,
@@ -787,16 +794,7 @@ mod tests {
         assert!(!r.message.contains("unpause") && r.findings.is_empty());
         // Its start time not yet written (libxl writes it late in the
         // build), and it never ran: being built too.
-        let mut r = fresh_record();
-        apply(
-            &mut r,
-            7,
-            Some(&guest(7)),
-            &view("--p---", 0.0),
-            None,
-            &HypervisorConfig::default(),
-            NOW,
-        );
+        let r = paused(None, 0.0);
         assert_eq!(
             (r.probe, r.status),
             ("starting", Status::Ok),
@@ -804,16 +802,7 @@ mod tests {
             r.message
         );
         // ... but one that ran is paused, start time or not.
-        let mut r = fresh_record();
-        apply(
-            &mut r,
-            7,
-            Some(&guest(7)),
-            &view("--p---", 12.5),
-            None,
-            &HypervisorConfig::default(),
-            NOW,
-        );
+        let r = paused(None, 12.5);
         assert_eq!(
             (r.probe, r.status),
             ("halted", Status::Warning),
@@ -821,16 +810,7 @@ mod tests {
             r.message
         );
         // Paused seconds after its start, but it ran: someone's pause.
-        let mut r = fresh_record();
-        apply(
-            &mut r,
-            7,
-            Some(&young),
-            &view("--p---", 3.2),
-            None,
-            &HypervisorConfig::default(),
-            NOW,
-        );
+        let r = paused(Some(4), 3.2);
         assert_eq!(
             (r.probe, r.status),
             ("halted", Status::Warning),
@@ -838,20 +818,7 @@ mod tests {
             r.message
         );
         // Past creation_secs, a pause is a pause.
-        let mut r = fresh_record();
-        let old = Guest {
-            start_time: Some((NOW - 600) as f64),
-            ..guest(7)
-        };
-        apply(
-            &mut r,
-            7,
-            Some(&old),
-            &view("--p---", 0.0),
-            None,
-            &HypervisorConfig::default(),
-            NOW,
-        );
+        let r = paused(Some(600), 0.0);
         assert_eq!((r.probe, r.status), ("halted", Status::Warning));
         assert!(
             r.message.contains("`xl unpause web01` resumes it"),
