@@ -4,8 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use anyhow::Result;
 use serde::Deserialize;
+
+use crate::engine::Limits;
+use crate::snmp::Credentials;
 
 pub const DEFAULT_PATH: &str = "/etc/xsmon/poller.toml";
 
@@ -24,7 +29,57 @@ pub struct Config {
     /// The SNMP port when an address gives none.
     pub port: u16,
     pub snmp: SnmpConfig,
+    pub service: ServiceConfig,
 }
+
+/// `poller serve` and the site's state it keeps (`[service]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Seconds between the starts of two polls of the site. 60: a site of
+    /// 10,000 dom0s is polled in about 2 s (docs/performance.md), so a
+    /// poll never runs into the next, and each dom0's snmpd runs
+    /// snmp-extend once a minute, about a tenth of a second of its CPU.
+    pub interval_secs: u64,
+    /// The site's database. Every mode reads it when it exists (unless
+    /// `--live`), so a site without the service polls as before.
+    pub state: PathBuf,
+    /// How old the state may be before a reader says UNKNOWN; 0: two
+    /// intervals.
+    pub stale_after_secs: u64,
+    /// Where to serve `/metrics` (e.g. "127.0.0.1:9780"); empty: not served.
+    pub listen: String,
+    /// How long the transition log is kept, in days.
+    pub keep_days: u64,
+    /// The most transitions kept (the oldest go first).
+    pub max_transitions: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            interval_secs: 60,
+            state: PathBuf::from(DEFAULT_STATE),
+            stale_after_secs: 0,
+            listen: String::new(),
+            keep_days: 400,
+            max_transitions: 5_000_000,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// How old the state may be before readers call it stale.
+    pub fn stale_after(&self) -> u64 {
+        if self.stale_after_secs > 0 {
+            self.stale_after_secs
+        } else {
+            2 * self.interval_secs.max(1)
+        }
+    }
+}
+
+pub const DEFAULT_STATE: &str = "/var/lib/xsmon/poller.db";
 
 impl Default for Config {
     fn default() -> Self {
@@ -35,6 +90,7 @@ impl Default for Config {
             addresses: BTreeMap::new(),
             port: 161,
             snmp: SnmpConfig::default(),
+            service: ServiceConfig::default(),
         }
     }
 }
@@ -90,6 +146,37 @@ impl Config {
                 path.display()
             );
         }
+        if c.service.interval_secs == 0 {
+            anyhow::bail!(
+                "invalid config {}: service.interval_secs must be at least 1",
+                path.display()
+            );
+        }
         Ok(c)
+    }
+
+    /// The SNMP credentials the config gives.
+    pub fn credentials(&self) -> Credentials {
+        if self.snmp.version == "3" {
+            Credentials::V3 {
+                user: self.snmp.v3_user.clone(),
+                auth: self.snmp.v3_auth_password.clone(),
+                privacy: self.snmp.v3_priv_password.clone(),
+            }
+        } else {
+            Credentials::V2c {
+                community: self.snmp.community.clone(),
+            }
+        }
+    }
+
+    /// The poll's limits the config gives.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.snmp.timeout_ms.max(10)),
+            retries: self.snmp.retries,
+            max_in_flight: self.snmp.concurrency.max(1),
+            max_pps: self.snmp.max_packets_per_s.max(1),
+        }
     }
 }

@@ -24,6 +24,13 @@ pub struct Dom0 {
 #[derive(Debug, Default)]
 pub struct Discovery {
     pub dom0s: Vec<Dom0>,
+    pub known: Known,
+}
+
+/// What discovery learnt besides the dom0s, which the report needs (and
+/// the service keeps with the site's state).
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Known {
     /// The guests' .cfg files per dom0, from the config directories.
     pub cluster: Cluster,
     /// Problems met while discovering (reported as errors).
@@ -31,13 +38,16 @@ pub struct Discovery {
 }
 
 pub fn discover(cfg: &Config, creds: &Credentials, timeout: Duration) -> Discovery {
+    let cluster = cluster::scan(&cfg.config_dirs);
     let mut d = Discovery {
-        cluster: cluster::scan(&cfg.config_dirs),
-        ..Default::default()
+        dom0s: Vec::new(),
+        known: Known {
+            problems: cluster.problems.clone(),
+            cluster,
+        },
     };
-    d.problems.extend(d.cluster.problems.iter().cloned());
     let mut found: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
-    for name in d.cluster.dom0s.keys() {
+    for name in d.known.cluster.dom0s.keys() {
         found
             .entry(name.clone())
             .or_default()
@@ -53,6 +63,7 @@ pub fn discover(cfg: &Config, creds: &Credentials, timeout: Duration) -> Discove
                 }
             }
             Err(e) => d
+                .known
                 .problems
                 .push(format!("listXenCluster from principal {p}: {e}")),
         }
@@ -63,7 +74,7 @@ pub fn discover(cfg: &Config, creds: &Credentials, timeout: Duration) -> Discove
             None => (h.clone(), None),
         };
         if !cluster::valid_name(&name) {
-            d.problems.push(format!(
+            d.known.problems.push(format!(
                 "static host {:?} is not a plain host name",
                 xsmon_proto::text::clean(&name, 80)
             ));
@@ -170,6 +181,6 @@ mod tests {
         assert_eq!(d.dom0s[0].target, "10.1.1.1:161");
         assert_eq!(d.dom0s[0].found_in, vec!["config", "static"]);
         assert_eq!(d.dom0s[1].target, "127.0.0.1:1234");
-        assert_eq!(d.problems.len(), 1);
+        assert_eq!(d.known.problems.len(), 1);
     }
 }

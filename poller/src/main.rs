@@ -1,16 +1,25 @@
 //! poller: the central command. Discovers every dom0, polls them all over
 //! SNMP at once, and reports on every guest: for humans, for scripts, for
-//! Nagios, as JSON.
+//! Nagios, as JSON, for Prometheus. As a service (`poller serve`) it polls
+//! the site on an interval and keeps its state and history, which every
+//! other mode then reads in milliseconds.
+//!
+//! The data flows one way: config → discover → poll (engine, snmp, ber,
+//! usm) → site (live, or kept by serve) → report → outputs.
 
 mod ber;
 mod config;
 mod discover;
 mod engine;
-mod output;
+mod outputs;
 mod perfdata;
+mod poll;
 mod report;
+mod serve;
+mod site;
 mod snmp;
 mod usm;
+mod words;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -18,10 +27,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
+use xsmon_store::site::Scope;
 
 use crate::config::Config;
-use crate::snmp::Credentials;
+use crate::poll::Figures;
 
 /// Poll every Xen dom0 over SNMP and report which guests are sick.
 ///
@@ -33,19 +44,29 @@ use crate::snmp::Credentials;
 /// for scripts), nagios (a Nagios/Icinga plugin; with --guest or --dom0 its
 /// performance data carries that host's figures and thresholds), json
 /// (everything, figures included), prometheus (metrics in the text
-/// exposition format, figures included). Only the modes that show figures
-/// read them (a second extend, xsmonFigures), and only from the dom0s in
-/// scope.
+/// exposition format, figures included); serve (the service: polls the
+/// site every [service] interval_secs, keeps its state and history in
+/// [service] state, serves /metrics on [service] listen); history NAME (a
+/// guest's or dom0's changes of state, from the service's history).
+///
+/// When `poller serve` keeps the site's state, every mode answers from it
+/// (in milliseconds, with since when each problem stands), and says UNKNOWN
+/// when it is older than its limit; --live, or any option that changes what
+/// is polled or how, polls the dom0s instead.
 ///
 /// Exit status: 0 nothing wrong, 1 warnings, 2 errors (an unreachable dom0,
-/// a stale guest, a failed check), 3 the poll could not be done at all (bad
-/// config, nothing to poll) — in every mode, as Nagios expects.
+/// a stale guest, a failed check), 3 the question could not be answered (bad
+/// config, nothing to poll, a stale state) — in every mode, as Nagios expects.
 #[derive(Parser, Debug)]
 #[command(version, max_term_width = 100)]
 struct Cli {
-    /// Output mode.
+    /// Output mode, or serve, or history.
     #[arg(value_enum, default_value = "report")]
     mode: Mode,
+
+    /// The guest or dom0 whose history to show (history only).
+    #[arg(value_name = "NAME")]
+    name: Option<String>,
 
     /// Config file (TOML). A missing default file means all defaults.
     #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
@@ -92,6 +113,15 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     guest: Option<String>,
 
+    /// Poll the dom0s now, even when `poller serve` keeps the site's state.
+    #[arg(long)]
+    live: bool,
+
+    /// report: also list what changed in this span (90s, 30m, 1h, 7d);
+    /// history: only the changes in it. Needs the service's state.
+    #[arg(long = "changes-since", visible_alias = "since", value_name = "SPAN")]
+    changes_since: Option<String>,
+
     /// More logging on stderr (-v: the poll's figures; -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -108,6 +138,8 @@ enum Mode {
     Nagios,
     Json,
     Prometheus,
+    Serve,
+    History,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -120,7 +152,7 @@ enum Color {
 fn main() -> ExitCode {
     xsmon_cli::maybe_generate(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
-    xsmon_cli::init_logging(cli.verbose);
+    xsmon_cli::init_logging(cli.verbose.max(u8::from(cli.mode == Mode::Serve)));
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -138,6 +170,18 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
+    if cli.name.is_some() && cli.mode != Mode::History {
+        bail!("a NAME is given only to `poller history NAME`");
+    }
+    match cli.mode {
+        Mode::Serve => serve::run(&|| load_config(cli)),
+        Mode::History => history(cli, &load_config(cli)?),
+        _ => one_shot(cli, &load_config(cli)?),
+    }
+}
+
+/// The config file with the command line's overrides.
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut cfg = Config::load(&cli.config, cli.config.as_os_str() != config::DEFAULT_PATH)?;
     cfg.config_dirs.extend(cli.config_dirs.iter().cloned());
     cfg.principals.extend(cli.principals.iter().cloned());
@@ -157,70 +201,65 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     if let Some(p) = cli.max_pps {
         cfg.snmp.max_packets_per_s = p;
     }
-    let creds = if cfg.snmp.version == "3" {
-        Credentials::V3 {
-            user: cfg.snmp.v3_user.clone(),
-            auth: cfg.snmp.v3_auth_password.clone(),
-            privacy: cfg.snmp.v3_priv_password.clone(),
-        }
+    Ok(cfg)
+}
+
+/// Does the command line ask another question than the service answers
+/// (other dom0s, other credentials or limits)? Then it is polled live.
+fn asks_other_than_the_service(cli: &Cli) -> bool {
+    !cli.config_dirs.is_empty()
+        || !cli.principals.is_empty()
+        || !cli.hosts.is_empty()
+        || cli.community.is_some()
+        || cli.timeout.is_some()
+        || cli.retries.is_some()
+        || cli.concurrency.is_some()
+        || cli.max_pps.is_some()
+}
+
+/// The output modes: the site from the service's state when it keeps one,
+/// else a live poll; then the report and the mode's output.
+fn one_shot(cli: &Cli, cfg: &Config) -> anyhow::Result<u8> {
+    let now = xsmon_cli::unix_now();
+    let changes_since = match &cli.changes_since {
+        Some(span) => Some(now - words::parse_span(span).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let scope = match (&cli.dom0, &cli.guest) {
+        (Some(d), _) => Scope::Dom0(d),
+        (None, Some(g)) => Scope::Guest(g),
+        (None, None) => Scope::All,
+    };
+    let live = cli.live || asks_other_than_the_service(cli);
+    let t = Instant::now();
+    let kept = if live {
+        None
     } else {
-        Credentials::V2c {
-            community: cfg.snmp.community.clone(),
-        }
+        site::kept::read(&cfg.service.state, scope, changes_since, now)?
     };
-    let timeout = Duration::from_millis(cfg.snmp.timeout_ms.max(10));
-    let t = Instant::now();
-    let disc = discover::discover(&cfg, &creds, timeout);
-    tracing::debug!(
-        "discovered {} dom0s in {} ms",
-        disc.dom0s.len(),
-        t.elapsed().as_millis()
-    );
-    if disc.dom0s.is_empty() {
-        let mut why = String::from(
-            "no dom0 to poll: give --config-dir, --principal or --host (or set them in the config)",
-        );
-        if !disc.problems.is_empty() {
-            why.push_str(&format!(" ({})", disc.problems.join("; ")));
+    let site = match kept {
+        Some(site) => {
+            tracing::debug!("site's state read in {} µs", t.elapsed().as_micros());
+            site
         }
-        anyhow::bail!(why);
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let show_progress = cli.mode == Mode::Report && std::io::stderr().is_terminal();
-    let limits = engine::Limits {
-        timeout,
-        retries: cfg.snmp.retries,
-        max_in_flight: cfg.snmp.concurrency.max(1),
-        max_pps: cfg.snmp.max_packets_per_s.max(1),
+        None if changes_since.is_some() => bail!(
+            "--changes-since reads the history that `poller serve` keeps in {}: {}",
+            cfg.service.state.display(),
+            if live {
+                "not with --live or options that poll live"
+            } else {
+                "there is none"
+            }
+        ),
+        None => live_poll(cli, cfg)?.into(),
     };
-    let mut results = with_progress(show_progress, disc.dom0s.len(), |tick| {
-        report::poll_all(&disc.dom0s, &creds, &limits, now, tick)
-    });
-    // Figures are a second, larger read: only the modes that show them
-    // ask, and a scoped Nagios check asks only the dom0s in its scope.
-    let scoped = cli.guest.is_some() || cli.dom0.is_some();
-    if matches!(cli.mode, Mode::Json | Mode::Prometheus) || (cli.mode == Mode::Nagios && scoped) {
-        let in_scope =
-            |r: &report::Dom0Result| report::in_scope(r, cli.dom0.as_deref(), cli.guest.as_deref());
-        report::fetch_figures(&disc.dom0s, &mut results, in_scope, &creds, &limits);
-    }
-    let t = Instant::now();
-    let rep = report::build(
-        &disc,
-        results,
-        now,
-        cli.dom0.as_deref(),
-        cli.guest.as_deref(),
-    );
+    let rep = report::build(site, cli.dom0.as_deref(), cli.guest.as_deref());
     if rep.dom0s.is_empty() {
-        anyhow::bail!(
+        bail!(
             "dom0 {:?} is not among the discovered dom0s",
             cli.dom0.as_deref().unwrap_or("")
         );
     }
-    tracing::debug!("report built in {} ms", t.elapsed().as_millis());
     let state = report::exit_state(&rep);
     let mut stdout = std::io::stdout().lock();
     match cli.mode {
@@ -232,29 +271,60 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
                 }
             };
-            write!(stdout, "{}", output::report(&rep, colour))?;
+            write!(stdout, "{}", outputs::human::report(&rep, colour, now))?;
         }
-        Mode::Raw => write!(stdout, "{}", output::raw(&rep))?,
-        Mode::Json => writeln!(stdout, "{}", output::json(&rep))?,
+        Mode::Raw => write!(stdout, "{}", outputs::raw(&rep))?,
+        Mode::Json => writeln!(stdout, "{}", outputs::json(&rep))?,
         Mode::Nagios => write!(
             stdout,
             "{}",
-            output::nagios(&rep, cli.dom0.as_deref(), cli.guest.as_deref()).0
+            outputs::nagios::nagios(&rep, cli.dom0.as_deref(), cli.guest.as_deref()).0
         )?,
-        Mode::Prometheus => write!(stdout, "{}", output::prometheus(&rep))?,
+        Mode::Prometheus => write!(stdout, "{}", outputs::prometheus::prometheus(&rep))?,
+        Mode::Serve | Mode::History => unreachable!("handled by run"),
     }
     Ok(state)
+}
+
+/// A poll of the site now, with the figures the mode shows: json and
+/// prometheus all of them, a scoped Nagios check its scope's.
+fn live_poll(cli: &Cli, cfg: &Config) -> anyhow::Result<poll::Polled> {
+    let scoped = cli.guest.is_some() || cli.dom0.is_some();
+    let figures = match cli.mode {
+        Mode::Json | Mode::Prometheus => Figures::Scope(None, None),
+        Mode::Nagios if scoped => Figures::Scope(cli.dom0.as_deref(), cli.guest.as_deref()),
+        _ => Figures::None,
+    };
+    let show_progress = cli.mode == Mode::Report && std::io::stderr().is_terminal();
+    with_progress(show_progress, |tick| poll::poll_site(cfg, figures, tick))
+}
+
+/// `poller history NAME`: the transitions of a guest or dom0.
+fn history(cli: &Cli, cfg: &Config) -> anyhow::Result<u8> {
+    let Some(name) = &cli.name else {
+        bail!("poller history needs the NAME of a guest or dom0");
+    };
+    let since = match &cli.changes_since {
+        Some(span) => {
+            xsmon_cli::unix_now() - words::parse_span(span).map_err(anyhow::Error::msg)?
+        }
+        None => i64::MIN,
+    };
+    let transitions = site::kept::history(&cfg.service.state, name, since)?;
+    write!(
+        std::io::stdout().lock(),
+        "{}",
+        outputs::history::history(&transitions)
+    )?;
+    Ok(0)
 }
 
 /// Runs `poll`, showing "polling dom0s: 12/500 answered or given up" on
 /// stderr, refreshed four times a second, once polling has taken more than
 /// a second (and only when `enabled`: on a terminal).
-fn with_progress<T>(
-    enabled: bool,
-    total: usize,
-    poll: impl FnOnce(&(dyn Fn(usize, usize) + Sync)) -> T,
-) -> T {
+fn with_progress<T>(enabled: bool, poll: impl FnOnce(&(dyn Fn(usize, usize) + Sync)) -> T) -> T {
     let done = AtomicUsize::new(0);
+    let total = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
     let shown = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
@@ -265,15 +335,19 @@ fn with_progress<T>(
                     if start.elapsed() > Duration::from_secs(1) {
                         shown.store(true, Ordering::Relaxed);
                         eprint!(
-                            "\rpolling dom0s: {}/{total} answered or given up",
-                            done.load(Ordering::Relaxed)
+                            "\rpolling dom0s: {}/{} answered or given up",
+                            done.load(Ordering::Relaxed),
+                            total.load(Ordering::Relaxed)
                         );
                     }
                     std::thread::sleep(Duration::from_millis(250));
                 }
             });
         }
-        let r = poll(&|d, _| done.store(d, Ordering::Relaxed));
+        let r = poll(&|d, t| {
+            done.store(d, Ordering::Relaxed);
+            total.store(t, Ordering::Relaxed);
+        });
         finished.store(true, Ordering::Relaxed);
         r
     });

@@ -216,6 +216,30 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Stops it with `signal` and returns how it exited (SIGKILL after 3 s).
+    pub(crate) fn stop_and_wait(&mut self, signal: Signal) -> Result<std::process::ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .context("the daemon was stopped already")?;
+        let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let status = child.wait()?;
+        bail!(
+            "{} did not stop on {signal} within 3 s ({status})",
+            self.name
+        )
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop(Signal::SIGTERM);

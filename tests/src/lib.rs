@@ -15,7 +15,8 @@
 //!
 //! One module per daemon or machine the harness drives: [`daemon`] (what
 //! every daemon shares), [`xenstored`], [`snmpd`], [`nagios`], [`netns`]
-//! (network namespaces), [`dom0`] (one simulated dom0), [`cluster`] (a
+//! (network namespaces), [`service`] (the poller's service, a Prometheus
+//! server), [`dom0`] (one simulated dom0), [`cluster`] (a
 //! simulated site), [`xenlab`] (Debian's real Xen under QEMU).
 
 use std::fs;
@@ -30,6 +31,7 @@ pub mod daemon;
 pub mod dom0;
 pub mod nagios;
 pub mod netns;
+pub mod service;
 pub mod snmpd;
 pub mod xenlab;
 pub mod xenstored;

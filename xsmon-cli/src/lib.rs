@@ -3,6 +3,7 @@
 //! * [`init_logging`]: `tracing` to stderr, `-v`/`-vv` or `XSMON_LOG`.
 //! * [`load_config`]: a TOML config file, all defaults when the default
 //!   file is missing, an error naming the file and line when it is broken.
+//! * [`unix_now`]: the time as every record keeps it.
 //! * [`maybe_generate`]: `PROGRAM --generate man|bash|zsh|fish DIR` writes
 //!   the man page or a shell completion generated from the program's clap
 //!   definition (as ripgrep's `--generate` does), for the packages.
@@ -94,6 +95,13 @@ pub fn generate(
         )
     })?;
     clap_complete::generate_to(shell, &mut cmd, &name, dir)
+}
+
+/// Now, in Unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

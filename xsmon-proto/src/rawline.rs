@@ -29,7 +29,7 @@ use crate::snmpline::{escape, unescape};
 
 pub const VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RawLine {
     pub severity: String,
     pub dom0: String,

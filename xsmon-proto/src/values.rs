@@ -4,7 +4,7 @@
 //! figures as one line ([`CheckFigures`]: the SNMP `M` record's fields and
 //! the history store's latest figures).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::{CheckResult, Limit, Status, Value};
 use crate::text;
@@ -220,7 +220,7 @@ fn parse_number(s: &str) -> Option<f64> {
 /// One check's latest figures: what an `M` record carries after its host
 /// (and what the history store keeps as a host's latest figures, one
 /// [`CheckFigures::print`] per line).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckFigures {
     pub check_id: String,
     pub kind: String,

@@ -14,6 +14,7 @@ use thiserror::Error;
 mod read;
 mod retention;
 mod schema;
+pub mod site;
 mod write;
 
 pub use read::*;

@@ -62,7 +62,7 @@ pub fn open_rw(path: &Path) -> Result<Connection> {
 /// the database is (SQLite gives them its mode and owner), which is what a
 /// read-only reader of a WAL database needs. Best effort: without it, the
 /// files are removed as before.
-fn keep_wal_files(conn: &Connection) {
+pub(crate) fn keep_wal_files(conn: &Connection) {
     let mut on: std::os::raw::c_int = 1;
     // SAFETY: the handle is this open connection's; "main" is a
     // NUL-terminated name of its database; SQLITE_FCNTL_PERSIST_WAL takes

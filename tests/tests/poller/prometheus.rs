@@ -2,7 +2,7 @@
 
 use crate::{run, stdout, Sample};
 
-fn promtool_check(text: &str) {
+pub(crate) fn promtool_check(text: &str) {
     use std::io::Write;
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -225,4 +225,59 @@ fn prometheus_alert_rules_pass_promtool_on_the_sites_metrics() {
         text.contains("xsmon_guest_down{dom0=\"xen02\",guest=\"moved01\"} 0\n"),
         "{text}"
     );
+}
+
+/// Every query of a Grafana dashboard: (panel title, PromQL expression).
+pub(crate) fn dashboard_exprs(d: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if let Some(e) = t["expr"].as_str() {
+                out.push((p["title"].as_str().unwrap_or("").to_string(), e.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The Grafana dashboard shipped with the poller: in Grafana's current
+/// dashboard schema, its variables query the site's labels, and every
+/// metric it names is one the poller prints. (Its queries are evaluated by
+/// a real Prometheus in the service's tests.)
+#[test]
+fn the_grafana_dashboard_names_only_metrics_the_poller_prints() {
+    let path = xsmon_tests::repo_root().join("poller/grafana/xsmon-site.json");
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(d["schemaVersion"], 39, "Grafana 10.4/11's dashboard schema");
+    assert_eq!(d["uid"], "xsmon-site");
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(vars, ["datasource", "dom0", "guest"]);
+    let (out, _) = run(&["prometheus"]);
+    let mut printed: std::collections::HashSet<String> = samples(&stdout(&out))
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    // Only from the service's state (a live poll cannot know since when);
+    // the service's test evaluates the panel that names it on /metrics.
+    printed.insert("xsmon_problem_since_timestamp_seconds".into());
+    let exprs = dashboard_exprs(&d);
+    let mut named = 0;
+    for (title, expr) in &exprs {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("xsmon_") {
+                named += 1;
+                assert!(
+                    printed.contains(word),
+                    "panel {title:?} names {word}, which `poller prometheus` does not print"
+                );
+            }
+        }
+    }
+    assert!(named >= exprs.len(), "{exprs:?}");
 }

@@ -1,0 +1,167 @@
+//! `poller serve`: the poller as a service. Polls the whole site every
+//! `interval_secs`, one poll at a time (a poll that outlasts the interval
+//! delays the next, never overlaps it; one service per state, by a lock),
+//! keeps the site's state and history (`site::kept`), and serves the last
+//! poll's metrics on `/metrics` (`metrics`). SIGHUP reloads the config;
+//! SIGTERM or SIGINT ends it (a poll in progress is dropped).
+
+mod metrics;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::Config;
+use crate::outputs;
+use crate::poll::{self, Figures};
+use crate::report;
+use crate::site::kept::{Keeper, Kept};
+use crate::site::Site;
+
+/// Runs the service until SIGTERM or SIGINT. `load` reads the config (and
+/// the command line's overrides) again on SIGHUP.
+pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
+    let mut cfg = load()?;
+    let state = cfg.service.state.clone();
+    let _lock = lock(&state)?;
+    let mut keeper = Keeper::open(&state)?;
+    let in_poll = Arc::new(AtomicBool::new(false));
+    let signals = signals(in_poll.clone())?;
+    let published = metrics::Published::default();
+    if !cfg.service.listen.is_empty() {
+        metrics::serve(&cfg.service.listen, published.clone())?;
+    }
+    tracing::info!(
+        state = %state.display(),
+        interval_secs = cfg.service.interval_secs,
+        listen = %cfg.service.listen,
+        "poller serve started"
+    );
+    loop {
+        let started = Instant::now();
+        in_poll.store(true, Ordering::SeqCst);
+        let outcome = cycle(&cfg, &mut keeper);
+        in_poll.store(false, Ordering::SeqCst);
+        match outcome {
+            Ok((text, kept, polled)) => {
+                published.set(text);
+                tracing::info!(
+                    dom0s = polled,
+                    problems = kept.problems,
+                    changes = kept.transitions,
+                    ms = started.elapsed().as_millis() as u64,
+                    "site polled"
+                );
+            }
+            Err(e) => tracing::error!("the site could not be polled or kept: {e:#}"),
+        }
+        let interval = Duration::from_secs(cfg.service.interval_secs);
+        if started.elapsed() > interval {
+            tracing::warn!(
+                "a poll of the site took {} ms, longer than the interval ({} s): the next starts now",
+                started.elapsed().as_millis(),
+                cfg.service.interval_secs
+            );
+        }
+        // Signals that came during the poll are taken first, even when the
+        // next poll is due at once.
+        let next = started + interval;
+        loop {
+            match signals.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(SIGHUP) => cfg = reload(load, cfg, &state),
+                Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    tracing::info!("poller serve stopping");
+                    return Ok(0);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+            }
+        }
+    }
+}
+
+/// One cycle: poll the site, keep it, render its metrics.
+fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(String, Kept, usize)> {
+    let t = Instant::now();
+    let polled = poll::poll_site(cfg, Figures::NewCycles(keeper.last()), &|_, _| {})?;
+    let mut rep = report::build(Site::from(polled.clone()), None, None);
+    let kept = keeper.keep(&polled, &rep, &cfg.service, t.elapsed().as_millis() as i64)?;
+    rep.memory = Some(kept.memory.clone());
+    Ok((
+        outputs::prometheus::prometheus(&rep),
+        kept,
+        polled.dom0s.len(),
+    ))
+}
+
+/// The config read again; a broken one is said and the running one kept.
+fn reload(load: &dyn Fn() -> Result<Config>, running: Config, state: &Path) -> Config {
+    match load() {
+        Ok(new) => {
+            if new.service.state != state || new.service.listen != running.service.listen {
+                tracing::warn!(
+                    "config reloaded; service.state and service.listen change only at a restart"
+                );
+            }
+            tracing::info!("config reloaded");
+            Config {
+                service: crate::config::ServiceConfig {
+                    state: running.service.state.clone(),
+                    listen: running.service.listen.clone(),
+                    ..new.service
+                },
+                ..new
+            }
+        }
+        Err(e) => {
+            tracing::error!("config not reloaded, the running one is kept: {e:#}");
+            running
+        }
+    }
+}
+
+/// One service per state: an exclusive lock on `<state>.lock`, held while
+/// the service runs.
+fn lock(state: &Path) -> Result<Flock<File>> {
+    let path = PathBuf::from(format!("{}.lock", state.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow!(
+            "another `poller serve` keeps the site's state {} (it holds {}: {e})",
+            state.display(),
+            path.display()
+        )
+    })
+}
+
+/// SIGHUP, SIGTERM and SIGINT as messages, so the wait between polls ends
+/// on them. SIGTERM or SIGINT during a poll ends the service at once
+/// rather than after the poll's SNMP timeouts: the poll is dropped, and
+/// the state keeps the last whole cycle (each is one transaction).
+fn signals(in_poll: Arc<AtomicBool>) -> Result<mpsc::Receiver<i32>> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for s in signals.forever() {
+            if s != SIGHUP && in_poll.load(Ordering::SeqCst) {
+                tracing::info!(
+                    "poller serve stopping during a poll; the state keeps the last whole cycle"
+                );
+                std::process::exit(0);
+            }
+            if tx.send(s).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}

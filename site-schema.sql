@@ -1,0 +1,77 @@
+-- xsmon site state: the SQLite schema of the poller's database, version 1.
+--
+-- This file is the contract between `poller serve` (which writes one
+-- cycle of the whole site per transaction) and every other mode of the
+-- poller (which reads it: report, raw, json, prometheus, nagios, history).
+-- The crate xsmon-store (src/site/) is the only code that touches it; a new
+-- database is created from this file, an older one brought up to it by the
+-- numbered migrations in xsmon-store/src/site/migrations/ (PRAGMA
+-- user_version holds the version). It lives beside the dom0's history
+-- (schema.sql), never in the same file: `/var/lib/xsmon/poller.db`.
+--
+-- Times are Unix seconds (UTC). Text that came from a dom0 (guest names,
+-- messages) is stored as the poller read it; every output escapes it.
+--
+-- Size: the state tables hold one cycle (rewritten at each one); the
+-- transition log grows with changes only (not with polls) and is cut by
+-- age and by a row cap (see `poller serve`'s config: [state]).
+
+-- The last cycle of the site: one row.
+CREATE TABLE cycle (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    time INTEGER NOT NULL,          -- when the poll began
+    elapsed_ms INTEGER NOT NULL,    -- how long the poll and the update took
+    interval_secs INTEGER NOT NULL, -- the service's interval: readers judge freshness by it
+    stale_after_secs INTEGER NOT NULL,
+    discovery TEXT NOT NULL,        -- JSON: the config directories' cluster and discovery's problems
+    format TEXT NOT NULL            -- the version of the dom0 result JSON below (the poller's)
+);
+
+-- The last state of every dom0 polled: the result as the poller read it.
+CREATE TABLE dom0 (
+    name TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    error TEXT,                     -- why its state could not be read, or NULL
+    result TEXT NOT NULL            -- JSON (format above): guests, findings, figures
+) WITHOUT ROWID;
+
+-- Which dom0 reports which guest (the index of a scoped read), with the
+-- guest's last status.
+CREATE TABLE guest (
+    base TEXT NOT NULL,             -- the name without a `#domid`
+    dom0 TEXT NOT NULL,
+    name TEXT NOT NULL,             -- the dom0's label for it
+    status TEXT NOT NULL,           -- ok, warning, error, unknown
+    probe TEXT NOT NULL,            -- fresh, stale, down, starting...
+    PRIMARY KEY (base, dom0, name)
+) WITHOUT ROWID;
+
+-- Every problem that stands (a finding of severity error, unknown or
+-- warning), and since when. A problem of a dom0 that could not be polled
+-- is kept as it was: not knowing is not being well.
+CREATE TABLE problem (
+    dom0 TEXT NOT NULL,
+    host TEXT NOT NULL,             -- '' for the dom0 itself or discovery
+    check_id TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    since INTEGER NOT NULL,         -- the first cycle it was seen in (at any severity)
+    PRIMARY KEY (dom0, host, check_id)
+) WITHOUT ROWID;
+
+-- Every change of a problem's state: appeared (old = 'ok'), changed
+-- severity, or cleared (new = 'ok').
+CREATE TABLE transition (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    dom0 TEXT NOT NULL,
+    host TEXT NOT NULL,
+    base TEXT NOT NULL,             -- host without a `#domid`, for `poller history GUEST`
+    check_id TEXT NOT NULL,
+    old TEXT NOT NULL,
+    new TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX transition_time ON transition (time);
+CREATE INDEX transition_base ON transition (base, time);
+CREATE INDEX transition_dom0 ON transition (dom0, time);

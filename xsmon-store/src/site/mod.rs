@@ -1,0 +1,229 @@
+//! The poller's database (`site-schema.sql`): the last state of the whole
+//! site, since when each problem stands, and every change of state. Written
+//! by `poller serve`, one cycle per transaction; read by every other mode of
+//! the poller inside one read transaction, so a reader never sees half a
+//! cycle (WAL: readers and the writer do not block each other).
+//!
+//! The store knows nothing of the poller's types: a dom0's result is JSON
+//! it keeps as it is given (its format is named in `cycle.format`); the
+//! tables it indexes (guests, problems, transitions) are its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction};
+
+use crate::{at, Error, Result};
+
+mod read;
+mod write;
+
+pub use read::*;
+pub use write::*;
+
+/// The schema, current version, for a new database.
+pub const SCHEMA: &str = include_str!("../../../site-schema.sql");
+pub const SCHEMA_VERSION: i64 = 1;
+/// The oldest schema a reader accepts (a reader keeps reading the old
+/// version while the service it shares the host with is upgraded).
+pub const OLDEST_READ: i64 = 1;
+
+/// Migrations from version N to N+1 (the first takes 1 to 2). None yet.
+const MIGRATIONS: &[&str] = &[];
+
+/// The last cycle of the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cycle {
+    pub time: i64,
+    pub elapsed_ms: i64,
+    pub interval_secs: i64,
+    pub stale_after_secs: i64,
+    /// JSON (the poller's): the cluster and discovery's problems.
+    pub discovery: String,
+    /// The version of the dom0 results' JSON.
+    pub format: String,
+}
+
+/// A dom0's last state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dom0Row {
+    pub name: String,
+    pub target: String,
+    pub error: Option<String>,
+    /// JSON (format in `Cycle::format`); empty in a stub (see `read`).
+    pub result: String,
+}
+
+/// A guest a dom0 reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestRow {
+    pub base: String,
+    pub dom0: String,
+    pub name: String,
+    pub status: String,
+    pub probe: String,
+}
+
+/// A problem that stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub dom0: String,
+    pub host: String,
+    pub check: String,
+    pub severity: String,
+    pub message: String,
+    pub since: i64,
+}
+
+impl Problem {
+    /// What identifies a problem from one cycle to the next.
+    pub fn key(&self) -> (&str, &str, &str) {
+        (&self.dom0, &self.host, &self.check)
+    }
+}
+
+/// A change of a problem's state (`old` or `new` is `ok` when it appeared
+/// or cleared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub time: i64,
+    pub dom0: String,
+    pub host: String,
+    pub check: String,
+    pub old: String,
+    pub new: String,
+    pub message: String,
+}
+
+/// How long the transition log is kept: by age, and at most this many
+/// rows (the oldest go first), so a flapping site cannot fill a disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    pub secs: i64,
+    pub max_transitions: i64,
+}
+
+/// The site's database, opened by the service (read-write) or a reader.
+pub struct SiteDb {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SiteDb {
+    /// Opens (creating if needed) the database for the service, in WAL
+    /// mode, and brings its schema up to date.
+    pub fn open_rw(path: &Path) -> Result<SiteDb> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(at("opening database", path))?;
+        let setup = |c: &Connection| -> rusqlite::Result<()> {
+            c.busy_timeout(Duration::from_secs(10))?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.pragma_update(None, "temp_store", "MEMORY")
+        };
+        setup(&conn).map_err(at("setting up database", path))?;
+        // Readers are other users (Nagios's, an admin's): they cannot make
+        // the -wal and -shm files in a directory that is not theirs, so the
+        // files stay when the service stops (SQLite's persistent WAL).
+        crate::schema::keep_wal_files(&conn);
+        migrate(&conn, path)?;
+        Ok(SiteDb {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the database read-only. `None` when there is none: no service
+    /// keeps the site's state.
+    pub fn open_ro(path: &Path) -> Result<Option<SiteDb>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(at("opening database read-only", path))?;
+        conn.busy_timeout(Duration::from_secs(2))
+            .map_err(at("opening database", path))?;
+        let version = version(&conn, path)?;
+        if !(OLDEST_READ..=SCHEMA_VERSION).contains(&version) {
+            return Err(Error::Refused(format!(
+                "site database {} has schema version {version}, this poller reads versions {OLDEST_READ} to {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        Ok(Some(SiteDb {
+            conn,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A consistent view of one cycle: every read inside it sees the same
+    /// committed cycle, whatever the service writes meanwhile.
+    pub fn snapshot(&mut self) -> Result<Snapshot<'_>> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(at("reading database", &self.path))?;
+        Ok(Snapshot { tx })
+    }
+}
+
+/// A read transaction over one cycle (see `SiteDb::snapshot`).
+pub struct Snapshot<'c> {
+    tx: Transaction<'c>,
+}
+
+fn version(conn: &Connection, path: &Path) -> Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(at("reading database", path))
+}
+
+/// Creates the schema in an empty database, or migrates an older one, one
+/// version per transaction. A database newer than this program is refused.
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let v = version(conn, path)?;
+    if v > SCHEMA_VERSION {
+        return Err(Error::Refused(format!(
+            "site database {} has schema version {v}, newer than this poller's ({SCHEMA_VERSION})",
+            path.display()
+        )));
+    }
+    if v == 0 {
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .map_err(at("applying the site schema to", path))?;
+        return Ok(());
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip((v - 1) as usize) {
+        let to = i + 2;
+        tracing::info!("migrating {} to site schema version {to}", path.display());
+        conn.execute_batch(&format!("BEGIN; {m}; PRAGMA user_version = {to}; COMMIT;"))
+            .map_err(|source| {
+                let _ = conn.execute_batch("ROLLBACK");
+                Error::Sqlite {
+                    what: "migrating to the next site schema version",
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
+    }
+    Ok(())
+}
+
+/// The name without the `#domid` a dom0 adds when several of its domains
+/// share a name.
+pub fn base_name(label: &str) -> &str {
+    label.split_once('#').map_or(label, |(n, _)| n)
+}

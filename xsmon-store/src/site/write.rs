@@ -1,0 +1,109 @@
+//! The service's writes: one cycle of the site per transaction.
+
+use rusqlite::params;
+
+use super::*;
+
+/// One cycle of the site, as the service writes it.
+pub struct CycleWrite<'a> {
+    pub cycle: &'a Cycle,
+    pub dom0s: &'a [Dom0Row],
+    pub guests: &'a [GuestRow],
+    /// Every problem that stands after this cycle (with its `since`).
+    pub problems: &'a [Problem],
+    /// What changed in this cycle.
+    pub transitions: &'a [Transition],
+}
+
+impl SiteDb {
+    /// The problems that stood after the last cycle written.
+    pub fn standing_problems(&self) -> Result<Vec<Problem>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT dom0, host, check_id, severity, message, since FROM problem")?;
+        let rows = st.query_map([], problem_of)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Replaces the site's state with this cycle's and appends its
+    /// transitions, then cuts the log to `keep`: all or nothing.
+    pub fn write_cycle(&mut self, w: &CycleWrite<'_>, keep: Keep) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(at("writing a cycle to", &path))?;
+        write_state(&tx, w).map_err(at("writing a cycle to", &path))?;
+        cut_log(&tx, w.cycle.time, keep).map_err(at("cutting the transition log of", &path))?;
+        tx.commit().map_err(at("committing a cycle to", &path))
+    }
+}
+
+fn write_state(tx: &Transaction<'_>, w: &CycleWrite<'_>) -> rusqlite::Result<()> {
+    let c = w.cycle;
+    tx.execute(
+        "INSERT OR REPLACE INTO cycle (id, time, elapsed_ms, interval_secs, stale_after_secs, discovery, format)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+        params![c.time, c.elapsed_ms, c.interval_secs, c.stale_after_secs, c.discovery, c.format],
+    )?;
+    tx.execute_batch("DELETE FROM dom0; DELETE FROM guest; DELETE FROM problem;")?;
+    let mut st =
+        tx.prepare("INSERT INTO dom0 (name, target, error, result) VALUES (?1, ?2, ?3, ?4)")?;
+    for d in w.dom0s {
+        st.execute(params![d.name, d.target, d.error, d.result])?;
+    }
+    let mut st = tx.prepare(
+        "INSERT OR REPLACE INTO guest (base, dom0, name, status, probe) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for g in w.guests {
+        st.execute(params![g.base, g.dom0, g.name, g.status, g.probe])?;
+    }
+    let mut st = tx.prepare(
+        "INSERT OR REPLACE INTO problem (dom0, host, check_id, severity, message, since)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for p in w.problems {
+        st.execute(params![
+            p.dom0, p.host, p.check, p.severity, p.message, p.since
+        ])?;
+    }
+    let mut st = tx.prepare(
+        "INSERT INTO transition (time, dom0, host, base, check_id, old, new, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for t in w.transitions {
+        st.execute(params![
+            t.time,
+            t.dom0,
+            t.host,
+            base_name(&t.host),
+            t.check,
+            t.old,
+            t.new,
+            t.message
+        ])?;
+    }
+    Ok(())
+}
+
+/// Drops transitions older than `keep.secs`, then the oldest past
+/// `keep.max_transitions` rows.
+fn cut_log(tx: &Transaction<'_>, now: i64, keep: Keep) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM transition WHERE time < ?1", [now - keep.secs])?;
+    tx.execute(
+        "DELETE FROM transition WHERE id <= (SELECT max(id) FROM transition) - ?1",
+        [keep.max_transitions],
+    )?;
+    Ok(())
+}
+
+pub(super) fn problem_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Problem> {
+    Ok(Problem {
+        dom0: r.get(0)?,
+        host: r.get(1)?,
+        check: r.get(2)?,
+        severity: r.get(3)?,
+        message: r.get(4)?,
+        since: r.get(5)?,
+    })
+}
