@@ -12,9 +12,10 @@
 -- Times are Unix seconds (UTC). Text that came from a dom0 (guest names,
 -- messages) is stored as the poller read it; every output escapes it.
 --
--- Size: the state tables hold one cycle (rewritten at each one); the
+-- Size: the state tables hold one cycle (what each dom0 served, as served:
+-- a reader parses it as a live poll would, and says the same); the
 -- transition log grows with changes only (not with polls) and is cut by
--- age and by a row cap (see `poller serve`'s config: [state]).
+-- age and by a row cap ([service] keep_days, max_transitions).
 
 -- The last cycle of the site: one row.
 CREATE TABLE cycle (
@@ -23,16 +24,30 @@ CREATE TABLE cycle (
     elapsed_ms INTEGER NOT NULL,    -- how long the poll and the update took
     interval_secs INTEGER NOT NULL, -- the service's interval: readers judge freshness by it
     stale_after_secs INTEGER NOT NULL,
-    discovery TEXT NOT NULL,        -- JSON: the config directories' cluster and discovery's problems
-    format TEXT NOT NULL            -- the version of the dom0 result JSON below (the poller's)
+    discovery TEXT NOT NULL         -- JSON: the config directories' cluster and discovery's problems
 );
 
--- The last state of every dom0 polled: the result as the poller read it.
+-- Every dom0 of the last poll: rewritten at each cycle (narrow rows).
 CREATE TABLE dom0 (
     name TEXT PRIMARY KEY,
     target TEXT NOT NULL,
     error TEXT,                     -- why its state could not be read, or NULL
-    result TEXT NOT NULL            -- JSON (format above): guests, findings, figures
+    elapsed_ms INTEGER NOT NULL,    -- how long it took to answer (or be given up)
+    extend_result INTEGER,          -- snmp-extend's exit status, as snmpd said
+    served_time INTEGER             -- when its snmp-extend served the state
+) WITHOUT ROWID;
+
+-- What each dom0 served, as served (SNMP line format): its state, and its
+-- figures. Rewritten only when it changed (a dom0 serves the same lines
+-- until its collector completes a cycle), so a cycle writes little.
+CREATE TABLE served_state (
+    name TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE served_figures (
+    name TEXT PRIMARY KEY,
+    text TEXT,                      -- the figures, as served
+    error TEXT                      -- or why there are none
 ) WITHOUT ROWID;
 
 -- Which dom0 reports which guest (the index of a scoped read), with the

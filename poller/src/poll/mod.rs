@@ -5,9 +5,6 @@
 
 mod served;
 
-use xsmon_proto::rawline::RawLine;
-use xsmon_proto::snmpline::parse_all;
-
 use std::collections::HashMap;
 
 use crate::config::Config;
@@ -15,8 +12,9 @@ use crate::discover::{self, Dom0, Known};
 use crate::engine::{self, Limits};
 use crate::snmp::Credentials;
 
-use served::absorb_figures;
-pub use served::{base_name, in_scope, is_guest, read_outcome, Dom0Result, GuestState};
+pub use served::{
+    attach_figures, base_name, failed, in_scope, is_guest, read_outcome, read_served, Dom0Result,
+};
 
 /// One poll of the site: what every dom0 served, when, and what
 /// discovery learnt.
@@ -32,9 +30,9 @@ pub enum Figures<'a> {
     None,
     /// Those a scoped check is about (`--dom0`, `--guest`), or all.
     Scope(Option<&'a str>, Option<&'a str>),
-    /// Those whose collector completed a new cycle since `last` (figures
-    /// belong to a cycle): the others keep the figures of `last`.
-    NewCycles(&'a HashMap<String, Dom0Result>),
+    /// Those whose collector completed another cycle than the one whose
+    /// figures are kept (figures belong to a cycle), by dom0.
+    NewCycles(&'a HashMap<String, i64>),
 }
 
 /// Discovers the dom0s and polls them all. Fails only when there is
@@ -70,9 +68,10 @@ pub fn poll_site(
             let wanted = |r: &Dom0Result| in_scope(r, d, g);
             fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits);
         }
-        Figures::NewCycles(last) => {
-            let carried = carry_figures(&mut dom0s, last);
-            let wanted = |r: &Dom0Result| !carried.contains(&r.name);
+        Figures::NewCycles(kept) => {
+            let wanted = |r: &Dom0Result| {
+                r.cycle_time.is_none() || kept.get(&r.name) != r.cycle_time.as_ref()
+            };
             fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits);
         }
     }
@@ -81,34 +80,6 @@ pub fn poll_site(
         known: disc.known,
         dom0s,
     })
-}
-
-/// Gives each dom0 whose collector cycle is the one of `last` the figures
-/// it had there (unless reading them failed there); returns their names.
-fn carry_figures(
-    dom0s: &mut [Dom0Result],
-    last: &HashMap<String, Dom0Result>,
-) -> std::collections::HashSet<String> {
-    let mut carried = std::collections::HashSet::new();
-    for r in dom0s.iter_mut() {
-        let Some(before) = last.get(&r.name) else {
-            continue;
-        };
-        let same_cycle = r.cycle_time.is_some() && r.cycle_time == before.cycle_time;
-        let had_them = !before.findings.iter().any(|f| f.check == "figures");
-        if !same_cycle || !had_them || r.error.is_some() {
-            continue;
-        }
-        let by_name: HashMap<&str, &GuestState> =
-            before.guests.iter().map(|g| (g.name.as_str(), g)).collect();
-        for g in &mut r.guests {
-            if let Some(b) = by_name.get(g.name.as_str()) {
-                g.figures = b.figures.clone();
-            }
-        }
-        carried.insert(r.name.clone());
-    }
-    carried
 }
 
 /// Polls all dom0s at once (see `engine`: every request in flight over a
@@ -140,8 +111,7 @@ pub const FIGURES_EXTEND: &str = "xsmonFigures";
 
 /// Fetches the figures of the dom0s `wanted` picks among those that
 /// answered in a format that has figures, and attaches them to their
-/// guests. A dom0 that fails to serve them gets a warning finding: a graph
-/// with a gap must say why.
+/// guests (see `attach_figures`).
 pub fn fetch_figures(
     dom0s: &[Dom0],
     results: &mut [Dom0Result],
@@ -161,20 +131,10 @@ pub fn fetch_figures(
     let targets: Vec<String> = picked.iter().map(|&i| dom0s[i].target.clone()).collect();
     let fetched = engine::fetch_all(&targets, FIGURES_EXTEND, creds, limits, &|_, _| {});
     for (&i, f) in picked.iter().zip(fetched) {
-        let r = &mut results[i];
-        if let Err(why) = f.outcome.map_err(|e| e.to_string()).and_then(|served| {
-            let text = served.lines.join("\n") + "\n";
-            let recs = parse_all(&text).map_err(|e| e.to_string())?;
-            absorb_figures(r, recs)
-        }) {
-            r.findings.push(RawLine {
-                severity: "warning".into(),
-                dom0: r.name.clone(),
-                host: String::new(),
-                check: "figures".into(),
-                age: None,
-                message: format!("figures unavailable: {why}"),
-            });
-        }
+        let served = f
+            .outcome
+            .map(|s| s.lines.join("\n") + "\n")
+            .map_err(|e| e.to_string());
+        attach_figures(&mut results[i], served);
     }
 }

@@ -26,6 +26,13 @@ pub struct Dom0Result {
     pub elapsed_ms: u64,
     /// The SNMP line format version the dom0 served.
     pub format_version: Option<u32>,
+    /// What it served, as served: the service keeps it, and a reader of the
+    /// service's state reads it as this poll did.
+    #[serde(skip)]
+    pub served: Option<String>,
+    /// Its figures as served, or why there are none (when they were asked).
+    #[serde(skip)]
+    pub served_figures: Option<Result<String, String>>,
 }
 
 impl Dom0Result {
@@ -42,6 +49,8 @@ impl Dom0Result {
             findings: Vec::new(),
             elapsed_ms: 0,
             format_version: None,
+            served: None,
+            served_figures: None,
         }
     }
 }
@@ -68,7 +77,7 @@ pub struct GuestState {
     pub figures: Vec<CheckFigures>,
 }
 
-pub(super) fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
+fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
     // A large dom0 serves ten thousand records for a thousand guests: look
     // each host up by name, not by walking the guests for every record.
     let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -127,10 +136,35 @@ pub fn read_outcome(r: &mut Dom0Result, outcome: Result<Served, FetchError>, now
         }
         Ok(served) => read_served(r, served, now),
     }
-    if let Some(e) = &r.error {
-        r.findings
-            .insert(0, dom0_finding(&r.name, "snmp", e.clone()));
+    if let Some(e) = r.error.clone() {
+        failed(r, e);
     }
+}
+
+/// A dom0 whose state could not be read: the error, and its finding first.
+pub fn failed(r: &mut Dom0Result, error: String) {
+    r.findings
+        .insert(0, dom0_finding(&r.name, "snmp", error.clone()));
+    r.error = Some(error);
+}
+
+/// Attaches a dom0's figures as served (or says why there are none, as a
+/// warning: a graph with a gap must say why).
+pub fn attach_figures(r: &mut Dom0Result, served: Result<String, String>) {
+    if let Err(why) = served.clone().and_then(|text| {
+        let recs = parse_all(&text).map_err(|e| e.to_string())?;
+        absorb_figures(r, recs)
+    }) {
+        r.findings.push(RawLine {
+            severity: "warning".into(),
+            dom0: r.name.clone(),
+            host: String::new(),
+            check: "figures".into(),
+            age: None,
+            message: format!("figures unavailable: {why}"),
+        });
+    }
+    r.served_figures = Some(served);
 }
 
 /// Reads what a dom0's snmp-extend served into `r`: its guests and
@@ -138,10 +172,12 @@ pub fn read_outcome(r: &mut Dom0Result, outcome: Result<Served, FetchError>, now
 /// came from the network and is treated as hostile.
 pub fn read_served(r: &mut Dom0Result, served: Served, now: i64) {
     r.extend_result = served.result;
-    match parse_all(&(served.lines.join("\n") + "\n")) {
+    let text = served.lines.join("\n") + "\n";
+    match parse_all(&text) {
         Err(e) => r.error = Some(format!("dom0 served output this poller cannot read: {e}")),
         Ok(recs) => absorb(r, recs, now),
     }
+    r.served = Some(text);
     if r.error.is_none()
         && r.extend_result.unwrap_or(0) != 0
         && !r.findings.iter().any(|f| f.host.is_empty())

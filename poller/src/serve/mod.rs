@@ -1,8 +1,8 @@
 //! `poller serve`: the poller as a service. Polls the whole site every
 //! `interval_secs`, one poll at a time (a poll that outlasts the interval
 //! delays the next, never overlaps it; one service per state, by a lock),
-//! keeps the site's state and history (`site::kept`), and serves the last
-//! poll's metrics on `/metrics` (`metrics`). SIGHUP reloads the config;
+//! keeps the site's state and history (`site::kept`), and serves the
+//! state's metrics on `/metrics` (`metrics`). SIGHUP reloads the config;
 //! SIGTERM or SIGINT ends it (a poll in progress is dropped).
 
 mod metrics;
@@ -18,7 +18,6 @@ use nix::fcntl::{Flock, FlockArg};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
-use crate::outputs;
 use crate::poll::{self, Figures};
 use crate::report;
 use crate::site::kept::{Keeper, Kept};
@@ -33,9 +32,8 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
     let mut keeper = Keeper::open(&state)?;
     let in_poll = Arc::new(AtomicBool::new(false));
     let signals = signals(in_poll.clone())?;
-    let published = metrics::Published::default();
     if !cfg.service.listen.is_empty() {
-        metrics::serve(&cfg.service.listen, published.clone())?;
+        metrics::serve(&cfg.service.listen, &state)?;
     }
     tracing::info!(
         state = %state.display(),
@@ -49,10 +47,10 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
         let outcome = cycle(&cfg, &mut keeper);
         in_poll.store(false, Ordering::SeqCst);
         match outcome {
-            Ok((text, kept, polled)) => {
-                published.set(text);
+            Ok((kept, polled)) => {
                 tracing::info!(
                     dom0s = polled,
+                    written = kept.written,
                     problems = kept.problems,
                     changes = kept.transitions,
                     ms = started.elapsed().as_millis() as u64,
@@ -85,18 +83,22 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
     }
 }
 
-/// One cycle: poll the site, keep it, render its metrics.
-fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(String, Kept, usize)> {
+/// One cycle: poll the site (the figures of the dom0s that collected
+/// since the last), judge it, keep it.
+fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
     let t = Instant::now();
-    let polled = poll::poll_site(cfg, Figures::NewCycles(keeper.last()), &|_, _| {})?;
-    let mut rep = report::build(Site::from(polled.clone()), None, None);
-    let kept = keeper.keep(&polled, &rep, &cfg.service, t.elapsed().as_millis() as i64)?;
-    rep.memory = Some(kept.memory.clone());
-    Ok((
-        outputs::prometheus::prometheus(&rep),
-        kept,
-        polled.dom0s.len(),
-    ))
+    let polled = poll::poll_site(cfg, Figures::NewCycles(keeper.figures_cycles()), &|_, _| {})?;
+    let n = polled.dom0s.len();
+    let (time, known) = (polled.time, polled.known.clone());
+    let rep = report::build(Site::from(polled), None, None);
+    let kept = keeper.keep(
+        time,
+        &known,
+        &rep,
+        &cfg.service,
+        t.elapsed().as_millis() as i64,
+    )?;
+    Ok((kept, n))
 }
 
 /// The config read again; a broken one is said and the running one kept.

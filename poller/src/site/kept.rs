@@ -8,18 +8,16 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use xsmon_store::site::{self, Cycle, CycleWrite, Dom0Row, GuestRow, Keep, Scope, SiteDb};
+use xsmon_store::site::{
+    self, Cycle, CycleWrite, Dom0Row, GuestRow, Keep, Scope, Served, ServedChange, SiteDb,
+};
 
 use super::{changes, Memory, Site};
 use crate::config::ServiceConfig;
-use crate::poll::{Dom0Result, Polled};
+use crate::discover::Known;
+use crate::poll::{attach_figures, failed, read_served, Dom0Result};
 use crate::report::Report;
 use crate::words;
-
-/// The version of the dom0 results' JSON the state holds (`poll::Dom0Result`
-/// serialised). A reader of another version polls live instead of
-/// misreading it.
-pub const RESULT_FORMAT: &str = "dom0-result-1";
 
 /// Reads the site's state kept at `path`, scoped as a check asks (a scoped
 /// read loads only the dom0s it shows in full). `Ok(None)`: no service
@@ -41,15 +39,14 @@ pub fn read(
             path.display()
         );
     };
-    check_fresh(&cycle, path, now)?;
+    check_fresh(&cycle, now)?;
     let known = serde_json::from_str(&cycle.discovery)
         .with_context(|| format!("reading the site's state {}", path.display()))?;
-    let mut dom0s = Vec::new();
-    for row in snap.dom0s(scope)? {
-        dom0s.push(
-            dom0_of(row).with_context(|| format!("reading the site's state {}", path.display()))?,
-        );
-    }
+    let dom0s = snap
+        .dom0s(scope)?
+        .into_iter()
+        .map(|(row, served)| dom0_of(row, served, cycle.time))
+        .collect();
     let since = snap
         .problems()?
         .into_iter()
@@ -71,8 +68,8 @@ pub fn read(
     }))
 }
 
-/// A state older than its limit, or of another format, is refused.
-fn check_fresh(cycle: &Cycle, path: &Path, now: i64) -> Result<()> {
+/// A state older than its limit is refused.
+fn check_fresh(cycle: &Cycle, now: i64) -> Result<()> {
     let age = now - cycle.time;
     if age > cycle.stale_after_secs {
         bail!(
@@ -82,41 +79,62 @@ fn check_fresh(cycle: &Cycle, path: &Path, now: i64) -> Result<()> {
             cycle.interval_secs
         );
     }
-    if cycle.format != RESULT_FORMAT {
-        bail!(
-            "the site's state {} was written by another version of the poller (format {:?}, this one reads {RESULT_FORMAT:?}): restart xsmon-poller, or poll with --live",
-            path.display(),
-            xsmon_proto::text::clean(&cycle.format, 40)
-        );
-    }
     Ok(())
 }
 
-/// A dom0 row back into its result: in full, or a stub (a dom0 a scoped
-/// read counts but does not show).
-fn dom0_of(row: Dom0Row) -> Result<Dom0Result> {
-    if row.result.is_empty() {
-        let mut r = Dom0Result::new(&row.name, &row.target);
-        r.error = row.error;
-        return Ok(r);
+/// A dom0 back from the state: what it served read as the poll read it
+/// (the same words, the ages as of that poll); a dom0 out of the read's
+/// scope comes back with its name, target and error only.
+fn dom0_of(row: Dom0Row, served: Option<Served>, poll_time: i64) -> Dom0Result {
+    let mut r = Dom0Result::new(&row.name, &row.target);
+    r.elapsed_ms = row.elapsed_ms.max(0) as u64;
+    if let Some(error) = row.error {
+        if served.is_some() {
+            failed(&mut r, error);
+        } else {
+            r.error = Some(error);
+        }
+        return r;
     }
-    serde_json::from_str(&row.result).with_context(|| format!("dom0 {}", row.name))
+    let Some(served) = served else {
+        return r;
+    };
+    let lines = served.state.lines().map(str::to_string).collect();
+    read_served(
+        &mut r,
+        crate::snmp::Served {
+            lines,
+            result: row.extend_result,
+        },
+        poll_time,
+    );
+    if r.error.is_none() {
+        r.served_time = row.served_time;
+    }
+    if let Some(figures) = served.figures {
+        attach_figures(&mut r, figures);
+    }
+    r
 }
 
-/// The service's side: the database, and the last cycle's results (whose
-/// figures the next cycle keeps for a dom0 that has not collected since).
+/// The service's side: the database, and what it holds of each dom0 (so a
+/// cycle writes only what changed, and reads only the figures of dom0s
+/// that collected since).
 pub struct Keeper {
     db: SiteDb,
-    last: HashMap<String, Dom0Result>,
+    /// A hash of each dom0's served state, as stored.
+    state_hash: HashMap<String, u64>,
+    /// The collector cycle whose figures are stored, by dom0.
+    figures_cycle: HashMap<String, i64>,
 }
 
-/// What one cycle kept: what the service now remembers, and how much
-/// changed.
-#[derive(Debug, Clone, Default)]
+/// What one cycle kept.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Kept {
-    pub memory: Memory,
     pub problems: usize,
     pub transitions: usize,
+    /// dom0s whose served state or figures were written (changed).
+    pub written: usize,
 }
 
 impl Keeper {
@@ -124,107 +142,161 @@ impl Keeper {
         let db = SiteDb::open_rw(path)?;
         Ok(Keeper {
             db,
-            last: HashMap::new(),
+            state_hash: HashMap::new(),
+            figures_cycle: HashMap::new(),
         })
     }
 
-    /// The last cycle's results, by dom0.
-    pub fn last(&self) -> &HashMap<String, Dom0Result> {
-        &self.last
+    /// The collector cycle whose figures are kept, by dom0.
+    pub fn figures_cycles(&self) -> &HashMap<String, i64> {
+        &self.figures_cycle
     }
 
-    /// Writes a cycle: `polled` as the state, `report` (the whole site's)
-    /// judged against the problems that stood.
+    /// Writes a cycle: the poll that began at `time` as the state (the
+    /// dom0s of `report`, the whole site's), its findings judged against the
+    /// problems that stood.
     pub fn keep(
         &mut self,
-        polled: &Polled,
+        time: i64,
+        known: &Known,
         report: &Report,
         service: &ServiceConfig,
         elapsed_ms: i64,
     ) -> Result<Kept> {
         let before = self.db.standing_problems()?;
-        let unpolled: HashSet<&str> = polled
+        let unpolled: HashSet<&str> = report
             .dom0s
             .iter()
             .filter(|d| d.error.is_some())
             .map(|d| d.name.as_str())
             .collect();
-        let (problems, transitions) =
-            changes::diff(&before, &report.findings, &unpolled, polled.time);
-        let dom0s = polled
+        let (problems, transitions) = changes::diff(&before, &report.findings, &unpolled, time);
+        let dom0s: Vec<Dom0Row> = report.dom0s.iter().map(row_of).collect();
+        let changed: Vec<ServedChange> = report
             .dom0s
             .iter()
-            .map(|d| {
-                Ok(Dom0Row {
-                    name: d.name.clone(),
-                    target: d.target.clone(),
-                    error: d.error.clone(),
-                    result: serde_json::to_string(d)?,
-                })
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        let guests: Vec<GuestRow> = polled
-            .dom0s
-            .iter()
-            .flat_map(|d| {
-                d.guests.iter().map(|g| GuestRow {
-                    base: site::base_name(&g.name).to_string(),
-                    dom0: d.name.clone(),
-                    name: g.name.clone(),
-                    status: g.status.as_str().to_string(),
-                    probe: g.probe.clone(),
-                })
-            })
+            .filter_map(|d| self.change_of(d))
             .collect();
         let cycle = Cycle {
-            time: polled.time,
+            time,
             elapsed_ms,
             interval_secs: service.interval_secs as i64,
             stale_after_secs: service.stale_after() as i64,
-            discovery: serde_json::to_string(&polled.known)?,
-            format: RESULT_FORMAT.into(),
+            discovery: serde_json::to_string(known)?,
         };
         let keep = Keep {
             secs: (service.keep_days as i64).saturating_mul(86400),
             max_transitions: service.max_transitions as i64,
         };
-        self.db.write_cycle(
+        let written = self.db.write_cycle(
             &CycleWrite {
                 cycle: &cycle,
                 dom0s: &dom0s,
-                guests: &guests,
+                changed: &changed,
                 problems: &problems,
                 transitions: &transitions,
             },
             keep,
-        )?;
-        for t in &transitions {
-            tracing::info!(
-                dom0 = %xsmon_proto::text::clean(&t.dom0, 80),
-                host = %xsmon_proto::text::clean(&t.host, 80),
-                check = %xsmon_proto::text::clean(&t.check, 80),
-                "{} -> {}: {}",
-                t.old,
-                t.new,
-                xsmon_proto::text::clean(&t.message, 300)
-            );
+        );
+        if let Err(e) = written {
+            // Nothing of the cycle was written: remember nothing of it.
+            self.state_hash.clear();
+            self.figures_cycle.clear();
+            return Err(e.into());
         }
-        self.last = polled
-            .dom0s
-            .iter()
-            .map(|d| (d.name.clone(), d.clone()))
-            .collect();
+        self.forget_gone(&report.dom0s);
+        log_transitions(&transitions);
         Ok(Kept {
             problems: problems.len(),
             transitions: transitions.len(),
-            memory: Memory {
-                since: problems
-                    .into_iter()
-                    .map(|p| ((p.dom0, p.host, p.check), p.since))
-                    .collect(),
-                ..Memory::default()
-            },
+            written: changed.len(),
         })
+    }
+
+    /// What of a dom0's served text changed since it was stored (and
+    /// remembers it as stored).
+    fn change_of(&mut self, d: &Dom0Result) -> Option<ServedChange> {
+        if d.error.is_some() {
+            return None;
+        }
+        let mut change = ServedChange {
+            name: d.name.clone(),
+            state: None,
+            figures: None,
+        };
+        if let Some(text) = &d.served {
+            let h = state_hash(text);
+            if self.state_hash.get(&d.name) != Some(&h) {
+                self.state_hash.insert(d.name.clone(), h);
+                change.state = Some((text.clone(), guest_rows(d)));
+            }
+        }
+        if let Some(figures) = &d.served_figures {
+            match (figures, d.cycle_time) {
+                (Ok(_), Some(t)) => self.figures_cycle.insert(d.name.clone(), t),
+                _ => self.figures_cycle.remove(&d.name),
+            };
+            change.figures = Some(figures.clone());
+        }
+        (change.state.is_some() || change.figures.is_some()).then_some(change)
+    }
+
+    /// Forgets what it held of dom0s no longer polled (the store drops them).
+    fn forget_gone(&mut self, dom0s: &[Dom0Result]) {
+        let names: HashSet<&str> = dom0s.iter().map(|d| d.name.as_str()).collect();
+        self.state_hash.retain(|n, _| names.contains(n.as_str()));
+        self.figures_cycle.retain(|n, _| names.contains(n.as_str()));
+    }
+}
+
+fn row_of(d: &Dom0Result) -> Dom0Row {
+    Dom0Row {
+        name: d.name.clone(),
+        target: d.target.clone(),
+        error: d.error.clone(),
+        elapsed_ms: d.elapsed_ms as i64,
+        extend_result: d.extend_result,
+        served_time: d.served_time,
+    }
+}
+
+fn guest_rows(d: &Dom0Result) -> Vec<GuestRow> {
+    d.guests
+        .iter()
+        .map(|g| GuestRow {
+            base: site::base_name(&g.name).to_string(),
+            dom0: d.name.clone(),
+            name: g.name.clone(),
+            status: g.status.as_str().to_string(),
+            probe: g.probe.clone(),
+        })
+        .collect()
+}
+
+/// A hash of a served state, without the time it was served at (the last
+/// field of its header): the same lines served again are the same state.
+fn state_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let (header, body) = text.split_once('\n').unwrap_or((text, ""));
+    let header = header.rsplit_once(' ').map_or(header, |(h, _)| h);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    header.hash(&mut h);
+    body.hash(&mut h);
+    h.finish()
+}
+
+/// Each change of state, in the service's log.
+fn log_transitions(transitions: &[xsmon_store::site::Transition]) {
+    for t in transitions {
+        tracing::info!(
+            dom0 = %xsmon_proto::text::clean(&t.dom0, 80),
+            host = %xsmon_proto::text::clean(&t.host, 80),
+            check = %xsmon_proto::text::clean(&t.check, 80),
+            "{} -> {}: {}",
+            t.old,
+            t.new,
+            xsmon_proto::text::clean(&t.message, 300)
+        );
     }
 }
 

@@ -4,9 +4,10 @@
 //! the poller inside one read transaction, so a reader never sees half a
 //! cycle (WAL: readers and the writer do not block each other).
 //!
-//! The store knows nothing of the poller's types: a dom0's result is JSON
-//! it keeps as it is given (its format is named in `cycle.format`); the
-//! tables it indexes (guests, problems, transitions) are its own.
+//! The store knows nothing of the poller's types: it keeps what each dom0
+//! served, as served (the SNMP line format, xsmon-proto's contract), and a
+//! reader parses it as a live poll would; the tables it indexes (guests,
+//! problems, transitions) are its own.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,18 +41,25 @@ pub struct Cycle {
     pub stale_after_secs: i64,
     /// JSON (the poller's): the cluster and discovery's problems.
     pub discovery: String,
-    /// The version of the dom0 results' JSON.
-    pub format: String,
 }
 
-/// A dom0's last state.
+/// A dom0 of the last poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dom0Row {
     pub name: String,
     pub target: String,
     pub error: Option<String>,
-    /// JSON (format in `Cycle::format`); empty in a stub (see `read`).
-    pub result: String,
+    pub elapsed_ms: i64,
+    pub extend_result: Option<i64>,
+    pub served_time: Option<i64>,
+}
+
+/// What a dom0 served, as served: its state's lines and its figures' (or
+/// why there are none; `None`: never asked).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Served {
+    pub state: String,
+    pub figures: Option<std::result::Result<String, String>>,
 }
 
 /// A guest a dom0 reports.
@@ -226,4 +234,133 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
 /// share a name.
 pub fn base_name(label: &str) -> &str {
     label.split_once('#').map_or(label, |(n, _)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cycle(time: i64) -> Cycle {
+        Cycle {
+            time,
+            elapsed_ms: 5,
+            interval_secs: 60,
+            stale_after_secs: 120,
+            discovery: "{}".into(),
+        }
+    }
+
+    fn row(name: &str, error: Option<&str>) -> Dom0Row {
+        Dom0Row {
+            name: name.into(),
+            target: format!("{name}:161"),
+            error: error.map(String::from),
+            elapsed_ms: 3,
+            extend_result: Some(0),
+            served_time: Some(100),
+        }
+    }
+
+    fn guest(dom0: &str, name: &str) -> GuestRow {
+        GuestRow {
+            base: base_name(name).into(),
+            dom0: dom0.into(),
+            name: name.into(),
+            status: "ok".into(),
+            probe: "fresh".into(),
+        }
+    }
+
+    fn transition(time: i64, host: &str) -> Transition {
+        Transition {
+            time,
+            dom0: "xen01".into(),
+            host: host.into(),
+            check: "disk1".into(),
+            old: "ok".into(),
+            new: "error".into(),
+            message: "full".into(),
+        }
+    }
+
+    #[test]
+    fn a_cycle_writes_what_changed_and_a_scoped_read_loads_its_dom0s_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poller.db");
+        let mut db = SiteDb::open_rw(&path).unwrap();
+        let keep = Keep {
+            secs: 86400,
+            max_transitions: 2,
+        };
+        let first = [
+            ServedChange {
+                name: "xen01".into(),
+                state: Some(("xen01 state".into(), vec![guest("xen01", "web01#7")])),
+                figures: Some(Ok("xen01 figures".into())),
+            },
+            ServedChange {
+                name: "xen02".into(),
+                state: Some(("xen02 state".into(), vec![guest("xen02", "db01")])),
+                figures: Some(Err("timeout".into())),
+            },
+        ];
+        let dom0s = [row("xen01", None), row("xen02", None)];
+        let t1 = [transition(100, "web01#7"), transition(100, "other")];
+        let c1 = cycle(100);
+        db.write_cycle(&write(&c1, &dom0s, &first, &t1), keep)
+            .unwrap();
+        // The next cycle: xen02 unreachable, nothing served changed.
+        let c2 = cycle(160);
+        let dom0s2 = [row("xen01", None), row("xen02", Some("unreachable"))];
+        let t2 = [transition(160, "web01#7")];
+        db.write_cycle(&write(&c2, &dom0s2, &[], &t2), keep)
+            .unwrap();
+
+        let mut ro = SiteDb::open_ro(&path).unwrap().unwrap();
+        let snap = ro.snapshot().unwrap();
+        assert_eq!(snap.cycle().unwrap().unwrap(), c2);
+        let all = snap.dom0s(Scope::Guest("web01")).unwrap();
+        assert_eq!(all.len(), 2);
+        let (x1, s1) = &all[0];
+        assert_eq!((x1.name.as_str(), x1.error.as_deref()), ("xen01", None));
+        assert_eq!(
+            s1.as_ref().unwrap(),
+            &Served {
+                state: "xen01 state".into(),
+                figures: Some(Ok("xen01 figures".into())),
+            },
+            "kept from the first cycle"
+        );
+        let (x2, s2) = &all[1];
+        assert_eq!(x2.error.as_deref(), Some("unreachable"));
+        assert!(s2.is_none(), "xen02 does not run web01: a stub");
+        let by_label = snap.dom0s(Scope::Guest("web01#7")).unwrap();
+        assert!(by_label[0].1.is_some());
+        let db01 = snap.dom0s(Scope::Guest("db01")).unwrap();
+        assert_eq!(
+            db01[1].1.as_ref().unwrap().figures,
+            Some(Err("timeout".into()))
+        );
+        // The log keeps the newest two; a guest's history by its name.
+        let h = snap.transitions(Some("web01"), i64::MIN).unwrap();
+        assert_eq!(h.iter().map(|t| t.time).collect::<Vec<_>>(), [160]);
+        assert_eq!(snap.transitions(None, i64::MIN).unwrap().len(), 2);
+        assert!(snap.knows("xen02").unwrap() && snap.knows("web01").unwrap());
+        assert!(!snap.knows("nosuch").unwrap());
+    }
+
+    fn write<'a>(
+        cycle: &'a Cycle,
+        dom0s: &'a [Dom0Row],
+        changed: &'a [ServedChange],
+        transitions: &'a [Transition],
+    ) -> CycleWrite<'a> {
+        CycleWrite {
+            cycle,
+            dom0s,
+            changed,
+            problems: &[],
+            transitions,
+        }
+    }
 }

@@ -21,7 +21,7 @@ impl Snapshot<'_> {
         Ok(self
             .tx
             .query_row(
-                "SELECT time, elapsed_ms, interval_secs, stale_after_secs, discovery, format FROM cycle WHERE id = 1",
+                "SELECT time, elapsed_ms, interval_secs, stale_after_secs, discovery FROM cycle WHERE id = 1",
                 [],
                 |r| {
                     Ok(Cycle {
@@ -30,16 +30,16 @@ impl Snapshot<'_> {
                         interval_secs: r.get(2)?,
                         stale_after_secs: r.get(3)?,
                         discovery: r.get(4)?,
-                        format: r.get(5)?,
                     })
                 },
             )
             .optional()?)
     }
 
-    /// Every dom0, in name order: in full when `scope` wants it, else a
-    /// stub with an empty `result`.
-    pub fn dom0s(&self, scope: Scope<'_>) -> Result<Vec<Dom0Row>> {
+    /// Every dom0 of the last poll, in name order, with what it served
+    /// when `scope` wants it in full (`None` for the others: what a scoped
+    /// check counts but does not show).
+    pub fn dom0s(&self, scope: Scope<'_>) -> Result<Vec<(Dom0Row, Option<Served>)>> {
         let (full_sql, args): (&str, Vec<&str>) = match scope {
             Scope::All => ("SELECT name FROM dom0", vec![]),
             Scope::Dom0(d) => ("SELECT name FROM dom0 WHERE name = ?1", vec![d]),
@@ -53,25 +53,46 @@ impl Snapshot<'_> {
             let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let mut st = self
-            .tx
-            .prepare("SELECT name, target, error FROM dom0 ORDER BY name")?;
-        let stubs = st.query_map([], |r| {
+        let mut st = self.tx.prepare(
+            "SELECT name, target, error, elapsed_ms, extend_result, served_time FROM dom0 ORDER BY name",
+        )?;
+        let rows = st.query_map([], |r| {
             Ok(Dom0Row {
                 name: r.get(0)?,
                 target: r.get(1)?,
                 error: r.get(2)?,
-                result: String::new(),
+                elapsed_ms: r.get(3)?,
+                extend_result: r.get(4)?,
+                served_time: r.get(5)?,
             })
         })?;
-        let mut result_of = self.tx.prepare("SELECT result FROM dom0 WHERE name = ?1")?;
+        let mut state_of = self
+            .tx
+            .prepare("SELECT text FROM served_state WHERE name = ?1")?;
+        let mut figures_of = self
+            .tx
+            .prepare("SELECT text, error FROM served_figures WHERE name = ?1")?;
         let mut out = Vec::new();
-        for d in stubs {
-            let mut d = d?;
-            if full.contains(&d.name) {
-                d.result = result_of.query_row([&d.name], |r| r.get(0))?;
-            }
-            out.push(d);
+        for d in rows {
+            let d = d?;
+            let served = if full.contains(&d.name) {
+                let state: Option<String> =
+                    state_of.query_row([&d.name], |r| r.get(0)).optional()?;
+                let figures = figures_of
+                    .query_row([&d.name], |r| {
+                        let text: Option<String> = r.get(0)?;
+                        let error: Option<String> = r.get(1)?;
+                        Ok(text.ok_or_else(|| error.unwrap_or_default()))
+                    })
+                    .optional()?;
+                Some(Served {
+                    state: state.unwrap_or_default(),
+                    figures,
+                })
+            } else {
+                None
+            };
+            out.push((d, served));
         }
         Ok(out)
     }

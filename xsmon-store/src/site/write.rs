@@ -4,11 +4,23 @@ use rusqlite::params;
 
 use super::*;
 
+/// What a cycle changed of a dom0's served text (only what changed is
+/// written: a dom0 serves the same lines until its collector cycles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedChange {
+    pub name: String,
+    /// Its state's lines, and the guests they list (the scoped read's index).
+    pub state: Option<(String, Vec<GuestRow>)>,
+    /// Its figures, or why there are none.
+    pub figures: Option<std::result::Result<String, String>>,
+}
+
 /// One cycle of the site, as the service writes it.
 pub struct CycleWrite<'a> {
     pub cycle: &'a Cycle,
+    /// Every dom0 polled (the others are forgotten).
     pub dom0s: &'a [Dom0Row],
-    pub guests: &'a [GuestRow],
+    pub changed: &'a [ServedChange],
     /// Every problem that stands after this cycle (with its `since`).
     pub problems: &'a [Problem],
     /// What changed in this cycle.
@@ -42,22 +54,32 @@ impl SiteDb {
 fn write_state(tx: &Transaction<'_>, w: &CycleWrite<'_>) -> rusqlite::Result<()> {
     let c = w.cycle;
     tx.execute(
-        "INSERT OR REPLACE INTO cycle (id, time, elapsed_ms, interval_secs, stale_after_secs, discovery, format)
-         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
-        params![c.time, c.elapsed_ms, c.interval_secs, c.stale_after_secs, c.discovery, c.format],
+        "INSERT OR REPLACE INTO cycle (id, time, elapsed_ms, interval_secs, stale_after_secs, discovery)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+        params![c.time, c.elapsed_ms, c.interval_secs, c.stale_after_secs, c.discovery],
     )?;
-    tx.execute_batch("DELETE FROM dom0; DELETE FROM guest; DELETE FROM problem;")?;
-    let mut st =
-        tx.prepare("INSERT INTO dom0 (name, target, error, result) VALUES (?1, ?2, ?3, ?4)")?;
-    for d in w.dom0s {
-        st.execute(params![d.name, d.target, d.error, d.result])?;
-    }
+    tx.execute_batch("DELETE FROM dom0; DELETE FROM problem;")?;
     let mut st = tx.prepare(
-        "INSERT OR REPLACE INTO guest (base, dom0, name, status, probe) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO dom0 (name, target, error, elapsed_ms, extend_result, served_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    for g in w.guests {
-        st.execute(params![g.base, g.dom0, g.name, g.status, g.probe])?;
+    for d in w.dom0s {
+        st.execute(params![
+            d.name,
+            d.target,
+            d.error,
+            d.elapsed_ms,
+            d.extend_result,
+            d.served_time
+        ])?;
     }
+    // What dom0s no longer polled served goes with them.
+    tx.execute_batch(
+        "DELETE FROM served_state WHERE name NOT IN (SELECT name FROM dom0);
+         DELETE FROM served_figures WHERE name NOT IN (SELECT name FROM dom0);
+         DELETE FROM guest WHERE dom0 NOT IN (SELECT name FROM dom0);",
+    )?;
+    write_changes(tx, w.changed)?;
     let mut st = tx.prepare(
         "INSERT OR REPLACE INTO problem (dom0, host, check_id, severity, message, since)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -82,6 +104,32 @@ fn write_state(tx: &Transaction<'_>, w: &CycleWrite<'_>) -> rusqlite::Result<()>
             t.new,
             t.message
         ])?;
+    }
+    Ok(())
+}
+
+fn write_changes(tx: &Transaction<'_>, changed: &[ServedChange]) -> rusqlite::Result<()> {
+    let mut state =
+        tx.prepare("INSERT OR REPLACE INTO served_state (name, text) VALUES (?1, ?2)")?;
+    let mut forget = tx.prepare("DELETE FROM guest WHERE dom0 = ?1")?;
+    let mut guest = tx.prepare(
+        "INSERT OR REPLACE INTO guest (base, dom0, name, status, probe) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut figures = tx
+        .prepare("INSERT OR REPLACE INTO served_figures (name, text, error) VALUES (?1, ?2, ?3)")?;
+    for c in changed {
+        if let Some((text, guests)) = &c.state {
+            state.execute(params![c.name, text])?;
+            forget.execute([&c.name])?;
+            for g in guests {
+                guest.execute(params![g.base, g.dom0, g.name, g.status, g.probe])?;
+            }
+        }
+        match &c.figures {
+            Some(Ok(text)) => figures.execute(params![c.name, text, None::<String>])?,
+            Some(Err(why)) => figures.execute(params![c.name, None::<String>, why])?,
+            None => 0,
+        };
     }
     Ok(())
 }
