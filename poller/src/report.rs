@@ -57,6 +57,7 @@ pub fn build(site: Site, only_dom0: Option<&str>, only_guest: Option<&str>) -> R
         time: now,
         known,
         mut dom0s,
+        others,
         memory,
     } = site;
     if let Some(d) = only_dom0 {
@@ -159,7 +160,7 @@ pub fn build(site: Site, only_dom0: Option<&str>, only_guest: Option<&str>) -> R
         ))
     });
     let mut s = Summary {
-        dom0s: dom0s.len(),
+        dom0s: dom0s.len() + others,
         unreachable: dom0s.iter().filter(|r| r.error.is_some()).count(),
         ..Default::default()
     };

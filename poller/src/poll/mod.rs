@@ -66,13 +66,13 @@ pub fn poll_site(
         Figures::None => {}
         Figures::Scope(d, g) => {
             let wanted = |r: &Dom0Result| in_scope(r, d, g);
-            fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits);
+            fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits, true);
         }
         Figures::NewCycles(kept) => {
             let wanted = |r: &Dom0Result| {
                 r.cycle_time.is_none() || kept.get(&r.name) != r.cycle_time.as_ref()
             };
-            fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits);
+            fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits, false);
         }
     }
     Ok(Polled {
@@ -109,15 +109,21 @@ pub fn poll_all(
 /// The extend that serves figures (SNMP line format version 3 and later).
 pub const FIGURES_EXTEND: &str = "xsmonFigures";
 
+/// dom0s whose figures are read at once.
+const FIGURES_BATCH: usize = 1000;
+
 /// Fetches the figures of the dom0s `wanted` picks among those that
 /// answered in a format that has figures, and attaches them to their
-/// guests (see `attach_figures`).
+/// guests (see `attach_figures`). Without `keep_parsed` only the text as
+/// served stays (the service stores it; parsed, the figures of 100,000
+/// guests would take hundreds of MiB).
 pub fn fetch_figures(
     dom0s: &[Dom0],
     results: &mut [Dom0Result],
     wanted: impl Fn(&Dom0Result) -> bool,
     creds: &Credentials,
     limits: &Limits,
+    keep_parsed: bool,
 ) {
     let picked: Vec<usize> = (0..results.len())
         .filter(|&i| {
@@ -128,13 +134,23 @@ pub fn fetch_figures(
     if picked.is_empty() {
         return;
     }
-    let targets: Vec<String> = picked.iter().map(|&i| dom0s[i].target.clone()).collect();
-    let fetched = engine::fetch_all(&targets, FIGURES_EXTEND, creds, limits, &|_, _| {});
-    for (&i, f) in picked.iter().zip(fetched) {
-        let served = f
-            .outcome
-            .map(|s| s.lines.join("\n") + "\n")
-            .map_err(|e| e.to_string());
-        attach_figures(&mut results[i], served);
+    // In batches: the lines of every dom0's figures at once would hold
+    // hundreds of MiB on a site of 100,000 guests (a batch's are joined
+    // into one text per dom0 before the next is read).
+    for batch in picked.chunks(FIGURES_BATCH) {
+        let targets: Vec<String> = batch.iter().map(|&i| dom0s[i].target.clone()).collect();
+        let fetched = engine::fetch_all(&targets, FIGURES_EXTEND, creds, limits, &|_, _| {});
+        for (&i, f) in batch.iter().zip(fetched) {
+            let served = f
+                .outcome
+                .map(|s| s.lines.join("\n") + "\n")
+                .map_err(|e| e.to_string());
+            attach_figures(&mut results[i], served);
+            if !keep_parsed {
+                for g in &mut results[i].guests {
+                    g.figures = Vec::new();
+                }
+            }
+        }
     }
 }

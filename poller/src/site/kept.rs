@@ -42,8 +42,8 @@ pub fn read(
     check_fresh(&cycle, now)?;
     let known = serde_json::from_str(&cycle.discovery)
         .with_context(|| format!("reading the site's state {}", path.display()))?;
-    let dom0s = snap
-        .dom0s(scope)?
+    let (rows, others) = snap.dom0s(scope)?;
+    let dom0s = rows
         .into_iter()
         .map(|(row, served)| dom0_of(row, served, cycle.time))
         .collect();
@@ -60,6 +60,7 @@ pub fn read(
         time: cycle.time,
         known,
         dom0s,
+        others,
         memory: Some(Memory {
             since,
             changes_since,

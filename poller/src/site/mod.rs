@@ -24,6 +24,9 @@ pub struct Site {
     pub time: i64,
     pub known: Known,
     pub dom0s: Vec<Dom0Result>,
+    /// dom0s polled but not read (a scoped read of the kept state leaves
+    /// out those that answered and do not run the guest): counted only.
+    pub others: usize,
     /// What the service remembers; `None` for a live poll.
     pub memory: Option<Memory>,
 }
@@ -53,6 +56,7 @@ impl From<Polled> for Site {
             time: p.time,
             known: p.known,
             dom0s: p.dom0s,
+            others: 0,
             memory: None,
         }
     }

@@ -121,12 +121,17 @@ fn code(o: &Output) -> i32 {
 fn the_service_keeps_the_site_and_every_mode_reads_it() {
     let mut served = Served::new();
     let mut service = PollerService::start(&served.config).unwrap();
-    // Until the first cycle is kept, a check says so as UNKNOWN.
-    let first = wait_for("the first kept cycle", Duration::from_secs(30), || {
-        let o = served.poller(&["nagios", "--guest", "db01"]);
-        Ok((code(&o) != 3).then_some(o))
+    // Until the first cycle is kept, a reader polls live (no state file
+    // yet) or says UNKNOWN (a state without a poll): wait for the report
+    // that says it is the service's.
+    wait_for("the first kept cycle", Duration::from_secs(30), || {
+        let o = served.poller(&["report", "--color", "never"]);
+        Ok(stdout(&o)
+            .contains("(as xsmon-poller polled the site at ")
+            .then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
+    let first = served.poller(&["nagios", "--guest", "db01"]);
     assert_eq!(code(&first), 2, "{}", stdout(&first));
 
     // The same words and performance data as a live poll, scoped or not.

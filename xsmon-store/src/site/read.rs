@@ -5,6 +5,9 @@ use rusqlite::{params, OptionalExtension};
 use super::write::problem_of;
 use super::*;
 
+/// A dom0 as kept: its row, and what it served when the read shows it.
+pub type KeptDom0 = (Dom0Row, Option<Served>);
+
 /// Which dom0s a read wants in full; the others come as stubs (name,
 /// target, error, no result): what a scoped check counts but does not show.
 #[derive(Debug, Clone, Copy)]
@@ -36,35 +39,45 @@ impl Snapshot<'_> {
             .optional()?)
     }
 
-    /// Every dom0 of the last poll, in name order, with what it served
-    /// when `scope` wants it in full (`None` for the others: what a scoped
-    /// check counts but does not show).
-    pub fn dom0s(&self, scope: Scope<'_>) -> Result<Vec<(Dom0Row, Option<Served>)>> {
-        let (full_sql, args): (&str, Vec<&str>) = match scope {
-            Scope::All => ("SELECT name FROM dom0", vec![]),
-            Scope::Dom0(d) => ("SELECT name FROM dom0 WHERE name = ?1", vec![d]),
+    /// The dom0s of the last poll a read needs, in name order, with what
+    /// each served when `scope` shows it in full; and how many others were
+    /// polled. `All`: every dom0 in full. `Dom0`: that one only. `Guest`:
+    /// the dom0s that report the guest in full, the dom0s that could not be
+    /// polled without what they served (a guest found nowhere may be on
+    /// them), the others counted only: a check of one guest reads a few
+    /// rows, whatever the size of the site.
+    pub fn dom0s(&self, scope: Scope<'_>) -> Result<(Vec<KeptDom0>, usize)> {
+        const COLUMNS: &str = "name, target, error, elapsed_ms, extend_result, served_time";
+        let (sql, args): (String, Vec<&str>) = match scope {
+            Scope::All => (format!("SELECT {COLUMNS}, 1 FROM dom0 ORDER BY name"), vec![]),
+            Scope::Dom0(d) => (
+                format!("SELECT {COLUMNS}, 1 FROM dom0 WHERE name = ?1"),
+                vec![d],
+            ),
             Scope::Guest(g) => (
-                "SELECT DISTINCT dom0 FROM guest WHERE base = ?1 OR (base = ?2 AND name = ?1)",
+                format!(
+                    "SELECT {COLUMNS}, name IN (SELECT dom0 FROM guest WHERE base = ?1 OR (base = ?2 AND name = ?1))
+                     FROM dom0
+                     WHERE error IS NOT NULL
+                        OR name IN (SELECT dom0 FROM guest WHERE base = ?1 OR (base = ?2 AND name = ?1))
+                     ORDER BY name"
+                ),
                 vec![g, base_name(g)],
             ),
         };
-        let full: std::collections::HashSet<String> = {
-            let mut st = self.tx.prepare(full_sql)?;
-            let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let mut st = self.tx.prepare(
-            "SELECT name, target, error, elapsed_ms, extend_result, served_time FROM dom0 ORDER BY name",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(Dom0Row {
-                name: r.get(0)?,
-                target: r.get(1)?,
-                error: r.get(2)?,
-                elapsed_ms: r.get(3)?,
-                extend_result: r.get(4)?,
-                served_time: r.get(5)?,
-            })
+        let mut st = self.tx.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                Dom0Row {
+                    name: r.get(0)?,
+                    target: r.get(1)?,
+                    error: r.get(2)?,
+                    elapsed_ms: r.get(3)?,
+                    extend_result: r.get(4)?,
+                    served_time: r.get(5)?,
+                },
+                r.get::<_, bool>(6)?,
+            ))
         })?;
         let mut state_of = self
             .tx
@@ -73,9 +86,9 @@ impl Snapshot<'_> {
             .tx
             .prepare("SELECT text, error FROM served_figures WHERE name = ?1")?;
         let mut out = Vec::new();
-        for d in rows {
-            let d = d?;
-            let served = if full.contains(&d.name) {
+        for row in rows {
+            let (d, full) = row?;
+            let served = if full {
                 let state: Option<String> =
                     state_of.query_row([&d.name], |r| r.get(0)).optional()?;
                 let figures = figures_of
@@ -94,7 +107,16 @@ impl Snapshot<'_> {
             };
             out.push((d, served));
         }
-        Ok(out)
+        let others = match scope {
+            Scope::Guest(_) => {
+                let all: i64 = self
+                    .tx
+                    .query_row("SELECT count(*) FROM dom0", [], |r| r.get(0))?;
+                (all as usize).saturating_sub(out.len())
+            }
+            Scope::All | Scope::Dom0(_) => 0,
+        };
+        Ok((out, others))
     }
 
     /// The problems that stand, keyed as `Problem::key`.
