@@ -24,7 +24,7 @@ CREATE TABLE cycle (
     elapsed_ms INTEGER NOT NULL,    -- how long the poll and the update took
     interval_secs INTEGER NOT NULL, -- the service's interval: readers judge freshness by it
     stale_after_secs INTEGER NOT NULL,
-    discovery TEXT NOT NULL         -- JSON: the config directories' cluster and discovery's problems
+    problems TEXT NOT NULL          -- JSON: discovery's problems (config directories, principals)
 );
 
 -- Every dom0 of the last poll: rewritten at each cycle (narrow rows).
@@ -58,7 +58,16 @@ CREATE TABLE guest (
     name TEXT NOT NULL,             -- the dom0's label for it
     status TEXT NOT NULL,           -- ok, warning, error, unknown
     probe TEXT NOT NULL,            -- fresh, stale, down, starting...
-    PRIMARY KEY (base, dom0, name)
+    PRIMARY KEY (dom0, name)
+) WITHOUT ROWID;
+CREATE INDEX guest_base ON guest (base);
+
+-- Which dom0's folder of the shared config directories holds each guest's
+-- .cfg (where it should run): rewritten only when the directories change.
+CREATE TABLE home (
+    guest TEXT NOT NULL,
+    dom0 TEXT NOT NULL,
+    PRIMARY KEY (guest, dom0)
 ) WITHOUT ROWID;
 
 -- Every problem that stands (a finding of severity error, unknown or

@@ -74,6 +74,12 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
     }
     assert!(Path::new("/etc/cron.d/xsmon-guest-probe").exists());
     assert!(Path::new("/etc/snmp/snmpd.conf.d/xsmon.conf").exists());
+    // The poller's service, its state's directory, its dashboard.
+    assert!(Path::new("/lib/systemd/system/xsmon-poller.service").exists());
+    assert!(Path::new("/var/lib/xsmon").is_dir());
+    assert!(Path::new("/usr/share/xsmon/grafana/xsmon-site.json").exists());
+    let unit = std::fs::read_to_string("/lib/systemd/system/xsmon-poller.service").unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/poller serve"), "{unit}");
     // The installed probe reads its installed config.
     let p = sh(Command::new("/usr/bin/guest-probe").args([
         "--config",

@@ -94,7 +94,7 @@ fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
     let kept = keeper.keep(
         time,
         &known,
-        &rep,
+        rep,
         &cfg.service,
         t.elapsed().as_millis() as i64,
     )?;

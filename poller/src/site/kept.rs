@@ -40,18 +40,33 @@ pub fn read(
         );
     };
     check_fresh(&cycle, now)?;
-    let known = serde_json::from_str(&cycle.discovery)
+    let problems: Vec<String> = serde_json::from_str(&cycle.problems)
         .with_context(|| format!("reading the site's state {}", path.display()))?;
     let (rows, others) = snap.dom0s(scope)?;
-    let dom0s = rows
+    let dom0s: Vec<Dom0Result> = rows
         .into_iter()
         .map(|(row, served)| dom0_of(row, served, cycle.time))
         .collect();
+    // A scoped read reads what its dom0s need: their problems, and where
+    // the configs of the guests they run are; a whole-site read, all.
+    let shown: Option<Vec<&str>> =
+        (!matches!(scope, Scope::All)).then(|| dom0s.iter().map(|d| d.name.as_str()).collect());
+    let guests: Option<Vec<&str>> = shown.as_ref().map(|_| {
+        dom0s
+            .iter()
+            .flat_map(|d| &d.guests)
+            .map(|g| crate::poll::base_name(&g.name))
+            .collect()
+    });
     let since = snap
-        .problems()?
+        .problems(shown.as_deref())?
         .into_iter()
         .map(|p| ((p.dom0, p.host, p.check), p.since))
         .collect();
+    let known = Known {
+        cluster: cluster_of(snap.homes(guests.as_deref())?),
+        problems,
+    };
     let changes = match changes_since {
         Some(t) => snap.transitions(None, t)?,
         None => Vec::new(),
@@ -67,6 +82,30 @@ pub fn read(
             changes,
         }),
     }))
+}
+
+/// The config directories' cluster from (guest, dom0) pairs: whole, or as
+/// much of it as a scoped read needs.
+fn cluster_of(homes: Vec<(String, String)>) -> xsmon_proto::cluster::Cluster {
+    let mut c = xsmon_proto::cluster::Cluster::default();
+    for (guest, dom0) in homes {
+        c.dom0s.entry(dom0).or_default().push(guest);
+    }
+    for guests in c.dom0s.values_mut() {
+        guests.sort();
+        guests.dedup();
+    }
+    c
+}
+
+/// (guest, dom0) for every .cfg of the cluster.
+fn homes_of(known: &Known) -> Vec<(String, String)> {
+    known
+        .cluster
+        .dom0s
+        .iter()
+        .flat_map(|(d, guests)| guests.iter().map(move |g| (g.clone(), d.clone())))
+        .collect()
 }
 
 /// A state older than its limit is refused.
@@ -127,6 +166,8 @@ pub struct Keeper {
     state_hash: HashMap<String, u64>,
     /// The collector cycle whose figures are stored, by dom0.
     figures_cycle: HashMap<String, i64>,
+    /// The config directories' cluster as stored.
+    cluster: Option<xsmon_proto::cluster::Cluster>,
 }
 
 /// What one cycle kept.
@@ -145,6 +186,7 @@ impl Keeper {
             db,
             state_hash: HashMap::new(),
             figures_cycle: HashMap::new(),
+            cluster: None,
         })
     }
 
@@ -160,7 +202,7 @@ impl Keeper {
         &mut self,
         time: i64,
         known: &Known,
-        report: &Report,
+        mut report: Report,
         service: &ServiceConfig,
         elapsed_ms: i64,
     ) -> Result<Kept> {
@@ -175,7 +217,7 @@ impl Keeper {
         let dom0s: Vec<Dom0Row> = report.dom0s.iter().map(row_of).collect();
         let changed: Vec<ServedChange> = report
             .dom0s
-            .iter()
+            .iter_mut()
             .filter_map(|d| self.change_of(d))
             .collect();
         let cycle = Cycle {
@@ -183,8 +225,9 @@ impl Keeper {
             elapsed_ms,
             interval_secs: service.interval_secs as i64,
             stale_after_secs: service.stale_after() as i64,
-            discovery: serde_json::to_string(known)?,
+            problems: serde_json::to_string(&known.problems)?,
         };
+        let homes = (self.cluster.as_ref() != Some(&known.cluster)).then(|| homes_of(known));
         let keep = Keep {
             secs: (service.keep_days as i64).saturating_mul(86400),
             max_transitions: service.max_transitions as i64,
@@ -194,6 +237,7 @@ impl Keeper {
                 cycle: &cycle,
                 dom0s: &dom0s,
                 changed: &changed,
+                homes: homes.as_deref(),
                 problems: &problems,
                 transitions: &transitions,
             },
@@ -203,7 +247,11 @@ impl Keeper {
             // Nothing of the cycle was written: remember nothing of it.
             self.state_hash.clear();
             self.figures_cycle.clear();
+            self.cluster = None;
             return Err(e.into());
+        }
+        if homes.is_some() {
+            self.cluster = Some(known.cluster.clone());
         }
         self.forget_gone(&report.dom0s);
         log_transitions(&transitions);
@@ -215,8 +263,9 @@ impl Keeper {
     }
 
     /// What of a dom0's served text changed since it was stored (and
-    /// remembers it as stored).
-    fn change_of(&mut self, d: &Dom0Result) -> Option<ServedChange> {
+    /// remembers it as stored). The texts are taken, not copied: at
+    /// 10,000 dom0s a copy of every dom0's figures is 60 MiB.
+    fn change_of(&mut self, d: &mut Dom0Result) -> Option<ServedChange> {
         if d.error.is_some() {
             return None;
         }
@@ -225,19 +274,19 @@ impl Keeper {
             state: None,
             figures: None,
         };
-        if let Some(text) = &d.served {
-            let h = state_hash(text);
+        if let Some(text) = d.served.take() {
+            let h = state_hash(&text);
             if self.state_hash.get(&d.name) != Some(&h) {
                 self.state_hash.insert(d.name.clone(), h);
-                change.state = Some((text.clone(), guest_rows(d)));
+                change.state = Some((text, guest_rows(d)));
             }
         }
-        if let Some(figures) = &d.served_figures {
-            match (figures, d.cycle_time) {
+        if let Some(figures) = d.served_figures.take() {
+            match (&figures, d.cycle_time) {
                 (Ok(_), Some(t)) => self.figures_cycle.insert(d.name.clone(), t),
                 _ => self.figures_cycle.remove(&d.name),
             };
-            change.figures = Some(figures.clone());
+            change.figures = Some(figures);
         }
         (change.state.is_some() || change.figures.is_some()).then_some(change)
     }

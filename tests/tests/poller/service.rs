@@ -9,7 +9,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use xsmon_tests::cluster::{Ailment, Behaviour, Dom0Spec, SimCluster};
+use xsmon_tests::cluster::{Ailment, Behaviour, Dom0Spec, GuestSpec, SimCluster};
 use xsmon_tests::service::{free_port, http_get, url_encode, wait_for, PollerService, Prometheus};
 
 use crate::{guest, stdout};
@@ -35,7 +35,16 @@ impl Served {
             Dom0Spec {
                 name: "xen02".into(),
                 behaviour: Behaviour::Normal,
-                guests: vec![guest("mail01", Ailment::Healthy)],
+                guests: vec![
+                    guest("mail01", Ailment::Healthy),
+                    // Its .cfg under xen01: migrated, a note from the
+                    // config directories' homes, kept or live.
+                    GuestSpec {
+                        name: "moved01".into(),
+                        ailment: Ailment::Healthy,
+                        cfg_under: Some("xen01".into()),
+                    },
+                ],
             },
         ];
         let site = SimCluster::build(specs, 3000, &|m| eprintln!("service site: {m}"))
@@ -140,6 +149,8 @@ fn the_service_keeps_the_site_and_every_mode_reads_it() {
         &["nagios", "--dom0", "xen02"],
         &["nagios"],
         &["raw"],
+        &["raw", "--guest", "moved01"],
+        &["raw", "--dom0", "xen02"],
     ] {
         let kept = served.poller(args);
         let mut live_args = args.to_vec();
@@ -160,6 +171,13 @@ fn the_service_keeps_the_site_and_every_mode_reads_it() {
         );
         assert!(!stdout(&kept).is_empty(), "{args:?}");
     }
+    let moved = stdout(&served.poller(&["raw", "--guest", "moved01"]));
+    assert!(
+        moved.starts_with("info xen02 moved01 migrated ")
+            && moved
+                .contains(" runs\\son\\sxen02,\\sits\\sconfig\\sis\\sunder\\sxen01\\s(migrated)\n"),
+        "{moved}"
+    );
     let kept_db01 = stdout(&served.poller(&["nagios", "--guest", "db01"]));
     assert!(
         kept_db01.starts_with("XSMON CRITICAL - 1 error, 0 warnings; 1 guests on 2 dom0s | "),

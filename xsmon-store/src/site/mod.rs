@@ -39,8 +39,8 @@ pub struct Cycle {
     pub elapsed_ms: i64,
     pub interval_secs: i64,
     pub stale_after_secs: i64,
-    /// JSON (the poller's): the cluster and discovery's problems.
-    pub discovery: String,
+    /// JSON (the poller's): discovery's problems.
+    pub problems: String,
 }
 
 /// A dom0 of the last poll.
@@ -250,7 +250,7 @@ mod tests {
             elapsed_ms: 5,
             interval_secs: 60,
             stale_after_secs: 120,
-            discovery: "{}".into(),
+            problems: "[]".into(),
         }
     }
 
@@ -366,6 +366,7 @@ mod tests {
             cycle,
             dom0s,
             changed,
+            homes: None,
             problems: &[],
             transitions,
         }

@@ -24,7 +24,7 @@ impl Snapshot<'_> {
         Ok(self
             .tx
             .query_row(
-                "SELECT time, elapsed_ms, interval_secs, stale_after_secs, discovery FROM cycle WHERE id = 1",
+                "SELECT time, elapsed_ms, interval_secs, stale_after_secs, problems FROM cycle WHERE id = 1",
                 [],
                 |r| {
                     Ok(Cycle {
@@ -32,7 +32,7 @@ impl Snapshot<'_> {
                         elapsed_ms: r.get(1)?,
                         interval_secs: r.get(2)?,
                         stale_after_secs: r.get(3)?,
-                        discovery: r.get(4)?,
+                        problems: r.get(4)?,
                     })
                 },
             )
@@ -119,13 +119,52 @@ impl Snapshot<'_> {
         Ok((out, others))
     }
 
-    /// The problems that stand, keyed as `Problem::key`.
-    pub fn problems(&self) -> Result<Vec<Problem>> {
-        let mut st = self
-            .tx
-            .prepare("SELECT dom0, host, check_id, severity, message, since FROM problem")?;
-        let rows = st.query_map([], problem_of)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    /// The problems that stand: all of them, or those of these dom0s and
+    /// discovery's (a scoped read's).
+    pub fn problems(&self, of: Option<&[&str]>) -> Result<Vec<Problem>> {
+        let sql = "SELECT dom0, host, check_id, severity, message, since FROM problem";
+        match of {
+            None => {
+                let mut st = self.tx.prepare(sql)?;
+                let rows = st.query_map([], problem_of)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+            Some(dom0s) => {
+                let mut st = self.tx.prepare(&format!("{sql} WHERE dom0 = ?1"))?;
+                let mut out = Vec::new();
+                for d in std::iter::once(&"").chain(dom0s) {
+                    for p in st.query_map([d], problem_of)? {
+                        out.push(p?);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Where each guest's .cfg is, as (guest, dom0): of every guest, or of
+    /// these guests only.
+    pub fn homes(&self, of: Option<&[&str]>) -> Result<Vec<(String, String)>> {
+        let map = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        match of {
+            None => {
+                let mut st = self.tx.prepare("SELECT guest, dom0 FROM home")?;
+                let rows = st.query_map([], map)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+            Some(guests) => {
+                let mut st = self
+                    .tx
+                    .prepare("SELECT guest, dom0 FROM home WHERE guest = ?1")?;
+                let mut out = Vec::new();
+                for g in guests {
+                    for h in st.query_map([g], map)? {
+                        out.push(h?);
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Transitions since `since` (oldest first): all of them, or those of

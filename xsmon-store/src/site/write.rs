@@ -21,6 +21,8 @@ pub struct CycleWrite<'a> {
     /// Every dom0 polled (the others are forgotten).
     pub dom0s: &'a [Dom0Row],
     pub changed: &'a [ServedChange],
+    /// Where each guest's .cfg is, as (guest, dom0), when it changed.
+    pub homes: Option<&'a [(String, String)]>,
     /// Every problem that stands after this cycle (with its `since`).
     pub problems: &'a [Problem],
     /// What changed in this cycle.
@@ -54,10 +56,17 @@ impl SiteDb {
 fn write_state(tx: &Transaction<'_>, w: &CycleWrite<'_>) -> rusqlite::Result<()> {
     let c = w.cycle;
     tx.execute(
-        "INSERT OR REPLACE INTO cycle (id, time, elapsed_ms, interval_secs, stale_after_secs, discovery)
+        "INSERT OR REPLACE INTO cycle (id, time, elapsed_ms, interval_secs, stale_after_secs, problems)
          VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-        params![c.time, c.elapsed_ms, c.interval_secs, c.stale_after_secs, c.discovery],
+        params![c.time, c.elapsed_ms, c.interval_secs, c.stale_after_secs, c.problems],
     )?;
+    if let Some(homes) = w.homes {
+        tx.execute("DELETE FROM home", [])?;
+        let mut st = tx.prepare("INSERT OR IGNORE INTO home (guest, dom0) VALUES (?1, ?2)")?;
+        for (guest, dom0) in homes {
+            st.execute(params![guest, dom0])?;
+        }
+    }
     tx.execute_batch("DELETE FROM dom0; DELETE FROM problem;")?;
     let mut st = tx.prepare(
         "INSERT INTO dom0 (name, target, error, elapsed_ms, extend_result, served_time)
