@@ -110,7 +110,7 @@ pub fn poll_all(
 pub const FIGURES_EXTEND: &str = "xsmonFigures";
 
 /// dom0s whose figures are read at once.
-const FIGURES_BATCH: usize = 1000;
+const FIGURES_BATCH: usize = 250;
 
 /// Fetches the figures of the dom0s `wanted` picks among those that
 /// answered in a format that has figures, and attaches them to their
