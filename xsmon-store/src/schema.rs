@@ -25,6 +25,23 @@ const MIGRATIONS: &[&str] = &[
 
 /// Opens (creating if needed) the database for writing, in WAL mode.
 pub fn open_rw(path: &Path) -> Result<Connection> {
+    let conn = open_wal(path)?;
+    // A cycle's writes use about twenty distinct statements, and up to
+    // sixteen shapes of sample INSERT; past the default cache of 16 every
+    // one of them would be compiled again for every row.
+    conn.set_prepared_statement_cache_capacity(64);
+    keep_wal_files(&conn);
+    migrate(&conn, path)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(at("setting up database", path))?;
+    Ok(conn)
+}
+
+/// Opens (creating it and its directory if needed) a database for its
+/// one writer: WAL (readers never wait for it), synchronous NORMAL, temp
+/// storage in memory, a busy timeout of 10 s. The history and the
+/// poller's site database both open so.
+pub(crate) fn open_wal(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
@@ -42,14 +59,6 @@ pub fn open_rw(path: &Path) -> Result<Connection> {
         c.pragma_update(None, "temp_store", "MEMORY")
     };
     setup(&conn).map_err(at("setting up database", path))?;
-    // A cycle's writes use about twenty distinct statements, and up to
-    // sixteen shapes of sample INSERT; past the default cache of 16 every
-    // one of them would be compiled again for every row.
-    conn.set_prepared_statement_cache_capacity(64);
-    keep_wal_files(&conn);
-    migrate(&conn, path)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(at("setting up database", path))?;
     Ok(conn)
 }
 

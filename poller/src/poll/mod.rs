@@ -31,8 +31,10 @@ pub enum Figures<'a> {
     /// Those a scoped check is about (`--dom0`, `--guest`), or all.
     Scope(Option<&'a str>, Option<&'a str>),
     /// Those whose collector completed another cycle than the one whose
-    /// figures are kept (figures belong to a cycle), by dom0.
-    NewCycles(&'a HashMap<String, i64>),
+    /// figures are kept (figures belong to a cycle), by dom0; each dom0's
+    /// result is handed to the function as soon as its figures are read
+    /// (the service writes them there and then).
+    NewCycles(&'a HashMap<String, i64>, &'a mut dyn FnMut(&mut Dom0Result)),
 }
 
 /// Discovers the dom0s and polls them all. Fails only when there is
@@ -66,13 +68,20 @@ pub fn poll_site(
         Figures::None => {}
         Figures::Scope(d, g) => {
             let wanted = |r: &Dom0Result| in_scope(r, d, g);
-            fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits, true);
+            fetch_figures(
+                &disc.dom0s,
+                &mut dom0s,
+                wanted,
+                &creds,
+                &limits,
+                &mut |_| {},
+            );
         }
-        Figures::NewCycles(kept) => {
+        Figures::NewCycles(kept, taken) => {
             let wanted = |r: &Dom0Result| {
                 r.cycle_time.is_none() || kept.get(&r.name) != r.cycle_time.as_ref()
             };
-            fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits, false);
+            fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits, taken);
         }
     }
     Ok(Polled {
@@ -114,16 +123,14 @@ const FIGURES_BATCH: usize = 250;
 
 /// Fetches the figures of the dom0s `wanted` picks among those that
 /// answered in a format that has figures, and attaches them to their
-/// guests (see `attach_figures`). Without `keep_parsed` only the text as
-/// served stays (the service stores it; parsed, the figures of 100,000
-/// guests would take hundreds of MiB).
+/// guests (see `attach_figures`), then hands each dom0's result to `read`.
 pub fn fetch_figures(
     dom0s: &[Dom0],
     results: &mut [Dom0Result],
     wanted: impl Fn(&Dom0Result) -> bool,
     creds: &Credentials,
     limits: &Limits,
-    keep_parsed: bool,
+    read: &mut dyn FnMut(&mut Dom0Result),
 ) {
     let picked: Vec<usize> = (0..results.len())
         .filter(|&i| {
@@ -146,11 +153,7 @@ pub fn fetch_figures(
                 .map(|s| s.lines.join("\n") + "\n")
                 .map_err(|e| e.to_string());
             attach_figures(&mut results[i], served);
-            if !keep_parsed {
-                for g in &mut results[i].guests {
-                    g.figures = Vec::new();
-                }
-            }
+            read(&mut results[i]);
         }
     }
 }

@@ -20,7 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::Config;
 use crate::poll::{self, Figures};
 use crate::report;
-use crate::site::kept::{Keeper, Kept};
+use crate::site::keeper::{Keeper, Kept};
 use crate::site::Site;
 
 /// Runs the service until SIGTERM or SIGINT. `load` reads the config (and
@@ -51,6 +51,7 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
                 tracing::info!(
                     dom0s = polled,
                     written = kept.written,
+                    figures = kept.figures,
                     problems = kept.problems,
                     changes = kept.transitions,
                     ms = started.elapsed().as_millis() as u64,
@@ -87,17 +88,18 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
 /// since the last), judge it, keep it.
 fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
     let t = Instant::now();
-    let polled = poll::poll_site(cfg, Figures::NewCycles(keeper.figures_cycles()), &|_, _| {})?;
+    let had = keeper.figures_cycles();
+    let mut cycling = keeper.begin()?;
+    let polled = poll::poll_site(
+        cfg,
+        Figures::NewCycles(&had, &mut |d| cycling.take_figures(d)),
+        &|_, _| {},
+    )?;
     let n = polled.dom0s.len();
     let (time, known) = (polled.time, polled.known.clone());
     let rep = report::build(Site::from(polled), None, None);
-    let kept = keeper.keep(
-        time,
-        &known,
-        rep,
-        &cfg.service,
-        t.elapsed().as_millis() as i64,
-    )?;
+    let elapsed_ms = t.elapsed().as_millis() as i64;
+    let kept = cycling.finish(time, &known, rep, &cfg.service, elapsed_ms)?;
     Ok((kept, n))
 }
 

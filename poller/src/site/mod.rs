@@ -4,10 +4,12 @@
 //!
 //! * `changes`: what changed between two cycles (pure: problems in,
 //!   problems with their start and transitions out).
-//! * `kept`: the site's database (xsmon-store's `site`) written by the
-//!   service and read by every other mode.
+//! * `kept`: the site's database (xsmon-store's `site`) as every mode but
+//!   the service reads it;
+//! * `keeper`: the service's side, one cycle per transaction.
 
 pub mod changes;
+pub mod keeper;
 pub mod kept;
 
 use std::collections::HashMap;

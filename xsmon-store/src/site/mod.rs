@@ -121,20 +121,7 @@ impl SiteDb {
     /// Opens (creating if needed) the database for the service, in WAL
     /// mode, and brings its schema up to date.
     pub fn open_rw(path: &Path) -> Result<SiteDb> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let conn = Connection::open(path).map_err(at("opening database", path))?;
-        let setup = |c: &Connection| -> rusqlite::Result<()> {
-            c.busy_timeout(Duration::from_secs(10))?;
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", "NORMAL")?;
-            c.pragma_update(None, "temp_store", "MEMORY")
-        };
-        setup(&conn).map_err(at("setting up database", path))?;
+        let conn = crate::schema::open_wal(path)?;
         // Readers are other users (Nagios's, an admin's): they cannot make
         // the -wal and -shm files in a directory that is not theirs, so the
         // files stay when the service stops (SQLite's persistent WAL).

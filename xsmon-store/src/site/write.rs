@@ -30,26 +30,70 @@ pub struct CycleWrite<'a> {
 }
 
 impl SiteDb {
+    /// Begins a cycle: one write transaction, from before the poll to its
+    /// end, so that what the poll reads can be written as it comes (the
+    /// figures of 10,000 dom0s need not be held in memory) and readers
+    /// still see whole cycles only. Dropped without `finish`, nothing of it
+    /// was written.
+    pub fn begin_cycle(&mut self) -> Result<CycleTx<'_>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(at("beginning a cycle in", &self.path))?;
+        Ok(CycleTx {
+            tx,
+            path: &self.path,
+        })
+    }
+
+    /// A whole cycle at once (`begin_cycle`, then `finish`).
+    pub fn write_cycle(&mut self, w: &CycleWrite<'_>, keep: Keep) -> Result<()> {
+        self.begin_cycle()?.finish(w, keep)
+    }
+}
+
+/// A cycle being written (see `SiteDb::begin_cycle`).
+pub struct CycleTx<'c> {
+    tx: Transaction<'c>,
+    path: &'c Path,
+}
+
+impl CycleTx<'_> {
     /// The problems that stood after the last cycle written.
     pub fn standing_problems(&self) -> Result<Vec<Problem>> {
         let mut st = self
-            .conn
+            .tx
             .prepare("SELECT dom0, host, check_id, severity, message, since FROM problem")?;
         let rows = st.query_map([], problem_of)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// A dom0's figures as served, or why there are none.
+    pub fn write_figures(
+        &self,
+        name: &str,
+        figures: &std::result::Result<String, String>,
+    ) -> Result<()> {
+        let (text, error) = match figures {
+            Ok(t) => (Some(t.as_str()), None),
+            Err(e) => (None, Some(e.as_str())),
+        };
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO served_figures (name, text, error) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![name, text, error]))
+            .map_err(at("writing figures to", self.path))?;
+        Ok(())
+    }
+
     /// Replaces the site's state with this cycle's and appends its
-    /// transitions, then cuts the log to `keep`: all or nothing.
-    pub fn write_cycle(&mut self, w: &CycleWrite<'_>, keep: Keep) -> Result<()> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(at("writing a cycle to", &path))?;
-        write_state(&tx, w).map_err(at("writing a cycle to", &path))?;
-        cut_log(&tx, w.cycle.time, keep).map_err(at("cutting the transition log of", &path))?;
-        tx.commit().map_err(at("committing a cycle to", &path))
+    /// transitions, cuts the log to `keep`, and commits: all or nothing.
+    pub fn finish(self, w: &CycleWrite<'_>, keep: Keep) -> Result<()> {
+        let path = self.path;
+        write_state(&self.tx, w).map_err(at("writing a cycle to", path))?;
+        cut_log(&self.tx, w.cycle.time, keep).map_err(at("cutting the transition log of", path))?;
+        self.tx.commit().map_err(at("committing a cycle to", path))
     }
 }
 
