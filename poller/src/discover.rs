@@ -29,7 +29,7 @@ pub struct Discovery {
 
 /// What discovery learnt besides the dom0s, which the report needs (and
 /// the service keeps with the site's state).
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone)]
 pub struct Known {
     /// The guests' .cfg files per dom0, from the config directories.
     pub cluster: Cluster,

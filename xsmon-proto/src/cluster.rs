@@ -30,7 +30,7 @@ pub fn valid_name(s: &str) -> bool {
 }
 
 /// What the config directories say.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cluster {
     /// dom0 name -> its guests' names (sorted).
     pub dom0s: BTreeMap<String, Vec<String>>,

@@ -20,7 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::Config;
 use crate::poll::{self, Figures};
 use crate::report;
-use crate::site::keeper::{Keeper, Kept};
+use crate::site::keeper::{Judged, Keeper, Kept};
 use crate::site::Site;
 
 /// Runs the service until SIGTERM or SIGINT. `load` reads the config (and
@@ -98,8 +98,12 @@ fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
     let n = polled.dom0s.len();
     let (time, known) = (polled.time, polled.known.clone());
     let rep = report::build(Site::from(polled), None, None);
+    let judged = Judged {
+        dom0s: rep.dom0s,
+        findings: rep.findings,
+    };
     let elapsed_ms = t.elapsed().as_millis() as i64;
-    let kept = cycling.finish(time, &known, rep, &cfg.service, elapsed_ms)?;
+    let kept = cycling.finish(time, &known, judged, &cfg.service, elapsed_ms)?;
     Ok((kept, n))
 }
 

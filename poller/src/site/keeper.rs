@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use xsmon_proto::cluster::Cluster;
+use xsmon_proto::rawline::RawLine;
 use xsmon_store::site::{
     self, Cycle, CycleTx, CycleWrite, Dom0Row, GuestRow, Keep, ServedChange, SiteDb,
 };
@@ -17,7 +18,13 @@ use super::changes;
 use crate::config::ServiceConfig;
 use crate::discover::Known;
 use crate::poll::Dom0Result;
-use crate::report::Report;
+
+/// A poll of the whole site as its report judged it: its dom0s, and every
+/// finding.
+pub struct Judged {
+    pub dom0s: Vec<Dom0Result>,
+    pub findings: Vec<RawLine>,
+}
 
 /// The database, and what it holds of each dom0.
 pub struct Keeper {
@@ -108,13 +115,13 @@ impl Cycling<'_> {
     }
 
     /// Writes the rest of the cycle and commits it: the poll that began at
-    /// `time` (the dom0s of `report`, the whole site's) as the state, its
-    /// findings judged against the problems that stood.
+    /// `time` (its dom0s, as the whole site's report left them) as the
+    /// state, the report's findings judged against the problems that stood.
     pub fn finish(
         self,
         time: i64,
         known: &Known,
-        mut report: Report,
+        judged: Judged,
         service: &ServiceConfig,
         elapsed_ms: i64,
     ) -> Result<Kept> {
@@ -126,7 +133,7 @@ impl Cycling<'_> {
         } = self;
         let outcome = match failed {
             Some(e) => Err(e),
-            None => write(tx, held, time, known, &mut report, service, elapsed_ms),
+            None => write(tx, held, time, known, judged, service, elapsed_ms),
         };
         match outcome {
             Ok(kept) => Ok(Kept { figures, ..kept }),
@@ -144,7 +151,7 @@ fn write(
     held: &mut Held,
     time: i64,
     known: &Known,
-    report: &mut Report,
+    mut report: Judged,
     service: &ServiceConfig,
     elapsed_ms: i64,
 ) -> Result<Kept> {
