@@ -7,10 +7,12 @@
 //!    retry;
 //! 3. `json`, which also reads every dom0's figures (extend xsmonFigures),
 //!    against `raw`, which does not;
-//! 4. `poller serve`: one site cycle (poll, figures of the dom0s that
-//!    collected since, the state and history written), and a scoped Nagios
-//!    check read from the state it keeps, beside the same check polling
-//!    every dom0 live;
+//! 4. `poller serve` over every live endpoint and one more, whose guests'
+//!    names no other dom0 serves: one site cycle (poll, figures of the
+//!    dom0s that collected since, the state and history written), and a
+//!    Nagios check of one of those guests read from the state it keeps,
+//!    beside the same check polling every dom0 live; the bytes a
+//!    transition takes in its log;
 //! 5. the 2010 design's way, one `snmpget` process per dom0 one after
 //!    another: 200 live and 5 dead endpoints measured, extrapolated to
 //!    the 9,000 live and 1,000 dead (running them all would take hours).
@@ -45,37 +47,18 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    {
-        let mut conn = db::open_rw(&dbp).unwrap();
-        let guests: Vec<Guest> = (1..=10)
-            .map(|id| Guest {
-                domid: id,
-                uuid: None,
-                uuid_problem: None,
-                name: Some(format!("g{id}")),
-                name_problem: None,
-                mem_target_kib: None,
-                mem_max_kib: None,
-                agent: None,
-                start_time: None,
-                device_model: None,
-                device_model_runs: None,
-                on_crash: None,
-                found: Found::Run {
-                    run: sample_run(now, 2, if id == 3 { Status::Error } else { Status::Ok }),
-                    legacy: false,
-                },
-            })
-            .collect();
-        store_cycle(&mut conn, &guests, now).unwrap();
-    }
-    let conf = format!(
-        "extend basicXenstoreMonitoring {} basic-monitoring --db {}\nextend xsmonFigures {} figures --db {} --max-age 999999999\n",
-        extend.display(),
-        dbp.display(),
-        extend.display(),
-        dbp.display()
-    );
+    fill_store(&dbp, "g", now);
+    let conf = extend_conf(&extend, &dbp);
+    // One more dom0, serving guests of names no other dom0 serves (every
+    // endpoint above serves the same g1..g10 from one database): the
+    // service polls it too, and a check of one of its guests is a check
+    // of a guest that runs on one dom0 of the site, as at a real site.
+    let solo_db = dir.path().join("solo.db");
+    fill_store(&solo_db, "solo", now);
+    let solo_port = (32_000u16..33_000)
+        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port for the solo dom0");
+    let _solo = Snmpd::start_multi(&[solo_port], &extend_conf(&extend, &solo_db)).unwrap();
     let total: usize = std::env::var("XSMON_BENCH_DOM0S")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -198,7 +181,7 @@ fn main() {
         j[1]
     );
 
-    site_cycle_and_scoped_checks(&poller, dir.path(), &all_live, total, t_live);
+    site_cycle_and_scoped_checks(&poller, dir.path(), &all_live, solo_port, total, t_live);
     transition_log_bytes(dir.path());
 
     // The 2010 way: one snmpget per dom0, sequentially.
@@ -238,6 +221,7 @@ fn site_cycle_and_scoped_checks(
     poller: &std::path::Path,
     dir: &std::path::Path,
     live_config: &std::path::Path,
+    solo_port: u16,
     total: usize,
     t_poll: f64,
 ) {
@@ -247,7 +231,11 @@ fn site_cycle_and_scoped_checks(
         &config,
         format!(
             "{}[service]\ninterval_secs = 1\nstale_after_secs = 86400\nstate = \"{}\"\n",
-            std::fs::read_to_string(live_config).unwrap(),
+            std::fs::read_to_string(live_config).unwrap().replacen(
+                "hosts = [",
+                &format!("hosts = [\"solo=127.0.0.1:{solo_port}\", "),
+                1
+            ),
             state.display()
         ),
     )
@@ -304,10 +292,7 @@ fn site_cycle_and_scoped_checks(
         rss_kib as f64 / 1024.0,
         db_bytes as f64 / 1048576.0
     );
-    // A scoped check, as Nagios runs it: a process per check. A dom0's
-    // check (one dom0 in full, the others counted) is what a check of a
-    // guest on one dom0 costs; every dom0 here serves the same ten guests,
-    // so a guest's check reads every dom0 in full, the worst case.
+    // A scoped check, as Nagios runs it: a process per check.
     let timed = |args: &[&str], n: usize| -> (f64, String) {
         let mut t: Vec<f64> = Vec::new();
         let mut first = String::new();
@@ -335,33 +320,18 @@ fn site_cycle_and_scoped_checks(
         format!("[service]\nstate = \"{}\"\n", state.display()),
     )
     .unwrap();
-    let dom0 = format!("d{:05}", total / 2);
     let r = reader.to_str().unwrap();
-    let (kept, said) = timed(&["nagios", "--dom0", &dom0, "--config", r], 21);
-    let (kept_big, _) = timed(
-        &[
-            "nagios",
-            "--dom0",
-            &dom0,
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        5,
-    );
-    let (kept_guest, _) = timed(&["nagios", "--guest", "g3", "--config", r], 5);
-    let (live, said_live) = timed(
-        &[
-            "nagios",
-            "--dom0",
-            &dom0,
-            "--live",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        3,
-    );
+    let c = config.to_str().unwrap();
+    let (kept, said) = timed(&["nagios", "--guest", "solo3", "--config", r], 21);
+    let (kept_big, _) = timed(&["nagios", "--guest", "solo3", "--config", c], 5);
+    let dom0 = format!("d{:05}", total / 2);
+    let (kept_dom0, _) = timed(&["nagios", "--dom0", &dom0, "--config", r], 21);
+    let (kept_everywhere, _) = timed(&["nagios", "--guest", "g3", "--config", r], 5);
+    let (live, said_live) = timed(&["nagios", "--guest", "solo3", "--live", "--config", c], 3);
     println!(
-        "  scoped check from the state: {kept:.1} ms median of 21 (`poller nagios --dom0 {dom0}`, a process each; {kept_big:.1} ms with the service's config of {total} static hosts to parse); polling every dom0 live: {live:.0} ms (median of 3): {:.0}x; a guest on all {total} dom0s from the state: {kept_guest:.0} ms",
+        "  scoped check from the state: {kept:.1} ms median of 21 (`poller nagios --guest solo3`, a guest on one of the {} dom0s, a process each; {kept_big:.1} ms with the service's config of {} static hosts to parse); polling every dom0 live: {live:.0} ms (median of 3): {:.0}x; `--dom0 {dom0}`: {kept_dom0:.1} ms; a guest that all {total} other dom0s serve too: {kept_everywhere:.0} ms",
+        total + 1,
+        total + 1,
         live / kept
     );
     assert_eq!(
@@ -424,4 +394,42 @@ fn transition_log_bytes(dir: &std::path::Path) {
         "  transition log: {per:.0} bytes a transition ({n} written, indexes included); the default cap of 5,000,000 rows: {:.0} MiB",
         per * 5e6 / 1048576.0
     );
+}
+
+/// A collector database of ten guests named PREFIX1..PREFIX10, the third
+/// in error.
+fn fill_store(path: &std::path::Path, prefix: &str, now: i64) {
+    let mut conn = db::open_rw(path).unwrap();
+    let guests: Vec<Guest> = (1..=10)
+        .map(|id| Guest {
+            domid: id,
+            uuid: None,
+            uuid_problem: None,
+            name: Some(format!("{prefix}{id}")),
+            name_problem: None,
+            mem_target_kib: None,
+            mem_max_kib: None,
+            agent: None,
+            start_time: None,
+            device_model: None,
+            device_model_runs: None,
+            on_crash: None,
+            found: Found::Run {
+                run: sample_run(now, 2, if id == 3 { Status::Error } else { Status::Ok }),
+                legacy: false,
+            },
+        })
+        .collect();
+    store_cycle(&mut conn, &guests, now).unwrap();
+}
+
+/// snmpd's extend lines serving a collector database.
+fn extend_conf(extend: &std::path::Path, db: &std::path::Path) -> String {
+    format!(
+        "extend basicXenstoreMonitoring {} basic-monitoring --db {}\nextend xsmonFigures {} figures --db {} --max-age 999999999\n",
+        extend.display(),
+        db.display(),
+        extend.display(),
+        db.display()
+    )
 }
