@@ -173,6 +173,10 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     if cli.name.is_some() && cli.mode != Mode::History {
         bail!("a NAME is given only to `poller history NAME`");
     }
+    let scoped = cli.dom0.is_some() || cli.guest.is_some();
+    if cli.mode == Mode::Serve && (scoped || cli.live || cli.changes_since.is_some()) {
+        bail!("`poller serve` polls the whole site: --dom0, --guest, --live and --changes-since are for the other modes");
+    }
     match cli.mode {
         Mode::Serve => serve::run(&|| load_config(cli)),
         Mode::History => history(cli, &load_config(cli)?),

@@ -266,6 +266,15 @@ fn the_service_keeps_the_site_and_every_mode_reads_it() {
         service.log()
     );
 
+    // serve answers no scoped question.
+    let scoped = served.poller(&["serve", "--guest", "web01"]);
+    assert_eq!(code(&scoped), 3);
+    assert!(
+        String::from_utf8_lossy(&scoped.stderr).contains(
+            "`poller serve` polls the whole site: --dom0, --guest, --live and --changes-since are for the other modes"
+        ),
+        "{scoped:?}"
+    );
     // One service per state.
     let second = served.poller(&["serve"]);
     assert_eq!(code(&second), 3);
