@@ -343,6 +343,32 @@ mod tests {
         assert!(!snap.knows("nosuch").unwrap());
     }
 
+    #[test]
+    fn the_log_is_cut_by_age_then_by_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = SiteDb::open_rw(&dir.path().join("poller.db")).unwrap();
+        let keep = Keep {
+            secs: 1000,
+            max_transitions: 3,
+        };
+        let old = [transition(100, "old01")];
+        db.write_cycle(&write(&cycle(100), &[], &[], &old), keep)
+            .unwrap();
+        // 1,100 s later: the first is past its age; of the four new ones,
+        // the three newest stay.
+        let new: Vec<Transition> = (0..4).map(|i| transition(1200, &format!("g{i}"))).collect();
+        db.write_cycle(&write(&cycle(1200), &[], &[], &new), keep)
+            .unwrap();
+        let snap = db.snapshot().unwrap();
+        let hosts: Vec<String> = snap
+            .transitions(None, i64::MIN)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.host)
+            .collect();
+        assert_eq!(hosts, ["g1", "g2", "g3"]);
+    }
+
     fn write<'a>(
         cycle: &'a Cycle,
         dom0s: &'a [Dom0Row],
