@@ -27,6 +27,16 @@ CREATE TABLE cycle (
     problems TEXT NOT NULL          -- JSON: discovery's problems (config directories, principals)
 );
 
+-- Why the service's polls fail, while they do (a poll that could not be
+-- made at all: no dom0 to poll, the database not writable...): a reader of
+-- a stale state says this rather than guess. Cleared by the next cycle.
+CREATE TABLE failure (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    since INTEGER NOT NULL,         -- the first poll that failed
+    time INTEGER NOT NULL,          -- the last
+    message TEXT NOT NULL
+);
+
 -- Every dom0 of the last poll: rewritten at each cycle (narrow rows).
 CREATE TABLE dom0 (
     name TEXT PRIMARY KEY,

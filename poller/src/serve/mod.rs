@@ -1,7 +1,7 @@
 //! `poller serve`: the poller as a service. Polls the whole site every
 //! `interval_secs`, one poll at a time (a poll that outlasts the interval
 //! delays the next, never overlaps it; one service per state, by a lock),
-//! keeps the site's state and history (`site::kept`), and serves the
+//! keeps the site's state and history (`site::keeper`), and serves the
 //! state's metrics on `/metrics` (`metrics`). SIGHUP reloads the config;
 //! SIGTERM or SIGINT ends it (a poll in progress is dropped).
 
@@ -58,7 +58,12 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
                     "site polled"
                 );
             }
-            Err(e) => tracing::error!("the site could not be polled or kept: {e:#}"),
+            Err(e) => {
+                tracing::error!("the site could not be polled or kept: {e:#}");
+                if let Err(e2) = keeper.failed(xsmon_cli::unix_now(), &format!("{e:#}")) {
+                    tracing::error!("and that could not be recorded either: {e2:#}");
+                }
+            }
         }
         let interval = Duration::from_secs(cfg.service.interval_secs);
         if started.elapsed() > interval {

@@ -68,6 +68,12 @@ impl Keeper {
         self.held.figures_cycle.clone()
     }
 
+    /// Records that a poll could not be made, and why: readers of the
+    /// state, once it is stale, say so.
+    pub fn failed(&mut self, time: i64, why: &str) -> Result<()> {
+        Ok(self.db.record_failure(time, why)?)
+    }
+
     /// Begins a cycle (see `Cycling`).
     pub fn begin(&mut self) -> Result<Cycling<'_>> {
         Ok(Cycling {

@@ -28,13 +28,22 @@ pub fn read(
         return Ok(None);
     };
     let snap = db.snapshot()?;
+    let failure = snap.failure()?;
     let Some(cycle) = snap.cycle()? else {
+        if let Some((since, _, why)) = failure {
+            bail!(
+                "the site's state ({}) has no poll yet: xsmon-poller's polls fail since {}: {} (--live polls the dom0s now)",
+                path.display(),
+                words::moment(since, now),
+                xsmon_proto::text::clean(&why, 300)
+            );
+        }
         bail!(
             "the site's state ({}) has no poll yet: is xsmon-poller running? (--live polls the dom0s now)",
             path.display()
         );
     };
-    check_fresh(&cycle, now)?;
+    check_fresh(&cycle, failure, now)?;
     let problems: Vec<String> = serde_json::from_str(&cycle.problems)
         .with_context(|| format!("reading the site's state {}", path.display()))?;
     let (rows, others) = snap.dom0s(scope)?;
@@ -93,18 +102,27 @@ fn cluster_of(homes: Vec<(String, String)>) -> xsmon_proto::cluster::Cluster {
     c
 }
 
-/// A state older than its limit is refused.
-fn check_fresh(cycle: &Cycle, now: i64) -> Result<()> {
+/// A state older than its limit is refused, with why when the service
+/// said why its polls fail.
+fn check_fresh(cycle: &Cycle, failure: Option<(i64, i64, String)>, now: i64) -> Result<()> {
     let age = now - cycle.time;
-    if age > cycle.stale_after_secs {
+    if age <= cycle.stale_after_secs {
+        return Ok(());
+    }
+    if let Some((since, _, why)) = failure {
         bail!(
-            "the site's state is {} old (its last poll began at {}; xsmon-poller polls every {} s): is xsmon-poller running? (--live polls the dom0s now)",
+            "the site's state is {} old: xsmon-poller's polls fail since {}: {} (--live polls the dom0s now)",
             words::duration(age),
-            words::moment(cycle.time, now),
-            cycle.interval_secs
+            words::moment(since, now),
+            xsmon_proto::text::clean(&why, 300)
         );
     }
-    Ok(())
+    bail!(
+        "the site's state is {} old (its last poll began at {}; xsmon-poller polls every {} s): is xsmon-poller running? (--live polls the dom0s now)",
+        words::duration(age),
+        words::moment(cycle.time, now),
+        cycle.interval_secs
+    )
 }
 
 /// A dom0 back from the state: what it served read as the poll read it

@@ -438,3 +438,69 @@ fn prometheus_scrapes_the_service_and_fires_a_shipped_alert() {
         );
     }
 }
+
+/// A service whose polls fail (here: nothing left to poll after a reload)
+/// says why to every reader, once its state is stale, instead of "is it
+/// running?".
+#[test]
+fn a_service_whose_polls_fail_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poller.toml");
+    let first_state = dir.path().join("poller.db");
+    let state = std::cell::RefCell::new(first_state);
+    let write = |hosts: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "hosts = [{hosts}]\n[snmp]\ntimeout_ms = 100\nretries = 0\n[service]\ninterval_secs = 1\nstale_after_secs = 3\nstate = \"{}\"\n",
+                state.borrow().display()
+            ),
+        )
+        .unwrap()
+    };
+    let poller = |args: &[&str]| {
+        std::process::Command::new(xsmon_tests::bin("poller"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    write("\"xen09=127.0.0.1:9\"");
+    let mut service = PollerService::start(&config).unwrap();
+    wait_for("a kept cycle", Duration::from_secs(30), || {
+        Ok(stdout(&poller(&["raw"])).contains("xen09").then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
+    // Nothing to poll any more: every cycle fails, and readers are told.
+    write("");
+    service.signal(Signal::SIGHUP).unwrap();
+    let said = wait_for("the failure said", Duration::from_secs(30), || {
+        let o = poller(&["nagios"]);
+        let text = stdout(&o);
+        Ok((code(&o) == 3 && text.contains("polls fail")).then_some(text))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
+    assert!(
+        said.starts_with("XSMON UNKNOWN - the site's state is ")
+            && said.contains(" old: xsmon-poller's polls fail since ")
+            && said.contains(": no dom0 to poll: give --config-dir, --principal or --host (or set them in the config) (--live polls the dom0s now)"),
+        "{said}"
+    );
+    // A service that never polled says the same from its first failure.
+    service.stop().unwrap();
+    *state.borrow_mut() = dir.path().join("second.db");
+    write("");
+    let service = PollerService::start(&config).unwrap();
+    let said = wait_for("the first failure said", Duration::from_secs(30), || {
+        let text = stdout(&poller(&["nagios"]));
+        Ok(text.contains("polls fail").then_some(text))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
+    assert!(
+        said.starts_with("XSMON UNKNOWN - the site's state (")
+            && said.contains("second.db) has no poll yet: xsmon-poller's polls fail since ")
+            && said.contains(": no dom0 to poll: "),
+        "{said}"
+    );
+}

@@ -39,6 +39,18 @@ impl Snapshot<'_> {
             .optional()?)
     }
 
+    /// Why the service's polls fail, while they do: (since, last, message).
+    pub fn failure(&self) -> Result<Option<(i64, i64, String)>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT since, time, message FROM failure WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
     /// The dom0s of the last poll a read needs, in name order, with what
     /// each served when `scope` shows it in full; and how many others were
     /// polled. `All`: every dom0 in full. `Dom0`: that one only. `Guest`:

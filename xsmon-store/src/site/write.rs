@@ -46,6 +46,19 @@ impl SiteDb {
         })
     }
 
+    /// Records that a poll failed at `time`, and why (the first failure's
+    /// time is kept until a cycle succeeds).
+    pub fn record_failure(&mut self, time: i64, message: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO failure (id, since, time, message) VALUES (1, ?1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET time = excluded.time, message = excluded.message",
+                params![time, message],
+            )
+            .map_err(at("recording a failed poll in", &self.path))?;
+        Ok(())
+    }
+
     /// A whole cycle at once (`begin_cycle`, then `finish`).
     pub fn write_cycle(&mut self, w: &CycleWrite<'_>, keep: Keep) -> Result<()> {
         self.begin_cycle()?.finish(w, keep)
@@ -111,7 +124,7 @@ fn write_state(tx: &Transaction<'_>, w: &CycleWrite<'_>) -> rusqlite::Result<()>
             st.execute(params![guest, dom0])?;
         }
     }
-    tx.execute_batch("DELETE FROM dom0; DELETE FROM problem;")?;
+    tx.execute_batch("DELETE FROM dom0; DELETE FROM problem; DELETE FROM failure;")?;
     let mut st = tx.prepare(
         "INSERT INTO dom0 (name, target, error, elapsed_ms, extend_result, served_time)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
