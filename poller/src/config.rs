@@ -30,6 +30,17 @@ pub struct Config {
     pub port: u16,
     pub snmp: SnmpConfig,
     pub service: ServiceConfig,
+    pub push: PushConfig,
+}
+
+/// Where `poller serve` pushes each cycle's results (`[push]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Nagios's external command file (its `command_file`, e.g.
+    /// "/var/lib/nagios4/rw/nagios.cmd"); empty: no push. The objects the
+    /// results name: `poller nagios-objects`.
+    pub nagios_command_file: PathBuf,
 }
 
 /// `poller serve` and the site's state it keeps (`[service]`).
@@ -69,6 +80,12 @@ impl Default for ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// How long a pushed result stands before Nagios calls it stale (the
+    /// objects' `freshness_threshold`): three intervals and a minute.
+    pub fn freshness(&self) -> u64 {
+        3 * self.interval_secs.max(1) + 60
+    }
+
     /// How old the state may be before readers call it stale.
     pub fn stale_after(&self) -> u64 {
         if self.stale_after_secs > 0 {
@@ -91,6 +108,7 @@ impl Default for Config {
             port: 161,
             snmp: SnmpConfig::default(),
             service: ServiceConfig::default(),
+            push: PushConfig::default(),
         }
     }
 }

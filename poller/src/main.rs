@@ -14,6 +14,7 @@ mod engine;
 mod outputs;
 mod perfdata;
 mod poll;
+mod push;
 mod report;
 mod serve;
 mod site;
@@ -46,8 +47,11 @@ use crate::poll::Figures;
 /// (everything, figures included), prometheus (metrics in the text
 /// exposition format, figures included); serve (the service: polls the
 /// site every [service] interval_secs, keeps its state and history in
-/// [service] state, serves /metrics on [service] listen); history NAME (a
-/// guest's or dom0's changes of state, from the service's history).
+/// [service] state, serves /metrics on [service] listen, pushes every
+/// result to Nagios's command file with [push] nagios_command_file);
+/// history NAME (a guest's or dom0's changes of state, from the service's
+/// history); nagios-objects (the Nagios hosts and passive services the
+/// pushed results name, from the site).
 ///
 /// When `poller serve` keeps the site's state, every mode answers from it
 /// (in milliseconds, with since when each problem stands), and says UNKNOWN
@@ -60,7 +64,7 @@ use crate::poll::Figures;
 #[derive(Parser, Debug)]
 #[command(version, max_term_width = 100)]
 struct Cli {
-    /// Output mode, or serve, or history.
+    /// Output mode, or serve, history, nagios-objects.
     #[arg(value_enum, default_value = "report")]
     mode: Mode,
 
@@ -140,6 +144,7 @@ enum Mode {
     Prometheus,
     Serve,
     History,
+    NagiosObjects,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -180,6 +185,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     match cli.mode {
         Mode::Serve => serve::run(&|| load_config(cli)),
         Mode::History => history(cli, &load_config(cli)?),
+        Mode::NagiosObjects => nagios_objects(cli, &load_config(cli)?),
         _ => one_shot(cli, &load_config(cli)?),
     }
 }
@@ -285,7 +291,7 @@ fn one_shot(cli: &Cli, cfg: &Config) -> anyhow::Result<u8> {
             outputs::nagios::nagios(&rep, cli.dom0.as_deref(), cli.guest.as_deref()).0
         )?,
         Mode::Prometheus => write!(stdout, "{}", outputs::prometheus::prometheus(&rep))?,
-        Mode::Serve | Mode::History => unreachable!("handled by run"),
+        Mode::Serve | Mode::History | Mode::NagiosObjects => unreachable!("handled by run"),
     }
     Ok(state)
 }
@@ -301,6 +307,30 @@ fn live_poll(cli: &Cli, cfg: &Config) -> anyhow::Result<poll::Polled> {
     };
     let show_progress = cli.mode == Mode::Report && std::io::stderr().is_terminal();
     with_progress(show_progress, |tick| poll::poll_site(cfg, figures, tick))
+}
+
+/// `poller nagios-objects`: the Nagios objects `poller serve`'s pushed
+/// results name, from the site (kept or live).
+fn nagios_objects(cli: &Cli, cfg: &Config) -> anyhow::Result<u8> {
+    let now = xsmon_cli::unix_now();
+    let live = cli.live || asks_other_than_the_service(cli);
+    let site = match (!live)
+        .then(|| site::kept::read(&cfg.service.state, Scope::All, None, now))
+        .transpose()?
+        .flatten()
+    {
+        Some(site) => site,
+        None => poll::poll_site(cfg, Figures::None, &|_, _| {})?.into(),
+    };
+    let (text, refused) = push::objects::nagios_objects(&site, cfg.service.freshness());
+    for name in refused {
+        tracing::warn!(
+            "{:?} is not a name Nagios accepts: no objects for it",
+            xsmon_proto::text::clean(&name, 80)
+        );
+    }
+    write!(std::io::stdout().lock(), "{text}")?;
+    Ok(0)
 }
 
 /// `poller history NAME`: the transitions of a guest or dom0.

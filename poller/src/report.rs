@@ -159,6 +159,9 @@ pub fn build(site: Site, only_dom0: Option<&str>, only_guest: Option<&str>) -> R
             &b.check,
         ))
     });
+    // dom0s a scoped read or push left out are counted, unless the scope
+    // is one dom0 (whose report counts that one).
+    let others = if only_dom0.is_some() { 0 } else { others };
     let mut s = Summary {
         dom0s: dom0s.len() + others,
         unreachable: dom0s.iter().filter(|r| r.error.is_some()).count(),

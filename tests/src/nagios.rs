@@ -48,6 +48,7 @@ impl Nagios {
              nagios_user=root\nnagios_group=root\nenable_notifications=0\n\
              illegal_macro_output_chars=`~$&|'\"<>\n\
              service_inter_check_delay_method=n\nmax_service_check_spread=1\ncheck_result_reaper_frequency=1\n\
+             status_update_interval=1\ntranslate_passive_host_checks=1\ncheck_external_commands=1\ncommand_check_interval=-1\n\
              process_performance_data=1\nservice_perfdata_file={}\nservice_perfdata_file_mode=a\n\
              service_perfdata_file_template=$SERVICEDESC$\\t$SERVICESTATE$\\t$SERVICEPERFDATA$\n\
              resource_file=/etc/nagios4/resource.cfg\n\
@@ -113,6 +114,101 @@ impl Nagios {
         let _ = nagios.kill();
         let _ = nagios.wait();
         outcome
+    }
+}
+
+/// A Nagios running as a daemon (see `Nagios::start`), killed on drop.
+pub struct Running {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+/// One host's or service's state as Nagios's status file has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub host: String,
+    /// Empty for a host.
+    pub service: String,
+    /// Hosts: 0 UP, 1 DOWN, 2 UNREACHABLE; services: 0 OK .. 3 UNKNOWN.
+    pub state: u8,
+    pub output: String,
+}
+
+impl Nagios {
+    /// Starts Nagios as a daemon and waits until its command file (a FIFO
+    /// it reads) exists.
+    pub fn start(&self) -> Result<Running> {
+        let child = Command::new(NAGIOS)
+            .arg(&self.main)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting nagios4 (Debian package nagios4-core)")?;
+        let mut running = Running {
+            child,
+            dir: self.dir.path().to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !running.command_file().exists() {
+            if Instant::now() > deadline || running.child.try_wait()?.is_some() {
+                bail!(
+                    "nagios made no command file within 30 s:\n{}",
+                    running.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(running)
+    }
+}
+
+impl Running {
+    pub fn command_file(&self) -> PathBuf {
+        self.dir.join("nagios.cmd")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("nagios.log")).unwrap_or_default()
+    }
+
+    /// Every host and service in Nagios's status file (rewritten every
+    /// second here).
+    pub fn status(&self) -> Vec<Status> {
+        let text = std::fs::read_to_string(self.dir.join("status.dat")).unwrap_or_default();
+        let mut out = Vec::new();
+        let mut block: Option<(bool, Vec<(String, String)>)> = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(kind) = line.strip_suffix(" {") {
+                block = matches!(kind, "hoststatus" | "servicestatus")
+                    .then(|| (kind == "servicestatus", Vec::new()));
+            } else if line == "}" {
+                if let Some((_, fields)) = block.take() {
+                    let field = |name: &str| {
+                        fields
+                            .iter()
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default()
+                    };
+                    out.push(Status {
+                        host: field("host_name"),
+                        service: field("service_description"),
+                        state: field("current_state").parse().unwrap_or(255),
+                        output: field("plugin_output"),
+                    });
+                }
+            } else if let (Some((_, fields)), Some((k, v))) = (block.as_mut(), line.split_once('='))
+            {
+                fields.push((k.to_string(), v.to_string()));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -19,6 +19,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
 use crate::poll::{self, Figures};
+use crate::push;
 use crate::report;
 use crate::site::keeper::{Judged, Keeper, Kept};
 use crate::site::Site;
@@ -102,14 +103,40 @@ fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
     )?;
     let n = polled.dom0s.len();
     let (time, known) = (polled.time, polled.known.clone());
-    let rep = report::build(Site::from(polled), None, None);
+    let site = Site::from(polled);
+    let push = (!cfg.push.nagios_command_file.as_os_str().is_empty())
+        .then(|| push::nagios::commands(&site, time));
+    let rep = report::build(site, None, None);
     let judged = Judged {
         dom0s: rep.dom0s,
         findings: rep.findings,
     };
     let elapsed_ms = t.elapsed().as_millis() as i64;
     let kept = cycling.finish(time, &known, judged, &cfg.service, elapsed_ms)?;
+    if let Some((lines, refused)) = push {
+        push_to_nagios(&cfg.push.nagios_command_file, &lines, &refused);
+    }
     Ok((kept, n))
+}
+
+/// Each cycle pushes every result: one that fails is said, and the next
+/// cycle's push carries it again.
+fn push_to_nagios(path: &Path, lines: &[String], refused: &[String]) {
+    let t = Instant::now();
+    for name in refused {
+        tracing::warn!(
+            "{:?} is not a name Nagios accepts: its results are not pushed",
+            xsmon_proto::text::clean(name, 80)
+        );
+    }
+    match push::nagios::write_commands(path, lines) {
+        Ok(()) => tracing::info!(
+            results = lines.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "pushed to Nagios"
+        ),
+        Err(e) => tracing::error!("push to Nagios failed, the next cycle pushes again: {e}"),
+    }
 }
 
 /// The config read again; a broken one is said and the running one kept.

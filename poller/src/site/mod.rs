@@ -63,3 +63,105 @@ impl From<Polled> for Site {
         }
     }
 }
+
+impl Site {
+    /// Which dom0s report each guest (by the name without `#domid`; not
+    /// dom0 itself), as indices into `dom0s`.
+    pub fn guest_index(&self) -> std::collections::BTreeMap<String, Vec<usize>> {
+        let mut index: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+        for (i, d) in self.dom0s.iter().enumerate() {
+            // dom0's own line is the dom0's, not a guest's.
+            for g in d
+                .guests
+                .iter()
+                .filter(|g| g.name != crate::report::DOM0_HOST)
+            {
+                let at = index
+                    .entry(crate::poll::base_name(&g.name).to_string())
+                    .or_default();
+                if at.last() != Some(&i) {
+                    at.push(i);
+                }
+            }
+        }
+        index
+    }
+
+    /// What scoping the site many times needs, computed once (see
+    /// `Scoper::scoped`).
+    pub fn scoper(&self) -> Scoper<'_> {
+        let mut homes: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (d, guests) in &self.known.cluster.dom0s {
+            for g in guests {
+                homes.entry(g.as_str()).or_default().push(d.as_str());
+            }
+        }
+        Scoper {
+            site: self,
+            failed: (0..self.dom0s.len())
+                .filter(|&i| self.dom0s[i].error.is_some())
+                .collect(),
+            homes,
+        }
+    }
+}
+
+/// Cuts a site into the part each scoped report needs, in time
+/// proportional to that part (a push builds one per dom0 and per guest).
+pub struct Scoper<'s> {
+    site: &'s Site,
+    failed: Vec<usize>,
+    homes: HashMap<&'s str, Vec<&'s str>>,
+}
+
+impl Scoper<'_> {
+    /// The dom0s at `shown` in full, those that could not be polled with
+    /// their error only (a guest found nowhere may be on them), the others
+    /// counted, and the config directories' homes of the guests shown: the
+    /// report of a scope is the same as from the whole site, as from a
+    /// scoped read of the kept state.
+    pub fn scoped(&self, shown: &[usize]) -> Site {
+        let site = self.site;
+        let mut picked: Vec<usize> = shown.iter().chain(&self.failed).copied().collect();
+        picked.sort_unstable();
+        picked.dedup();
+        let mut cluster = xsmon_proto::cluster::Cluster::default();
+        let dom0s: Vec<Dom0Result> = picked
+            .iter()
+            .map(|&i| {
+                let d = &site.dom0s[i];
+                if shown.contains(&i) {
+                    for g in &d.guests {
+                        let name = crate::poll::base_name(&g.name);
+                        for home in self.homes.get(name).into_iter().flatten() {
+                            cluster
+                                .dom0s
+                                .entry(home.to_string())
+                                .or_default()
+                                .push(name.to_string());
+                        }
+                    }
+                    d.clone()
+                } else {
+                    let mut stub = Dom0Result::new(&d.name, &d.target);
+                    stub.error = d.error.clone();
+                    stub
+                }
+            })
+            .collect();
+        for guests in cluster.dom0s.values_mut() {
+            guests.sort();
+            guests.dedup();
+        }
+        Site {
+            time: site.time,
+            known: Known {
+                cluster,
+                problems: Vec::new(),
+            },
+            others: site.dom0s.len() + site.others - dom0s.len(),
+            dom0s,
+            memory: None,
+        }
+    }
+}

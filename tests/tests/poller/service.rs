@@ -66,11 +66,16 @@ impl Served {
     /// top-level lines. A poll every 2 s; the state stale after 10 s (two
     /// intervals, the default, leave a loaded machine no margin).
     fn write_config(&self, extra: &str) {
+        self.write_config_with(extra, "");
+    }
+
+    /// The same, with `sections` (TOML tables) at its end.
+    fn write_config_with(&self, extra: &str, sections: &str) {
         let base = std::fs::read_to_string(&self.site.poller_config).unwrap();
         std::fs::write(
             &self.config,
             format!(
-                "{extra}{base}\n[service]\ninterval_secs = 2\nstale_after_secs = 10\nstate = \"{}\"\nlisten = \"127.0.0.1:{}\"\n",
+                "{extra}{base}\n[service]\ninterval_secs = 2\nstale_after_secs = 10\nstate = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{sections}",
                 self.state.display(),
                 self.metrics_port
             ),
@@ -503,4 +508,93 @@ fn a_service_whose_polls_fail_says_why() {
             && said.contains(": no dom0 to poll: "),
         "{said}"
     );
+}
+
+/// The service pushes every result into a real Nagios's command file at
+/// each cycle: the generated objects pass `nagios4 -v`, each guest's and
+/// dom0's service takes the words of `poller nagios --guest/--dom0`, and a
+/// dom0 that goes down is one alert (its guests' results stand until
+/// their freshness runs out, their hosts' parent is down).
+#[test]
+fn nagios_takes_the_pushed_results_and_a_dom0_down_is_one_alert() {
+    let mut served = Served::new();
+    let objects = served.site.dir().join("xsmon-objects.cfg");
+    let generated = served.poller(&["nagios-objects", "--live"]);
+    assert_eq!(code(&generated), 0, "{generated:?}");
+    std::fs::write(&objects, &generated.stdout).unwrap();
+    let text = stdout(&generated);
+    assert!(
+        text.contains("    host_name               moved01\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    parents                 xen02\n"),
+        "{text}"
+    );
+    let nagios = xsmon_tests::nagios::Nagios::new(&[&objects]).unwrap();
+    let verified = nagios.verify().unwrap();
+    assert!(
+        verified.status.success(),
+        "nagios4 -v refuses the generated objects:\n{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let running = nagios.start().unwrap();
+    served.write_config_with(
+        "",
+        &format!(
+            "[push]\nnagios_command_file = \"{}\"\n",
+            running.command_file().display()
+        ),
+    );
+    let service = PollerService::start(&served.config).unwrap();
+    let find = |host: &str, service: &str| {
+        running
+            .status()
+            .into_iter()
+            .find(|s| s.host == host && s.service == service)
+    };
+    let db01 = wait_for("db01 CRITICAL in Nagios", Duration::from_secs(60), || {
+        Ok(find("db01", "xsmon").filter(|s| s.state == 2))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", service.log(), running.log()));
+    let words = stdout(&served.poller(&["nagios", "--guest", "db01"]));
+    // Nagios's status file writes a result's ';' as ':' (as it does for an
+    // active check's).
+    assert_eq!(
+        db01.output,
+        words
+            .lines()
+            .next()
+            .unwrap()
+            .split(" | ")
+            .next()
+            .unwrap()
+            .replace(';', ":"),
+        "Nagios shows the words of `poller nagios --guest db01`"
+    );
+    assert_eq!(find("web01", "xsmon").map(|s| s.state), Some(0));
+    assert_eq!(find("xen02", "").map(|s| s.state), Some(0));
+    // xen02 goes down: its host DOWN, one alert.
+    let alerts = |log: &str| log.lines().filter(|l| l.contains(" ALERT: ")).count();
+    let before = alerts(&running.log());
+    served.site.dom0s[1].snmpd = None;
+    wait_for("xen02 DOWN in Nagios", Duration::from_secs(60), || {
+        Ok(find("xen02", "").filter(|s| s.state == 1).map(|_| ()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", service.log(), running.log()));
+    // Two more pushes, then count.
+    let pushes = |log: &str| log.matches("pushed to Nagios").count();
+    let seen = pushes(&service.log());
+    wait_for("two more pushes", Duration::from_secs(60), || {
+        Ok((pushes(&service.log()) >= seen + 2).then_some(()))
+    })
+    .unwrap();
+    let log = running.log();
+    let new: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ALERT: "))
+        .skip(before)
+        .collect();
+    assert_eq!(new.len(), 1, "one alert for a dom0 down: {new:#?}");
+    assert!(new[0].contains("HOST ALERT: xen02;DOWN;HARD"), "{new:#?}");
 }
