@@ -6,7 +6,7 @@ use serde::Serialize;
 use xsmon_proto::rawline::RawLine;
 use xsmon_proto::Status;
 
-use crate::poll::{base_name, in_scope, is_guest, Dom0Result};
+use crate::poll::{base_name, in_scope, is_guest, Dom0Result, DOM0_HOST};
 use crate::site::{Memory, Site};
 
 /// Everything the outputs need.
@@ -200,9 +200,6 @@ pub fn build(site: Site, only_dom0: Option<&str>, only_guest: Option<&str>) -> R
         memory,
     }
 }
-
-/// The name dom0 itself has in the state (not counted as a guest).
-pub const DOM0_HOST: &str = "Domain-0";
 
 /// 0 nothing wrong, 1 warnings, 2 errors, 3 undetermined (Nagios OK,
 /// WARNING, CRITICAL, UNKNOWN).

@@ -98,7 +98,7 @@ fn scoped_perfdata(r: &Report, only_dom0: Option<&str>, only_guest: Option<&str>
         .flat_map(|d| d.guests.iter().map(move |g| (d, g)))
         .filter(|(_, g)| match only_guest {
             Some(q) => crate::poll::is_guest(&g.name, q),
-            None => only_dom0.is_some() && g.name == crate::report::DOM0_HOST,
+            None => only_dom0.is_some() && g.name == crate::poll::DOM0_HOST,
         })
         .filter(|(_, g)| !g.figures.is_empty())
         .map(|(_, g)| (g.name.as_str(), g.figures.as_slice()))

@@ -14,6 +14,7 @@ use crate::snmp::Credentials;
 
 pub use served::{
     attach_figures, base_name, failed, in_scope, is_guest, read_outcome, read_served, Dom0Result,
+    DOM0_HOST,
 };
 
 /// One poll of the site: what every dom0 served, when, and what

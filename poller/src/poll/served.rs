@@ -356,6 +356,9 @@ pub fn is_guest(label: &str, query: &str) -> bool {
     label == query || base_name(label) == query
 }
 
+/// The name dom0 itself has in the state (not counted as a guest).
+pub const DOM0_HOST: &str = "Domain-0";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,11 +71,7 @@ impl Site {
         let mut index: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
         for (i, d) in self.dom0s.iter().enumerate() {
             // dom0's own line is the dom0's, not a guest's.
-            for g in d
-                .guests
-                .iter()
-                .filter(|g| g.name != crate::report::DOM0_HOST)
-            {
+            for g in d.guests.iter().filter(|g| g.name != crate::poll::DOM0_HOST) {
                 let at = index
                     .entry(crate::poll::base_name(&g.name).to_string())
                     .or_default();
