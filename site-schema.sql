@@ -37,6 +37,16 @@ CREATE TABLE failure (
     message TEXT NOT NULL
 );
 
+-- Each consumer the service pushes to whose last push failed, since when
+-- and why (`poller serve`'s [push]): the report says it. Gone with the
+-- first push that works.
+CREATE TABLE push (
+    consumer TEXT PRIMARY KEY,
+    since INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    error TEXT NOT NULL
+) WITHOUT ROWID;
+
 -- Every dom0 of the last poll: rewritten at each cycle (narrow rows).
 CREATE TABLE dom0 (
     name TEXT PRIMARY KEY,

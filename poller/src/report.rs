@@ -76,6 +76,23 @@ pub fn build(site: Site, only_dom0: Option<&str>, only_guest: Option<&str>) -> R
             message: p.clone(),
         })
         .collect();
+    // A push the service could not make is said where the whole site is:
+    // results that do not reach Nagios are never dropped in silence.
+    if only_dom0.is_none() && only_guest.is_none() {
+        for (consumer, since, error) in memory.iter().flat_map(|m| &m.push_failures) {
+            findings.push(RawLine {
+                severity: "warning".into(),
+                dom0: String::new(),
+                host: String::new(),
+                check: "push".into(),
+                age: None,
+                message: format!(
+                    "results not pushed to {consumer} since {}: {error}; xsmon-poller tries again at each poll",
+                    crate::words::moment(*since, now)
+                ),
+            });
+        }
+    }
     // A guest one dom0 reports as down (its config is there) while another
     // runs it has migrated: the note below says so, not an error as well.
     let running_somewhere: std::collections::HashSet<String> = dom0s

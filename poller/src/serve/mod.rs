@@ -114,14 +114,21 @@ fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
     let elapsed_ms = t.elapsed().as_millis() as i64;
     let kept = cycling.finish(time, &known, judged, &cfg.service, elapsed_ms)?;
     if let Some((lines, refused)) = push {
-        push_to_nagios(&cfg.push.nagios_command_file, &lines, &refused);
+        let outcome = push_to_nagios(&cfg.push.nagios_command_file, &lines, &refused);
+        if let Err(e) = keeper.pushed(
+            "Nagios",
+            time,
+            outcome.as_ref().map(|_| ()).map_err(String::as_str),
+        ) {
+            tracing::error!("how the push went could not be recorded: {e:#}");
+        }
     }
     Ok((kept, n))
 }
 
-/// Each cycle pushes every result: one that fails is said, and the next
-/// cycle's push carries it again.
-fn push_to_nagios(path: &Path, lines: &[String], refused: &[String]) {
+/// Each cycle pushes every result: one that fails is said (in the log, and
+/// by the report), and the next cycle's push carries it again.
+fn push_to_nagios(path: &Path, lines: &[String], refused: &[String]) -> Result<(), String> {
     let t = Instant::now();
     for name in refused {
         tracing::warn!(
@@ -129,7 +136,8 @@ fn push_to_nagios(path: &Path, lines: &[String], refused: &[String]) {
             xsmon_proto::text::clean(name, 80)
         );
     }
-    match push::nagios::write_commands(path, lines) {
+    let outcome = push::nagios::write_commands(path, lines);
+    match &outcome {
         Ok(()) => tracing::info!(
             results = lines.len(),
             ms = t.elapsed().as_millis() as u64,
@@ -137,6 +145,7 @@ fn push_to_nagios(path: &Path, lines: &[String], refused: &[String]) {
         ),
         Err(e) => tracing::error!("push to Nagios failed, the next cycle pushes again: {e}"),
     }
+    outcome
 }
 
 /// The config read again; a broken one is said and the running one kept.

@@ -74,6 +74,11 @@ impl Keeper {
         Ok(self.db.record_failure(time, why)?)
     }
 
+    /// Records how a push to `consumer` went.
+    pub fn pushed(&mut self, consumer: &str, time: i64, outcome: Result<(), &str>) -> Result<()> {
+        Ok(self.db.record_push(consumer, time, outcome)?)
+    }
+
     /// Begins a cycle (see `Cycling`).
     pub fn begin(&mut self) -> Result<Cycling<'_>> {
         Ok(Cycling {

@@ -84,6 +84,7 @@ pub fn read(
             since,
             changes_since,
             changes,
+            push_failures: snap.push_failures()?,
         }),
     }))
 }

@@ -42,6 +42,8 @@ pub struct Memory {
     /// then, oldest first.
     pub changes_since: Option<i64>,
     pub changes: Vec<Transition>,
+    /// The consumers whose last push failed: (consumer, since, error).
+    pub push_failures: Vec<(String, i64, String)>,
 }
 
 impl Memory {

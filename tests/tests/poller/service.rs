@@ -574,6 +574,9 @@ fn nagios_takes_the_pushed_results_and_a_dom0_down_is_one_alert() {
     );
     assert_eq!(find("web01", "xsmon").map(|s| s.state), Some(0));
     assert_eq!(find("xen02", "").map(|s| s.state), Some(0));
+    // Pushes that work leave no `push` warning.
+    let raw = stdout(&served.poller(&["raw"]));
+    assert!(!raw.contains(" push "), "{raw}");
     // xen02 goes down: its host DOWN, one alert.
     let alerts = |log: &str| log.lines().filter(|l| l.contains(" ALERT: ")).count();
     let before = alerts(&running.log());
@@ -597,4 +600,55 @@ fn nagios_takes_the_pushed_results_and_a_dom0_down_is_one_alert() {
         .collect();
     assert_eq!(new.len(), 1, "one alert for a dom0 down: {new:#?}");
     assert!(new[0].contains("HOST ALERT: xen02;DOWN;HARD"), "{new:#?}");
+}
+
+/// A push Nagios does not take (here: no Nagios) is said by the report and
+/// the Nagios check of the whole site, never dropped in silence.
+#[test]
+fn a_push_that_fails_is_a_warning_of_the_whole_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poller.toml");
+    let command_file = dir.path().join("no-nagios").join("nagios.cmd");
+    std::fs::write(
+        &config,
+        format!(
+            "hosts = [\"xen09=127.0.0.1:9\"]\n[snmp]\ntimeout_ms = 100\nretries = 0\n[service]\ninterval_secs = 1\nstate = \"{}\"\n[push]\nnagios_command_file = \"{}\"\n",
+            dir.path().join("poller.db").display(),
+            command_file.display()
+        ),
+    )
+    .unwrap();
+    let service = PollerService::start(&config).unwrap();
+    let raw = wait_for("the push warning", Duration::from_secs(30), || {
+        let o = std::process::Command::new(xsmon_tests::bin("poller"))
+            .args(["raw", "--config"])
+            .arg(&config)
+            .output()?;
+        let text = stdout(&o);
+        Ok(text.contains(" push ").then_some(text))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
+    let line = raw
+        .lines()
+        .find(|l| l.contains(" push "))
+        .map(xsmon_proto::rawline::parse)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            line.severity.as_str(),
+            line.dom0.as_str(),
+            line.host.as_str()
+        ),
+        ("warning", "", "")
+    );
+    assert!(
+        line.message.starts_with("results not pushed to Nagios since ")
+            && line.message.contains(&format!(
+                ": Nagios's command file {}: No such file or directory (os error 2) (is Nagios running, with check_external_commands=1?); xsmon-poller tries again at each poll",
+                command_file.display()
+            )),
+        "{}",
+        line.message
+    );
 }

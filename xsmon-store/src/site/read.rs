@@ -39,6 +39,15 @@ impl Snapshot<'_> {
             .optional()?)
     }
 
+    /// The consumers whose last push failed: (consumer, since, error).
+    pub fn push_failures(&self) -> Result<Vec<(String, i64, String)>> {
+        let mut st = self
+            .tx
+            .prepare("SELECT consumer, since, error FROM push ORDER BY consumer")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Why the service's polls fail, while they do: (since, last, message).
     pub fn failure(&self) -> Result<Option<(i64, i64, String)>> {
         Ok(self

@@ -59,6 +59,28 @@ impl SiteDb {
         Ok(())
     }
 
+    /// Records how a push to `consumer` went at `time`: a failure is kept
+    /// (its first time too) until a push works.
+    pub fn record_push(
+        &mut self,
+        consumer: &str,
+        time: i64,
+        outcome: std::result::Result<(), &str>,
+    ) -> Result<()> {
+        let done = match outcome {
+            Ok(()) => self
+                .conn
+                .execute("DELETE FROM push WHERE consumer = ?1", [consumer]),
+            Err(error) => self.conn.execute(
+                "INSERT INTO push (consumer, since, time, error) VALUES (?1, ?2, ?2, ?3)
+                 ON CONFLICT (consumer) DO UPDATE SET time = excluded.time, error = excluded.error",
+                params![consumer, time, error],
+            ),
+        };
+        done.map_err(at("recording a push in", &self.path))?;
+        Ok(())
+    }
+
     /// A whole cycle at once (`begin_cycle`, then `finish`).
     pub fn write_cycle(&mut self, w: &CycleWrite<'_>, keep: Keep) -> Result<()> {
         self.begin_cycle()?.finish(w, keep)
