@@ -79,11 +79,10 @@ pub struct Guest {
     pub on_crash: Option<String>,
 }
 
-#[cfg(test)]
 impl Guest {
     /// A running domain `domid` named `name` with nothing else known: the
-    /// start of every unit test's guest.
-    pub(crate) fn named(domid: u32, name: &str) -> Guest {
+    /// start of every test's and bench's guest.
+    pub fn named(domid: u32, name: &str) -> Guest {
         Guest {
             domid,
             uuid: None,

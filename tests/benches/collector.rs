@@ -430,19 +430,8 @@ fn storage() {
     let start = (chrono_now() / 86400) * 86400 - days * 86400;
     let guests: Vec<Guest> = (1..=GUESTS)
         .map(|id| Guest {
-            domid: id,
             uuid: Some(format!("00000000-0000-4000-8000-{id:012}")),
-            uuid_problem: None,
-            name: Some(format!("guest{id:03}")),
-            name_problem: None,
-            mem_target_kib: None,
-            mem_max_kib: None,
-            agent: None,
-            start_time: None,
-            device_model: None,
-            device_model_runs: None,
-            on_crash: None,
-            found: Found::Nothing,
+            ..Guest::named(id, &format!("guest{id:03}"))
         })
         .collect();
     let t0 = Instant::now();

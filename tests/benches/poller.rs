@@ -402,22 +402,11 @@ fn fill_store(path: &std::path::Path, prefix: &str, now: i64) {
     let mut conn = db::open_rw(path).unwrap();
     let guests: Vec<Guest> = (1..=10)
         .map(|id| Guest {
-            domid: id,
-            uuid: None,
-            uuid_problem: None,
-            name: Some(format!("{prefix}{id}")),
-            name_problem: None,
-            mem_target_kib: None,
-            mem_max_kib: None,
-            agent: None,
-            start_time: None,
-            device_model: None,
-            device_model_runs: None,
-            on_crash: None,
             found: Found::Run {
                 run: sample_run(now, 2, if id == 3 { Status::Error } else { Status::Ok }),
                 legacy: false,
             },
+            ..Guest::named(id, &format!("{prefix}{id}"))
         })
         .collect();
     store_cycle(&mut conn, &guests, now).unwrap();

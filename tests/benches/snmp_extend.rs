@@ -32,18 +32,6 @@ fn main() {
         let t = now - (287 - cycle) * 300;
         let guests: Vec<Guest> = (1..=200)
             .map(|id| Guest {
-                domid: id,
-                uuid: None,
-                uuid_problem: None,
-                name: Some(format!("guest{id:03}")),
-                name_problem: None,
-                mem_target_kib: None,
-                mem_max_kib: None,
-                agent: None,
-                start_time: None,
-                device_model: None,
-                device_model_runs: None,
-                on_crash: None,
                 found: Found::Run {
                     run: sample_run(
                         t,
@@ -56,6 +44,7 @@ fn main() {
                     ),
                     legacy: false,
                 },
+                ..Guest::named(id, &format!("guest{id:03}"))
             })
             .collect();
         store_cycle(&mut conn, &guests, t).unwrap();

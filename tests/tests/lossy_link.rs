@@ -23,22 +23,11 @@ fn big_state(path: &std::path::Path) -> usize {
         .as_secs() as i64;
     let guests: Vec<host_collector::gather::Guest> = (1..=119)
         .map(|id| host_collector::gather::Guest {
-            domid: id,
-            uuid: None,
-            uuid_problem: None,
-            name: Some(format!("guest{id:03}")),
-            name_problem: None,
-            mem_target_kib: None,
-            mem_max_kib: None,
-            agent: None,
-            start_time: None,
-            device_model: None,
-            device_model_runs: None,
-            on_crash: None,
             found: host_collector::gather::Found::Run {
                 run: sample_run(now, 1, Status::Error),
                 legacy: false,
             },
+            ..host_collector::gather::Guest::named(id, &format!("guest{id:03}"))
         })
         .collect();
     let mut conn = xsmon_store::open_rw(path).unwrap();
