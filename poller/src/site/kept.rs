@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xsmon_store::site::{Cycle, Dom0Row, Scope, Served, SiteDb};
 
-use super::{Memory, Site};
+use super::{cluster_of, Memory, Site};
 use crate::discover::Known;
 use crate::poll::{attach_figures, failed, read_served, Dom0Result};
 use crate::words;
@@ -28,9 +28,8 @@ pub fn read(
         return Ok(None);
     };
     let snap = db.snapshot()?;
-    let failure = snap.failure()?;
     let Some(cycle) = snap.cycle()? else {
-        if let Some((since, _, why)) = failure {
+        if let Some((since, _, why)) = snap.failure()? {
             bail!(
                 "the site's state ({}) has no poll yet: xsmon-poller's polls fail since {}: {} (--live polls the dom0s now)",
                 path.display(),
@@ -43,7 +42,7 @@ pub fn read(
             path.display()
         );
     };
-    check_fresh(&cycle, failure, now)?;
+    check_fresh(&cycle, now, || Ok(snap.failure()?))?;
     let problems: Vec<String> = serde_json::from_str(&cycle.problems)
         .with_context(|| format!("reading the site's state {}", path.display()))?;
     let (rows, others) = snap.dom0s(scope)?;
@@ -84,33 +83,27 @@ pub fn read(
             since,
             changes_since,
             changes,
-            push_failures: snap.push_failures()?,
+            // Said by the whole site's report only.
+            push_failures: match scope {
+                Scope::All => snap.push_failures()?,
+                Scope::Dom0(_) | Scope::Guest(_) => Vec::new(),
+            },
         }),
     }))
 }
 
-/// The config directories' cluster from (guest, dom0) pairs: whole, or as
-/// much of it as a scoped read needs.
-fn cluster_of(homes: Vec<(String, String)>) -> xsmon_proto::cluster::Cluster {
-    let mut c = xsmon_proto::cluster::Cluster::default();
-    for (guest, dom0) in homes {
-        c.dom0s.entry(dom0).or_default().push(guest);
-    }
-    for guests in c.dom0s.values_mut() {
-        guests.sort();
-        guests.dedup();
-    }
-    c
-}
-
 /// A state older than its limit is refused, with why when the service
-/// said why its polls fail.
-fn check_fresh(cycle: &Cycle, failure: Option<(i64, i64, String)>, now: i64) -> Result<()> {
+/// said why its polls fail (asked only then: a fresh read is the hot path).
+fn check_fresh(
+    cycle: &Cycle,
+    now: i64,
+    failure: impl FnOnce() -> Result<Option<(i64, i64, String)>>,
+) -> Result<()> {
     let age = now - cycle.time;
     if age <= cycle.stale_after_secs {
         return Ok(());
     }
-    if let Some((since, _, why)) = failure {
+    if let Some((since, _, why)) = failure()? {
         bail!(
             "the site's state is {} old: xsmon-poller's polls fail since {}: {} (--live polls the dom0s now)",
             words::duration(age),

@@ -123,7 +123,7 @@ impl Scoper<'_> {
         let mut picked: Vec<usize> = shown.iter().chain(&self.failed).copied().collect();
         picked.sort_unstable();
         picked.dedup();
-        let mut cluster = xsmon_proto::cluster::Cluster::default();
+        let mut homes: Vec<(String, String)> = Vec::new();
         let dom0s: Vec<Dom0Result> = picked
             .iter()
             .map(|&i| {
@@ -132,11 +132,7 @@ impl Scoper<'_> {
                     for g in &d.guests {
                         let name = crate::poll::base_name(&g.name);
                         for home in self.homes.get(name).into_iter().flatten() {
-                            cluster
-                                .dom0s
-                                .entry(home.to_string())
-                                .or_default()
-                                .push(name.to_string());
+                            homes.push((name.to_string(), home.to_string()));
                         }
                     }
                     d.clone()
@@ -147,14 +143,10 @@ impl Scoper<'_> {
                 }
             })
             .collect();
-        for guests in cluster.dom0s.values_mut() {
-            guests.sort();
-            guests.dedup();
-        }
         Site {
             time: site.time,
             known: Known {
-                cluster,
+                cluster: cluster_of(homes),
                 problems: Vec::new(),
             },
             others: site.dom0s.len() + site.others - dom0s.len(),
@@ -162,4 +154,18 @@ impl Scoper<'_> {
             memory: None,
         }
     }
+}
+
+/// The config directories' cluster from (guest, dom0) pairs: whole, or as
+/// much of it as a scoped report needs.
+pub fn cluster_of(homes: Vec<(String, String)>) -> xsmon_proto::cluster::Cluster {
+    let mut c = xsmon_proto::cluster::Cluster::default();
+    for (guest, dom0) in homes {
+        c.dom0s.entry(dom0).or_default().push(guest);
+    }
+    for guests in c.dom0s.values_mut() {
+        guests.sort();
+        guests.dedup();
+    }
+    c
 }
