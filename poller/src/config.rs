@@ -41,6 +41,25 @@ pub struct PushConfig {
     /// "/var/lib/nagios4/rw/nagios.cmd"); empty: no push. The objects the
     /// results name: `poller nagios-objects`.
     pub nagios_command_file: PathBuf,
+    /// Icinga 2's API (e.g. "https://icinga.example.org:5665"); empty: no
+    /// push. The objects the results name: `poller icinga2-objects`.
+    pub icinga2_url: String,
+    /// The API user: an `ApiUser` whose only permission is
+    /// "actions/process-check-result".
+    pub icinga2_user: String,
+    /// Its password.
+    pub icinga2_password: String,
+    /// The CA that signed the API's certificate, PEM (Icinga's own:
+    /// /var/lib/icinga2/certs/ca.crt on its master); empty: the usual
+    /// public roots.
+    pub icinga2_ca: PathBuf,
+}
+
+impl PushConfig {
+    /// Whether any consumer is set.
+    pub fn any(&self) -> bool {
+        !self.nagios_command_file.as_os_str().is_empty() || !self.icinga2_url.is_empty()
+    }
 }
 
 /// `poller serve` and the site's state it keeps (`[service]`).

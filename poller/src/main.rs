@@ -50,8 +50,8 @@ use crate::poll::Figures;
 /// [service] state, serves /metrics on [service] listen, pushes every
 /// result to Nagios's command file with [push] nagios_command_file);
 /// history NAME (a guest's or dom0's changes of state, from the service's
-/// history); nagios-objects (the Nagios hosts and passive services the
-/// pushed results name, from the site).
+/// history); nagios-objects, icinga2-objects (the hosts and passive
+/// services the pushed results name, from the site).
 ///
 /// When `poller serve` keeps the site's state, every mode answers from it
 /// (in milliseconds, with since when each problem stands), and says UNKNOWN
@@ -64,7 +64,7 @@ use crate::poll::Figures;
 #[derive(Parser, Debug)]
 #[command(version, max_term_width = 100)]
 struct Cli {
-    /// Output mode, or serve, history, nagios-objects.
+    /// Output mode, or serve, history, nagios-objects, icinga2-objects.
     #[arg(value_enum, default_value = "report")]
     mode: Mode,
 
@@ -145,6 +145,7 @@ enum Mode {
     Serve,
     History,
     NagiosObjects,
+    Icinga2Objects,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -185,7 +186,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     match cli.mode {
         Mode::Serve => serve::run(&|| load_config(cli)),
         Mode::History => history(cli, &load_config(cli)?),
-        Mode::NagiosObjects => nagios_objects(cli, &load_config(cli)?),
+        Mode::NagiosObjects | Mode::Icinga2Objects => objects(cli, &load_config(cli)?),
         _ => one_shot(cli, &load_config(cli)?),
     }
 }
@@ -291,7 +292,9 @@ fn one_shot(cli: &Cli, cfg: &Config) -> anyhow::Result<u8> {
             outputs::nagios::nagios(&rep, cli.dom0.as_deref(), cli.guest.as_deref()).0
         )?,
         Mode::Prometheus => write!(stdout, "{}", outputs::prometheus::prometheus(&rep))?,
-        Mode::Serve | Mode::History | Mode::NagiosObjects => unreachable!("handled by run"),
+        Mode::Serve | Mode::History | Mode::NagiosObjects | Mode::Icinga2Objects => {
+            unreachable!("handled by run")
+        }
     }
     Ok(state)
 }
@@ -309,9 +312,9 @@ fn live_poll(cli: &Cli, cfg: &Config) -> anyhow::Result<poll::Polled> {
     with_progress(show_progress, |tick| poll::poll_site(cfg, figures, tick))
 }
 
-/// `poller nagios-objects`: the Nagios objects `poller serve`'s pushed
-/// results name, from the site (kept or live).
-fn nagios_objects(cli: &Cli, cfg: &Config) -> anyhow::Result<u8> {
+/// `poller nagios-objects` and `poller icinga2-objects`: the objects
+/// `poller serve`'s pushed results name, from the site (kept or live).
+fn objects(cli: &Cli, cfg: &Config) -> anyhow::Result<u8> {
     let now = xsmon_cli::unix_now();
     let live = cli.live || asks_other_than_the_service(cli);
     let site = match (!live)
@@ -322,10 +325,15 @@ fn nagios_objects(cli: &Cli, cfg: &Config) -> anyhow::Result<u8> {
         Some(site) => site,
         None => poll::poll_site(cfg, Figures::None, &|_, _| {})?.into(),
     };
-    let (text, refused) = push::objects::nagios_objects(&site, cfg.service.freshness());
+    let freshness = cfg.service.freshness();
+    let (text, refused) = if cli.mode == Mode::Icinga2Objects {
+        push::icinga2_objects::icinga2_objects(&site, freshness)
+    } else {
+        push::nagios_objects::nagios_objects(&site, freshness)
+    };
     for name in refused {
         tracing::warn!(
-            "{:?} is not a name Nagios accepts: no objects for it",
+            "{:?} is not a name Nagios and Icinga 2 accept: no objects for it",
             xsmon_proto::text::clean(&name, 80)
         );
     }

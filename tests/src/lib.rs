@@ -29,6 +29,7 @@ use anyhow::{bail, Context, Result};
 pub mod cluster;
 pub mod daemon;
 pub mod dom0;
+pub mod icinga2;
 pub mod nagios;
 pub mod netns;
 pub mod service;

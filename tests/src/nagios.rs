@@ -132,16 +132,88 @@ pub struct Status {
     /// Hosts: 0 UP, 1 DOWN, 2 UNREACHABLE; services: 0 OK .. 3 UNKNOWN.
     pub state: u8,
     pub output: String,
+    /// The lines after the first (Nagios keeps them as `\n`).
+    pub long_output: String,
+    /// When its last result was taken (Unix seconds; a passive result's
+    /// own time).
+    pub last_check: i64,
+}
+
+/// A state change as Nagios logged it (`SERVICE ALERT`, `HOST ALERT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// Nagios's time of the line (Unix seconds).
+    pub time: i64,
+    pub host: String,
+    /// Empty for a host.
+    pub service: String,
+    /// OK, WARNING, CRITICAL, UNKNOWN; UP, DOWN, UNREACHABLE.
+    pub state: String,
+    pub output: String,
+}
+
+impl Alert {
+    /// A problem: anything but OK or UP.
+    pub fn is_problem(&self) -> bool {
+        !matches!(self.state.as_str(), "OK" | "UP")
+    }
+}
+
+impl std::fmt::Display for Alert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}] {}{}{} {}: {}",
+            self.time,
+            self.host,
+            if self.service.is_empty() { "" } else { ";" },
+            self.service,
+            self.state,
+            self.output
+        )
+    }
+}
+
+/// The alerts of a Nagios log.
+pub fn parse_alerts(log: &str) -> Vec<Alert> {
+    log.lines()
+        .filter_map(|line| {
+            let (time, rest) = line.strip_prefix('[')?.split_once("] ")?;
+            let time = time.parse().ok()?;
+            if let Some(r) = rest.strip_prefix("SERVICE ALERT: ") {
+                let f: Vec<&str> = r.splitn(6, ';').collect();
+                (f.len() == 6).then(|| Alert {
+                    time,
+                    host: f[0].into(),
+                    service: f[1].into(),
+                    state: f[2].into(),
+                    output: f[5].into(),
+                })
+            } else if let Some(r) = rest.strip_prefix("HOST ALERT: ") {
+                let f: Vec<&str> = r.splitn(5, ';').collect();
+                (f.len() == 5).then(|| Alert {
+                    time,
+                    host: f[0].into(),
+                    service: String::new(),
+                    state: f[1].into(),
+                    output: f[4].into(),
+                })
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 impl Nagios {
     /// Starts Nagios as a daemon and waits until its command file (a FIFO
     /// it reads) exists.
     pub fn start(&self) -> Result<Running> {
-        let child = Command::new(NAGIOS)
-            .arg(&self.main)
-            .stdout(Stdio::null())
-            .spawn()
+        // Tied to this process: a lab's Nagios lives in a static, never
+        // dropped.
+        let mut cmd = Command::new(NAGIOS);
+        cmd.arg(&self.main).stdout(Stdio::null());
+        let child = crate::daemon::spawn_tied_to_process(cmd)
             .context("starting nagios4 (Debian package nagios4-core)")?;
         let mut running = Running {
             child,
@@ -170,6 +242,16 @@ impl Running {
         std::fs::read_to_string(self.dir.join("nagios.log")).unwrap_or_default()
     }
 
+    /// The state changes Nagios logged so far.
+    pub fn alerts(&self) -> Vec<Alert> {
+        parse_alerts(&self.log())
+    }
+
+    /// Whether the daemon still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Every host and service in Nagios's status file (rewritten every
     /// second here).
     pub fn status(&self) -> Vec<Status> {
@@ -194,6 +276,8 @@ impl Running {
                         service: field("service_description"),
                         state: field("current_state").parse().unwrap_or(255),
                         output: field("plugin_output"),
+                        long_output: field("long_plugin_output").replace("\\n", "\n"),
+                        last_check: field("last_check").parse().unwrap_or(0),
                     });
                 }
             } else if let (Some((_, fields)), Some((k, v))) = (block.as_mut(), line.split_once('='))

@@ -1,77 +1,22 @@
-//! Nagios 4's passive results for the site, as external commands
-//! (`PROCESS_HOST_CHECK_RESULT`, `PROCESS_SERVICE_CHECK_RESULT`): per dom0
-//! a host result (reachable or not) and its `xsmon` service (the words of
-//! `poller nagios --dom0 NAME`); per guest a host result (running or not)
-//! and its `xsmon` service (the words of `poller nagios --guest NAME`).
-//! The objects they name are what `poller nagios-objects` generates. A
-//! dom0 that could not be read gets its host result only (DOWN, with the
-//! error): one alert; its service's and its guests' results stand until
-//! the dom0 answers again or their freshness runs out.
-//! A result pushed twice does no harm: Nagios takes the later.
+//! Nagios 4's passive results for the site (see the parent module), as
+//! external commands (`PROCESS_HOST_CHECK_RESULT`,
+//! `PROCESS_SERVICE_CHECK_RESULT`) written into its command file. The
+//! objects they name are what `poller nagios-objects` generates.
 
-use crate::outputs::nagios::nagios;
-use crate::report;
-use crate::site::Site;
+use super::{Pushed, SERVICE};
 
-/// The service every dom0 and guest host carries.
-pub const SERVICE: &str = "xsmon";
-
-/// The characters Nagios refuses in an object name (its default
-/// `illegal_object_name_chars`), and the field separator.
-pub fn valid_object_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !"`~!$%^&*|'\"<>?,()=;".contains(c))
-}
-
-/// Every command of one push, each a line for the command file. Names
-/// Nagios would refuse are left out and returned, to be said.
-pub fn commands(site: &Site, now: i64) -> (Vec<String>, Vec<String>) {
-    let mut lines = Vec::new();
-    let mut refused = Vec::new();
-    let scoper = site.scoper();
-    for (i, d) in site.dom0s.iter().enumerate() {
-        if !valid_object_name(&d.name) {
-            refused.push(d.name.clone());
-            continue;
-        }
-        let (up, text) = match &d.error {
-            None => (0, format!("XSMON UP - {} answered", d.target)),
-            Some(e) => (1, format!("XSMON DOWN - {}", e)),
-        };
-        lines.push(host_result(now, &d.name, up, &text));
-        if d.error.is_some() {
-            // Its host is DOWN with the error: that is the one alert. Its
-            // service and its guests' results stand as they were.
-            continue;
-        }
-        let r = report::build(scoper.scoped(&[i]), Some(&d.name), None);
-        let (out, state) = nagios(&r, Some(&d.name), None);
-        lines.push(service_result(now, &d.name, state, &out));
-    }
-    for (guest, at) in site.guest_index() {
-        if !valid_object_name(&guest) {
-            refused.push(guest);
-            continue;
-        }
-        let running = at.iter().any(|&i| {
-            site.dom0s[i].guests.iter().any(|g| {
-                crate::poll::base_name(&g.name) == guest
-                    && !xsmon_proto::snmpline::probe_is_down(&g.probe)
-            })
-        });
-        let text = if running {
-            "XSMON UP - running".to_string()
-        } else {
-            "XSMON DOWN - should run and does not".to_string()
-        };
-        lines.push(host_result(now, &guest, if running { 0 } else { 1 }, &text));
-        let r = report::build(scoper.scoped(&at), None, Some(&guest));
-        let (out, state) = nagios(&r, None, Some(&guest));
-        lines.push(service_result(now, &guest, state, &out));
-    }
-    (lines, refused)
+/// The command file's lines for `results`, each taken at `now`.
+pub fn commands(results: &[Pushed], now: i64) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| {
+            if r.service {
+                service_result(now, &r.host, r.state, &r.output)
+            } else {
+                host_result(now, &r.host, r.state, &r.output)
+            }
+        })
+        .collect()
 }
 
 /// Writes the commands into Nagios's command file (the FIFO Nagios
@@ -129,15 +74,6 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_nagios_refuses_are_told_apart() {
-        assert!(valid_object_name("web01"));
-        assert!(valid_object_name("web01.example.org"));
-        assert!(!valid_object_name("web;01"));
-        assert!(!valid_object_name("web 01"));
-        assert!(!valid_object_name(""));
-    }
 
     #[test]
     fn an_output_is_one_command_line() {

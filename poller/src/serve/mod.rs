@@ -6,6 +6,7 @@
 //! SIGTERM or SIGINT ends it (a poll in progress is dropped).
 
 mod metrics;
+mod pushing;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
     let state = cfg.service.state.clone();
     let _lock = lock(&state)?;
     let mut keeper = Keeper::open(&state)?;
+    let mut pushers = pushing::Pushers::new(&cfg);
     let in_poll = Arc::new(AtomicBool::new(false));
     let signals = signals(in_poll.clone())?;
     if !cfg.service.listen.is_empty() {
@@ -45,7 +47,7 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
     loop {
         let started = Instant::now();
         in_poll.store(true, Ordering::SeqCst);
-        let outcome = cycle(&cfg, &mut keeper);
+        let outcome = cycle(&cfg, &mut keeper, &pushers);
         in_poll.store(false, Ordering::SeqCst);
         match outcome {
             Ok((kept, polled)) => {
@@ -79,7 +81,10 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
         let next = started + interval;
         loop {
             match signals.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                Ok(SIGHUP) => cfg = reload(load, cfg, &state),
+                Ok(SIGHUP) => {
+                    cfg = reload(load, cfg, &state);
+                    pushers = pushing::Pushers::new(&cfg);
+                }
                 Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     tracing::info!("poller serve stopping");
                     return Ok(0);
@@ -91,8 +96,8 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
 }
 
 /// One cycle: poll the site (the figures of the dom0s that collected
-/// since the last), judge it, keep it.
-fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
+/// since the last), judge it, keep it, push its results.
+fn cycle(cfg: &Config, keeper: &mut Keeper, pushers: &pushing::Pushers) -> Result<(Kept, usize)> {
     let t = Instant::now();
     let had = keeper.figures_cycles();
     let mut cycling = keeper.begin()?;
@@ -104,8 +109,6 @@ fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
     let n = polled.dom0s.len();
     let (time, known) = (polled.time, polled.known.clone());
     let site = Site::from(polled);
-    let push = (!cfg.push.nagios_command_file.as_os_str().is_empty())
-        .then(|| push::nagios::commands(&site, time));
     let rep = report::build(site, None, None);
     let judged = Judged {
         dom0s: rep.dom0s,
@@ -113,39 +116,23 @@ fn cycle(cfg: &Config, keeper: &mut Keeper) -> Result<(Kept, usize)> {
     };
     let elapsed_ms = t.elapsed().as_millis() as i64;
     let kept = cycling.finish(time, &known, judged, &cfg.service, elapsed_ms)?;
-    if let Some((lines, refused)) = push {
-        let outcome = push_to_nagios(&cfg.push.nagios_command_file, &lines, &refused);
-        if let Err(e) = keeper.pushed(
-            "Nagios",
-            time,
-            outcome.as_ref().map(|_| ()).map_err(String::as_str),
-        ) {
-            tracing::error!("how the push went could not be recorded: {e:#}");
-        }
+    if cfg.push.any() {
+        // What was just kept, read as every reader reads it: the pushed
+        // words and performance data are those of `poller nagios --guest`
+        // and `--dom0`, the figures of every dom0 included (the poll read
+        // only the new ones).
+        let kept_site = crate::site::kept::read(
+            &cfg.service.state,
+            xsmon_store::site::Scope::All,
+            None,
+            xsmon_cli::unix_now(),
+        )?
+        .context("the state just kept could not be read back for the push")?;
+        let (results, refused) = push::results(&kept_site);
+        drop(kept_site);
+        pushers.push(cfg, &results, &refused, time, keeper);
     }
     Ok((kept, n))
-}
-
-/// Each cycle pushes every result: one that fails is said (in the log, and
-/// by the report), and the next cycle's push carries it again.
-fn push_to_nagios(path: &Path, lines: &[String], refused: &[String]) -> Result<(), String> {
-    let t = Instant::now();
-    for name in refused {
-        tracing::warn!(
-            "{:?} is not a name Nagios accepts: its results are not pushed",
-            xsmon_proto::text::clean(name, 80)
-        );
-    }
-    let outcome = push::nagios::write_commands(path, lines);
-    match &outcome {
-        Ok(()) => tracing::info!(
-            results = lines.len(),
-            ms = t.elapsed().as_millis() as u64,
-            "pushed to Nagios"
-        ),
-        Err(e) => tracing::error!("push to Nagios failed, the next cycle pushes again: {e}"),
-    }
-    outcome
 }
 
 /// The config read again; a broken one is said and the running one kept.

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xsmon_tests::bin;
 use xsmon_tests::cluster::{demo_specs, SimCluster, DEMO_FINDINGS};
-use xsmon_tests::xenlab::{base64_decode, scenarios, LabGuest, LabSite, Xenstored, LAB_DOM0};
+use xsmon_tests::xenlab::{
+    base64_decode, scenarios, LabAlerts, LabGuest, LabSite, Xenstored, LAB_DOM0,
+};
 
 fn step(title: &str) {
     println!("\n== {title}");
@@ -237,10 +239,27 @@ fn lab_scenario(lab: &LabSite, guests: &[LabGuest]) -> Result<()> {
     step("real Xen: evil02 writes into web02's, dom0's and the 2010 shared area, then garbage into its own");
     scenarios::hostile(lab, lab_guest(guests, "evil02")?, web)?;
     println!("   the C xenstored refused all three; evil02 alone is reported, web02 is untouched");
+    step("the admin's end: poller serve polling the real dom0 every 2 s, pushing into a real Nagios 4");
+    // As the packages run them: the watch in dom0 (a cycle on each domain
+    // event), the poller service and Nagios with `poller nagios-objects`.
+    lab.lab
+        .dom0_ok("host-collector watch >/var/log/watch.log 2>&1 & echo $! >/run/watch.pid")?;
+    let alerts = LabAlerts::start(lab)?;
+    println!("   Nagios holds a result for every guest of the real dom0");
     step("real Xen: xl pause pause02; a kernel crash in crash02 (echo c > /proc/sysrq-trigger)");
     lab.lab.dom0_ok("xl pause pause02")?;
     let crash = lab_guest(guests, "crash02")?;
+    let crashed_unix = LabAlerts::now();
+    let crashed_at = Instant::now();
     lab.lab.crash_kernel(crash)?;
+    let critical = alerts
+        .wait_service_alert("crash02", "CRITICAL", crashed_unix, Duration::from_secs(90))
+        .context("crash02's crash in Nagios")?;
+    println!(
+        "   crash to nagios critical: {:.1} s (Nagios's log: {})",
+        crashed_at.elapsed().as_secs_f64(),
+        critical.output.lines().next().unwrap_or_default()
+    );
     lab.lab
         .wait_for("crash02 to crash", Duration::from_secs(60), || {
             Ok(lab.lab.xl_state("crash02")?.as_deref() == Some("---sc-"))

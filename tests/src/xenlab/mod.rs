@@ -18,6 +18,7 @@
 use std::sync::atomic::Ordering;
 
 mod agent;
+pub mod alerts;
 mod guest;
 mod lab;
 pub mod scenarios;
@@ -25,6 +26,7 @@ mod site;
 mod waits;
 
 pub use agent::{base64, base64_decode, Exec};
+pub use alerts::LabAlerts;
 pub use guest::{LabGuest, LAB_CONFIG_DIR, LAB_DOM0, PROBE_TIMER_OFF};
 pub use lab::{images, lab_xen, EnvironmentFault, XenLab};
 pub use site::LabSite;

@@ -4,7 +4,7 @@
 //! that wait side by side.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -382,6 +382,12 @@ impl LabSite {
                 }
                 Ok(Some((out, code)))
             })
+    }
+
+    /// The poller's config for this site (the shared config directory,
+    /// the community, dom0's address).
+    pub fn poller_config(&self) -> &Path {
+        &self.poller_config
     }
 
     fn run_poller(&self, args: &[&str]) -> Result<(String, i32)> {

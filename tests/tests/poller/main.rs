@@ -6,6 +6,7 @@
 mod modes;
 mod nagios;
 mod prometheus;
+mod push;
 mod service;
 
 use std::process::Output;

@@ -14,15 +14,15 @@ use xsmon_tests::service::{free_port, http_get, url_encode, wait_for, PollerServ
 
 use crate::{guest, stdout};
 
-struct Served {
-    site: SimCluster,
-    config: PathBuf,
+pub(crate) struct Served {
+    pub(crate) site: SimCluster,
+    pub(crate) config: PathBuf,
     state: PathBuf,
     metrics_port: u16,
 }
 
 impl Served {
-    fn new() -> Served {
+    pub(crate) fn new() -> Served {
         let specs = vec![
             Dom0Spec {
                 name: "xen01".into(),
@@ -70,7 +70,7 @@ impl Served {
     }
 
     /// The same, with `sections` (TOML tables) at its end.
-    fn write_config_with(&self, extra: &str, sections: &str) {
+    pub(crate) fn write_config_with(&self, extra: &str, sections: &str) {
         let base = std::fs::read_to_string(&self.site.poller_config).unwrap();
         std::fs::write(
             &self.config,
@@ -83,7 +83,7 @@ impl Served {
         .unwrap();
     }
 
-    fn poller(&self, args: &[&str]) -> Output {
+    pub(crate) fn poller(&self, args: &[&str]) -> Output {
         std::process::Command::new(xsmon_tests::bin("poller"))
             .args(args)
             .arg("--config")
@@ -127,7 +127,7 @@ fn without_ages(text: &str) -> String {
     out
 }
 
-fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
@@ -507,148 +507,5 @@ fn a_service_whose_polls_fail_says_why() {
             && said.contains("second.db) has no poll yet: xsmon-poller's polls fail since ")
             && said.contains(": no dom0 to poll: "),
         "{said}"
-    );
-}
-
-/// The service pushes every result into a real Nagios's command file at
-/// each cycle: the generated objects pass `nagios4 -v`, each guest's and
-/// dom0's service takes the words of `poller nagios --guest/--dom0`, and a
-/// dom0 that goes down is one alert (its guests' results stand until
-/// their freshness runs out, their hosts' parent is down).
-#[test]
-fn nagios_takes_the_pushed_results_and_a_dom0_down_is_one_alert() {
-    let mut served = Served::new();
-    let objects = served.site.dir().join("xsmon-objects.cfg");
-    let generated = served.poller(&["nagios-objects", "--live"]);
-    assert_eq!(code(&generated), 0, "{generated:?}");
-    std::fs::write(&objects, &generated.stdout).unwrap();
-    let text = stdout(&generated);
-    assert!(
-        text.contains("    host_name               moved01\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("    parents                 xen02\n"),
-        "{text}"
-    );
-    let nagios = xsmon_tests::nagios::Nagios::new(&[&objects]).unwrap();
-    let verified = nagios.verify().unwrap();
-    assert!(
-        verified.status.success(),
-        "nagios4 -v refuses the generated objects:\n{}",
-        String::from_utf8_lossy(&verified.stdout)
-    );
-    let running = nagios.start().unwrap();
-    served.write_config_with(
-        "",
-        &format!(
-            "[push]\nnagios_command_file = \"{}\"\n",
-            running.command_file().display()
-        ),
-    );
-    let service = PollerService::start(&served.config).unwrap();
-    let find = |host: &str, service: &str| {
-        running
-            .status()
-            .into_iter()
-            .find(|s| s.host == host && s.service == service)
-    };
-    let db01 = wait_for("db01 CRITICAL in Nagios", Duration::from_secs(60), || {
-        Ok(find("db01", "xsmon").filter(|s| s.state == 2))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", service.log(), running.log()));
-    let words = stdout(&served.poller(&["nagios", "--guest", "db01"]));
-    // Nagios's status file writes a result's ';' as ':' (as it does for an
-    // active check's).
-    assert_eq!(
-        db01.output,
-        words
-            .lines()
-            .next()
-            .unwrap()
-            .split(" | ")
-            .next()
-            .unwrap()
-            .replace(';', ":"),
-        "Nagios shows the words of `poller nagios --guest db01`"
-    );
-    assert_eq!(find("web01", "xsmon").map(|s| s.state), Some(0));
-    assert_eq!(find("xen02", "").map(|s| s.state), Some(0));
-    // Pushes that work leave no `push` warning.
-    let raw = stdout(&served.poller(&["raw"]));
-    assert!(!raw.contains(" push "), "{raw}");
-    // xen02 goes down: its host DOWN, one alert.
-    let alerts = |log: &str| log.lines().filter(|l| l.contains(" ALERT: ")).count();
-    let before = alerts(&running.log());
-    served.site.dom0s[1].snmpd = None;
-    wait_for("xen02 DOWN in Nagios", Duration::from_secs(60), || {
-        Ok(find("xen02", "").filter(|s| s.state == 1).map(|_| ()))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", service.log(), running.log()));
-    // Two more pushes, then count.
-    let pushes = |log: &str| log.matches("pushed to Nagios").count();
-    let seen = pushes(&service.log());
-    wait_for("two more pushes", Duration::from_secs(60), || {
-        Ok((pushes(&service.log()) >= seen + 2).then_some(()))
-    })
-    .unwrap();
-    let log = running.log();
-    let new: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" ALERT: "))
-        .skip(before)
-        .collect();
-    assert_eq!(new.len(), 1, "one alert for a dom0 down: {new:#?}");
-    assert!(new[0].contains("HOST ALERT: xen02;DOWN;HARD"), "{new:#?}");
-}
-
-/// A push Nagios does not take (here: no Nagios) is said by the report and
-/// the Nagios check of the whole site, never dropped in silence.
-#[test]
-fn a_push_that_fails_is_a_warning_of_the_whole_site() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("poller.toml");
-    let command_file = dir.path().join("no-nagios").join("nagios.cmd");
-    std::fs::write(
-        &config,
-        format!(
-            "hosts = [\"xen09=127.0.0.1:9\"]\n[snmp]\ntimeout_ms = 100\nretries = 0\n[service]\ninterval_secs = 1\nstate = \"{}\"\n[push]\nnagios_command_file = \"{}\"\n",
-            dir.path().join("poller.db").display(),
-            command_file.display()
-        ),
-    )
-    .unwrap();
-    let service = PollerService::start(&config).unwrap();
-    let raw = wait_for("the push warning", Duration::from_secs(30), || {
-        let o = std::process::Command::new(xsmon_tests::bin("poller"))
-            .args(["raw", "--config"])
-            .arg(&config)
-            .output()?;
-        let text = stdout(&o);
-        Ok(text.contains(" push ").then_some(text))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
-    let line = raw
-        .lines()
-        .find(|l| l.contains(" push "))
-        .map(xsmon_proto::rawline::parse)
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (
-            line.severity.as_str(),
-            line.dom0.as_str(),
-            line.host.as_str()
-        ),
-        ("warning", "", "")
-    );
-    assert!(
-        line.message.starts_with("results not pushed to Nagios since ")
-            && line.message.contains(&format!(
-                ": Nagios's command file {}: No such file or directory (os error 2) (is Nagios running, with check_external_commands=1?); xsmon-poller tries again at each poll",
-                command_file.display()
-            )),
-        "{}",
-        line.message
     );
 }

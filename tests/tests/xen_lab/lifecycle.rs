@@ -46,34 +46,38 @@ pub(crate) fn shutdown_create_reboot_and_rename_keep_one_history() -> Result<()>
     );
     reboots += 1.0;
 
-    // xl reboot, then a reboot the guest does itself.
-    for (how, script) in [("xl reboot", None), ("reboot -f inside", Some("reboot -f"))] {
-        match script {
-            None => {
-                site.lab.dom0_ok(&format!("xl reboot {}", g.name))?;
+    // xl reboot, then a reboot the guest does itself: routine, no
+    // alert in Nagios.
+    routine(g, "xl reboot and a reboot from inside", || {
+        for (how, script) in [("xl reboot", None), ("reboot -f inside", Some("reboot -f"))] {
+            match script {
+                None => {
+                    site.lab.dom0_ok(&format!("xl reboot {}", g.name))?;
+                }
+                Some(s) => {
+                    let _ = site.lab.guest_within(g, s, 5);
+                }
             }
-            Some(s) => {
-                let _ = site.lab.guest_within(g, s, 5);
-            }
+            site.lab.wait_for(
+                &format!("{how}: a new domid"),
+                Duration::from_secs(90),
+                || Ok(domid_of(site, &g.name).is_ok_and(|d| d != domid)),
+            )?;
+            domid = site.settled(g, how)?;
+            site.lab.wait_guest_up(g, Duration::from_secs(120))?;
+            let j = collected(site, &g.name)?;
+            ensure!(
+                j["uuid"] == first["uuid"] && j["domid"] == domid,
+                "{how}: {j}"
+            );
+            ensure!(
+                xen_figure(&j, "reboots") == Some(reboots + 1.0),
+                "after {how}, the reboot count ({reboots} before): {j}"
+            );
+            reboots += 1.0;
         }
-        site.lab.wait_for(
-            &format!("{how}: a new domid"),
-            Duration::from_secs(90),
-            || Ok(domid_of(site, &g.name).is_ok_and(|d| d != domid)),
-        )?;
-        domid = site.settled(g, how)?;
-        site.lab.wait_guest_up(g, Duration::from_secs(120))?;
-        let j = collected(site, &g.name)?;
-        ensure!(
-            j["uuid"] == first["uuid"] && j["domid"] == domid,
-            "{how}: {j}"
-        );
-        ensure!(
-            xen_figure(&j, "reboots") == Some(reboots + 1.0),
-            "after {how}, the reboot count ({reboots} before): {j}"
-        );
-        reboots += 1.0;
-    }
+        Ok(())
+    })?;
 
     // xl rename: the new name is shown, the history follows the UUID.
     site.lab.dom0_ok(&format!("xl rename {} life02", g.name))?;

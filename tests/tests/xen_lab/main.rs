@@ -21,7 +21,7 @@ use anyhow::{bail, ensure, Context, Result};
 use xsmon_proto::rawline::RawLine;
 use xsmon_proto::Status;
 use xsmon_tests::xenlab::scenarios::SAVE_DIR;
-use xsmon_tests::xenlab::{scenarios, LabGuest, LabSite, Xenstored, PROBE_TIMER_OFF};
+use xsmon_tests::xenlab::{scenarios, LabAlerts, LabGuest, LabSite, Xenstored, PROBE_TIMER_OFF};
 
 mod hvm;
 mod lifecycle;
@@ -166,6 +166,24 @@ fn site() -> &'static LabSite {
         Ok(s) => s,
         Err(e) => panic!("the Xen lab did not come up:\n{e}"),
     }
+}
+
+/// The admin's end beside the lab: `poller serve` polling dom0 and
+/// pushing into a real Nagios ([`LabAlerts`]), started by the first
+/// scenario that reads Nagios, once.
+fn alerts() -> &'static LabAlerts {
+    static ALERTS: OnceLock<std::result::Result<LabAlerts, String>> = OnceLock::new();
+    let alerts = ALERTS.get_or_init(|| LabAlerts::start(site()).map_err(|e| format!("{e:#}")));
+    match alerts {
+        Ok(a) => a,
+        Err(e) => panic!("poller serve and Nagios did not come up beside the lab:\n{e}"),
+    }
+}
+
+/// Runs a routine event of `g` (a create, reboot, save and restore,
+/// migration): Nagios must raise nothing for it.
+fn routine<T>(g: &LabGuest, what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    alerts().quiet_through(&g.name, what, 0, body)
 }
 
 /// The lab with its two HVM guests created and up: by the first HVM

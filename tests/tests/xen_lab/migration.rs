@@ -17,6 +17,10 @@ pub(crate) fn live_migration_is_not_a_false_down() -> Result<()> {
             probe_runs(site, g, 1)
         })
         .with_context(|| site.lab.guest_diagnosis(g, "its healthy scenario"))?;
+    routine(g, "three live migrations", || migrations(site, g))
+}
+
+fn migrations(site: &LabSite, g: &LabGuest) -> Result<()> {
     for round in 1..=3 {
         site.lab
             .tolerating_triple_faults(g, &format!("migration {round}"), || {

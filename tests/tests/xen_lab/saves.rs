@@ -13,12 +13,18 @@ use super::*;
 /// the lab's longest chain. (A save in the middle of a run is
 /// [`a_save_in_the_middle_of_a_run_is_measured_again`], on another guest.)
 pub(crate) fn save_and_restore_continue_the_same_vm() -> Result<()> {
-    save_rounds(site(), &guests().saved, 1..=3)
+    let g = &guests().saved;
+    routine(g, "xl save and xl restore, three times", || {
+        save_rounds(site(), g, 1..=3)
+    })
 }
 
 /// Rounds 4 and 5 of [`save_and_restore_continue_the_same_vm`], on save02.
 pub(crate) fn two_more_saves_continue_the_same_vm() -> Result<()> {
-    save_rounds(site(), &guests().saved2, 4..=5)
+    let g = &guests().saved2;
+    routine(g, "xl save and xl restore, twice", || {
+        save_rounds(site(), g, 4..=5)
+    })
 }
 
 /// Save and restore rounds `rounds` of the five, on `g`: round 1 measures

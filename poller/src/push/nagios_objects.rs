@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::nagios::{valid_object_name, SERVICE};
+use super::{valid_object_name, SERVICE};
 use crate::site::Site;
 
 /// The object definitions, and the names left out (Nagios would refuse
