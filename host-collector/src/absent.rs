@@ -125,6 +125,11 @@ pub(crate) fn judge_absent(
             stopped(&mut rec);
         } else if let Some(words) = renamed.words(&h.name, now) {
             renamed_record(&mut rec, words);
+        } else if let Some(domid) = suspended_last(h, scene) {
+            saved(&mut rec, h, domid, scene, format!(
+                "its config is under {}: `xl restore` its image, or move the config to the dom0 it runs on",
+                scene.dom0
+            ));
         } else {
             down(&mut rec, format!(
                 "not running (last seen here {since}) but its config is under {}: it should run here",
@@ -177,6 +182,17 @@ pub(crate) fn judge_absent(
     rec.listed = true;
     if scene.meant_stopped(&h.name) {
         stopped(&mut rec);
+    } else if let Some(domid) = suspended_last(h, scene) {
+        saved(
+            &mut rec,
+            h,
+            domid,
+            scene,
+            format!(
+                "`xl restore` its image; `host-collector forget {}` if it is gone for good",
+                h.uuid.as_deref().unwrap_or(&h.name)
+            ),
+        );
     } else {
         down(&mut rec, format!(
             "not running since {since}: crashed, destroyed or shut down; `host-collector forget {}` if it is gone for good",
@@ -220,6 +236,37 @@ pub(crate) fn configured_never_seen(
         .collect()
 }
 
+/// The domain `h` last ran in, when xl's log of its name says it was
+/// suspended (`xl save`, `xl migrate` away) and nothing after.
+fn suspended_last(h: &HostRow, scene: &Scene<'_>) -> Option<u32> {
+    let domid = h.domid?;
+    let shutdowns = shutdowns_of(scene, &[Some(h.name.as_str())]);
+    let last = shutdowns.iter().rev().find(|s| s.domid == domid)?;
+    (last.reason == crate::xl_records::Reason::Suspend).then_some(domid)
+}
+
+/// A guest saved or migrated away, as xl's log says: no finding for
+/// `saved_secs` after dom0 last saw it (a restore comes within it), then
+/// down, saying the save.
+fn saved(rec: &mut HostRecord, h: &HostRow, domid: u32, scene: &Scene<'_>, then: String) {
+    let now = scene.now;
+    let since = when(h.last_seen, now);
+    if now - h.last_seen <= scene.hypervisor.saved_secs as i64 {
+        rec.probe = "stopped";
+        rec.status = Status::Ok;
+        rec.message = format!(
+            "saved or migrated away (domain {domid} suspended, as xl's log says; last seen here {since}): not running while saved"
+        );
+    } else {
+        down(
+            rec,
+            format!(
+                "not running since {since}: saved or migrated away (domain {domid} suspended, as xl's log says) and not restored here; {then}"
+            ),
+        );
+    }
+}
+
 fn down(rec: &mut HostRecord, message: String) {
     rec.probe = "down";
     rec.status = Status::Error;
@@ -230,4 +277,93 @@ fn stopped(rec: &mut HostRecord) {
     rec.probe = "stopped";
     rec.status = Status::Ok;
     rec.message = "not running, as intended (expect_stopped in the collector's config)".into();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xl_records::{Reason, Shutdown, XlLogs};
+    use xsmon_proto::cluster::Cluster;
+
+    const NOW: i64 = 1_795_700_000;
+
+    fn row(last_seen: i64) -> HostRow {
+        HostRow {
+            id: 1,
+            ident: "uuid:0001".into(),
+            uuid: Some("0001".into()),
+            name: "save01".into(),
+            last_seen,
+            domid: Some(7),
+            state: "running".into(),
+            config: true,
+            run: None,
+            run_domid: None,
+            run_boot: None,
+            xen: None,
+            reboots: 0,
+            started: None,
+        }
+    }
+
+    /// judge_absent of a guest last seen `ago` s before, its config under
+    /// xen01, xl's log of its name holding `reason` for domain 7.
+    fn judged(ago: i64, reason: Reason) -> HostRecord {
+        let mut cluster = Cluster::default();
+        cluster.dom0s.insert("xen01".into(), vec!["save01".into()]);
+        let mut logs = XlLogs::default();
+        logs.by_name.insert(
+            "save01".into(),
+            vec![Shutdown {
+                domid: 7,
+                reason,
+                action: None,
+                next_domid: None,
+            }],
+        );
+        let scene = Scene {
+            dom0: "xen01",
+            cluster: &cluster,
+            expect_stopped: &[],
+            now: NOW,
+            rules: crate::freshness::Rules {
+                stale_after: 600,
+                skew_max: 600,
+            },
+            hypervisor: &Default::default(),
+            without_probe: &Default::default(),
+            lifecycle: &Default::default(),
+            xl_logs: &logs,
+            restarts: &Default::default(),
+            former_names: &[],
+        };
+        let renamed = Renamed {
+            former: &[],
+            running_as: &HashMap::new(),
+        };
+        judge_absent(&row(NOW - ago), &HashSet::new(), &renamed, &scene).unwrap()
+    }
+
+    #[test]
+    fn a_guest_saved_as_xls_log_says_is_no_finding_until_saved_secs() {
+        let r = judged(20, Reason::Suspend);
+        assert_eq!((r.status, r.probe), (Status::Ok, "stopped"));
+        assert!(
+            r.message.starts_with(
+                "saved or migrated away (domain 7 suspended, as xl's log says; last seen here "
+            ) && r.message.ends_with("): not running while saved"),
+            "{}",
+            r.message
+        );
+        let r = judged(700, Reason::Suspend);
+        assert_eq!((r.status, r.probe), (Status::Error, "down"));
+        assert!(
+            r.message.contains(": saved or migrated away (domain 7 suspended, as xl's log says) and not restored here; its config is under xen01: `xl restore` its image, or move the config to the dom0 it runs on"),
+            "{}",
+            r.message
+        );
+        // Any other shutdown is down at once.
+        let r = judged(20, Reason::Poweroff);
+        assert_eq!((r.status, r.probe), (Status::Error, "down"));
+    }
 }

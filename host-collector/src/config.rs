@@ -90,6 +90,11 @@ pub struct HypervisorConfig {
     /// A domain shut down but not destroyed (or dying) this long is an
     /// error: the toolstack did not clean it up, and it holds its memory.
     pub stuck_after_secs: u64,
+    /// A guest whose last domain xl's log says was suspended (`xl save`,
+    /// `xl migrate` away) and that runs nowhere here is `saved`, no
+    /// finding, this long: the restore (or the move of its config) comes
+    /// within it. After it, down, its words naming the save.
+    pub saved_secs: u64,
     /// CPU % of all its vCPUs over a cycle's interval at which a domain is
     /// a warning (`cpu_pct` in its `xen` figures); unset: no warning.
     pub cpu_pct_warning: Option<f64>,
@@ -114,6 +119,7 @@ impl Default for HypervisorConfig {
             paused_error_after_secs: 900,
             creation_secs: 120,
             stuck_after_secs: 300,
+            saved_secs: 600,
             cpu_pct_warning: Some(95.0),
             cpu_pct_error: None,
             spinning_pct: 95.0,

@@ -498,8 +498,10 @@ fn halted(
             format!("paused for {for_} (xl list: p): `xl unpause {name}` resumes it"),
         ),
         RunState::Crashed => crashed(&name, &for_, g.on_crash.as_deref()),
+        // An `xl save` or `xl migrate` under way: an admin's doing, no
+        // finding unless it lasts.
         RunState::Shutdown(Reason::Suspend) if !lasting => (
-            Status::Warning,
+            Status::Ok,
             format!("suspended for {for_}: being saved or migrated"),
         ),
         RunState::Shutdown(r) if !lasting => (

@@ -14,7 +14,7 @@ use crate::snmp::Credentials;
 
 pub use served::{
     attach_figures, base_name, failed, in_scope, is_guest, read_outcome, read_served, Dom0Result,
-    DOM0_HOST,
+    OtherCycle, DOM0_HOST,
 };
 
 /// One poll of the site: what every dom0 served, when, and what
@@ -75,6 +75,7 @@ pub fn poll_site(
                 wanted,
                 &creds,
                 &limits,
+                OtherCycle::Warn,
                 &mut |_| {},
             );
         }
@@ -82,7 +83,15 @@ pub fn poll_site(
             let wanted = |r: &Dom0Result| {
                 r.cycle_time.is_none() || kept.get(&r.name) != r.cycle_time.as_ref()
             };
-            fetch_figures(&disc.dom0s, &mut dom0s, wanted, &creds, &limits, taken);
+            fetch_figures(
+                &disc.dom0s,
+                &mut dom0s,
+                wanted,
+                &creds,
+                &limits,
+                OtherCycle::Skip,
+                taken,
+            );
         }
     }
     Ok(Polled {
@@ -131,6 +140,7 @@ pub fn fetch_figures(
     wanted: impl Fn(&Dom0Result) -> bool,
     creds: &Credentials,
     limits: &Limits,
+    other: OtherCycle,
     read: &mut dyn FnMut(&mut Dom0Result),
 ) {
     let picked: Vec<usize> = (0..results.len())
@@ -153,7 +163,7 @@ pub fn fetch_figures(
                 .outcome
                 .map(|s| s.lines.join("\n") + "\n")
                 .map_err(|e| e.to_string());
-            attach_figures(&mut results[i], served);
+            attach_figures(&mut results[i], served, other);
             read(&mut results[i]);
         }
     }

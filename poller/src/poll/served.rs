@@ -77,7 +77,17 @@ pub struct GuestState {
     pub figures: Vec<CheckFigures>,
 }
 
-fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
+/// Why figures served are not shown with a state.
+#[derive(Debug)]
+enum Unshown {
+    /// They belong to another collector cycle (the two reads straddled a
+    /// cycle's end).
+    OtherCycle(String),
+    /// They could not be read.
+    Unreadable(String),
+}
+
+fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), Unshown> {
     // A large dom0 serves ten thousand records for a thousand guests: look
     // each host up by name, not by walking the guests for every record.
     let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -88,7 +98,9 @@ fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
     for rec in recs {
         match rec {
             Record::Header { kind, .. } if kind != Kind::Figures => {
-                return Err("dom0 served something else than figures".into())
+                return Err(Unshown::Unreadable(
+                    "dom0 served something else than figures".into(),
+                ))
             }
             // The state and the figures are two reads, and snmpd keeps each
             // extend's output for 5 s on its own: a cycle may end between
@@ -99,11 +111,11 @@ fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
                 ..
             } if r.cycle_time.is_some_and(|state| state != t) => {
                 let d = t - r.cycle_time.unwrap_or(t);
-                return Err(format!(
+                return Err(Unshown::OtherCycle(format!(
                     "they come from another collector cycle than the state ({} s {}: a cycle ended between the two reads); the next poll shows them",
                     d.abs(),
                     if d < 0 { "older" } else { "newer" }
-                ));
+                )));
             }
             Record::Figures { host, figures } => {
                 if let Some(&i) = by_name.get(&host) {
@@ -117,7 +129,7 @@ fn absorb_figures(r: &mut Dom0Result, recs: Vec<Record>) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(Unshown::Unreadable(problems.join("; ")))
     }
 }
 
@@ -148,13 +160,39 @@ pub fn failed(r: &mut Dom0Result, error: String) {
     r.error = Some(error);
 }
 
+/// What to make of figures from another collector cycle than the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherCycle {
+    /// A one-shot poll: a warning says why the figures are missing.
+    Warn,
+    /// The service and the readers of its state: not shown, not kept, no
+    /// finding (a race of two reads says nothing of the site); the
+    /// service reads them again at its next poll.
+    Skip,
+}
+
 /// Attaches a dom0's figures as served (or says why there are none, as a
-/// warning: a graph with a gap must say why).
-pub fn attach_figures(r: &mut Dom0Result, served: Result<String, String>) {
-    if let Err(why) = served.clone().and_then(|text| {
-        let recs = parse_all(&text).map_err(|e| e.to_string())?;
-        absorb_figures(r, recs)
-    }) {
+/// warning: a graph with a gap must say why; see [`OtherCycle`]).
+pub fn attach_figures(r: &mut Dom0Result, served: Result<String, String>, other: OtherCycle) {
+    let outcome = served
+        .clone()
+        .map_err(Unshown::Unreadable)
+        .and_then(|text| {
+            let recs = parse_all(&text).map_err(|e| Unshown::Unreadable(e.to_string()))?;
+            absorb_figures(r, recs)
+        });
+    let why = match outcome {
+        Ok(()) => None,
+        Err(Unshown::OtherCycle(why)) if other == OtherCycle::Skip => {
+            tracing::debug!(dom0 = %r.name, "figures not shown: {why}");
+            for g in &mut r.guests {
+                g.figures.clear();
+            }
+            return;
+        }
+        Err(Unshown::OtherCycle(why) | Unshown::Unreadable(why)) => Some(why),
+    };
+    if let Some(why) = why {
         r.findings.push(RawLine {
             severity: "warning".into(),
             dom0: r.name.clone(),
@@ -421,7 +459,7 @@ mod tests {
         );
         assert_eq!(r.cycle_time, Some(90));
         // The same cycle: attached.
-        absorb_figures(&mut r, figures(90)).unwrap();
+        assert!(absorb_figures(&mut r, figures(90)).is_ok());
         assert_eq!(r.guests[0].figures.len(), 1);
         // A later cycle than the state's (one ended between the reads):
         // not attached, and said.
@@ -431,12 +469,33 @@ mod tests {
             vec![header("xen01", Kind::State), guest("web01")],
             100,
         );
-        let why = absorb_figures(&mut r2, figures(390)).unwrap_err();
+        let Err(Unshown::OtherCycle(why)) = absorb_figures(&mut r2, figures(390)) else {
+            panic!("figures of another cycle taken");
+        };
         assert!(r2.guests[0].figures.is_empty());
         assert_eq!(
             why,
             "they come from another collector cycle than the state (300 s newer: a cycle ended between the two reads); the next poll shows them"
         );
+        // A one-shot poll says it; the service skips them, keeps nothing
+        // and says nothing (a race of two reads), and reads them again.
+        let text = xsmon_proto::snmpline::print_all(&figures(390));
+        let mut said = r2.clone();
+        attach_figures(&mut said, Ok(text.clone()), OtherCycle::Warn);
+        assert!(said
+            .findings
+            .iter()
+            .any(|f| f.message == format!("figures unavailable: {why}")));
+        assert!(said.served_figures.is_some());
+        let mut skipped = r2.clone();
+        attach_figures(&mut skipped, Ok(text), OtherCycle::Skip);
+        assert!(skipped.findings.is_empty(), "{:?}", skipped.findings);
+        assert!(skipped.served_figures.is_none());
+        assert!(skipped.guests[0].figures.is_empty());
+        // Figures that cannot be read are a warning either way.
+        let mut bad = r2.clone();
+        attach_figures(&mut bad, Err("timeout".into()), OtherCycle::Skip);
+        assert_eq!(bad.findings.len(), 1);
     }
 
     #[test]

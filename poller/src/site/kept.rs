@@ -11,7 +11,7 @@ use xsmon_store::site::{Cycle, Dom0Row, Scope, Served, SiteDb};
 
 use super::{cluster_of, Memory, Site};
 use crate::discover::Known;
-use crate::poll::{attach_figures, failed, read_served, Dom0Result};
+use crate::poll::{attach_figures, failed, read_served, Dom0Result, OtherCycle};
 use crate::words;
 
 /// Reads the site's state kept at `path`, scoped as a check asks (a scoped
@@ -149,7 +149,9 @@ fn dom0_of(row: Dom0Row, served: Option<Served>, poll_time: i64) -> Dom0Result {
         r.served_time = row.served_time;
     }
     if let Some(figures) = served.figures {
-        attach_figures(&mut r, figures);
+        // The service keeps figures of a cycle until it has read the
+        // next one's: those of an older cycle are not shown.
+        attach_figures(&mut r, figures, OtherCycle::Skip);
     }
     r
 }
