@@ -197,10 +197,21 @@ pub fn store_cycle_with(
     hv: &host_collector::hypervisor::Hypervisor,
     t: i64,
 ) -> Result<std::time::Duration> {
+    store_cycle_of("bench", conn, guests, hv, t)
+}
+
+/// [`store_cycle_with`] by a collector that calls its dom0 `dom0`.
+pub fn store_cycle_of(
+    dom0: &str,
+    conn: &mut rusqlite::Connection,
+    guests: &[host_collector::gather::Guest],
+    hv: &host_collector::hypervisor::Hypervisor,
+    t: i64,
+) -> Result<std::time::Duration> {
     let hypervisor = host_collector::config::HypervisorConfig::default();
     let cluster = xsmon_proto::cluster::Cluster::default();
     let scene = host_collector::judge::Scene {
-        dom0: "bench",
+        dom0,
         cluster: &cluster,
         expect_stopped: &[],
         now: t,
@@ -220,7 +231,7 @@ pub fn store_cycle_with(
     let rec = xsmon_store::CycleRecord {
         time: t,
         duration_ms: 0,
-        dom0: "bench".into(),
+        dom0: dom0.into(),
         error: None,
         hosts,
     };
