@@ -504,6 +504,12 @@ fn halted(
             Status::Ok,
             format!("suspended for {for_}: being saved or migrated"),
         ),
+        // `xl reboot` or the guest's own: xl destroys the domain and
+        // builds the next one; caught in between, it is no finding.
+        RunState::Shutdown(Reason::Reboot) if !lasting => (
+            Status::Ok,
+            format!("shut down to reboot {for_} ago: the toolstack starts it again"),
+        ),
         RunState::Shutdown(r) if !lasting => (
             Status::Warning,
             format!("shut down ({}) {for_} ago, not yet destroyed", r.as_str()),

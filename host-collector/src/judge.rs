@@ -219,7 +219,7 @@ fn judge_running(
 /// while ago: when its first run is due, and the words for it; `None`
 /// once it is due, or when dom0 cannot tell the domain's start.
 fn starting(g: &Guest, prev: Option<&HostRow>, now: i64, cfg: &LifecycleConfig) -> Option<String> {
-    let started = g.start_time? as i64;
+    let started = start_of(g, prev)? as i64;
     let up = now - started;
     if !(0..cfg.first_run_secs as i64).contains(&up) {
         return None;
@@ -243,6 +243,22 @@ fn starting(g: &Guest, prev: Option<&HostRow>, now: i64, cfg: &LifecycleConfig) 
     })
 }
 
+/// When domain `g` started: libxl's `/vm/<uuid>/start_time`, or, where
+/// that is gone (a domain live-migrated here has none: seen on Xen 4.17
+/// and 4.20), dom0's own bound: a new domain of a VM dom0 knew started
+/// after the last cycle that saw the VM's previous domain, and that bound
+/// is kept in the VM's row for the cycles after.
+fn start_of(g: &Guest, prev: Option<&HostRow>) -> Option<f64> {
+    g.start_time.or_else(|| {
+        let h = prev?;
+        if h.domid == Some(g.domid) {
+            h.started
+        } else {
+            h.domid.map(|_| h.last_seen as f64)
+        }
+    })
+}
+
 /// One running domain, by what its probe wrote. `restart_known`: the
 /// toolstack's restart into this domain is known (its words say it; the
 /// run's own "rebooted" is not repeated).
@@ -262,7 +278,7 @@ fn judge_probe(
     rec.row = prev.map(|h| h.id);
     rec.uuid = g.uuid.clone();
     rec.domid = Some(g.domid);
-    rec.started = g.start_time;
+    rec.started = start_of(g, prev);
     rec.config = scene.has_config_here(&name);
     match prev {
         None => rec.events.push((
@@ -505,6 +521,43 @@ mod tests {
         r.status = status;
         r.message = msg.into();
         r
+    }
+
+    #[test]
+    fn a_migrated_domain_without_a_start_time_starts_after_the_last_cycle_that_saw_its_vm() {
+        let row = |domid: u32, last_seen: i64, started: Option<f64>| HostRow {
+            id: 1,
+            ident: "uuid:0001".into(),
+            uuid: Some("0001".into()),
+            name: "pvh01".into(),
+            last_seen,
+            domid: Some(domid),
+            state: "running".into(),
+            config: true,
+            run: None,
+            run_domid: None,
+            run_boot: None,
+            xen: None,
+            reboots: 0,
+            started,
+        };
+        let mut g = Guest::named(24, "pvh01");
+        // libxl's start time, when there is one.
+        g.start_time = Some(500.0);
+        assert_eq!(start_of(&g, Some(&row(1, 900, Some(100.0)))), Some(500.0));
+        // None (a live migration's new domain): after the last cycle that
+        // saw domain 1; then that bound, kept in the row.
+        g.start_time = None;
+        assert_eq!(start_of(&g, Some(&row(1, 900, Some(100.0)))), Some(900.0));
+        assert_eq!(start_of(&g, Some(&row(24, 960, Some(900.0)))), Some(900.0));
+        assert_eq!(start_of(&g, None), None);
+        // So it is starting, not silent, until its first run is due.
+        let cfg = LifecycleConfig::default();
+        let words = starting(&g, Some(&row(1, 900, None)), 921, &cfg).unwrap();
+        assert!(
+            words.starts_with("a new domain of this VM (domain 1 -> 24) started 21 s ago (a boot, a restore or a migration): no probe run from it yet, the first due by "),
+            "{words}"
+        );
     }
 
     #[test]

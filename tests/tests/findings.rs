@@ -36,6 +36,9 @@ const SOURCES: &[&str] = &[
     "poller/src/poll/served.rs",
     "poller/src/site/kept.rs",
     "poller/src/push/nagios.rs",
+    "poller/src/push/icinga2.rs",
+    "poller/src/serve/pushing.rs",
+    "host-collector/src/absent.rs",
 ];
 
 /// Literals in those files that are not findings, and why.
@@ -51,6 +54,42 @@ const NOT_FINDINGS: &[(&str, &str)] = &[
     (
         "Nagios's command file {}: {e} (is Nagios running, with check_external_commands=1?)",
         "poller serve's log line when a push fails (docs/poller.md)",
+    ),
+    (
+        "No objects found",
+        "Icinga 2's answer, matched, not written",
+    ),
+    (
+        "host.name == xsmon_host && service.name == xsmon_service",
+        "the filter of Icinga 2's API request",
+    ),
+    (
+        "host.name == xsmon_host",
+        "the filter of Icinga 2's API request",
+    ),
+    (
+        "{:?} is not a name Nagios and Icinga 2 accept: its results are not pushed",
+        "poller serve's log line (docs/alerts.md)",
+    ),
+    (
+        "push to {consumer} failed, the next cycle pushes again: {e}",
+        "poller serve's log line; the finding is the push warning",
+    ),
+    (
+        "how the push to {consumer} went could not be recorded: {e:#}",
+        "poller serve's log line",
+    ),
+    (
+        "pushed to Nagios",
+        "poller serve's log line (docs/alerts.md)",
+    ),
+    (
+        "pushed to Icinga 2",
+        "poller serve's log line (docs/alerts.md)",
+    ),
+    (
+        "figures of another cycle skipped",
+        "the poller's -vv log line (poller serve reads them again at its next poll)",
     ),
     (
         "after the resume, no reply yet from these gateways",

@@ -184,7 +184,7 @@ pub fn attach_figures(r: &mut Dom0Result, served: Result<String, String>, other:
     let why = match outcome {
         Ok(()) => None,
         Err(Unshown::OtherCycle(why)) if other == OtherCycle::Skip => {
-            tracing::debug!(dom0 = %r.name, "figures not shown: {why}");
+            tracing::debug!(dom0 = %r.name, %why, "figures of another cycle skipped");
             for g in &mut r.guests {
                 g.figures.clear();
             }
