@@ -38,6 +38,9 @@ pub enum Figures<'a> {
     NewCycles(&'a HashMap<String, i64>, &'a mut dyn FnMut(&mut Dom0Result)),
 }
 
+/// Picks the dom0s whose figures a poll reads.
+type Wanted<'a> = Box<dyn Fn(&Dom0Result) -> bool + 'a>;
+
 /// Discovers the dom0s and polls them all. Fails only when there is
 /// nothing to poll: an unreachable dom0 is a finding, not a failure.
 pub fn poll_site(
@@ -65,35 +68,31 @@ pub fn poll_site(
     }
     let time = xsmon_cli::unix_now();
     let mut dom0s = poll_all(&disc.dom0s, &creds, &limits, time, progress);
-    match figures {
-        Figures::None => {}
-        Figures::Scope(d, g) => {
-            let wanted = |r: &Dom0Result| in_scope(r, d, g);
-            fetch_figures(
-                &disc.dom0s,
-                &mut dom0s,
-                wanted,
-                &creds,
-                &limits,
-                OtherCycle::Warn,
-                &mut |_| {},
-            );
-        }
-        Figures::NewCycles(kept, taken) => {
-            let wanted = |r: &Dom0Result| {
-                r.cycle_time.is_none() || kept.get(&r.name) != r.cycle_time.as_ref()
-            };
-            fetch_figures(
-                &disc.dom0s,
-                &mut dom0s,
-                wanted,
-                &creds,
-                &limits,
-                OtherCycle::Skip,
-                taken,
-            );
-        }
-    }
+    // Which dom0s' figures, what to make of figures of another cycle, and
+    // who takes each dom0's result once they are read.
+    let mut ignore = |_: &mut Dom0Result| {};
+    let (wanted, other, read): (Wanted<'_>, _, &mut dyn FnMut(&mut Dom0Result)) = match figures {
+        Figures::None => (Box::new(|_| false), OtherCycle::Warn, &mut ignore),
+        Figures::Scope(d, g) => (
+            Box::new(move |r| in_scope(r, d, g)),
+            OtherCycle::Warn,
+            &mut ignore,
+        ),
+        Figures::NewCycles(kept, taken) => (
+            Box::new(move |r| r.cycle_time.is_none() || kept.get(&r.name) != r.cycle_time.as_ref()),
+            OtherCycle::Skip,
+            taken,
+        ),
+    };
+    fetch_figures(
+        &disc.dom0s,
+        &mut dom0s,
+        wanted,
+        &creds,
+        &limits,
+        other,
+        read,
+    );
     Ok(Polled {
         time,
         known: disc.known,

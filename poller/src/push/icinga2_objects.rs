@@ -40,11 +40,7 @@ pub fn icinga2_objects(site: &Site, freshness_secs: u64) -> (String, Vec<String>
             refused.push(d.name.clone());
             continue;
         }
-        let address = d
-            .target
-            .rsplit_once(':')
-            .map_or(d.target.as_str(), |(h, _)| h);
-        let address = address.trim_start_matches('[').trim_end_matches(']');
+        let address = super::address_of(&d.target);
         let _ = write!(
             out,
             "object Host {n} {{\n  import \"xsmon-passive-host\"\n  display_name = {alias}\n  address = {a}\n  vars.xsmon_role = \"dom0\"\n}}\n\n\

@@ -95,6 +95,13 @@ pub fn results(site: &Site) -> (Vec<Pushed>, Vec<String>) {
     (out, refused)
 }
 
+/// A dom0's address for the tools' host objects: its SNMP target without
+/// the port (and an IPv6 address without its brackets).
+pub fn address_of(target: &str) -> &str {
+    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 fn host(name: &str, state: u8, output: String) -> Pushed {
     Pushed {
         host: name.to_string(),
@@ -125,5 +132,12 @@ mod tests {
         assert!(!valid_object_name("web 01"));
         assert!(!valid_object_name("web!01"));
         assert!(!valid_object_name(""));
+    }
+
+    #[test]
+    fn an_address_is_the_target_without_its_port() {
+        assert_eq!(address_of("10.0.0.1:161"), "10.0.0.1");
+        assert_eq!(address_of("[fd00::1]:161"), "fd00::1");
+        assert_eq!(address_of("xen01.example.org"), "xen01.example.org");
     }
 }

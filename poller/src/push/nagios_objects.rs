@@ -34,11 +34,7 @@ pub fn nagios_objects(site: &Site, freshness_secs: u64) -> (String, Vec<String>)
             refused.push(d.name.clone());
             continue;
         }
-        let address = d
-            .target
-            .rsplit_once(':')
-            .map_or(d.target.as_str(), |(h, _)| h);
-        let address = address.trim_start_matches('[').trim_end_matches(']');
+        let address = super::address_of(&d.target);
         let _ = write!(
             out,
             "define host {{\n    use                     xsmon-passive-host\n    host_name               {n}\n    alias                   dom0 {n}\n    address                 {address}\n}}\n\n\

@@ -127,6 +127,9 @@ pub(crate) fn a_crashed_and_preserved_guest_is_an_error_at_once() -> Result<()> 
         critical.output.starts_with("XSMON CRITICAL - 1 error"),
         "Nagios's alert for the crash: {critical}"
     );
+    // Nagios rewrites its status file every second: the alert is logged
+    // first.
+    alerts.wait_state(&g.name, 2, Duration::from_secs(30))?;
     let held = alerts.status(&g.name).context("pv01 in Nagios's status")?;
     ensure!(
         held.state == 2
