@@ -109,7 +109,7 @@ fn main() {
         String::from_utf8_lossy(&verified.stdout)
     );
     let t = Instant::now();
-    let running = nagios.start().unwrap();
+    let running = nagios.start_within(Duration::from_secs(900)).unwrap();
     let start_s = t.elapsed().as_secs_f64();
     println!(
         "push to nagios: objects for {n_dom0s} dom0s and {guests} guests ({:.1} MB) generated in {gen_s:.1} s, `nagios4 -v` {verify_s:.1} s, Nagios's command file up {start_s:.1} s after its start",

@@ -209,6 +209,12 @@ impl Nagios {
     /// Starts Nagios as a daemon and waits until its command file (a FIFO
     /// it reads) exists.
     pub fn start(&self) -> Result<Running> {
+        self.start_within(Duration::from_secs(30))
+    }
+
+    /// [`Nagios::start`], waiting up to `within` (a config of 100,000
+    /// hosts takes Nagios minutes to load).
+    pub fn start_within(&self, within: Duration) -> Result<Running> {
         // Tied to this process: a lab's Nagios lives in a static, never
         // dropped.
         let mut cmd = Command::new(NAGIOS);
@@ -219,11 +225,12 @@ impl Nagios {
             child,
             dir: self.dir.path().to_path_buf(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + within;
         while !running.command_file().exists() {
             if Instant::now() > deadline || running.child.try_wait()?.is_some() {
                 bail!(
-                    "nagios made no command file within 30 s:\n{}",
+                    "nagios made no command file within {} s:\n{}",
+                    within.as_secs(),
                     running.log()
                 );
             }
