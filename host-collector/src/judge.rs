@@ -243,19 +243,18 @@ fn starting(g: &Guest, prev: Option<&HostRow>, now: i64, cfg: &LifecycleConfig) 
     })
 }
 
-/// When domain `g` started: libxl's `/vm/<uuid>/start_time`, or, where
-/// that is gone (a domain live-migrated here has none: seen on Xen 4.17
-/// and 4.20), dom0's own bound: a new domain of a VM dom0 knew started
-/// after the last cycle that saw the VM's previous domain, and that bound
-/// is kept in the VM's row for the cycles after.
+/// When domain `g` started, for its first run's due time: libxl's
+/// `/vm/<uuid>/start_time`, or, where that is missing (a domain
+/// live-migrated here has none: seen on Xen 4.20), a bound dom0 knows: a
+/// new domain of a VM whose last run came from another domain started
+/// after dom0 first saw that run. The bound stays the same from cycle to
+/// cycle until a run comes from the new domain, and it is never stored as
+/// the domain's start.
 fn start_of(g: &Guest, prev: Option<&HostRow>) -> Option<f64> {
     g.start_time.or_else(|| {
         let h = prev?;
-        if h.domid == Some(g.domid) {
-            h.started
-        } else {
-            h.domid.map(|_| h.last_seen as f64)
-        }
+        let run = h.run?;
+        (h.run_domid? != g.domid).then_some(run.seen as f64)
     })
 }
 
@@ -278,7 +277,7 @@ fn judge_probe(
     rec.row = prev.map(|h| h.id);
     rec.uuid = g.uuid.clone();
     rec.domid = Some(g.domid);
-    rec.started = start_of(g, prev);
+    rec.started = g.start_time;
     rec.config = scene.has_config_here(&name);
     match prev {
         None => rec.events.push((
@@ -524,40 +523,51 @@ mod tests {
     }
 
     #[test]
-    fn a_migrated_domain_without_a_start_time_starts_after_the_last_cycle_that_saw_its_vm() {
-        let row = |domid: u32, last_seen: i64, started: Option<f64>| HostRow {
+    fn a_migrated_domain_without_a_start_time_starts_after_its_vms_last_run() {
+        // The VM's row: its last run came from domain `run_domid`, first
+        // seen by dom0 at 900.
+        let row = |domid: u32, run_domid: u32| HostRow {
             id: 1,
             ident: "uuid:0001".into(),
             uuid: Some("0001".into()),
             name: "pvh01".into(),
-            last_seen,
+            last_seen: 950,
             domid: Some(domid),
             state: "running".into(),
             config: true,
-            run: None,
-            run_domid: None,
+            run: Some(xsmon_store::SeenRun {
+                seq: 7,
+                digest: 1,
+                time: 899,
+                seen: 900,
+            }),
+            run_domid: Some(run_domid),
             run_boot: None,
             xen: None,
             reboots: 0,
-            started,
+            started: None,
         };
         let mut g = Guest::named(24, "pvh01");
         // libxl's start time, when there is one.
         g.start_time = Some(500.0);
-        assert_eq!(start_of(&g, Some(&row(1, 900, Some(100.0)))), Some(500.0));
-        // None (a live migration's new domain): after the last cycle that
-        // saw domain 1; then that bound, kept in the row.
+        assert_eq!(start_of(&g, Some(&row(1, 1))), Some(500.0));
+        // None (a live migration's new domain): after the last run of
+        // domain 1 was seen, at the first cycle and the next ones alike.
         g.start_time = None;
-        assert_eq!(start_of(&g, Some(&row(1, 900, Some(100.0)))), Some(900.0));
-        assert_eq!(start_of(&g, Some(&row(24, 960, Some(900.0)))), Some(900.0));
+        assert_eq!(start_of(&g, Some(&row(1, 1))), Some(900.0));
+        assert_eq!(start_of(&g, Some(&row(24, 1))), Some(900.0));
+        // A run from this domain: nothing to bound; no row: none either.
+        assert_eq!(start_of(&g, Some(&row(24, 24))), None);
         assert_eq!(start_of(&g, None), None);
         // So it is starting, not silent, until its first run is due.
         let cfg = LifecycleConfig::default();
-        let words = starting(&g, Some(&row(1, 900, None)), 921, &cfg).unwrap();
+        let words = starting(&g, Some(&row(1, 1)), 921, &cfg).unwrap();
         assert!(
             words.starts_with("a new domain of this VM (domain 1 -> 24) started 21 s ago (a boot, a restore or a migration): no probe run from it yet, the first due by "),
             "{words}"
         );
+        // ... and silent once it is due.
+        assert_eq!(starting(&g, Some(&row(24, 1)), 900 + 421, &cfg), None);
     }
 
     #[test]
