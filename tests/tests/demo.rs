@@ -45,7 +45,10 @@ fn the_demo_runs_and_finds_what_the_scenario_says() {
     // past libtest's capture (which keeps a test's output only when it
     // fails).
     for line in text.lines().filter(|l| {
-        l.contains(": done in ") || l.contains("real Xen ") || l.starts_with("== demo: every step")
+        l.contains(": done in ")
+            || l.contains("real Xen ")
+            || l.starts_with("== demo: every step")
+            || l.contains("crash to nagios critical: ")
     }) {
         let _ = writeln!(std::io::stderr(), "demo: {}", line.trim());
     }
@@ -61,6 +64,12 @@ fn the_demo_runs_and_finds_what_the_scenario_says() {
     assert!(text.contains("XSMON CRITICAL - "), "{text}");
     assert!(text.contains("== host-collector history app01"), "{text}");
     assert!(text.contains("XSMON OK - 1 guests ok on"), "{text}");
+    // The crash reaches a real Nagios, pushed by the poller service.
+    assert!(
+        text.contains("   crash to nagios critical: ")
+            && text.contains(" s (Nagios's log: XSMON CRITICAL - "),
+        "{text}"
+    );
     // The real hypervisor: its boot, what Xen says of each domain, and a
     // chart of a real guest with more than a few points.
     // On Xen 4.17, scripts/demo's own (the smoke set for Debian 12 and
