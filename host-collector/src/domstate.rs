@@ -864,8 +864,29 @@ mod tests {
             "{}",
             r.message
         );
+        // A save or a migration under way, a reboot between xl's two
+        // domains: no finding, in words that say so.
         let r = run("---ss-", 10.0, None);
-        assert!(r.message.starts_with("suspended"), "{}", r.message);
+        assert_eq!(r.status, Status::Ok);
+        assert!(
+            r.message
+                .starts_with("suspended for 0 s: being saved or migrated"),
+            "{}",
+            r.message
+        );
+        let r = run("---sr-", 10.0, None);
+        assert_eq!(r.status, Status::Ok);
+        assert!(
+            r.message
+                .starts_with("shut down to reboot 0 s ago: the toolstack starts it again"),
+            "{}",
+            r.message
+        );
+        // ... an error once they last.
+        let stuck = row("shutdown-suspend", NOW - 400, 10.0, NOW - 300);
+        let r = run("---ss-", 10.0, Some(&stuck));
+        assert_eq!(r.status, Status::Error);
+        assert!(r.message.contains("shut down (suspend)"), "{}", r.message);
     }
 
     #[test]
