@@ -5,24 +5,21 @@
 
 use super::{Pushed, SERVICE};
 
-/// The command file's lines for `results`, each taken at `now`.
-pub fn commands(results: &[Pushed], now: i64) -> Vec<String> {
-    results
-        .iter()
-        .map(|r| {
-            if r.service {
-                service_result(now, &r.host, r.state, &r.output)
-            } else {
-                host_result(now, &r.host, r.state, &r.output)
-            }
-        })
-        .collect()
+/// The command file's line for one result, taken at `now`.
+fn command(r: &Pushed, now: i64) -> String {
+    if r.service {
+        service_result(now, &r.host, r.state, &r.output)
+    } else {
+        host_result(now, &r.host, r.state, &r.output)
+    }
 }
 
-/// Writes the commands into Nagios's command file (the FIFO Nagios
-/// reads). Opened without waiting, so a Nagios that is not running is said
-/// at once; then written whole, waiting while Nagios reads.
-pub fn write_commands(path: &std::path::Path, lines: &[String]) -> Result<(), String> {
+/// Writes the commands of `results`, each taken at `now`, into Nagios's
+/// command file (the FIFO Nagios reads), each line made as it is written
+/// (a push of 100,000 guests holds no second copy of every output).
+/// Opened without waiting, so a Nagios that is not running is said at
+/// once; then written whole, waiting while Nagios reads.
+pub fn write_commands(path: &std::path::Path, results: &[Pushed], now: i64) -> Result<(), String> {
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
@@ -43,8 +40,8 @@ pub fn write_commands(path: &std::path::Path, lines: &[String]) -> Result<(), St
     nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(blocking))
         .map_err(|e| said(e.into()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
-    for l in lines {
-        w.write_all(l.as_bytes()).map_err(said)?;
+    for r in results {
+        w.write_all(command(r, now).as_bytes()).map_err(said)?;
     }
     w.flush().map_err(said)
 }

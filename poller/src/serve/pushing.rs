@@ -68,10 +68,9 @@ fn record(keeper: &mut Keeper, consumer: &str, time: i64, outcome: Result<(), St
 
 fn to_nagios(path: &Path, results: &[Pushed], time: i64) -> Result<(), String> {
     let t = Instant::now();
-    let lines = push::nagios::commands(results, time);
-    push::nagios::write_commands(path, &lines)?;
+    push::nagios::write_commands(path, results, time)?;
     tracing::info!(
-        results = lines.len(),
+        results = results.len(),
         ms = t.elapsed().as_millis() as u64,
         "pushed to Nagios"
     );

@@ -6,13 +6,13 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use super::site::LabSite;
 use crate::nagios::{Alert, Nagios, Running};
-use crate::service::PollerService;
+use crate::service::{wait_for, PollerService};
 
 /// The service's interval here: each poll of the emulated dom0 takes
 /// about a second; a crash must reach Nagios within seconds.
@@ -107,28 +107,15 @@ impl LabAlerts {
         Ok(alerts)
     }
 
-    /// Polls `look` every 100 ms until it returns a value; fails after
-    /// `within` with the service's and Nagios's last log lines.
+    /// [`wait_for`] with the service's and Nagios's last log lines on a
+    /// timeout.
     fn wait<T>(
         &self,
         what: &str,
         within: Duration,
-        mut look: impl FnMut() -> Result<Option<T>>,
+        look: impl FnMut() -> Result<Option<T>>,
     ) -> Result<T> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(v) = look()? {
-                return Ok(v);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "waited {:.0} s for {what}\n{}",
-                    within.as_secs_f64(),
-                    self.diagnosis()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(what, within, look).with_context(|| self.diagnosis())
     }
 
     /// The tails of the service's log and Nagios's.
