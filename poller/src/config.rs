@@ -10,7 +10,9 @@ use anyhow::Result;
 use serde::Deserialize;
 
 use crate::engine::Limits;
-use crate::snmp::Credentials;
+use crate::secret::{self, Secret};
+use crate::snmp::{Credentials, SiteCredentials};
+use crate::usm::{AuthProtocol, PrivProtocol};
 
 pub const DEFAULT_PATH: &str = "/etc/xsmon/poller.toml";
 
@@ -31,6 +33,11 @@ pub struct Config {
     pub snmp: SnmpConfig,
     pub service: ServiceConfig,
     pub push: PushConfig,
+    /// Who besides the file's owner may read the secrets this file holds:
+    /// "" (no one: the file must not be group- or world-readable), a
+    /// group's name (the file may be 0640 to that group, e.g. Nagios's
+    /// when its checks poll live), or "anyone" (no check, not advised).
+    pub secrets_readable_by: String,
 }
 
 /// Where `poller serve` pushes each cycle's results (`[push]`).
@@ -48,7 +55,7 @@ pub struct PushConfig {
     /// "actions/process-check-result".
     pub icinga2_user: String,
     /// Its password.
-    pub icinga2_password: String,
+    pub icinga2_password: Secret,
     /// The CA that signed the API's certificate, PEM (Icinga's own:
     /// /var/lib/icinga2/certs/ca.crt on its master); empty: the usual
     /// public roots.
@@ -128,6 +135,7 @@ impl Default for Config {
             snmp: SnmpConfig::default(),
             service: ServiceConfig::default(),
             push: PushConfig::default(),
+            secrets_readable_by: String::new(),
         }
     }
 }
@@ -137,7 +145,7 @@ impl Default for Config {
 pub struct SnmpConfig {
     /// "2c" (default) or "3".
     pub version: String,
-    pub community: String,
+    pub community: Secret,
     /// How long a dom0's first answer may take. A dom0 is given up when it
     /// has answered nothing for `(retries + 1) * timeout_ms`; within that,
     /// requests are resent (every `timeout_ms / 4` until it first answers,
@@ -152,24 +160,52 @@ pub struct SnmpConfig {
     pub concurrency: usize,
     /// Packets sent per second at most: a poll never floods a network.
     pub max_packets_per_s: u32,
-    /// SNMPv3 user, with `auth_password` (SHA) and `priv_password` (AES-128).
+    /// SNMPv3 user (authPriv), its passwords and protocols.
     pub v3_user: String,
-    pub v3_auth_password: String,
-    pub v3_priv_password: String,
+    pub v3_auth_password: Secret,
+    pub v3_priv_password: Secret,
+    /// "SHA-512" (default), "SHA-384", "SHA-256", "SHA-224", or "SHA"
+    /// (SHA-1, for agents that know no better), as net-snmp names them.
+    pub v3_auth_protocol: String,
+    /// "AES-256" (default), "AES-192", or "AES" (AES-128).
+    pub v3_priv_protocol: String,
+    /// Per dom0 (`[snmp.dom0.NAME]`): any of version, community and the
+    /// v3_ keys, for dom0s that differ from the site's.
+    pub dom0: BTreeMap<String, SnmpOverride>,
 }
+
+/// One dom0's SNMP settings where they differ from `[snmp]`'s.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnmpOverride {
+    pub version: Option<String>,
+    pub community: Option<Secret>,
+    pub v3_user: Option<String>,
+    pub v3_auth_password: Option<Secret>,
+    pub v3_priv_password: Option<Secret>,
+    pub v3_auth_protocol: Option<String>,
+    pub v3_priv_protocol: Option<String>,
+}
+
+/// The secure default: SHA-512 and AES-256.
+pub const DEFAULT_AUTH_PROTOCOL: &str = "SHA-512";
+pub const DEFAULT_PRIV_PROTOCOL: &str = "AES-256";
 
 impl Default for SnmpConfig {
     fn default() -> Self {
         SnmpConfig {
             version: "2c".into(),
-            community: "public".into(),
+            community: Secret::new("public"),
             timeout_ms: 2000,
             retries: 1,
             concurrency: 16_384,
             max_packets_per_s: 20_000,
             v3_user: String::new(),
-            v3_auth_password: String::new(),
-            v3_priv_password: String::new(),
+            v3_auth_password: Secret::default(),
+            v3_priv_password: Secret::default(),
+            v3_auth_protocol: DEFAULT_AUTH_PROTOCOL.into(),
+            v3_priv_protocol: DEFAULT_PRIV_PROTOCOL.into(),
+            dom0: BTreeMap::new(),
         }
     }
 }
@@ -177,12 +213,14 @@ impl Default for SnmpConfig {
 impl Config {
     pub fn load(path: &Path, must_exist: bool) -> Result<Config> {
         let c: Config = xsmon_cli::load_config(path, must_exist).map_err(anyhow::Error::msg)?;
-        if !matches!(c.snmp.version.as_str(), "2c" | "3") {
-            anyhow::bail!(
-                "invalid config {}: snmp.version must be \"2c\" or \"3\"",
-                path.display()
-            );
+        if let Ok(text) = std::fs::read_to_string(path) {
+            // Parsed again as a table: which secrets the file itself sets.
+            let table: toml::Table = toml::from_str(&text)?;
+            secret::check_file(path, &secret::secrets_set(&table), &c.secrets_readable_by)
+                .map_err(anyhow::Error::msg)?;
         }
+        c.site_credentials()
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
         if c.service.interval_secs == 0 {
             anyhow::bail!(
                 "invalid config {}: service.interval_secs must be at least 1",
@@ -192,19 +230,16 @@ impl Config {
         Ok(c)
     }
 
-    /// The SNMP credentials the config gives.
-    pub fn credentials(&self) -> Credentials {
-        if self.snmp.version == "3" {
-            Credentials::V3 {
-                user: self.snmp.v3_user.clone(),
-                auth: self.snmp.v3_auth_password.clone(),
-                privacy: self.snmp.v3_priv_password.clone(),
-            }
-        } else {
-            Credentials::V2c {
-                community: self.snmp.community.clone(),
-            }
+    /// The SNMP credentials the config gives, the site's and each dom0's.
+    pub fn site_credentials(&self) -> Result<SiteCredentials, String> {
+        let s = &self.snmp;
+        let site = credentials(s, &SnmpOverride::default()).map_err(|e| format!("[snmp]: {e}"))?;
+        let mut per_dom0 = BTreeMap::new();
+        for (name, o) in &s.dom0 {
+            let c = credentials(s, o).map_err(|e| format!("[snmp.dom0.{name}]: {e}"))?;
+            per_dom0.insert(name.clone(), c);
         }
+        Ok(SiteCredentials { site, per_dom0 })
     }
 
     /// The poll's limits the config gives.
@@ -215,5 +250,42 @@ impl Config {
             max_in_flight: self.snmp.concurrency.max(1),
             max_pps: self.snmp.max_packets_per_s.max(1),
         }
+    }
+}
+
+/// One dom0's credentials: its overrides over the site's `[snmp]`.
+fn credentials(s: &SnmpConfig, o: &SnmpOverride) -> Result<Credentials, String> {
+    let pick = |own: &Option<String>, site: &String| own.clone().unwrap_or_else(|| site.clone());
+    let version = pick(&o.version, &s.version);
+    match version.as_str() {
+        "2c" => Ok(Credentials::V2c {
+            community: o.community.clone().unwrap_or_else(|| s.community.clone()),
+        }),
+        "3" => {
+            let user = pick(&o.v3_user, &s.v3_user);
+            if user.is_empty() {
+                return Err("version \"3\" needs v3_user".into());
+            }
+            Ok(Credentials::V3 {
+                user,
+                auth: o
+                    .v3_auth_password
+                    .clone()
+                    .unwrap_or_else(|| s.v3_auth_password.clone()),
+                privacy: o
+                    .v3_priv_password
+                    .clone()
+                    .unwrap_or_else(|| s.v3_priv_password.clone()),
+                auth_protocol: AuthProtocol::parse(&pick(
+                    &o.v3_auth_protocol,
+                    &s.v3_auth_protocol,
+                ))?,
+                priv_protocol: PrivProtocol::parse(&pick(
+                    &o.v3_priv_protocol,
+                    &s.v3_priv_protocol,
+                ))?,
+            })
+        }
+        v => Err(format!("version must be \"2c\" or \"3\", not {v:?}")),
     }
 }

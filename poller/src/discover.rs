@@ -9,7 +9,7 @@ use xsmon_proto::snmpline::{parse_all, Record};
 
 use crate::config::Config;
 use crate::engine::fetch_extend;
-use crate::snmp::Credentials;
+use crate::snmp::{Credentials, SiteCredentials};
 
 /// A dom0 to poll.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -37,7 +37,7 @@ pub struct Known {
     pub problems: Vec<String>,
 }
 
-pub fn discover(cfg: &Config, creds: &Credentials, timeout: Duration) -> Discovery {
+pub fn discover(cfg: &Config, creds: &SiteCredentials, timeout: Duration) -> Discovery {
     let cluster = cluster::scan(&cfg.config_dirs);
     let mut d = Discovery {
         dom0s: Vec::new(),
@@ -56,7 +56,9 @@ pub fn discover(cfg: &Config, creds: &Credentials, timeout: Duration) -> Discove
     }
     for p in &cfg.principals {
         let target = with_port(p, cfg.port);
-        match ask_principal(&target, creds, timeout, cfg.snmp.retries) {
+        // A principal is a dom0 too: its own credentials when it has them.
+        let host = p.rsplit_once(':').map_or(p.as_str(), |(h, _)| h);
+        match ask_principal(&target, creds.for_dom0(host), timeout, cfg.snmp.retries) {
             Ok(names) => {
                 for n in names {
                     found.entry(n).or_default().1.push(format!("principal {p}"));
@@ -171,8 +173,11 @@ mod tests {
         };
         let d = discover(
             &cfg,
-            &Credentials::V2c {
-                community: "x".into(),
+            &SiteCredentials {
+                site: Credentials::V2c {
+                    community: crate::secret::Secret::new("x"),
+                },
+                per_dom0: Default::default(),
             },
             Duration::from_millis(10),
         );

@@ -16,6 +16,7 @@ mod perfdata;
 mod poll;
 mod push;
 mod report;
+mod secret;
 mod serve;
 mod site;
 mod snmp;
@@ -198,7 +199,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     cfg.principals.extend(cli.principals.iter().cloned());
     cfg.hosts.extend(cli.hosts.iter().cloned());
     if let Some(c) = &cli.community {
-        cfg.snmp.community = c.clone();
+        cfg.snmp.community = secret::Secret::new(c.clone());
     }
     if let Some(t) = cli.timeout {
         cfg.snmp.timeout_ms = t;

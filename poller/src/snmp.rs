@@ -15,6 +15,9 @@
 //! RustCrypto's SHA-1, HMAC and AES for SNMPv3's USM (RFC 3414, 3826),
 //! checked against Debian's net-snmp in the tests.
 
+use crate::secret::Secret;
+use crate::usm::{AuthProtocol, PrivProtocol};
+
 /// NET-SNMP-EXTEND-MIB::nsExtendObjects.
 pub const NS_EXTEND: [u64; 10] = [1, 3, 6, 1, 4, 1, 8072, 1, 3, 2];
 /// Lines fetched per GETBULK request.
@@ -22,16 +25,33 @@ pub const BULK: u32 = 40;
 /// Most lines read from one dom0 (a runaway agent must not hold us).
 const MAX_LINES: usize = 20_000;
 
-#[derive(Debug, Clone)]
+/// How one dom0 is asked (its secrets never print: [`Secret`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
     V2c {
-        community: String,
+        community: Secret,
     },
     V3 {
         user: String,
-        auth: String,
-        privacy: String,
+        auth: Secret,
+        privacy: Secret,
+        auth_protocol: AuthProtocol,
+        priv_protocol: PrivProtocol,
     },
+}
+
+/// The site's credentials and the dom0s' own (`[snmp.dom0.NAME]`).
+#[derive(Debug, Clone)]
+pub struct SiteCredentials {
+    pub site: Credentials,
+    pub per_dom0: std::collections::BTreeMap<String, Credentials>,
+}
+
+impl SiteCredentials {
+    /// The credentials a dom0 is asked with.
+    pub fn for_dom0(&self, name: &str) -> &Credentials {
+        self.per_dom0.get(name).unwrap_or(&self.site)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

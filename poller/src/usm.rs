@@ -1,18 +1,23 @@
 //! SNMPv3 with the User-based Security Model (RFC 3414), as the poller
-//! uses it: authPriv with HMAC-SHA-96 authentication and AES-128-CFB
-//! privacy (RFC 3826), the pair net-snmp's `createUser NAME SHA ... AES ...`
-//! sets up. Engine discovery (a reportable, unauthenticated request that
-//! the agent answers with a Report carrying its engine id, boots and time)
-//! comes first; then every request is encrypted and authenticated, and
-//! every response is checked before it is read.
+//! uses it: authPriv, authenticated with HMAC-SHA-96 (RFC 3414) or
+//! HMAC-SHA-2 (RFC 7860: SHA-224, SHA-256, SHA-384, SHA-512) and encrypted
+//! with AES-CFB (RFC 3826's AES-128; AES-192 and AES-256 as net-snmp
+//! implements them, draft-blumenthal-aes-usm-04 with its key extension):
+//! the pairs net-snmp's `createUser NAME SHA-512 ... AES-256 ...` sets up.
+//! Engine discovery (a reportable, unauthenticated request that the agent
+//! answers with a Report carrying its engine id, boots and time) comes
+//! first; then every request is encrypted and authenticated, and every
+//! response is checked before it is read.
 //!
-//! The cryptography is RustCrypto's (`sha1`, `hmac`, `aes`, `cfb-mode`).
+//! The cryptography is RustCrypto's (`sha1`, `sha2`, `hmac`, `aes`,
+//! `cfb-mode`).
 
 use std::time::Instant;
 
 use aes::cipher::{AsyncStreamCipher, KeyIvInit};
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
+use sha2::{Sha224, Sha256, Sha384, Sha512};
 
 use crate::ber::{self, BerError, Reader, Response, TAG_OCTET_STRING};
 
@@ -22,54 +27,251 @@ const FLAG_REPORTABLE: u8 = 0x04;
 const USM: i64 = 3;
 const MAX_SIZE: i64 = 65507;
 
+/// The authentication protocol: HMAC with one of these hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AuthProtocol {
+    /// usmHMACSHAAuthProtocol (RFC 3414): SHA-1, 12 octets of MAC.
+    #[default]
+    Sha1,
+    /// usmHMAC128SHA224AuthProtocol (RFC 7860).
+    Sha224,
+    /// usmHMAC192SHA256AuthProtocol (RFC 7860).
+    Sha256,
+    /// usmHMAC256SHA384AuthProtocol (RFC 7860).
+    Sha384,
+    /// usmHMAC384SHA512AuthProtocol (RFC 7860).
+    Sha512,
+}
+
+impl AuthProtocol {
+    pub const ALL: [AuthProtocol; 5] = [
+        AuthProtocol::Sha1,
+        AuthProtocol::Sha224,
+        AuthProtocol::Sha256,
+        AuthProtocol::Sha384,
+        AuthProtocol::Sha512,
+    ];
+
+    /// The name net-snmp gives it (`createUser`, `snmpget -a`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthProtocol::Sha1 => "SHA",
+            AuthProtocol::Sha224 => "SHA-224",
+            AuthProtocol::Sha256 => "SHA-256",
+            AuthProtocol::Sha384 => "SHA-384",
+            AuthProtocol::Sha512 => "SHA-512",
+        }
+    }
+
+    /// Reads net-snmp's name for it (any case; "SHA-1" for "SHA").
+    pub fn parse(s: &str) -> Result<AuthProtocol, String> {
+        let up = s.to_ascii_uppercase();
+        if up == "SHA-1" || up == "SHA1" {
+            return Ok(AuthProtocol::Sha1);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == up || p.name().replace('-', "") == up)
+            .ok_or_else(|| {
+                format!("unknown SNMPv3 authentication protocol {s:?}: SHA, SHA-224, SHA-256, SHA-384 or SHA-512")
+            })
+    }
+
+    /// Octets of the MAC sent in msgAuthenticationParameters.
+    fn mac_len(self) -> usize {
+        match self {
+            AuthProtocol::Sha1 => 12,
+            AuthProtocol::Sha224 => 16,
+            AuthProtocol::Sha256 => 24,
+            AuthProtocol::Sha384 => 32,
+            AuthProtocol::Sha512 => 48,
+        }
+    }
+
+    /// The hash of the parts, one after the other.
+    fn hash(self, parts: &[&[u8]]) -> Vec<u8> {
+        fn h<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
+            let mut d = D::new();
+            for p in parts {
+                d.update(p);
+            }
+            d.finalize().to_vec()
+        }
+        match self {
+            AuthProtocol::Sha1 => h::<Sha1>(parts),
+            AuthProtocol::Sha224 => h::<Sha224>(parts),
+            AuthProtocol::Sha256 => h::<Sha256>(parts),
+            AuthProtocol::Sha384 => h::<Sha384>(parts),
+            AuthProtocol::Sha512 => h::<Sha512>(parts),
+        }
+    }
+
+    /// The MAC of `data` under `key`, cut to [`Self::mac_len`].
+    fn mac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        fn m<D: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+            let mut mac = <D as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        }
+        let mut full = match self {
+            AuthProtocol::Sha1 => m::<Hmac<Sha1>>(key, data),
+            AuthProtocol::Sha224 => m::<Hmac<Sha224>>(key, data),
+            AuthProtocol::Sha256 => m::<Hmac<Sha256>>(key, data),
+            AuthProtocol::Sha384 => m::<Hmac<Sha384>>(key, data),
+            AuthProtocol::Sha512 => m::<Hmac<Sha512>>(key, data),
+        };
+        full.truncate(self.mac_len());
+        full
+    }
+
+    /// RFC 3414 A.2 (RFC 7860 for SHA-2): a password stretched over 1 MiB
+    /// into a key.
+    fn password_to_key(self, password: &[u8]) -> Vec<u8> {
+        if password.is_empty() {
+            return self.hash(&[]);
+        }
+        let stretched: Vec<u8> = password.iter().copied().cycle().take(1_048_576).collect();
+        self.hash(&[&stretched])
+    }
+
+    /// RFC 3414 A.2: the key localised to one engine.
+    fn localize(self, ku: &[u8], engine_id: &[u8]) -> Vec<u8> {
+        self.hash(&[ku, engine_id, ku])
+    }
+}
+
+/// The privacy protocol: AES in CFB-128 mode, with a key of this size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PrivProtocol {
+    /// usmAesCfb128Protocol (RFC 3826).
+    #[default]
+    Aes128,
+    /// AES-192 as net-snmp's "AES-192" (draft-blumenthal-aes-usm-04).
+    Aes192,
+    /// AES-256 as net-snmp's "AES-256" (draft-blumenthal-aes-usm-04).
+    Aes256,
+}
+
+impl PrivProtocol {
+    pub const ALL: [PrivProtocol; 3] = [
+        PrivProtocol::Aes128,
+        PrivProtocol::Aes192,
+        PrivProtocol::Aes256,
+    ];
+
+    /// The name net-snmp gives it (`createUser`, `snmpget -x`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PrivProtocol::Aes128 => "AES",
+            PrivProtocol::Aes192 => "AES-192",
+            PrivProtocol::Aes256 => "AES-256",
+        }
+    }
+
+    /// Reads net-snmp's name for it (any case; "AES-128" for "AES").
+    pub fn parse(s: &str) -> Result<PrivProtocol, String> {
+        let up = s.to_ascii_uppercase();
+        if up == "AES-128" || up == "AES128" {
+            return Ok(PrivProtocol::Aes128);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == up || p.name().replace('-', "") == up)
+            .ok_or_else(|| {
+                format!("unknown SNMPv3 privacy protocol {s:?}: AES (AES-128), AES-192 or AES-256 (DES is not offered)")
+            })
+    }
+
+    fn key_len(self) -> usize {
+        match self {
+            PrivProtocol::Aes128 => 16,
+            PrivProtocol::Aes192 => 24,
+            PrivProtocol::Aes256 => 32,
+        }
+    }
+
+    /// The privacy key from the localised key: its first octets, extended
+    /// first when the hash is shorter than the cipher's key (SHA-1 with
+    /// AES-192 or AES-256, SHA-224 with AES-256) as Blumenthal's draft
+    /// does it: the key so far, hashed, appended, until long enough.
+    fn key(self, auth: AuthProtocol, localized: &[u8]) -> Vec<u8> {
+        let mut key = localized.to_vec();
+        while key.len() < self.key_len() {
+            let more = auth.hash(&[&key]);
+            key.extend_from_slice(&more);
+        }
+        key.truncate(self.key_len());
+        key
+    }
+
+    fn crypt(self, key: &[u8], iv: &[u8; 16], data: &mut [u8], encrypt: bool) {
+        macro_rules! run {
+            ($aes:ty) => {
+                if encrypt {
+                    cfb_mode::Encryptor::<$aes>::new_from_slices(key, iv)
+                        .expect("key and IV of the cipher's size")
+                        .encrypt(data)
+                } else {
+                    cfb_mode::Decryptor::<$aes>::new_from_slices(key, iv)
+                        .expect("key and IV of the cipher's size")
+                        .decrypt(data)
+                }
+            };
+        }
+        match self {
+            PrivProtocol::Aes128 => run!(aes::Aes128),
+            PrivProtocol::Aes192 => run!(aes::Aes192),
+            PrivProtocol::Aes256 => run!(aes::Aes256),
+        }
+    }
+}
+
 /// A user's keys before localisation (the expensive part, once per poll).
 #[derive(Clone)]
 pub struct User {
     pub name: Vec<u8>,
-    auth_ku: [u8; 20],
-    priv_ku: [u8; 20],
+    auth: AuthProtocol,
+    privacy: PrivProtocol,
+    auth_ku: Vec<u8>,
+    priv_ku: Vec<u8>,
 }
 
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
             .field("name", &String::from_utf8_lossy(&self.name))
+            .field("auth", &self.auth)
+            .field("privacy", &self.privacy)
             .finish_non_exhaustive()
     }
 }
 
-/// RFC 3414 A.2.2: a password stretched over 1 MiB into a SHA-1 key.
-fn password_to_key(password: &[u8]) -> [u8; 20] {
-    let mut h = Sha1::new();
-    if !password.is_empty() {
-        let mut chunk = [0u8; 64];
-        let mut at = 0usize;
-        for _ in 0..(1_048_576 / 64) {
-            for b in &mut chunk {
-                *b = password[at % password.len()];
-                at += 1;
-            }
-            h.update(chunk);
-        }
-    }
-    h.finalize().into()
-}
-
-/// RFC 3414 A.2.2: the key localised to one engine.
-fn localize(ku: &[u8; 20], engine_id: &[u8]) -> [u8; 20] {
-    let mut h = Sha1::new();
-    h.update(ku);
-    h.update(engine_id);
-    h.update(ku);
-    h.finalize().into()
-}
-
 impl User {
-    pub fn new(name: &str, auth_password: &str, priv_password: &str) -> User {
+    /// Who and how we asked, for an error an admin compares with the
+    /// agent's `createUser` line (never a password).
+    pub fn describe(&self) -> String {
+        format!(
+            "asked as user {} with {} and {}",
+            String::from_utf8_lossy(&self.name),
+            self.auth.name(),
+            self.privacy.name()
+        )
+    }
+
+    pub fn new(
+        name: &str,
+        auth_password: &str,
+        priv_password: &str,
+        auth: AuthProtocol,
+        privacy: PrivProtocol,
+    ) -> User {
         User {
             name: name.as_bytes().to_vec(),
-            auth_ku: password_to_key(auth_password.as_bytes()),
-            priv_ku: password_to_key(priv_password.as_bytes()),
+            auth,
+            privacy,
+            auth_ku: auth.password_to_key(auth_password.as_bytes()),
+            // net-snmp derives the privacy key with the auth protocol's hash.
+            priv_ku: auth.password_to_key(priv_password.as_bytes()),
         }
     }
 }
@@ -81,21 +283,25 @@ pub struct Engine {
     boots: i64,
     time: i64,
     at: Instant,
-    auth_key: [u8; 20],
-    priv_key: [u8; 16],
+    auth: AuthProtocol,
+    privacy: PrivProtocol,
+    auth_key: Vec<u8>,
+    priv_key: Vec<u8>,
 }
 
 impl Engine {
     pub fn new(user: &User, id: &[u8], boots: i64, time: i64) -> Engine {
-        let auth_key = localize(&user.auth_ku, id);
-        let p = localize(&user.priv_ku, id);
-        let mut priv_key = [0u8; 16];
-        priv_key.copy_from_slice(&p[..16]);
+        let auth_key = user.auth.localize(&user.auth_ku, id);
+        let priv_key = user
+            .privacy
+            .key(user.auth, &user.auth.localize(&user.priv_ku, id));
         Engine {
             id: id.to_vec(),
             boots,
             time,
             at: Instant::now(),
+            auth: user.auth,
+            privacy: user.privacy,
             auth_key,
             priv_key,
         }
@@ -160,15 +366,6 @@ pub fn discovery(msg_id: i32) -> Vec<u8> {
     )
 }
 
-fn hmac96(key: &[u8; 20], data: &[u8]) -> [u8; 12] {
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data);
-    let full = mac.finalize().into_bytes();
-    let mut out = [0u8; 12];
-    out.copy_from_slice(&full[..12]);
-    out
-}
-
 fn iv(boots: i64, time: i64, salt: &[u8]) -> [u8; 16] {
     let mut iv = [0u8; 16];
     iv[..4].copy_from_slice(&(boots as u32).to_be_bytes());
@@ -177,28 +374,26 @@ fn iv(boots: i64, time: i64, salt: &[u8]) -> [u8; 16] {
     iv
 }
 
-type AesCfbEnc = cfb_mode::Encryptor<aes::Aes128>;
-type AesCfbDec = cfb_mode::Decryptor<aes::Aes128>;
-
 /// An authenticated, encrypted request carrying `pdu` (whose request id is
 /// `msg_id` too). `salt` must not repeat for this key.
 pub fn request(user: &User, engine: &Engine, msg_id: i32, salt: u64, pdu: &[u8]) -> Vec<u8> {
     let time = engine.time_now();
     let salt = salt.to_be_bytes();
     let mut data = scoped_pdu(&engine.id, pdu);
-    AesCfbEnc::new(
-        &engine.priv_key.into(),
-        &iv(engine.boots, time, &salt).into(),
-    )
-    .encrypt(&mut data);
+    engine.privacy.crypt(
+        &engine.priv_key,
+        &iv(engine.boots, time, &salt),
+        &mut data,
+        true,
+    );
     let params = |auth: &[u8]| usm_params(&engine.id, engine.boots, time, &user.name, auth, &salt);
     let blank = message(
         msg_id,
         FLAG_AUTH | FLAG_PRIV | FLAG_REPORTABLE,
-        &params(&[0u8; 12]),
+        &params(&vec![0u8; engine.auth.mac_len()]),
         &ber::octets(&data),
     );
-    let mac = hmac96(&engine.auth_key, &blank);
+    let mac = engine.auth.mac(&engine.auth_key, &blank);
     message(
         msg_id,
         FLAG_AUTH | FLAG_PRIV | FLAG_REPORTABLE,
@@ -284,7 +479,10 @@ pub fn open(datagram: &[u8], m: &Incoming<'_>, engine: &mut Engine) -> Result<Re
             "response is not authenticated and encrypted".into(),
         ));
     }
-    if m.engine_id != engine.id.as_slice() || m.auth.len() != 12 || m.salt.len() != 8 {
+    if m.engine_id != engine.id.as_slice()
+        || m.auth.len() != engine.auth.mac_len()
+        || m.salt.len() != 8
+    {
         return Err(BerError(
             "response's security parameters do not match".into(),
         ));
@@ -292,8 +490,8 @@ pub fn open(datagram: &[u8], m: &Incoming<'_>, engine: &mut Engine) -> Result<Re
     // The MAC covers the whole message with the MAC field zeroed.
     let at = m.auth.as_ptr() as usize - datagram.as_ptr() as usize;
     let mut blank = datagram.to_vec();
-    blank[at..at + 12].fill(0);
-    if hmac96(&engine.auth_key, &blank) != m.auth {
+    blank[at..at + m.auth.len()].fill(0);
+    if engine.auth.mac(&engine.auth_key, &blank) != m.auth {
         return Err(BerError(
             "response failed authentication (wrong auth password?)".into(),
         ));
@@ -302,8 +500,12 @@ pub fn open(datagram: &[u8], m: &Incoming<'_>, engine: &mut Engine) -> Result<Re
         return Err(BerError("encrypted data expected".into()));
     }
     let mut plain = m.data.to_vec();
-    AesCfbDec::new(&engine.priv_key.into(), &iv(m.boots, m.time, m.salt).into())
-        .decrypt(&mut plain);
+    engine.privacy.crypt(
+        &engine.priv_key,
+        &iv(m.boots, m.time, m.salt),
+        &mut plain,
+        false,
+    );
     let content = Reader::new(&plain)
         .expect(ber::TAG_SEQUENCE)
         .map_err(|_| BerError("response does not decrypt (wrong privacy password?)".into()))?;
@@ -319,8 +521,8 @@ pub fn report_reason(r: &Response) -> String {
         "not in the time window",
         "unknown user name",
         "unknown engine id",
-        "wrong digest (wrong auth password?)",
-        "decryption error (wrong privacy password?)",
+        "wrong digest (wrong auth password or protocol?)",
+        "decryption error (wrong privacy password or protocol?)",
     ];
     for (oid, _) in &r.varbinds {
         if let [1, 3, 6, 1, 6, 3, 15, 1, 1, n, 0] = oid.as_slice() {
@@ -346,36 +548,83 @@ mod tests {
     #[test]
     fn rfc3414_a3_2_sha_key_localisation() {
         // RFC 3414 A.3.2: password "maplesyrup", engine 000000000000000000000002.
-        let ku = password_to_key(b"maplesyrup");
+        let sha = AuthProtocol::Sha1;
+        let ku = sha.password_to_key(b"maplesyrup");
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         assert_eq!(hex(&ku), "9fb5cc0381497b3793528939ff788d5d79145211");
         let engine = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
         assert_eq!(
-            hex(&localize(&ku, &engine)),
+            hex(&sha.localize(&ku, &engine)),
             "6695febc9288e36282235fc7151f128497b38f3f"
         );
     }
 
-    #[test]
-    fn a_request_opens_with_the_same_keys_and_not_with_others() {
-        let user = User::new("u", "auth-pass-123", "priv-pass-123");
-        let mut engine = Engine::new(&user, b"\x80\x00\x1f\x88\x04test", 3, 1000);
-        let pdu = ber::tlv(
+    fn response(id: i64) -> Vec<u8> {
+        ber::tlv(
             ber::TAG_RESPONSE,
             &[
-                ber::integer(77),
+                ber::integer(id),
                 ber::integer(0),
                 ber::integer(0),
                 ber::sequence(&[]),
             ]
             .concat(),
+        )
+    }
+
+    const ENGINE_ID: &[u8] = b"\x80\x00\x1f\x88\x04test";
+
+    #[test]
+    fn every_pair_opens_with_the_same_keys_and_not_with_others() {
+        for auth in AuthProtocol::ALL {
+            for privacy in PrivProtocol::ALL {
+                let user = User::new("u", "auth-pass-123", "priv-pass-123", auth, privacy);
+                let mut engine = Engine::new(&user, ENGINE_ID, 3, 1000);
+                assert_eq!(engine.auth_key.len(), auth.hash(&[]).len());
+                assert_eq!(engine.priv_key.len(), privacy.key_len());
+                let msg = request(&user, &engine, 77, 5, &response(77));
+                let m = parse(&msg).unwrap();
+                assert_eq!((m.msg_id, m.auth.len()), (77, auth.mac_len()));
+                assert_eq!(
+                    open(&msg, &m, &mut engine).unwrap().req_id,
+                    77,
+                    "{auth:?} {privacy:?}"
+                );
+                let other = User::new("u", "wrong-pass-456", "priv-pass-123", auth, privacy);
+                let err = open(&msg, &m, &mut Engine::new(&other, ENGINE_ID, 3, 1000)).unwrap_err();
+                assert!(err.0.contains("wrong auth password"), "{err:?}");
+                let other = User::new("u", "auth-pass-123", "wrong-pass-456", auth, privacy);
+                let err = open(&msg, &m, &mut Engine::new(&other, ENGINE_ID, 3, 1000)).unwrap_err();
+                assert!(err.0.contains("wrong privacy password"), "{err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_hash_is_extended_to_the_cipher_key_as_blumenthal_says() {
+        // SHA-1 makes 20 octets; AES-256 needs 32: Kul || H(Kul), cut.
+        let kul: Vec<u8> = (0u8..20).collect();
+        let key = PrivProtocol::Aes256.key(AuthProtocol::Sha1, &kul);
+        let mut want = kul.clone();
+        want.extend_from_slice(&AuthProtocol::Sha1.hash(&[&kul])[..12]);
+        assert_eq!(key, want);
+        // SHA-256's 32 octets need no extension; AES-128 takes the first 16.
+        let kul: Vec<u8> = (0u8..32).collect();
+        assert_eq!(PrivProtocol::Aes256.key(AuthProtocol::Sha256, &kul), kul);
+        assert_eq!(
+            PrivProtocol::Aes128.key(AuthProtocol::Sha256, &kul),
+            kul[..16]
         );
-        let msg = request(&user, &engine, 77, 5, &pdu);
-        let m = parse(&msg).unwrap();
-        assert_eq!(m.msg_id, 77);
-        assert_eq!(open(&msg, &m, &mut engine).unwrap().req_id, 77);
-        let other = User::new("u", "wrong-pass-456", "priv-pass-123");
-        let mut wrong = Engine::new(&other, b"\x80\x00\x1f\x88\x04test", 3, 1000);
-        assert!(open(&msg, &m, &mut wrong).is_err());
+    }
+
+    #[test]
+    fn protocols_are_read_by_net_snmps_names() {
+        assert_eq!(AuthProtocol::parse("sha-512"), Ok(AuthProtocol::Sha512));
+        assert_eq!(AuthProtocol::parse("SHA"), Ok(AuthProtocol::Sha1));
+        assert_eq!(AuthProtocol::parse("SHA256"), Ok(AuthProtocol::Sha256));
+        assert!(AuthProtocol::parse("MD5").unwrap_err().contains("SHA-512"));
+        assert_eq!(PrivProtocol::parse("aes-256"), Ok(PrivProtocol::Aes256));
+        assert_eq!(PrivProtocol::parse("AES"), Ok(PrivProtocol::Aes128));
+        assert!(PrivProtocol::parse("DES").unwrap_err().contains("AES-256"));
     }
 }

@@ -98,7 +98,7 @@ fn main() {
         let pps = std::env::var("XSMON_BENCH_PPS")
             .map(|v| format!("max_packets_per_s = {v}\n"))
             .unwrap_or_default();
-        std::fs::write(&p, format!("hosts = [{}]\n[snmp]\ncommunity = \"{COMMUNITY}\"\ntimeout_ms = 1000\nretries = 1\n{pps}", hosts.join(", "))).unwrap();
+        xsmon_tests::write_private(&p, format!("hosts = [{}]\n[snmp]\ncommunity = \"{COMMUNITY}\"\ntimeout_ms = 1000\nretries = 1\n{pps}", hosts.join(", "))).unwrap();
         p
     };
     let all_live = write_config("live.toml", total, false);
@@ -227,7 +227,7 @@ fn site_cycle_and_scoped_checks(
 ) {
     let state = dir.join("poller.db");
     let config = dir.join("serve.toml");
-    std::fs::write(
+    xsmon_tests::write_private(
         &config,
         format!(
             "{}[service]\ninterval_secs = 1\nstale_after_secs = 86400\nstate = \"{}\"\n",
@@ -315,7 +315,7 @@ fn site_cycle_and_scoped_checks(
     // (a site's names its config directories): a check reads the state
     // with a config of its own, as small as a site's.
     let reader = dir.join("reader.toml");
-    std::fs::write(
+    xsmon_tests::write_private(
         &reader,
         format!("[service]\nstate = \"{}\"\n", state.display()),
     )

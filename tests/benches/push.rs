@@ -86,7 +86,7 @@ fn main() {
         hosts.join(", ")
     );
     let live = dir.path().join("live.toml");
-    std::fs::write(&live, &base).unwrap();
+    xsmon_tests::write_private(&live, &base).unwrap();
 
     // The objects, generated and checked.
     let t = Instant::now();
@@ -118,7 +118,7 @@ fn main() {
 
     // One cycle of the service, pushing through the command file.
     let config = dir.path().join("serve.toml");
-    std::fs::write(
+    xsmon_tests::write_private(
         &config,
         format!(
             "{base}[service]\ninterval_secs = 3600\nstate = \"{}\"\n[push]\nnagios_command_file = \"{}\"\n",
@@ -180,7 +180,7 @@ fn dom0_cost(poller: &Path, snmpd: &Snmpd, dir: &Path, port: u16) {
         (f[11] + f[12] + f[13] + f[14]) / 100.0
     };
     let config = dir.join("one.toml");
-    std::fs::write(
+    xsmon_tests::write_private(
         &config,
         format!(
             "hosts = [\"one=127.0.0.1:{port}\"]\n[snmp]\ncommunity = \"{COMMUNITY}\"\ntimeout_ms = 5000\nretries = 1\n[service]\ninterval_secs = 2\nstate = \"{}\"\n",

@@ -131,7 +131,7 @@ impl SimCluster {
             poller.push_str(&format!("{} = \"{}\"\n", d.name, d.target));
         }
         let poller_config = dir.path().join("poller.toml");
-        std::fs::write(&poller_config, poller)?;
+        crate::write_private(&poller_config, poller)?;
         Ok(SimCluster {
             dom0s,
             config_dir: auto,

@@ -239,3 +239,20 @@ pub fn store_cycle_of(
     xsmon_store::write_cycle(conn, &rec, DEFAULT_KEEP)?;
     Ok(start.elapsed())
 }
+
+/// Writes a file only its owner can read (mode 0600), as a config that
+/// holds secrets must be: the poller refuses a community or password in a
+/// file others can read.
+pub fn write_private(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.as_ref();
+    // Replaced, not rewritten in place: an existing file keeps its mode.
+    let _ = fs::remove_file(path);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents.as_ref())
+}

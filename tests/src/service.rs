@@ -138,7 +138,7 @@ impl Prometheus {
             rule_list.join("\n")
         );
         let config_path = dir.join("prometheus.yml");
-        std::fs::write(&config_path, config)?;
+        crate::write_private(&config_path, config)?;
         let mut cmd = Command::new("prometheus");
         cmd.arg(format!("--config.file={}", config_path.display()))
             .arg(format!(

@@ -56,6 +56,8 @@ pub(super) struct Job {
     pub(super) lines: Vec<String>,
     pub(super) result: Option<i64>,
     pub(super) engine: Option<usm::Engine>,
+    /// Which of the poll's credentials this dom0 is asked with.
+    pub(super) auth: usize,
     pub(super) resyncs: u8,
     /// When the dom0 last answered (or, before that, when we first asked).
     pub(super) heard: Option<Instant>,
@@ -92,6 +94,7 @@ impl Job {
             lines: Vec::new(),
             result: None,
             engine: None,
+            auth: 0,
             resyncs: 0,
             heard: None,
             answered: false,

@@ -45,35 +45,41 @@ pub struct Fetched {
     pub elapsed: Duration,
 }
 
-/// Polls `extend` on every target (`host:port`) at once. Results come back
-/// in the order of `targets`. `progress` is called with (done, total).
+/// Polls `extend` on every target (`host:port`) at once, each with its
+/// credentials (`creds`, one per target). Results come back in the order
+/// of `targets`. `progress` is called with (done, total).
 pub fn fetch_all(
     targets: &[String],
     extend: &str,
-    creds: &Credentials,
+    creds: &[&Credentials],
     limits: &Limits,
     progress: &dyn Fn(usize, usize),
 ) -> Vec<Fetched> {
-    let auth = match creds {
-        Credentials::V2c { community } => Auth::V2c(community.as_bytes().to_vec()),
-        Credentials::V3 {
-            user,
-            auth,
-            privacy,
-        } => Auth::V3(usm::User::new(user, auth, privacy)),
-    };
+    // Each distinct credential once: a v3 user's keys cost two 1 MiB
+    // hashes to derive.
+    let mut distinct: Vec<&Credentials> = Vec::new();
     let mut jobs: Vec<Job> = targets.iter().map(|t| Job::new(t, extend)).collect();
+    for (job, c) in jobs.iter_mut().zip(creds) {
+        job.auth = match distinct.iter().position(|d| d == c) {
+            Some(n) => n,
+            None => {
+                distinct.push(c);
+                distinct.len() - 1
+            }
+        };
+    }
+    let auths: Vec<Auth> = distinct.into_iter().map(auth_of).collect();
     let addrs = resolve_all(targets);
     for (job, addr) in jobs.iter_mut().zip(addrs) {
         match addr {
             Ok(a) => job.addr = Some(a),
             Err(e) => job.finish(Err(FetchError::Protocol(e))),
         }
-        if matches!(auth, Auth::V3(_)) && job.step != Step::Done {
+        if matches!(auths[job.auth], Auth::V3(_)) && job.step != Step::Done {
             job.step = Step::Discover;
         }
     }
-    match Poll::new(&mut jobs, &auth, extend, limits, progress) {
+    match Poll::new(&mut jobs, &auths, extend, limits, progress) {
         Ok(mut p) => p.run(),
         Err(e) => {
             for j in jobs.iter_mut().filter(|j| j.step != Step::Done) {
@@ -91,6 +97,25 @@ pub fn fetch_all(
         .collect()
 }
 
+fn auth_of(creds: &Credentials) -> Auth {
+    match creds {
+        Credentials::V2c { community } => Auth::V2c(community.expose().as_bytes().to_vec()),
+        Credentials::V3 {
+            user,
+            auth,
+            privacy,
+            auth_protocol,
+            priv_protocol,
+        } => Auth::V3(usm::User::new(
+            user,
+            auth.expose(),
+            privacy.expose(),
+            *auth_protocol,
+            *priv_protocol,
+        )),
+    }
+}
+
 /// Reads one extend from one dom0 (discovery's listXenCluster).
 pub fn fetch_extend(
     target: &str,
@@ -105,7 +130,7 @@ pub fn fetch_extend(
         max_in_flight: 1,
         max_pps: 1000,
     };
-    fetch_all(&[target.to_string()], name, creds, &limits, &|_, _| {})
+    fetch_all(&[target.to_string()], name, &[creds], &limits, &|_, _| {})
         .pop()
         .map(|f| f.outcome)
         .unwrap_or_else(|| Err(FetchError::Protocol(format!("{target}: not polled"))))

@@ -26,7 +26,8 @@ pub(super) enum Auth {
 
 pub(super) struct Poll<'a> {
     pub(super) jobs: &'a mut [Job],
-    pub(super) auth: &'a Auth,
+    /// Every distinct credential of the poll; each job names its own.
+    pub(super) auths: &'a [Auth],
     pub(super) extend: &'a str,
     pub(super) limits: &'a Limits,
     pub(super) progress: &'a dyn Fn(usize, usize),
@@ -87,7 +88,7 @@ pub(super) fn bind_sockets(any: &str, n: usize) -> std::io::Result<Vec<UdpSocket
 impl<'a> Poll<'a> {
     pub(super) fn new(
         jobs: &'a mut [Job],
-        auth: &'a Auth,
+        auths: &'a [Auth],
         extend: &'a str,
         limits: &'a Limits,
         progress: &'a dyn Fn(usize, usize),
@@ -125,7 +126,7 @@ impl<'a> Poll<'a> {
             ^ u64::from(std::process::id()) << 32;
         Ok(Poll {
             jobs,
-            auth,
+            auths,
             extend,
             limits,
             progress,
@@ -313,7 +314,7 @@ impl<'a> Poll<'a> {
                 ber::request_pdu(ber::TAG_GET, id, 0, 0, &[&job.result_oid])
             }
         };
-        match self.auth {
+        match &self.auths[job.auth] {
             Auth::V2c(c) => ber::v2c_message(c, &pdu),
             Auth::V3(user) => {
                 self.salt = self.salt.wrapping_add(1);

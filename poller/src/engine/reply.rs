@@ -31,10 +31,10 @@ impl Poll<'_> {
 
     /// One datagram: find whose request it answers, check it, advance.
     pub(super) fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
-        let id = match self.auth {
-            Auth::V2c(_) => ber::peek_v2c_req_id(datagram),
-            Auth::V3(_) => usm::parse(datagram).ok().map(|m| m.msg_id),
-        };
+        // Request ids are unique across the poll's dom0s, whatever their
+        // credentials: the id finds the job, the job's credentials check it.
+        let id =
+            ber::peek_v2c_req_id(datagram).or_else(|| usm::parse(datagram).ok().map(|m| m.msg_id));
         let Some(&i) = id.and_then(|id| self.pending.get(&id)) else {
             self.stats.ignored += 1; // a late reply to an abandoned attempt, or noise
             return;
@@ -44,7 +44,8 @@ impl Poll<'_> {
             self.stats.ignored += 1; // not from the dom0 we asked: keep waiting
             return;
         }
-        let response = match self.auth {
+        let auths = self.auths;
+        let response = match &auths[self.jobs[i].auth] {
             Auth::V2c(community) => match ber::decode_v2c(datagram) {
                 Ok((c, r)) if c == *community => Ok(r),
                 Ok(_) => return,
@@ -61,7 +62,7 @@ impl Poll<'_> {
                 return;
             }
         };
-        if response.req_id != id && !matches!(self.auth, Auth::V3(_)) {
+        if response.req_id != id && !matches!(auths[self.jobs[i].auth], Auth::V3(_)) {
             self.stats.ignored += 1;
             return;
         }
@@ -108,7 +109,9 @@ impl Poll<'_> {
             Ok(r) => Ok(r),
             // An unauthenticated report: the agent could not check us.
             Err(_) => match usm::plain_pdu(&m) {
-                Ok(r) if r.tag == ber::TAG_REPORT => Err(usm::report_reason(&r)),
+                Ok(r) if r.tag == ber::TAG_REPORT => {
+                    Err(format!("{} ({})", usm::report_reason(&r), user.describe()))
+                }
                 // A packet that fails authentication is not the agent's
                 // answer: ignore it and keep waiting.
                 _ => Err(String::new()),

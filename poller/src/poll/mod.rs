@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::config::Config;
 use crate::discover::{self, Dom0, Known};
 use crate::engine::{self, Limits};
-use crate::snmp::Credentials;
+use crate::snmp::{Credentials, SiteCredentials};
 
 pub use served::{
     attach_figures, base_name, failed, in_scope, is_guest, read_outcome, read_served, Dom0Result,
@@ -48,7 +48,7 @@ pub fn poll_site(
     figures: Figures<'_>,
     progress: &dyn Fn(usize, usize),
 ) -> anyhow::Result<Polled> {
-    let creds = cfg.credentials();
+    let creds = cfg.site_credentials().map_err(anyhow::Error::msg)?;
     let limits = cfg.limits();
     let t = std::time::Instant::now();
     let disc = discover::discover(cfg, &creds, limits.timeout);
@@ -105,13 +105,14 @@ pub fn poll_site(
 /// as results come in.
 pub fn poll_all(
     dom0s: &[Dom0],
-    creds: &Credentials,
+    creds: &SiteCredentials,
     limits: &Limits,
     now: i64,
     progress: &dyn Fn(usize, usize),
 ) -> Vec<Dom0Result> {
     let targets: Vec<String> = dom0s.iter().map(|d| d.target.clone()).collect();
-    let fetched = engine::fetch_all(&targets, "basicXenstoreMonitoring", creds, limits, progress);
+    let each: Vec<&Credentials> = dom0s.iter().map(|d| creds.for_dom0(&d.name)).collect();
+    let fetched = engine::fetch_all(&targets, "basicXenstoreMonitoring", &each, limits, progress);
     dom0s
         .iter()
         .zip(fetched)
@@ -137,7 +138,7 @@ pub fn fetch_figures(
     dom0s: &[Dom0],
     results: &mut [Dom0Result],
     wanted: impl Fn(&Dom0Result) -> bool,
-    creds: &Credentials,
+    creds: &SiteCredentials,
     limits: &Limits,
     other: OtherCycle,
     read: &mut dyn FnMut(&mut Dom0Result),
@@ -156,7 +157,11 @@ pub fn fetch_figures(
     // into one text per dom0 before the next is read).
     for batch in picked.chunks(FIGURES_BATCH) {
         let targets: Vec<String> = batch.iter().map(|&i| dom0s[i].target.clone()).collect();
-        let fetched = engine::fetch_all(&targets, FIGURES_EXTEND, creds, limits, &|_, _| {});
+        let each: Vec<&Credentials> = batch
+            .iter()
+            .map(|&i| creds.for_dom0(&dom0s[i].name))
+            .collect();
+        let fetched = engine::fetch_all(&targets, FIGURES_EXTEND, &each, limits, &|_, _| {});
         for (&i, f) in batch.iter().zip(fetched) {
             let served = f
                 .outcome

@@ -662,7 +662,7 @@ mod tests {
                 // Key derivation stretches a password over 1 MiB: once.
                 static ENGINE: std::sync::OnceLock<crate::usm::Engine> = std::sync::OnceLock::new();
                 let mut engine = ENGINE
-                    .get_or_init(|| crate::usm::Engine::new(&crate::usm::User::new("u", "a", "p"), b"e", 1, 1))
+                    .get_or_init(|| crate::usm::Engine::new(&crate::usm::User::new("u", "a", "p", Default::default(), Default::default()), b"e", 1, 1))
                     .clone();
                 let _ = crate::usm::open(&packet, &m, &mut engine);
             }

@@ -52,7 +52,9 @@ impl Icinga2 {
             ),
             authorization: format!(
                 "Basic {}",
-                base64(format!("{}:{}", cfg.icinga2_user, cfg.icinga2_password).as_bytes())
+                base64(
+                    format!("{}:{}", cfg.icinga2_user, cfg.icinga2_password.expose()).as_bytes()
+                )
             ),
         })
     }

@@ -206,7 +206,7 @@ fn add_lab_to_site(lab: &LabSite, site: &SimCluster, guests: &[LabGuest]) -> Res
     }
     let mut cfg = std::fs::read_to_string(&site.poller_config)?;
     cfg.push_str(&format!("{LAB_DOM0} = \"{}\"\n", lab.lab.snmp_target()));
-    std::fs::write(&site.poller_config, cfg)?;
+    xsmon_tests::write_private(&site.poller_config, cfg)?;
     Ok(())
 }
 

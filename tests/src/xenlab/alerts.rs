@@ -67,7 +67,7 @@ impl LabAlerts {
         );
         let nagios = config.start()?;
         let service_config = dir.path().join("poller-serve.toml");
-        fs::write(
+        crate::write_private(
             &service_config,
             format!(
                 "{base}\n[service]\ninterval_secs = {INTERVAL_SECS}\nstate = \"{}\"\n[push]\nnagios_command_file = \"{}\"\n",

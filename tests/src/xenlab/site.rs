@@ -57,7 +57,7 @@ impl LabSite {
         let auto = dir.path().join("auto");
         fs::create_dir_all(auto.join(LAB_DOM0))?;
         let poller_config = dir.path().join("poller.toml");
-        fs::write(
+        crate::write_private(
             &poller_config,
             format!(
                 "config_dirs = [\"{}\"]\n[snmp]\ncommunity = \"{}\"\ntimeout_ms = 15000\nretries = 2\n[addresses]\n{LAB_DOM0} = \"{}\"\n",

@@ -282,7 +282,7 @@ fn a_guest_with_too_many_figures_for_nagios_is_told_not_cut() {
     // What Nagios itself records of that check: every item, whole.
     let nagios_dir = tempfile::tempdir().unwrap();
     let objects = nagios_dir.path().join("big.cfg");
-    std::fs::write(
+    xsmon_tests::write_private(
         &objects,
         format!(
             "define command {{\n command_name xsmon-true\n command_line /bin/true\n}}\n\

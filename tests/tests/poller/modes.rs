@@ -229,7 +229,7 @@ fn principal_discovery_finds_the_same_dom0s() {
         .filter(|l| !l.starts_with("config_dirs"))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&cfg, format!("principals = [\"{principal}\"]\n{text}")).unwrap();
+    xsmon_tests::write_private(&cfg, format!("principals = [\"{principal}\"]\n{text}")).unwrap();
     let out = std::process::Command::new(xsmon_tests::bin("poller"))
         .args(["json", "--config", cfg.to_str().unwrap()])
         .output()
@@ -245,56 +245,188 @@ fn principal_discovery_finds_the_same_dom0s() {
     assert_eq!(names, vec!["xen01", "xen02", "xen03", "xen04", "xen05"]);
 }
 
+/// Every authentication and privacy protocol net-snmp offers (RFC 3414,
+/// RFC 7860's SHA-2, RFC 3826's AES-128, Blumenthal's AES-192/256).
+const AUTHS: [&str; 5] = ["SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"];
+const PRIVS: [&str; 3] = ["AES", "AES-192", "AES-256"];
+
+fn v3_user(auth: &str, privacy: &str) -> String {
+    format!("u-{auth}-{privacy}").to_lowercase()
+}
+
 #[test]
-fn snmpv3_with_auth_and_privacy() {
-    // A dom0 whose snmpd grants access only to an SNMPv3 user (SHA, AES).
+fn snmpv3_every_auth_and_privacy_pair_against_net_snmp() {
+    // One snmpd granting access only to SNMPv3 users, one per pair; the
+    // poller asks it as one "dom0" per pair, each with its own
+    // [snmp.dom0.NAME] user and protocols, the site's default (SHA-512,
+    // AES-256) for the first.
     let s = site();
     let xen01 = s.dom0s.iter().find(|d| d.name == "xen01").unwrap();
-    let conf = format!(
-        "createUser xsmonv3 SHA \"auth-pass-123\" AES \"priv-pass-123\"\nrouser xsmonv3 priv\nextend basicXenstoreMonitoring {} basic-monitoring --db {}\n",
+    let mut conf = String::new();
+    for a in AUTHS {
+        for p in PRIVS {
+            let u = v3_user(a, p);
+            conf.push_str(&format!(
+                "createUser {u} {a} \"auth-pass-123\" {p} \"priv-pass-123\"\nrouser {u} priv\n"
+            ));
+        }
+    }
+    conf.push_str(&format!(
+        "extend basicXenstoreMonitoring {} basic-monitoring --db {}\n",
         xsmon_tests::bin("snmp-extend").display(),
         xen01.db.display()
-    );
+    ));
     let snmpd = xsmon_tests::Snmpd::start(&conf).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, pass: &str| {
+    let mut hosts = vec![format!("\"default={}\"", snmpd.target())];
+    let mut per_dom0 = String::new();
+    let mut names = vec!["default".to_string()];
+    for a in AUTHS {
+        for p in PRIVS {
+            let name = format!("v3-{a}-{p}").to_lowercase();
+            hosts.push(format!("\"{name}={}\"", snmpd.target()));
+            per_dom0.push_str(&format!(
+                "[snmp.dom0.{name}]\nv3_user = \"{}\"\nv3_auth_protocol = \"{a}\"\nv3_priv_protocol = \"{p}\"\n",
+                v3_user(a, p)
+            ));
+            names.push(name);
+        }
+    }
+    let write = |name: &str, auth_pass: &str, extra: &str| {
         let p = dir.path().join(name);
-        std::fs::write(
+        xsmon_tests::write_private(
             &p,
             format!(
-                "hosts = [\"xen01={}\"]\n[snmp]\nversion = \"3\"\ntimeout_ms = 1000\nretries = 0\nv3_user = \"xsmonv3\"\nv3_auth_password = \"{pass}\"\nv3_priv_password = \"priv-pass-123\"\n",
-                snmpd.target()
+                "hosts = [{}]\n[snmp]\nversion = \"3\"\ntimeout_ms = 2000\nretries = 0\nv3_user = \"u-sha-512-aes-256\"\nv3_auth_password = \"{auth_pass}\"\nv3_priv_password = \"priv-pass-123\"\n{extra}",
+                hosts.join(", ")
             ),
         )
         .unwrap();
         p
     };
-    let good = write("good.toml", "auth-pass-123");
+    let good = write("good.toml", "auth-pass-123", &per_dom0);
     let out = std::process::Command::new(xsmon_tests::bin("poller"))
-        .args(["raw", "--config", good.to_str().unwrap()])
+        .args(["raw", "-vv", "--config", good.to_str().unwrap()])
         .output()
         .unwrap();
     let text = stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}{log}");
+    for name in &names {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("error {name} db01 disk2 "))),
+            "{name} was not read:\n{text}"
+        );
+    }
+    // Every "dom0" here is xen01's snmpd under another name: the poller
+    // warns of that, and of nothing else about SNMP.
     assert!(
         text.lines()
-            .any(|l| l.starts_with("error xen01 db01 disk2 ")),
+            .filter(|l| l.contains(" \\e snmp - "))
+            .all(|l| l.starts_with("warning ")
+                && l.contains("but\\sits\\scollector\\scalls\\sitself\\sxen01")),
         "{text}"
     );
-    assert!(!text.contains(" snmp "), "{text}");
+    // The passwords are in no output and no log, even at -vv.
+    for secret in ["auth-pass-123", "priv-pass-123"] {
+        assert!(
+            !text.contains(secret) && !log.contains(secret),
+            "{secret} leaked:\n{text}{log}"
+        );
+    }
 
-    // A wrong passphrase is an error line for that dom0, not a silent gap.
-    let bad = write("bad.toml", "wrong-pass-456");
+    // A wrong password, and a user asked with another protocol than its
+    // createUser's: the agent's report, with what we asked, at once; not
+    // a timeout, not a silent gap.
+    let bad = write(
+        "bad.toml",
+        "wrong-pass-456",
+        "[snmp.dom0.v3-sha-256-aes]\nv3_user = \"u-sha-256-aes\"\nv3_auth_password = \"auth-pass-123\"\nv3_auth_protocol = \"SHA-512\"\nv3_priv_protocol = \"AES\"\n",
+    );
+    let t = std::time::Instant::now();
     let out = std::process::Command::new(xsmon_tests::bin("poller"))
         .args(["raw", "--config", bad.to_str().unwrap()])
         .output()
         .unwrap();
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text.starts_with("error xen01 \\e snmp - "), "{text}");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("error {name} \\e snmp - ")))
+            .unwrap_or_else(|| panic!("no snmp error for {name}:\n{text}"))
+            .replace("\\s", " ")
+    };
+    let wrong_pass = line("default");
+    assert!(
+        wrong_pass.contains("SNMPv3: wrong digest (wrong auth password or protocol?) (asked as user u-sha-512-aes-256 with SHA-512 and AES-256)"),
+        "{wrong_pass}"
+    );
+    let wrong_protocol = line("v3-sha-256-aes");
+    assert!(
+        wrong_protocol.contains("SNMPv3: wrong digest (wrong auth password or protocol?) (asked as user u-sha-256-aes with SHA-512 and AES)"),
+        "{wrong_protocol}"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "a refusal is the agent's report, not the 2 s timeout: {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_config_with_secrets_that_others_can_read_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = site();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("poller.toml");
+    let text = std::fs::read_to_string(&s.poller_config).unwrap();
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = |mode: &str| {
+        std::process::Command::new(xsmon_tests::bin("poller"))
+            .args([mode, "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = run("report");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let p = cfg.display();
+    assert!(
+        err.contains(&format!(
+            "{p} holds secrets (snmp.community) and is mode 0644"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("anyone on this machine can read them"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("Run `chmod 600 {p}`")), "{err}");
+    assert!(
+        !err.contains(xsmon_tests::COMMUNITY),
+        "the community leaked: {err}"
+    );
+    // Nagios's mode says it as UNKNOWN, on its one line.
+    let out = run("nagios");
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.starts_with("XSMON UNKNOWN - ") && said.contains("chmod 600"),
+        "{said}"
+    );
+    // The explicit override, for those who must.
+    std::fs::write(&cfg, format!("secrets_readable_by = \"anyone\"\n{text}")).unwrap();
+    let out = run("raw");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Mode 0600 is read as it is.
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(run("raw").status.code(), Some(2));
 }

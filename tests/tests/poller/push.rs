@@ -110,7 +110,7 @@ fn a_push_that_fails_is_a_warning_of_the_whole_site() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("poller.toml");
     let command_file = dir.path().join("no-nagios").join("nagios.cmd");
-    std::fs::write(
+    xsmon_tests::write_private(
         &config,
         format!(
             "hosts = [\"xen09=127.0.0.1:9\"]\n[snmp]\ntimeout_ms = 100\nretries = 0\n[service]\ninterval_secs = 1\nstate = \"{}\"\n[push]\nnagios_command_file = \"{}\"\n",

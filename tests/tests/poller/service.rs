@@ -72,7 +72,7 @@ impl Served {
     /// The same, with `sections` (TOML tables) at its end.
     pub(crate) fn write_config_with(&self, extra: &str, sections: &str) {
         let base = std::fs::read_to_string(&self.site.poller_config).unwrap();
-        std::fs::write(
+        xsmon_tests::write_private(
             &self.config,
             format!(
                 "{extra}{base}\n[service]\ninterval_secs = 2\nstale_after_secs = 10\nstate = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{sections}",
@@ -337,7 +337,7 @@ fn rules_firing_at_once(dir: &Path) -> PathBuf {
         .replace("for: 5m", "for: 1s")
         .replace("  - name: xsmon\n", "  - name: xsmon-for-1s\n");
     let path = dir.join("xsmon-alerts-for-1s.yml");
-    std::fs::write(&path, fast).unwrap();
+    xsmon_tests::write_private(&path, fast).unwrap();
     path
 }
 
@@ -454,7 +454,7 @@ fn a_service_whose_polls_fail_says_why() {
     let first_state = dir.path().join("poller.db");
     let state = std::cell::RefCell::new(first_state);
     let write = |hosts: &str| {
-        std::fs::write(
+        xsmon_tests::write_private(
             &config,
             format!(
                 "hosts = [{hosts}]\n[snmp]\ntimeout_ms = 100\nretries = 0\n[service]\ninterval_secs = 1\nstale_after_secs = 3\nstate = \"{}\"\n",
