@@ -108,7 +108,9 @@ pub fn run_cycle(conn: &mut Connection, inp: &Inputs<'_>) -> Result<CycleRecord>
     let restarts = store::restarts_since(conn, window_start).context("reading the restarts")?;
     let former_names = store::former_names(conn).context("reading the former names")?;
     let read_ms = started.elapsed().as_millis();
-    let mut hosts = vec![dom0_record(&sys, cfg, &hv, &known, inp.now)];
+    // Histories set aside as damaged, which dom0 reports until removed.
+    let set_aside = store::damage::kept_aside(&cfg.db);
+    let mut hosts = vec![dom0_record(&sys, cfg, &hv, &known, &set_aside, inp.now)];
     let error = match &gathered {
         Ok(guests) => {
             let scene = Scene {

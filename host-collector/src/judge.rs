@@ -472,10 +472,12 @@ pub fn dom0_record(
     cfg: &Config,
     hv: &Hypervisor,
     known: &[HostRow],
+    set_aside: &[xsmon_store::damage::SetAside],
     now: i64,
 ) -> HostRecord {
     let mut checks = vec![xsmon_checks::memory::check(sys, &cfg.dom0.memory)];
     checks.extend(xsmon_checks::disk::checks(sys, &cfg.dom0.disk));
+    checks.extend(crate::damaged::check(set_aside, now));
     let mut rec = HostRecord::new(
         DOM0_IDENT.to_string(),
         DOM0_NAME.to_string(),

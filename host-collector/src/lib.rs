@@ -22,6 +22,7 @@ pub mod chart;
 pub mod collect;
 pub mod config;
 pub mod continuity;
+pub mod damaged;
 pub mod devmodel;
 pub mod domstate;
 pub mod export;

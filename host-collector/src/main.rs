@@ -245,14 +245,32 @@ fn locked_cycle(
             .unwrap_or(0);
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    let mut conn = db::open_rw(&config.db)?;
     let inputs = Inputs {
         config,
         xenstore,
         root,
         now: at.unwrap_or_else(now),
     };
-    let record = collect::run_cycle(&mut conn, &inputs)?;
+    let record = match stored_cycle(&inputs) {
+        // A damaged history must not stop monitoring: set it aside (never
+        // deleted), start a new one, and run the cycle again on it. A full
+        // disk, a read-only filesystem or a lock is no damage: an error.
+        Err(e) if e.chain().any(db::damage::is_damage) => {
+            let kept = db::damage::set_aside(&config.db, inputs.now).with_context(|| {
+                format!(
+                    "{} is damaged ({e:#}) and cannot be set aside",
+                    config.db.display()
+                )
+            })?;
+            tracing::error!(
+                "{} is damaged ({e:#}): set aside as {}, a new history starts",
+                config.db.display(),
+                kept.display()
+            );
+            stored_cycle(&inputs)?
+        }
+        r => r?,
+    };
     tracing::info!(
         hosts = record.hosts.len(),
         ms = record.duration_ms,
@@ -263,6 +281,12 @@ fn locked_cycle(
         &record,
         config.lifecycle.first_run_secs,
     )))
+}
+
+/// Opens the history and runs one cycle into it.
+fn stored_cycle(inputs: &Inputs<'_>) -> Result<xsmon_store::CycleRecord> {
+    let mut conn = db::open_rw(&inputs.config.db)?;
+    collect::run_cycle(&mut conn, inputs)
 }
 
 /// The watch loop: one cycle at the start, then one after every burst of

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub mod damage;
 mod read;
 mod retention;
 mod schema;

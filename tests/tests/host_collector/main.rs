@@ -2,6 +2,7 @@
 //! guest-probe or raw writes (hostile cases), real SQLite.
 
 mod cycle;
+mod damage;
 mod guests;
 mod history;
 
