@@ -93,7 +93,7 @@ fn a_damaged_history_is_set_aside_and_collecting_goes_on() {
         assert_eq!(std::fs::read(&kept[0]).unwrap(), damaged, "{how}");
         let kept_path = kept[0].display().to_string();
         assert!(
-            log.contains(&format!("is damaged ("))
+            log.contains("is damaged (")
                 && log.contains(&format!("set aside as {kept_path}, a new history starts")),
             "{how}: {log}"
         );
