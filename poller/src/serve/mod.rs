@@ -24,6 +24,7 @@ use crate::push;
 use crate::report;
 use crate::site::keeper::{Judged, Keeper, Kept};
 use crate::site::Site;
+use xsmon_store::damage;
 
 /// Runs the service until SIGTERM or SIGINT. `load` reads the config (and
 /// the command line's overrides) again on SIGHUP.
@@ -31,7 +32,10 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
     let mut cfg = load()?;
     let state = cfg.service.state.clone();
     let _lock = lock(&state)?;
-    let mut keeper = Keeper::open(&state)?;
+    let mut keeper = match Keeper::open(&state) {
+        Err(e) if e.chain().any(damage::is_damage) => set_aside(&state, None, &e)?,
+        k => k?,
+    };
     let mut pushers = pushing::Pushers::new(&cfg);
     let in_poll = Arc::new(AtomicBool::new(false));
     let signals = signals(in_poll.clone())?;
@@ -47,7 +51,15 @@ pub fn run(load: &dyn Fn() -> Result<Config>) -> Result<u8> {
     loop {
         let started = Instant::now();
         in_poll.store(true, Ordering::SeqCst);
-        let outcome = cycle(&cfg, &mut keeper, &pushers);
+        let outcome = match cycle(&cfg, &mut keeper, &pushers) {
+            // A damaged state must not stop the service: set aside, a new
+            // one, and the cycle again into it.
+            Err(e) if e.chain().any(damage::is_damage) => {
+                keeper = set_aside(&state, Some(keeper), &e)?;
+                cycle(&cfg, &mut keeper, &pushers)
+            }
+            o => o,
+        };
         in_poll.store(false, Ordering::SeqCst);
         match outcome {
             Ok((kept, polled)) => {
@@ -133,6 +145,24 @@ fn cycle(cfg: &Config, keeper: &mut Keeper, pushers: &pushing::Pushers) -> Resul
         pushers.push(cfg, &results, &refused, time, keeper);
     }
     Ok((kept, n))
+}
+
+/// Sets the damaged state database aside (closed first, never deleted)
+/// and opens a new one; readers say so until the file is removed.
+fn set_aside(state: &Path, keeper: Option<Keeper>, e: &anyhow::Error) -> Result<Keeper> {
+    drop(keeper);
+    let kept = damage::set_aside(state, xsmon_cli::unix_now()).with_context(|| {
+        format!(
+            "the site's state {} is damaged ({e:#}) and cannot be set aside",
+            state.display()
+        )
+    })?;
+    tracing::error!(
+        "the site's state {} is damaged ({e:#}): set aside as {}, a new one starts",
+        state.display(),
+        kept.display()
+    );
+    Keeper::open(state)
 }
 
 /// The config read again; a broken one is said and the running one kept.

@@ -88,6 +88,10 @@ pub fn read(
                 Scope::All => snap.push_failures()?,
                 Scope::Dom0(_) | Scope::Guest(_) => Vec::new(),
             },
+            set_aside: match scope {
+                Scope::All => xsmon_store::damage::kept_aside(path),
+                Scope::Dom0(_) | Scope::Guest(_) => Vec::new(),
+            },
         }),
     }))
 }

@@ -44,6 +44,9 @@ pub struct Memory {
     pub changes: Vec<Transition>,
     /// The consumers whose last push failed: (consumer, since, error).
     pub push_failures: Vec<(String, i64, String)>,
+    /// The state databases the service set aside as damaged, oldest first
+    /// (said until an admin removes them).
+    pub set_aside: Vec<xsmon_store::damage::SetAside>,
 }
 
 impl Memory {

@@ -8,6 +8,7 @@ mod nagios;
 mod prometheus;
 mod push;
 mod service;
+mod state_damage;
 
 use std::process::Output;
 use std::sync::OnceLock;

@@ -1,0 +1,128 @@
+//! The service's state database, damaged (a wrong file in its place, its
+//! pages overwritten), is set aside, never deleted; the service starts a
+//! new one and goes on polling, and every reader of the whole site says a
+//! warning naming the file until it is removed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use xsmon_tests::service::{wait_for, PollerService};
+
+use crate::stdout;
+
+/// What is done to the database file's bytes.
+type Damage = fn(&mut Vec<u8>);
+
+fn set_aside(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("poller.db.damaged-") && !n.ends_with("-wal") && !n.ends_with("-shm")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poller.toml");
+    let state = dir.path().join("poller.db");
+    xsmon_tests::write_private(
+        &config,
+        format!(
+            "hosts = [\"xen09=127.0.0.1:9\"]\n[snmp]\ntimeout_ms = 100\nretries = 0\n[service]\ninterval_secs = 1\nstale_after_secs = 5\nstate = \"{}\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let raw = || {
+        let o = std::process::Command::new(xsmon_tests::bin("poller"))
+            .args(["raw", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        stdout(&o)
+            .lines()
+            .map(|l| xsmon_proto::rawline::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect::<Vec<_>>()
+    };
+    let has = |lines: &[xsmon_proto::rawline::RawLine], severity: &str, dom0: &str, check: &str| {
+        lines
+            .iter()
+            .any(|l| l.severity == severity && l.dom0 == dom0 && l.check == check)
+    };
+    // Each damage: (what, how the file is damaged). A wrong file is met
+    // when the service opens it; pages overwritten past the first (the
+    // schema reads, the tables do not) when a cycle writes.
+    let damages: [(&str, &str, Damage); 2] = [
+        ("wrong file", "file is not a database", |b| {
+            *b = b"not a database\n".repeat(500)
+        }),
+        ("garbage pages", "database disk image is malformed", |b| {
+            let page = u16::from_be_bytes([b[16], b[17]]) as usize;
+            b[page..].fill(0x5a);
+        }),
+    ];
+    for (what, sqlite_says, damage) in damages {
+        let mut service = PollerService::start(&config).unwrap();
+        wait_for("a kept cycle", Duration::from_secs(30), || {
+            Ok(has(&raw(), "error", "xen09", "snmp").then_some(()))
+        })
+        .unwrap_or_else(|e| panic!("{what}: {e}\n{}", service.log()));
+        service.stop().unwrap();
+        for side in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{side}", state.display()));
+        }
+        let mut bytes = std::fs::read(&state).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&state, &bytes).unwrap();
+
+        let service = PollerService::start(&config).unwrap();
+        let said = wait_for("the state warning", Duration::from_secs(30), || {
+            let lines = raw();
+            Ok(
+                (has(&lines, "warning", "", "state") && has(&lines, "error", "xen09", "snmp"))
+                    .then_some(lines),
+            )
+        })
+        .unwrap_or_else(|e| panic!("{what}: {e}\n{}", service.log()));
+        let kept = set_aside(dir.path());
+        assert_eq!(kept.len(), 1, "{what}: {kept:?}");
+        assert_eq!(
+            std::fs::read(&kept[0]).unwrap(),
+            bytes,
+            "{what}: kept as it was"
+        );
+        let line = &said.iter().find(|l| l.check == "state").unwrap().message;
+        assert!(
+            line.starts_with(&format!(
+                "the site's state database was damaged: xsmon-poller set it aside as {} ",
+                kept[0].display()
+            )) && line.ends_with("Remove or move it to clear this"),
+            "{what}: {line}"
+        );
+        let log = service.log();
+        let logged = log
+            .lines()
+            .find(|l| l.contains(" is damaged ("))
+            .unwrap_or("");
+        assert!(
+            logged.contains(sqlite_says)
+                && logged.ends_with(&format!(
+                    "set aside as {}, a new one starts",
+                    kept[0].display()
+                )),
+            "{what}: {log}"
+        );
+        // Removed: said no more.
+        std::fs::remove_file(&kept[0]).unwrap();
+        let lines = raw();
+        assert!(!has(&lines, "warning", "", "state"), "{what}: {lines:?}");
+        drop(service);
+    }
+}
