@@ -39,6 +39,7 @@ const SOURCES: &[&str] = &[
     "poller/src/push/icinga2.rs",
     "poller/src/serve/pushing.rs",
     "host-collector/src/absent.rs",
+    "host-collector/src/damaged.rs",
 ];
 
 /// Literals in those files that are not findings, and why.

@@ -21,6 +21,7 @@ mod agent;
 pub mod alerts;
 mod guest;
 mod lab;
+pub mod sandbox;
 pub mod scenarios;
 mod site;
 mod waits;

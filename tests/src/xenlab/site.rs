@@ -105,6 +105,12 @@ impl LabSite {
             lab.xen_version,
             lab.accel
         );
+        // Every collect below runs under the shipped units' sandbox: first
+        // see that it holds and lets xl, xenstore, /proc/xen and sysfs
+        // through.
+        for line in super::sandbox::check_collector_sandbox(&lab)? {
+            eprintln!("xen lab ({xenstored:?}): collector sandbox on the real dom0: {line}");
+        }
         let mut site = LabSite::new(lab)?;
         let t = Instant::now();
         let faults = site.lab.triple_faults();

@@ -328,12 +328,28 @@ fn snmpv3_every_auth_and_privacy_pair_against_net_snmp() {
                 && l.contains("but\\sits\\scollector\\scalls\\sitself\\sxen01")),
         "{text}"
     );
-    // The passwords are in no output and no log, even at -vv.
+    // The passwords are in no output and no log, even at -vv: not in raw,
+    // JSON (everything the poller knows) or --help.
+    let json = std::process::Command::new(xsmon_tests::bin("poller"))
+        .args(["json", "-vv", "--config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let help = std::process::Command::new(xsmon_tests::bin("poller"))
+        .args(["--help", "--config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(stdout(&json).contains("\"db01\""), "{}", stdout(&json));
+    let said = [
+        text.clone(),
+        log.to_string(),
+        stdout(&json),
+        String::from_utf8_lossy(&json.stderr).into_owned(),
+        stdout(&help),
+    ];
     for secret in ["auth-pass-123", "priv-pass-123"] {
-        assert!(
-            !text.contains(secret) && !log.contains(secret),
-            "{secret} leaked:\n{text}{log}"
-        );
+        for out in &said {
+            assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+        }
     }
 
     // A wrong password, and a user asked with another protocol than its
