@@ -256,3 +256,13 @@ pub fn write_private(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> std:
         .open(path)?
         .write_all(contents.as_ref())
 }
+
+/// The cargo profile the programs under test were built with ("release"
+/// or "debug"), for `scripts/package --profile`.
+pub fn build_profile() -> &'static str {
+    if bin_dir().ends_with("release") {
+        "release"
+    } else {
+        "debug"
+    }
+}

@@ -23,11 +23,7 @@ fn sh(cmd: &mut Command) -> String {
 #[test]
 fn packages_pass_lintian_install_work_and_remove_cleanly() {
     let out = tempfile::tempdir().unwrap();
-    let profile = if xsmon_tests::bin_dir().ends_with("release") {
-        "release"
-    } else {
-        "debug"
-    };
+    let profile = xsmon_tests::build_profile();
     let built = sh(
         Command::new(xsmon_tests::repo_root().join("scripts/package"))
             .args(["--profile", profile])

@@ -148,11 +148,7 @@ fn static_binaries_do_their_job_in_an_empty_chroot() {
 #[test]
 fn rpms_pass_rpmlint_install_into_an_empty_root_run_and_erase() {
     let out = tempfile::tempdir().unwrap();
-    let profile = if xsmon_tests::bin_dir().ends_with("release") {
-        "release"
-    } else {
-        "debug"
-    };
+    let profile = xsmon_tests::build_profile();
     let built = String::from_utf8(
         run(Command::new(repo_root().join("scripts/package"))
             .args(["--profile", profile])

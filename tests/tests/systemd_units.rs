@@ -190,11 +190,7 @@ fn every_unit_works_under_its_sandbox_on_debian_13() {
     );
     // The packages, as a user installs them.
     let debs_dir = tempfile::tempdir().unwrap();
-    let profile = if xsmon_tests::bin_dir().ends_with("release") {
-        "release"
-    } else {
-        "debug"
-    };
+    let profile = xsmon_tests::build_profile();
     let built = sh(
         Command::new(xsmon_tests::repo_root().join("scripts/package"))
             .args(["--profile", profile, "--debs-only"])
