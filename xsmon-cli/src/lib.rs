@@ -46,7 +46,46 @@ pub fn load_config<T: serde::de::DeserializeOwned + Default>(
         }
         Err(e) => return Err(format!("cannot read config {}: {e}", path.display())),
     };
-    toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    toml::from_str(&text).map_err(|e| {
+        format!(
+            "invalid config {}: {}",
+            path.display(),
+            parse_error(&text, &e)
+        )
+    })
+}
+
+/// Where and what the TOML error is, without toml's quote of the line: a
+/// config may hold secrets (the poller's community and passwords), and an
+/// error is printed, logged and mailed by cron. On a line that names a
+/// community or a password, the values the message quotes go too.
+fn parse_error(text: &str, e: &toml::de::Error) -> String {
+    let mut message = e.message().trim().to_string();
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    if line.contains("community") || line.contains("password") {
+        message = redact_quoted(&message);
+    }
+    format!(
+        "line {line_no}, column {}: {message}",
+        start - line_start + 1
+    )
+}
+
+/// The message with every `quoted` part replaced by `…`.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for part in message.split('`') {
+        out.push_str(if inside { "`…`" } else { part });
+        inside = !inside;
+    }
+    out
 }
 
 /// If the program was run as `PROGRAM --generate KIND DIR`, writes that
@@ -107,6 +146,36 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Deserialize, Default, Debug)]
+    #[allow(dead_code)]
+    struct Snmp {
+        community: String,
+    }
+
+    #[derive(serde::Deserialize, Default, Debug)]
+    #[allow(dead_code)]
+    struct WithSecret {
+        snmp: Snmp,
+    }
+
+    #[test]
+    fn a_broken_config_is_placed_without_quoting_its_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for (text, place) in [
+            ("[snmp]\ncommunity = \"s3cret\n", "line 2, column "),
+            (
+                "[snmp]\ncommunity = 12345678\n",
+                "line 2, column 13: invalid type: integer `…`, expected a string",
+            ),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = load_config::<WithSecret>(&p, true).unwrap_err();
+            assert!(e.contains(place), "{e}");
+            assert!(!e.contains("s3cret") && !e.contains("12345678"), "{e}");
+        }
+    }
 
     #[test]
     fn man_page_and_completions() {
