@@ -126,3 +126,61 @@ fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
         drop(service);
     }
 }
+
+/// A state another writer locks, or on a read-only filesystem, is no
+/// damage: the service says SQLite's words and moves nothing.
+#[test]
+fn a_locked_or_read_only_state_is_no_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poller.toml");
+    let state = dir.path().join("poller.db");
+    xsmon_tests::write_private(
+        &config,
+        format!(
+            "hosts = [\"xen09=127.0.0.1:9\"]\n[snmp]\ntimeout_ms = 100\nretries = 0\n[service]\ninterval_secs = 1\nstate = \"{}\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let service = PollerService::start(&config).unwrap();
+    wait_for("a kept cycle", Duration::from_secs(30), || {
+        Ok(service.log().contains("site polled").then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
+    // Another writer holds the database past the service's busy timeout.
+    let holder = rusqlite::Connection::open(&state).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let said = wait_for("the lock said", Duration::from_secs(60), || {
+        let log = service.log();
+        Ok(log
+            .lines()
+            .find(|l| l.contains("could not be polled or kept") && l.contains("database is locked"))
+            .map(str::to_string))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
+    drop(holder);
+    assert!(!service.log().contains("is damaged"), "{said}");
+    assert!(set_aside(dir.path()).is_empty());
+    drop(service);
+
+    // Read-only: the service cannot open it, says so, exits, moves nothing.
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind -o ro \"$DIR\" \"$DIR\" && exec \"$@\"")
+        .arg("sh")
+        .arg(xsmon_tests::bin("poller"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("DIR", dir.path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(
+        log.contains("attempt to write a readonly database")
+            || log.contains("Read-only file system"),
+        "{log}"
+    );
+    assert!(!log.contains("is damaged"), "{log}");
+    assert!(set_aside(dir.path()).is_empty());
+}
