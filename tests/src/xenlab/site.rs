@@ -119,6 +119,18 @@ impl LabSite {
             site.lab.wait_guest_up_after_a_boot_fault(g, faults)?;
         }
         site.ready_after = t.elapsed();
+        // The probes run under their unit's sandbox too: see it in force
+        // in the first PV or PVH guest that runs the probe.
+        if let Some(g) = guests
+            .iter()
+            .find(|g| g.kind != "hvm" && !g.name.starts_with("bare"))
+        {
+            let line = super::sandbox::check_probe_sandbox(&site.lab, g)?;
+            eprintln!(
+                "xen lab ({xenstored:?}): the probe's sandbox in {}: {line}",
+                g.name
+            );
+        }
         site.faults_when_ready = site.lab.triple_faults();
         eprintln!(
             "xen lab ({xenstored:?}): {} guests created and reporting in {:.1} s",
