@@ -321,7 +321,7 @@ fn watch_cmd(
         let why = match &first {
             Some(e) => e.path.clone(),
             None if starting.next_due().is_some_and(|due| due <= now()) => {
-                "a starting domain's first run is due".to_string()
+                "a starting domain is due a look (built, or its first run due)".to_string()
             }
             None => continue,
         };

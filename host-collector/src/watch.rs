@@ -2,7 +2,10 @@
 //! goings: the domains a cycle served as `starting`. Each one's probe area
 //! is watched until its first run lands (a cycle then serves it at once),
 //! and a cycle is due when its first run was due (a probe that never
-//! wrote is then served as silent without waiting for cron). A domain is
+//! wrote is then served as silent without waiting for cron). A domain the
+//! toolstack is still building (paused, before xl unpauses it) is looked
+//! at again every few seconds: no xenstore event says it now runs, and it
+//! would be served as being built until its first run. A domain is
 //! followed only while it is starting: a guest that keeps writing to its
 //! area after its first run costs dom0 nothing.
 
@@ -13,6 +16,10 @@ use xsmon_store::CycleRecord;
 /// The token of the watches on starting domains' probe areas.
 pub const TOKEN: &str = "xsmon-first-run";
 
+/// How soon a domain being built (paused by the toolstack) is looked at
+/// again: it runs within seconds, and a cycle costs dom0 little.
+pub const BUILD_RECHECK_SECS: i64 = 3;
+
 /// The starting domains of the last cycle: domid -> when a cycle is due
 /// for it (Unix seconds).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -22,7 +29,8 @@ pub struct Starting {
 
 impl Starting {
     /// The starting domains of `record`, each due `first_run_secs` after
-    /// its start (a cycle's time when dom0 could not read the start).
+    /// its start (a cycle's time when dom0 could not read the start), or
+    /// [`BUILD_RECHECK_SECS`] after this cycle while it is being built.
     pub fn of(record: &CycleRecord, first_run_secs: u64) -> Starting {
         let due = record
             .hosts
@@ -30,6 +38,9 @@ impl Starting {
             .filter(|h| h.listed && h.probe == "starting")
             .filter_map(|h| {
                 let domid = h.domid?;
+                if h.xen.as_ref().is_some_and(|x| x.state == "paused") {
+                    return Some((domid, record.time + BUILD_RECHECK_SECS));
+                }
                 let from = h.started.map_or(record.time, |t| t as i64);
                 // One second past the due time: the cycle then finds it due.
                 Some((domid, from + first_run_secs as i64 + 1))
@@ -98,6 +109,24 @@ mod tests {
         };
         let s = Starting::of(&record, 420);
         assert_eq!(s.due, BTreeMap::from([(3, 1_411), (5, 1_421)]));
+        // Being built (paused by the toolstack): looked at again soon.
+        let mut built = record.hosts[0].clone();
+        built.xen = Some(xsmon_store::XenSeen {
+            domid: 3,
+            state: "paused".into(),
+            since: 998,
+            cpu_time_s: 0.0,
+            cpu_at: 1_000,
+            counters: Default::default(),
+        });
+        let building = CycleRecord {
+            hosts: vec![built],
+            ..record.clone()
+        };
+        assert_eq!(
+            Starting::of(&building, 420).due,
+            BTreeMap::from([(3, 1_000 + BUILD_RECHECK_SECS)])
+        );
         assert_eq!(s.next_due(), Some(1_411));
         assert_eq!(Starting::path(3), "/local/domain/3/data/xsmon");
         let later = Starting {
