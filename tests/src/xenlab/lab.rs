@@ -455,9 +455,24 @@ impl XenLab {
         let console = self.guest_console(g).unwrap_or_default();
         let not_ready = !console.contains("xsmon-lab-guest ready");
         let panicked_at_boot = not_ready && console.contains("Kernel panic");
-        let running = self
-            .xl_state(&g.name)?
+        let state = self.xl_state(&g.name)?;
+        let running = state
+            .as_deref()
             .is_some_and(|s| s.contains('r') || s.contains('b'));
+        // Crashed before its kernel wrote a single line to its console (a
+        // fresh clone's run: hvm01, `---sc-` after 9.3 s of CPU, both its
+        // consoles empty, no triple fault logged): nothing of the guest's
+        // userland, the probe least of all, had run. The emulator's.
+        if state.as_deref().is_some_and(|s| s.contains('c')) && console.trim().is_empty() {
+            eprintln!(
+                "xen lab: environment fault: guest {} crashed at boot before its kernel printed anything (xl list: {}); destroyed and created once more",
+                g.name,
+                state.as_deref().unwrap_or("")
+            );
+            return self
+                .recreate(g)
+                .with_context(|| format!("{} after it crashed silently at boot once", g.name));
+        }
         if !panicked_at_boot && running && !console.trim().is_empty() {
             // Still booting: under the lab's load an HVM guest's kernel
             // was seen still loading its modules 260 s after its start,
