@@ -27,8 +27,9 @@ fn set_aside(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-#[test]
-fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
+/// A service polling one unreachable dom0 every second, its config and
+/// state in a directory of their own: (the directory, config, state).
+fn service_site() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("poller.toml");
     let state = dir.path().join("poller.db");
@@ -40,6 +41,12 @@ fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
         ),
     )
     .unwrap();
+    (dir, config, state)
+}
+
+#[test]
+fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
+    let (dir, config, state) = service_site();
     let raw = || {
         let o = std::process::Command::new(xsmon_tests::bin("poller"))
             .args(["raw", "--config"])
@@ -131,17 +138,7 @@ fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
 /// damage: the service says SQLite's words and moves nothing.
 #[test]
 fn a_locked_or_read_only_state_is_no_damage() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("poller.toml");
-    let state = dir.path().join("poller.db");
-    xsmon_tests::write_private(
-        &config,
-        format!(
-            "hosts = [\"xen09=127.0.0.1:9\"]\n[snmp]\ntimeout_ms = 100\nretries = 0\n[service]\ninterval_secs = 1\nstate = \"{}\"\n",
-            state.display()
-        ),
-    )
-    .unwrap();
+    let (dir, config, state) = service_site();
     let service = PollerService::start(&config).unwrap();
     wait_for("a kept cycle", Duration::from_secs(30), || {
         Ok(service.log().contains("site polled").then_some(()))
