@@ -26,7 +26,7 @@ pub const BULK: u32 = 40;
 const MAX_LINES: usize = 20_000;
 
 /// How one dom0 is asked (its secrets never print: [`Secret`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Credentials {
     V2c {
         community: Secret,

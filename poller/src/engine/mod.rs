@@ -25,6 +25,7 @@
 //! * Caps: requests in flight, and packets per second (token bucket), so a
 //!   poll of a large site never floods a network.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -58,15 +59,13 @@ pub fn fetch_all(
     // Each distinct credential once: a v3 user's keys cost two 1 MiB
     // hashes to derive.
     let mut distinct: Vec<&Credentials> = Vec::new();
+    let mut index: HashMap<&Credentials, usize> = HashMap::new();
     let mut jobs: Vec<Job> = targets.iter().map(|t| Job::new(t, extend)).collect();
-    for (job, c) in jobs.iter_mut().zip(creds) {
-        job.auth = match distinct.iter().position(|d| d == c) {
-            Some(n) => n,
-            None => {
-                distinct.push(c);
-                distinct.len() - 1
-            }
-        };
+    for (job, &c) in jobs.iter_mut().zip(creds) {
+        job.auth = *index.entry(c).or_insert_with(|| {
+            distinct.push(c);
+            distinct.len() - 1
+        });
     }
     let auths: Vec<Auth> = distinct.into_iter().map(auth_of).collect();
     let addrs = resolve_all(targets);
