@@ -92,15 +92,15 @@ pub fn build(site: Site, only_dom0: Option<&str>, only_guest: Option<&str>) -> R
                 ),
             });
         }
-        let set_aside = memory.iter().flat_map(|m| &m.set_aside);
-        if let Some(last) = set_aside.clone().last() {
+        let set_aside = memory.as_ref().map_or(&[][..], |m| &m.set_aside);
+        if let Some(last) = set_aside.last() {
             let path = last.path.display();
             let mut message = format!(
                 "the site's state database was damaged: xsmon-poller set it aside as {path} {} and started a new one; \
                  the transitions and since-when before then are only in that file. Remove or move it to clear this",
                 crate::words::moment(last.at, now)
             );
-            let n = set_aside.count();
+            let n = set_aside.len();
             if n > 1 {
                 message.push_str(&format!(" ({n} damaged files set aside in all)"));
             }
