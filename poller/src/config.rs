@@ -212,13 +212,15 @@ impl Default for SnmpConfig {
 
 impl Config {
     pub fn load(path: &Path, must_exist: bool) -> Result<Config> {
-        let c: Config = xsmon_cli::load_config(path, must_exist).map_err(anyhow::Error::msg)?;
-        if let Ok(text) = std::fs::read_to_string(path) {
-            // Parsed again as a table: which secrets the file itself sets.
-            let table: toml::Table = toml::from_str(&text)?;
-            secret::check_file(path, &secret::secrets_set(&table), &c.secrets_readable_by)
-                .map_err(anyhow::Error::msg)?;
-        }
+        let text = xsmon_cli::read_config(path, must_exist).map_err(anyhow::Error::msg)?;
+        let Some(text) = text else {
+            return Ok(Config::default());
+        };
+        let c: Config = xsmon_cli::parse_config(path, &text).map_err(anyhow::Error::msg)?;
+        // The same text as a table: which secrets the file itself sets.
+        let table: toml::Table = toml::from_str(&text)?;
+        secret::check_file(path, &secret::secrets_set(&table), &c.secrets_readable_by)
+            .map_err(anyhow::Error::msg)?;
         c.site_credentials()
             .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
         if c.service.interval_secs == 0 {

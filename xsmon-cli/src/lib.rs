@@ -39,18 +39,28 @@ pub fn load_config<T: serde::de::DeserializeOwned + Default>(
     path: &Path,
     must_exist: bool,
 ) -> Result<T, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-            return Ok(T::default())
-        }
-        Err(e) => return Err(format!("cannot read config {}: {e}", path.display())),
-    };
-    toml::from_str(&text).map_err(|e| {
+    match read_config(path, must_exist)? {
+        Some(text) => parse_config(path, &text),
+        None => Ok(T::default()),
+    }
+}
+
+/// A config file's text; `None` for a missing file unless `must_exist`.
+pub fn read_config(path: &Path, must_exist: bool) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok(None),
+        Err(e) => Err(format!("cannot read config {}: {e}", path.display())),
+    }
+}
+
+/// A config's text, parsed; an error names the file and places the fault.
+pub fn parse_config<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|e| {
         format!(
             "invalid config {}: {}",
             path.display(),
-            parse_error(&text, &e)
+            parse_error(text, &e)
         )
     })
 }
