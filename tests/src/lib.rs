@@ -266,3 +266,28 @@ pub fn build_profile() -> &'static str {
         "debug"
     }
 }
+
+/// The files set aside as damaged beside database `db`
+/// (`NAME.damaged-*`, without their `-wal` and `-shm`), sorted: what
+/// host-collector and the poller service leave of a damaged database.
+pub fn set_aside_beside(db: &Path) -> Vec<PathBuf> {
+    let dir = db.parent().expect("a database in a directory");
+    let prefix = format!(
+        "{}.damaged-",
+        db.file_name().expect("a database file").to_string_lossy()
+    );
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap_or_default().to_string_lossy();
+                    n.starts_with(&prefix) && !n.ends_with("-wal") && !n.ends_with("-shm")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -31,17 +31,7 @@ fn history(d: &Dom0) -> PathBuf {
 
 /// The files set aside beside the history.
 fn set_aside(d: &Dom0) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(d.dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("history.db.damaged-") && !n.ends_with("-wal") && !n.ends_with("-shm")
-        })
-        .collect();
-    v.sort();
-    v
+    xsmon_tests::set_aside_beside(&history(d))
 }
 
 /// The damage done to the closed database file (its WAL, fully

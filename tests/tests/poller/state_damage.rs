@@ -3,7 +3,7 @@
 //! new one and goes on polling, and every reader of the whole site says a
 //! warning naming the file until it is removed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use xsmon_tests::service::{wait_for, PollerService};
@@ -12,20 +12,6 @@ use crate::stdout;
 
 /// What is done to the database file's bytes.
 type Damage = fn(&mut Vec<u8>);
-
-fn set_aside(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("poller.db.damaged-") && !n.ends_with("-wal") && !n.ends_with("-shm")
-        })
-        .collect();
-    v.sort();
-    v
-}
 
 /// A service polling one unreachable dom0 every second, its config and
 /// state in a directory of their own: (the directory, config, state).
@@ -46,7 +32,8 @@ fn service_site() -> (tempfile::TempDir, PathBuf, PathBuf) {
 
 #[test]
 fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
-    let (dir, config, state) = service_site();
+    // The directory lives as long as the test.
+    let (_dir, config, state) = service_site();
     let raw = || {
         let o = std::process::Command::new(xsmon_tests::bin("poller"))
             .args(["raw", "--config"])
@@ -98,7 +85,7 @@ fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
             )
         })
         .unwrap_or_else(|e| panic!("{what}: {e}\n{}", service.log()));
-        let kept = set_aside(dir.path());
+        let kept = xsmon_tests::set_aside_beside(&state);
         assert_eq!(kept.len(), 1, "{what}: {kept:?}");
         assert_eq!(
             std::fs::read(&kept[0]).unwrap(),
@@ -157,7 +144,7 @@ fn a_locked_or_read_only_state_is_no_damage() {
     .unwrap_or_else(|e| panic!("{e}\n{}", service.log()));
     drop(holder);
     assert!(!service.log().contains("is damaged"), "{said}");
-    assert!(set_aside(dir.path()).is_empty());
+    assert!(xsmon_tests::set_aside_beside(&state).is_empty());
     drop(service);
 
     // Read-only: the service cannot open it, says so, exits, moves nothing.
@@ -179,5 +166,5 @@ fn a_locked_or_read_only_state_is_no_damage() {
         "{log}"
     );
     assert!(!log.contains("is damaged"), "{log}");
-    assert!(set_aside(dir.path()).is_empty());
+    assert!(xsmon_tests::set_aside_beside(&state).is_empty());
 }
