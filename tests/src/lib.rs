@@ -291,3 +291,16 @@ pub fn set_aside_beside(db: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// Runs `cmd` and returns its stdout; panics, with its output, unless it
+/// ran and succeeded.
+pub fn stdout_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -6,25 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use xsmon_tests::stdout_ok;
 use xsmon_xenstore::Store;
-
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}{}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn packages_pass_lintian_install_work_and_remove_cleanly() {
     let out = tempfile::tempdir().unwrap();
     let profile = xsmon_tests::build_profile();
-    let built = sh(
+    let built = stdout_ok(
         Command::new(xsmon_tests::repo_root().join("scripts/package"))
             .args(["--profile", profile])
             .arg(out.path()),
@@ -48,14 +37,14 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
 
     install_on_debian_13(&debs);
 
-    sh(Command::new("dpkg").arg("-i").args(&debs));
+    stdout_ok(Command::new("dpkg").arg("-i").args(&debs));
     for (prog, pkg) in [
         ("guest-probe", "xsmon-guest"),
         ("host-collector", "xsmon-dom0"),
         ("snmp-extend", "xsmon-dom0"),
         ("poller", "xsmon-poller"),
     ] {
-        let help = sh(Command::new(format!("/usr/bin/{prog}")).arg("--help"));
+        let help = stdout_ok(Command::new(format!("/usr/bin/{prog}")).arg("--help"));
         assert!(help.contains("Usage:"), "{prog}: {help}");
         assert!(
             Path::new(&format!("/usr/share/man/man1/{prog}.1.gz")).exists(),
@@ -65,7 +54,7 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
             Path::new(&format!("/usr/share/bash-completion/completions/{prog}")).exists(),
             "{prog} completion"
         );
-        let listed = sh(Command::new("dpkg").args(["-L", pkg]));
+        let listed = stdout_ok(Command::new("dpkg").args(["-L", pkg]));
         assert!(listed.contains(&format!("/usr/bin/{prog}")));
     }
     assert!(Path::new("/etc/cron.d/xsmon-guest-probe").exists());
@@ -77,7 +66,7 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
     let unit = std::fs::read_to_string("/lib/systemd/system/xsmon-poller.service").unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/poller serve"), "{unit}");
     // The installed probe reads its installed config.
-    let p = sh(Command::new("/usr/bin/guest-probe").args([
+    let p = stdout_ok(Command::new("/usr/bin/guest-probe").args([
         "--config",
         "/etc/xsmon/probe.toml",
         "--help",
@@ -85,12 +74,12 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
     assert!(p.contains("--domain-path"));
     installed_probe_config_writes_the_newest_layout();
 
-    sh(Command::new("dpkg").args(["-r", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
+    stdout_ok(Command::new("dpkg").args(["-r", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
     assert!(!Path::new("/usr/bin/guest-probe").exists());
     assert!(!Path::new("/usr/bin/poller").exists());
     // Config files stay after -r, as Debian does, and go with --purge.
     assert!(Path::new("/etc/xsmon/probe.toml").exists());
-    sh(Command::new("dpkg").args(["--purge", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
+    stdout_ok(Command::new("dpkg").args(["--purge", "xsmon-guest", "xsmon-dom0", "xsmon-poller"]));
     assert!(!Path::new("/etc/xsmon/probe.toml").exists());
     assert!(!Path::new("/etc/cron.d/xsmon-host-collector").exists());
 }
@@ -100,7 +89,7 @@ fn packages_pass_lintian_install_work_and_remove_cleanly() {
 /// more), each program run there, then purged, leaving nothing behind.
 fn install_on_debian_13(debs: &[&str]) {
     let root = PathBuf::from(
-        sh(&mut Command::new(
+        stdout_ok(&mut Command::new(
             xsmon_tests::repo_root().join("scripts/trixie-root"),
         ))
         .trim(),
@@ -120,7 +109,7 @@ fn install_on_debian_13(debs: &[&str]) {
         std::fs::copy(deb, inside.join(&name)).unwrap();
         names.push(format!("/tmp/xsmon-debs/{name}"));
     }
-    let chroot = |args: &[&str]| sh(Command::new("chroot").arg(&root).args(args));
+    let chroot = |args: &[&str]| stdout_ok(Command::new("chroot").arg(&root).args(args));
     let mut install = vec!["dpkg", "-i"];
     install.extend(names.iter().map(String::as_str));
     chroot(&install);
@@ -180,17 +169,19 @@ fn installed_probe_config_writes_the_newest_layout() {
     xsmon_tests::add_domain(&mut c, 7, "web01").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let root = xsmon_tests::probe_root("xen-guest", "a", &["127.0.0.1"]).unwrap();
-    sh(Command::new("/usr/bin/guest-probe")
-        .env_remove("XENSTORED_PATH")
-        .arg("--config")
-        .arg("/etc/xsmon/probe.toml")
-        .arg("--root")
-        .arg(root.path())
-        .arg("--state-file")
-        .arg(tmp.path().join("state"))
-        .arg("--xenstore")
-        .arg(xs.socket())
-        .args(["--domain-path", "/local/domain/7"]));
+    stdout_ok(
+        Command::new("/usr/bin/guest-probe")
+            .env_remove("XENSTORED_PATH")
+            .arg("--config")
+            .arg("/etc/xsmon/probe.toml")
+            .arg("--root")
+            .arg(root.path())
+            .arg("--state-file")
+            .arg(tmp.path().join("state"))
+            .arg("--xenstore")
+            .arg(xs.socket())
+            .args(["--domain-path", "/local/domain/7"]),
+    );
     let version = c.read("/local/domain/7/data/xsmon/version").unwrap();
     assert_eq!(
         String::from_utf8_lossy(&version),

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use xsmon_proto::Status;
 use xsmon_tests::dom0::Dom0;
 use xsmon_tests::service::wait_for;
+use xsmon_tests::stdout_ok;
 use xsmon_tests::{add_domain, sample_run, write_run, Snmpd, Xenstored};
 
 /// The units, with the exposure each may have at most (the goals).
@@ -32,17 +33,6 @@ const UNITS: [(&str, f64); 4] = [
     ("xsmon-host-collector.service", 4.0),
     ("xsmon-host-collector-watch.service", 4.0),
 ];
-
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn exposure_scores_meet_the_goals() {
@@ -92,15 +82,17 @@ impl Overlay {
         for d in [&upper, &work, &merged] {
             std::fs::create_dir(d).unwrap();
         }
-        sh(Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o"])
-            .arg(format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lower.display(),
-                upper.display(),
-                work.display()
-            ))
-            .arg(&merged));
+        stdout_ok(
+            Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o"])
+                .arg(format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    lower.display(),
+                    upper.display(),
+                    work.display()
+                ))
+                .arg(&merged),
+        );
         Overlay { merged, _dir: dir }
     }
 
@@ -183,7 +175,7 @@ fn report_of(root: &Overlay, unit: &str) -> Option<BTreeMap<String, String>> {
 #[test]
 fn every_unit_works_under_its_sandbox_on_debian_13() {
     let base = PathBuf::from(
-        sh(&mut Command::new(
+        stdout_ok(&mut Command::new(
             xsmon_tests::repo_root().join("scripts/trixie-systemd-root"),
         ))
         .trim(),
@@ -191,7 +183,7 @@ fn every_unit_works_under_its_sandbox_on_debian_13() {
     // The packages, as a user installs them.
     let debs_dir = tempfile::tempdir().unwrap();
     let profile = xsmon_tests::build_profile();
-    let built = sh(
+    let built = stdout_ok(
         Command::new(xsmon_tests::repo_root().join("scripts/package"))
             .args(["--profile", profile, "--debs-only"])
             .arg(debs_dir.path()),
@@ -210,7 +202,7 @@ fn every_unit_works_under_its_sandbox_on_debian_13() {
         std::fs::copy(deb, root.path(&format!("/tmp/xsmon-debs/{name}"))).unwrap();
         inside.push(format!("/tmp/xsmon-debs/{name}"));
     }
-    sh(Command::new("chroot").arg(&root.merged).args(&inside));
+    stdout_ok(Command::new("chroot").arg(&root.merged).args(&inside));
     let mode = std::fs::metadata(root.path("/etc/xsmon/poller.toml"))
         .unwrap()
         .permissions()
