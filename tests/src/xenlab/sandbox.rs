@@ -15,16 +15,42 @@ use anyhow::{bail, Result};
 
 use super::{LabGuest, XenLab};
 
-/// What a process in the sandbox of `unit` may do, reported from inside.
-const REPORT: &str = r#"sed -n 's/^\(CapEff\|NoNewPrivs\|Seccomp\):[[:space:]]*/\1=/p' /proc/self/status
+/// What every unit's sandbox is checked for, reported from inside it:
+/// its credentials and seccomp, `/usr` read-only, the state writable.
+macro_rules! sandbox_report_head {
+    () => {
+        r#"sed -n 's/^\(CapEff\|NoNewPrivs\|Seccomp\):[[:space:]]*/\1=/p' /proc/self/status
 touch /usr/xsmon-escape 2>/dev/null && echo write-usr=yes || echo write-usr=no
 touch /var/lib/xsmon/.sandbox-check 2>/dev/null && echo write-state=yes || echo write-state=no
 rm -f /var/lib/xsmon/.sandbox-check
-xl list 2>&1 | grep -q '^Domain-0 ' && echo xl-list=yes || echo xl-list=no
+"#
+    };
+}
+
+/// What a collector's sandbox must also let through: xl, /proc/xen,
+/// sysfs, xenstore.
+const REPORT: &str = concat!(
+    sandbox_report_head!(),
+    r#"xl list 2>&1 | grep -q '^Domain-0 ' && echo xl-list=yes || echo xl-list=no
 grep -qx control_d /proc/xen/capabilities && echo proc-xen=yes || echo proc-xen=no
 [ "$(cat /sys/hypervisor/type 2>/dev/null)" = xen ] && echo sysfs=yes || echo sysfs=no
 xenstore-read /local/domain/0/name >/dev/null 2>&1 && echo xenstore=yes || echo xenstore=no
-"#;
+"#
+);
+
+/// A shell script that runs `report` inside `unit`'s sandbox: written
+/// first where the sandbox can read it (its /tmp is its own).
+fn in_sandbox(unit: &str, report: &str) -> String {
+    format!(
+        "cat > /run/xsmon-sandbox-check <<'XSMON_EOF'\n{report}XSMON_EOF\n\
+         unit-sandbox /etc/xsmon/units/{unit} -- sh /run/xsmon-sandbox-check"
+    )
+}
+
+/// The lines of `want` the report `got` lacks.
+fn missing<'a>(got: &[&str], want: &[&'a str]) -> Vec<&'a str> {
+    want.iter().copied().filter(|w| !got.contains(w)).collect()
+}
 
 /// Checks, for each collector unit, that the sandbox holds and lets
 /// through what the collector needs. Returns one line per unit.
@@ -34,12 +60,7 @@ pub fn check_collector_sandbox(lab: &XenLab) -> Result<Vec<String>> {
         "xsmon-host-collector.service",
         "xsmon-host-collector-watch.service",
     ] {
-        // The script is written where the sandbox can read it (its /tmp
-        // is its own), then run inside it.
-        let out = lab.dom0_ok(&format!(
-            "cat > /run/xsmon-sandbox-check <<'XSMON_EOF'\n{REPORT}XSMON_EOF\n\
-             unit-sandbox /etc/xsmon/units/{unit} -- sh /run/xsmon-sandbox-check"
-        ))?;
+        let out = lab.dom0_ok(&in_sandbox(unit, REPORT))?;
         let want = [
             "CapEff=0000000000000000",
             "NoNewPrivs=1",
@@ -52,7 +73,7 @@ pub fn check_collector_sandbox(lab: &XenLab) -> Result<Vec<String>> {
             "xenstore=yes",
         ];
         let got: Vec<&str> = out.lines().map(str::trim).collect();
-        let missing: Vec<&str> = want.iter().copied().filter(|w| !got.contains(w)).collect();
+        let missing = missing(&got, &want);
         if !missing.is_empty() {
             bail!("{unit}'s sandbox on the real dom0: expected {missing:?}, the sandbox reported:\n{out}");
         }
@@ -61,26 +82,20 @@ pub fn check_collector_sandbox(lab: &XenLab) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// What the probe's sandbox leaves a process in a real guest.
-const PROBE_REPORT: &str = r#"sed -n 's/^\(CapEff\|NoNewPrivs\|Seccomp\):[[:space:]]*/\1=/p' /proc/self/status
-touch /usr/xsmon-escape 2>/dev/null && echo write-usr=yes || echo write-usr=no
-touch /var/lib/xsmon/.sandbox-check 2>/dev/null && echo write-state=yes || echo write-state=no
-rm -f /var/lib/xsmon/.sandbox-check
-echo "dev=$(ls /dev | tr '\n' ' ')"
+/// What the probe's sandbox must leave it in a real guest: the xenbus
+/// device, and which devices it sees.
+const PROBE_REPORT: &str = concat!(
+    sandbox_report_head!(),
+    r#"echo "dev=$(ls /dev | tr '\n' ' ')"
 echo "dev-xen=$(ls /dev/xen 2>/dev/null | tr '\n' ' ')"
 xenstore-read name >/dev/null 2>&1 && echo xenbus=yes || echo xenbus=no
-"#;
+"#
+);
 
 /// Checks, in guest `g`, that the probe's unit sandbox holds and leaves it
 /// its xenbus device. Returns the report as one line.
 pub fn check_probe_sandbox(lab: &XenLab, g: &LabGuest) -> Result<String> {
-    let out = lab.guest(
-        g,
-        &format!(
-            "cat > /run/xsmon-sandbox-check <<'XSMON_EOF'\n{PROBE_REPORT}XSMON_EOF\n\
-             unit-sandbox /etc/xsmon/units/xsmon-guest-probe.service -- sh /run/xsmon-sandbox-check"
-        ),
-    )?;
+    let out = lab.guest(g, &in_sandbox("xsmon-guest-probe.service", PROBE_REPORT))?;
     let out = out.ok(&format!("guest {}: the probe's sandbox", g.name))?;
     let got: Vec<&str> = out.lines().map(str::trim).collect();
     let want = [
@@ -92,7 +107,7 @@ pub fn check_probe_sandbox(lab: &XenLab, g: &LabGuest) -> Result<String> {
         "dev-xen=xenbus",
         "xenbus=yes",
     ];
-    let missing: Vec<&str> = want.iter().copied().filter(|w| !got.contains(w)).collect();
+    let missing = missing(&got, &want);
     // PrivateDevices: the pseudo devices and the xenbus only.
     let devices = got
         .iter()
