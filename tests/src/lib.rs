@@ -292,9 +292,9 @@ pub fn set_aside_beside(db: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Runs `cmd` and returns its stdout; panics, with its output, unless it
-/// ran and succeeded.
-pub fn stdout_ok(cmd: &mut std::process::Command) -> String {
+/// Runs `cmd` and returns its output; panics, with that output, unless
+/// it ran and succeeded.
+pub fn output_ok(cmd: &mut std::process::Command) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -302,5 +302,10 @@ pub fn stdout_ok(cmd: &mut std::process::Command) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
+}
+
+/// [`output_ok`]'s stdout, as text.
+pub fn stdout_ok(cmd: &mut std::process::Command) -> String {
+    String::from_utf8_lossy(&output_ok(cmd).stdout).into_owned()
 }

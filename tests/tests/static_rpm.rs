@@ -8,7 +8,7 @@ use std::process::Command;
 
 use xsmon_proto::snmpline::{parse_all, Record};
 use xsmon_proto::Status;
-use xsmon_tests::{add_domain, probe_root, repo_root, sample_run, write_run, Xenstored};
+use xsmon_tests::{add_domain, output_ok, probe_root, repo_root, sample_run, write_run, Xenstored};
 
 const STATIC: [&str; 3] = ["guest-probe", "host-collector", "snmp-extend"];
 
@@ -27,26 +27,16 @@ fn static_bin(name: &str) -> PathBuf {
     p
 }
 
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn assert_static(path: &Path) {
-    let segs = String::from_utf8(run(Command::new("readelf").arg("-lW").arg(path)).stdout).unwrap();
+    let segs =
+        String::from_utf8(output_ok(Command::new("readelf").arg("-lW").arg(path)).stdout).unwrap();
     assert!(
         !segs.contains("program interpreter"),
         "{}: has an interpreter",
         path.display()
     );
     let dynamic =
-        String::from_utf8(run(Command::new("readelf").arg("-dW").arg(path)).stdout).unwrap();
+        String::from_utf8(output_ok(Command::new("readelf").arg("-dW").arg(path)).stdout).unwrap();
     assert!(
         !dynamic.contains("NEEDED"),
         "{}: needs shared objects:\n{dynamic}",
@@ -69,7 +59,7 @@ fn static_binaries_do_their_job_in_an_empty_chroot() {
     let fixture = probe_root("xen-guest", "a", &["127.0.0.1"]).unwrap();
     xsmon_tests::copy_tree(fixture.path(), &r.join("fixture")).unwrap();
     std::fs::write(r.join("probe.toml"), "[cpu]\nfirst_sample_ms = 100\n").unwrap();
-    let out = run(Command::new("chroot").arg(r).args([
+    let out = output_ok(Command::new("chroot").arg(r).args([
         "/guest-probe",
         "--print",
         "--root",
@@ -102,7 +92,7 @@ fn static_binaries_do_their_job_in_an_empty_chroot() {
     )
     .unwrap();
     std::fs::write(r.join("xenstored.sock"), "").unwrap();
-    run(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c"]).arg(format!(
+    output_ok(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c"]).arg(format!(
         "mount --bind {} {}/xenstored.sock && exec chroot {} /host-collector --config /collector.toml collect --xenstore /xenstored.sock",
         xs.socket().display(),
         r.display(),
@@ -119,7 +109,7 @@ fn static_binaries_do_their_job_in_an_empty_chroot() {
     assert_eq!(guests, 3, "dom0 and two guests");
 
     // snmp-extend basic-monitoring on that real database.
-    let out = run(Command::new("chroot").arg(r).args([
+    let out = output_ok(Command::new("chroot").arg(r).args([
         "/snmp-extend",
         "basic-monitoring",
         "--db",
@@ -150,9 +140,11 @@ fn rpms_pass_rpmlint_install_into_an_empty_root_run_and_erase() {
     let out = tempfile::tempdir().unwrap();
     let profile = xsmon_tests::build_profile();
     let built = String::from_utf8(
-        run(Command::new(repo_root().join("scripts/package"))
-            .args(["--profile", profile])
-            .arg(out.path()))
+        output_ok(
+            Command::new(repo_root().join("scripts/package"))
+                .args(["--profile", profile])
+                .arg(out.path()),
+        )
         .stdout,
     )
     .unwrap();
@@ -177,18 +169,22 @@ fn rpms_pass_rpmlint_install_into_an_empty_root_run_and_erase() {
     // A real install into an empty root: rpm's own database there.
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    run(Command::new("rpm").arg("--root").arg(r).arg("--initdb"));
+    output_ok(Command::new("rpm").arg("--root").arg(r).arg("--initdb"));
     // --nodeps: the empty root has no glibc for the (dynamic) poller.
-    run(Command::new("rpm")
-        .arg("--root")
-        .arg(r)
-        .args(["-i", "--nodeps"])
-        .args(&rpms));
-    let listed = String::from_utf8(
-        run(Command::new("rpm")
+    output_ok(
+        Command::new("rpm")
             .arg("--root")
             .arg(r)
-            .args(["-ql", "xsmon-dom0"]))
+            .args(["-i", "--nodeps"])
+            .args(&rpms),
+    );
+    let listed = String::from_utf8(
+        output_ok(
+            Command::new("rpm")
+                .arg("--root")
+                .arg(r)
+                .args(["-ql", "xsmon-dom0"]),
+        )
         .stdout,
     )
     .unwrap();
@@ -207,20 +203,24 @@ fn rpms_pass_rpmlint_install_into_an_empty_root_run_and_erase() {
         );
     }
     let cfg = String::from_utf8(
-        run(Command::new("rpm")
-            .arg("--root")
-            .arg(r)
-            .args(["-qc", "xsmon-guest"]))
+        output_ok(
+            Command::new("rpm")
+                .arg("--root")
+                .arg(r)
+                .args(["-qc", "xsmon-guest"]),
+        )
         .stdout,
     )
     .unwrap();
     assert!(cfg.contains("/etc/xsmon/probe.toml"), "{cfg}");
     // The installed static binaries run in that root, which has no libc.
     for b in STATIC {
-        let help = run(Command::new("chroot")
-            .arg(r)
-            .arg(format!("/usr/bin/{b}"))
-            .arg("--help"));
+        let help = output_ok(
+            Command::new("chroot")
+                .arg(r)
+                .arg(format!("/usr/bin/{b}"))
+                .arg("--help"),
+        );
         assert!(
             String::from_utf8_lossy(&help.stdout).contains("Usage:"),
             "{b}"
@@ -228,7 +228,7 @@ fn rpms_pass_rpmlint_install_into_an_empty_root_run_and_erase() {
     }
     // A config the admin changed is kept as .rpmsave on erase; the rest goes.
     std::fs::write(r.join("etc/xsmon/probe.toml"), "# changed by the admin\n").unwrap();
-    run(Command::new("rpm").arg("--root").arg(r).args([
+    output_ok(Command::new("rpm").arg("--root").arg(r).args([
         "-e",
         "xsmon-guest",
         "xsmon-dom0",
@@ -239,7 +239,8 @@ fn rpms_pass_rpmlint_install_into_an_empty_root_run_and_erase() {
     assert!(!r.join("etc/xsmon/collector.toml").exists());
     assert!(r.join("etc/xsmon/probe.toml.rpmsave").exists());
     let left =
-        String::from_utf8(run(Command::new("rpm").arg("--root").arg(r).arg("-qa")).stdout).unwrap();
+        String::from_utf8(output_ok(Command::new("rpm").arg("--root").arg(r).arg("-qa")).stdout)
+            .unwrap();
     assert!(!left.contains("xsmon"), "{left}");
 
     // The tarball for copying by hand: static binaries, man pages, examples.
@@ -248,11 +249,13 @@ fn rpms_pass_rpmlint_install_into_an_empty_root_run_and_erase() {
         .find(|l| l.ends_with(".tar.gz"))
         .expect("static tarball");
     let x = tempfile::tempdir().unwrap();
-    run(Command::new("tar")
-        .arg("-xzf")
-        .arg(tarball)
-        .arg("-C")
-        .arg(x.path()));
+    output_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(x.path()),
+    );
     let top = std::fs::read_dir(x.path())
         .unwrap()
         .next()
