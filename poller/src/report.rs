@@ -18,8 +18,11 @@ pub struct Report {
     /// then guest.
     pub findings: Vec<RawLine>,
     pub summary: Summary,
-    /// Set when the question asked (a scoped guest) cannot be answered.
-    pub undetermined: Option<String>,
+    /// Set when the question asked (a scoped guest) cannot be answered:
+    /// an `unknown` finding of its own, which every mode says (in JSON,
+    /// its message, as it always was).
+    #[serde(serialize_with = "message_only")]
+    pub undetermined: Option<RawLine>,
     /// What the service remembers (since when, what changed); `None` for a
     /// live poll. Not in the JSON: its contract is one poll's.
     #[serde(skip)]
@@ -183,10 +186,17 @@ pub fn build(site: Site, only_dom0: Option<&str>, only_guest: Option<&str>) -> R
                 message: format!("{g} is not reported by any polled dom0"),
             });
         } else if !seen {
-            undetermined = Some(format!(
-                "{g} is not on any dom0 that answered, and {} could not be polled",
-                failed.join(", ")
-            ));
+            undetermined = Some(RawLine {
+                severity: "unknown".into(),
+                dom0: String::new(),
+                host: g.to_string(),
+                check: "probe".into(),
+                age: None,
+                message: format!(
+                    "{g} is not on any dom0 that answered, and {} could not be polled",
+                    failed.join(", ")
+                ),
+            });
         }
     }
     findings.sort_by(|a, b| {
@@ -237,6 +247,10 @@ pub fn build(site: Site, only_dom0: Option<&str>, only_guest: Option<&str>) -> R
         undetermined,
         memory,
     }
+}
+
+fn message_only<S: serde::Serializer>(line: &Option<RawLine>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&line.as_ref().map(|l| &l.message), s)
 }
 
 /// 0 nothing wrong, 1 warnings, 2 errors, 3 undetermined (Nagios OK,

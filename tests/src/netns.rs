@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
 
 /// A namespace with `host_ip` on the host's end of the veth and `ns_ip` on
 /// the namespace's end. Removed (with its veth) on drop.
@@ -17,6 +18,41 @@ pub struct Netns {
     /// so pings to it are lost, and nothing leaves the veth.
     pub unused_ip: String,
     host_if: String,
+    /// The claim on its /24, held as long as the namespace lives (fields
+    /// drop after `Drop::drop` has deleted the namespace).
+    _subnet: Flock<std::fs::File>,
+}
+
+/// Where the claims on the 10.231.N.0/24 subnets are kept: one lock file
+/// per subnet, system-wide, so test processes running side by side (the
+/// poller's tests and the demo's site, in `scripts/test`) never put two
+/// veths on one /24. The kernel accepts that without a word, and the
+/// host's packets to one of the two namespaces then go to the other.
+const SUBNET_LOCKS: &str = "/run/lock/xsmon-tests-netns";
+
+/// Claims a free subnet (1..=250), starting from one that depends on the
+/// process and the count so far (most claims succeed at the first try). A
+/// lock dies with its process: a killed run leaves no claim behind.
+fn claim_subnet(start: u32) -> Result<(u32, Flock<std::fs::File>)> {
+    std::fs::create_dir_all(SUBNET_LOCKS).with_context(|| format!("creating {SUBNET_LOCKS}"))?;
+    for i in 0..250 {
+        let subnet = (start + i) % 250 + 1;
+        let path = format!("{SUBNET_LOCKS}/10.231.{subnet}.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {path}"))?;
+        // flock() locks belong to the open file: a second claim of the
+        // same subnet by this very process is refused as well.
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok((subnet, lock)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
+            Err((_, e)) => bail!("locking {path}: {e}"),
+        }
+    }
+    bail!("all 250 subnets 10.231.N.0/24 are claimed by live test processes (locks in {SUBNET_LOCKS})")
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -35,13 +71,13 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 impl Netns {
-    /// Creates a namespace. Each one gets its own 10.231.N.0/24.
+    /// Creates a namespace. Each one gets its own 10.231.N.0/24, claimed
+    /// against every other test process on the machine.
     pub fn create() -> Result<Netns> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        // Subnet from pid and counter so parallel test processes differ.
-        let subnet = (pid.wrapping_mul(7).wrapping_add(n * 13)) % 250 + 1;
+        let (subnet, claim) = claim_subnet(pid.wrapping_mul(7).wrapping_add(n * 13))?;
         let tag = format!("{:x}{n}", pid % 0xfffff);
         // The full pid in the name lets a later run remove what a killed
         // run left behind (see remove_leftovers).
@@ -55,6 +91,7 @@ impl Netns {
             ns_ip: format!("10.231.{subnet}.2"),
             unused_ip: format!("10.231.{subnet}.99"),
             host_if: host_if.clone(),
+            _subnet: claim,
         };
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
@@ -167,5 +204,29 @@ fn remember(name: &str) {
 fn forget(name: &str) {
     if let Ok(mut v) = LIVE.lock() {
         v.retain(|n| n != name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_subnet_is_refused_to_this_process_and_to_any_other() {
+        let (first, _held) = claim_subnet(17).unwrap();
+        let (second, _also) = claim_subnet(17).unwrap();
+        assert_ne!(first, second, "one process, two claims from one start");
+        // Another process (util-linux's flock) cannot take it either.
+        let other = Command::new("flock")
+            .args(["--nonblock", "--conflict-exit-code", "99"])
+            .arg(format!("{SUBNET_LOCKS}/10.231.{first}.lock"))
+            .arg("true")
+            .status()
+            .unwrap();
+        assert_eq!(
+            other.code(),
+            Some(99),
+            "another process took 10.231.{first}.0/24"
+        );
     }
 }

@@ -135,7 +135,7 @@ pub fn report(r: &Report, colour: bool, now: i64) -> String {
         let _ = writeln!(
             out,
             "{}",
-            p.wrap("1;33", &format!("UNKNOWN: {}", tty_safe(u)))
+            p.wrap("1;33", &format!("UNKNOWN: {}", tty_safe(&u.message)))
         );
     }
     let _ = writeln!(out, "{}", p.wrap(code, &line));

@@ -28,10 +28,13 @@ pub(crate) fn tty_safe(s: &str) -> String {
     xsmon_proto::text::clean(s, 400)
 }
 
-/// `poller raw`: one rawline per finding (see xsmon_proto::rawline).
+/// `poller raw`: one rawline per finding (see xsmon_proto::rawline),
+/// and the `unknown` line of a question that could not be answered (a
+/// script reading lines must not take nothing for nothing wrong).
 pub fn raw(r: &Report) -> String {
     r.findings
         .iter()
+        .chain(&r.undetermined)
         .map(|f| rawline::print(f) + "\n")
         .collect()
 }

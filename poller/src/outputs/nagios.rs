@@ -40,7 +40,7 @@ pub fn nagios(r: &Report, only_dom0: Option<&str>, only_guest: Option<&str>) -> 
     }
     if let Some(u) = &r.undetermined {
         // Nagios treats '|' as the start of performance data.
-        summary = tty_safe(u).replace('|', "/");
+        summary = tty_safe(&u.message).replace('|', "/");
     }
     // Performance data: 'label'=value[UOM];warn;crit;min;max
     let perf = format!(

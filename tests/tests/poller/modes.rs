@@ -153,6 +153,13 @@ fn nagios_mode_exit_codes_and_scopes() {
     let (out, _) = run(&["nagios", "--guest", "nosuch"]);
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("XSMON UNKNOWN - nosuch is not on any dom0 that answered, and xen03, xen05 could not be polled"));
+    // The same question in raw: a line of its own, never nothing.
+    let (out, _) = run(&["raw", "--guest", "nosuch"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert_eq!(
+        stdout(&out),
+        "unknown \\e nosuch probe - nosuch\\sis\\snot\\son\\sany\\sdom0\\sthat\\sanswered,\\sand\\sxen03,\\sxen05\\scould\\snot\\sbe\\spolled\n"
+    );
     // Nothing to poll at all: UNKNOWN with the reason.
     let out = std::process::Command::new(xsmon_tests::bin("poller"))
         .args(["nagios", "--config", "/dev/null"])

@@ -174,7 +174,14 @@ fn the_service_keeps_the_site_and_every_mode_reads_it() {
             without_ages(&stdout(&live)),
             "{args:?}: from the state, then live"
         );
-        assert!(!stdout(&kept).is_empty(), "{args:?}");
+        assert!(
+            !stdout(&kept).is_empty(),
+            "{args:?}: nothing said, exit {}; live: {}{}\n{}",
+            code(&kept),
+            stdout(&live),
+            String::from_utf8_lossy(&live.stderr),
+            service.log()
+        );
     }
     let moved = stdout(&served.poller(&["raw", "--guest", "moved01"]));
     assert!(
