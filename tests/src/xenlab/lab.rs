@@ -615,11 +615,19 @@ impl XenLab {
             .out)
     }
 
-    /// Runs `f`, and once more if it failed while Xen logged a triple
-    /// fault of a PVH guest: under software emulation, PVH guests of this
-    /// lab triple-fault now and then (Xen then reboots them), which is the
-    /// emulation's defect, not xsmon's. The guest is waited for and the
-    /// retry said on stderr; any other failure stands.
+    /// Runs `f`, and once more if it failed while software emulation broke
+    /// the PVH guest `g` (the emulation's defect, not xsmon's), said on
+    /// stderr:
+    /// - Xen logged a triple fault meanwhile: Xen reboots the guest, which
+    ///   is waited for;
+    /// - its kernel faulted meanwhile and Xen holds its domain crashed (a
+    ///   soak's pvh01, 106 s up, crashed between its probe's fresh report
+    ///   and the next poll): destroyed and created again. Not when the
+    ///   fault's instruction is in the guest's xenbus code, the one part
+    ///   of its kernel the probe drives (that would be xsmon's to answer).
+    ///
+    /// Any other failure stands; a crashed `g` adds its kernel's fault
+    /// lines to it.
     pub fn tolerating_triple_faults(
         &self,
         g: &LabGuest,
@@ -639,18 +647,43 @@ impl XenLab {
         what: &str,
         f: impl Fn() -> Result<()>,
     ) -> Result<()> {
-        match f() {
-            Ok(()) => Ok(()),
-            Err(e) if self.triple_faults() > before => {
-                eprintln!(
-                    "xen lab: environment fault: {what}: Xen logged a PVH triple fault meanwhile ({e:#}); once more after {} is back",
-                    g.name
-                );
-                self.wait_guest_up(g, Duration::from_secs(180))?;
-                f()
-            }
-            Err(e) => Err(e),
+        let kernel_faults_before = self.kernel_faults(g)?.len();
+        let e = match f() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if self.triple_faults() > before {
+            eprintln!(
+                "xen lab: environment fault: {what}: Xen logged a PVH triple fault meanwhile ({e:#}); once more after {} is back",
+                g.name
+            );
+            self.wait_guest_up(g, Duration::from_secs(180))?;
+            return f();
         }
+        if !self.xl_state(&g.name)?.is_some_and(|s| s.contains('c')) {
+            return Err(e);
+        }
+        let console = self.guest_console(g)?;
+        let Some(crash) = kernel_crash(&console, kernel_faults_before) else {
+            let tail: Vec<&str> = console.lines().rev().take(5).collect();
+            return Err(e.context(format!(
+                "{} crashed with no fault on its console; its last lines: {}",
+                g.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )));
+        };
+        if crash.in_xenbus {
+            return Err(e.context(format!(
+                "{}'s kernel faulted in its xenbus code, which the probe drives: {}",
+                g.name, crash.lines
+            )));
+        }
+        eprintln!(
+            "xen lab: environment fault: {what}: {}'s kernel faulted under emulation and Xen holds it crashed ({}); destroyed and created once more ({e:#})",
+            g.name, crash.lines
+        );
+        self.recreate(g)?;
+        f()
     }
 
     /// What dom0 sees of a guest that stopped answering after `after`:
@@ -737,6 +770,41 @@ impl std::fmt::Display for EnvironmentFault {
 
 impl std::error::Error for EnvironmentFault {}
 
+/// A guest kernel's fault as its console shows it.
+#[derive(Debug, PartialEq)]
+struct KernelCrash {
+    /// Its fault lines and the instruction's (`RIP: ...`), joined by ` | `.
+    lines: String,
+    /// The instruction is in xenbus's code (`xenbus_*`, `xs_*`, `xb_*`).
+    in_xenbus: bool,
+}
+
+/// The fault lines of `console` after its first `faults_before`, with
+/// the first `RIP:` line after the first of them; `None` when there are
+/// none.
+fn kernel_crash(console: &str, faults_before: usize) -> Option<KernelCrash> {
+    let lines: Vec<&str> = console.lines().collect();
+    let faults: Vec<usize> = (0..lines.len())
+        .filter(|&i| KERNEL_FAULTS.iter().any(|f| lines[i].contains(f)))
+        .skip(faults_before)
+        .collect();
+    let first = *faults.first()?;
+    let rip = lines[first..]
+        .iter()
+        .find(|l| l.contains("RIP:"))
+        .map(|l| l.trim());
+    let in_xenbus = rip.is_some_and(|r| {
+        r.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w.starts_with("xenbus") || w.starts_with("xs_") || w.starts_with("xb_"))
+    });
+    let mut said: Vec<&str> = faults.iter().map(|&i| lines[i].trim()).collect();
+    said.extend(rip);
+    Some(KernelCrash {
+        lines: said.join(" | "),
+        in_xenbus,
+    })
+}
+
 /// What a guest kernel prints when it faults (a subset of
 /// [`KERNEL_PROBLEMS`]: no warnings, no stalls).
 const KERNEL_FAULTS: &[&str] = &[
@@ -759,5 +827,46 @@ impl Drop for XenLab {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str =
+        "[    0.000000] Linux version 6.12\n[    3.1] BUG: a fault of an earlier scenario\n";
+
+    #[test]
+    fn a_fault_after_the_ones_before_is_named_with_its_instruction() {
+        let console = format!(
+            "{BEFORE}[  106.2] BUG: kernel NULL pointer dereference, address: 0000000000000008\n\
+             [  106.2] #PF: supervisor read access in kernel mode\n\
+             [  106.2] RIP: 0010:mas_find+0x2c/0x1a0\n\
+             [  106.3] Kernel panic - not syncing: Fatal exception\n"
+        );
+        assert_eq!(kernel_crash(BEFORE, 1), None, "no fault since");
+        let crash = kernel_crash(&console, 1).unwrap();
+        assert_eq!(
+            crash.lines,
+            "[  106.2] BUG: kernel NULL pointer dereference, address: 0000000000000008 | \
+             [  106.3] Kernel panic - not syncing: Fatal exception | [  106.2] RIP: 0010:mas_find+0x2c/0x1a0"
+        );
+        assert!(!crash.in_xenbus);
+    }
+
+    #[test]
+    fn a_fault_in_xenbus_code_is_told_apart() {
+        for rip in [
+            "xenbus_dev_write+0x51/0x240",
+            "xs_talkv+0x10/0x90",
+            "xb_read+0x1/0x2",
+        ] {
+            let console =
+                format!("[ 9.1] general protection fault: 0000 [#1] SMP\n[ 9.1] RIP: e030:{rip}\n");
+            assert!(kernel_crash(&console, 0).unwrap().in_xenbus, "{rip}");
+        }
+        let console = "[ 9.1] Oops: 0000 [#1]\n[ 9.1] RIP: e030:xen_hypercall_sched_op+0x9/0x10\n";
+        assert!(!kernel_crash(console, 0).unwrap().in_xenbus);
     }
 }
