@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering;
 
 mod agent;
 pub mod alerts;
+mod environment_fault;
+mod faults;
 mod guest;
 mod lab;
 pub mod sandbox;
@@ -28,8 +30,9 @@ mod waits;
 
 pub use agent::{base64, base64_decode, Exec};
 pub use alerts::LabAlerts;
+pub use environment_fault::EnvironmentFault;
 pub use guest::{LabGuest, LAB_CONFIG_DIR, LAB_DOM0, PROBE_TIMER_OFF};
-pub use lab::{images, lab_xen, EnvironmentFault, XenLab};
+pub use lab::{images, lab_xen, XenLab};
 pub use site::LabSite;
 
 /// Which xenstore daemon dom0 runs.
