@@ -27,6 +27,9 @@ pub struct PingStats {
     pub error: Option<String>,
     /// True when the error means "could not even try" (no socket).
     pub not_permitted: bool,
+    /// The sequence numbers of the echoes tried that got no reply (for the
+    /// log: which of them a loss took, the first or the last).
+    pub unanswered: Vec<u16>,
 }
 
 impl PingStats {
@@ -49,6 +52,7 @@ struct Probe {
     raw: bool,
     ident: u16,
     sent_at: Vec<Option<Instant>>,
+    tried: Vec<bool>,
     got: Vec<bool>,
     done: bool,
 }
@@ -94,7 +98,16 @@ pub fn ping_all(targets: &[Ipv4Addr], count: u32, timeout: Duration) -> Vec<Ping
         let wait = until_send.min(deadline.saturating_duration_since(now));
         wait_and_receive(&mut probes, wait);
     }
-    probes.into_iter().map(|p| p.stats).collect()
+    probes
+        .into_iter()
+        .map(|mut p| {
+            p.stats.unanswered = (1..p.tried.len())
+                .filter(|&s| p.tried[s] && !p.got[s])
+                .map(|s| s as u16)
+                .collect();
+            p.stats
+        })
+        .collect()
 }
 
 fn open_probe(target: Ipv4Addr, count: u32, ident: u16) -> Probe {
@@ -106,11 +119,13 @@ fn open_probe(target: Ipv4Addr, count: u32, ident: u16) -> Probe {
             rtts: Vec::new(),
             error: None,
             not_permitted: false,
+            unanswered: Vec::new(),
         },
         fd: None,
         raw: false,
         ident,
         sent_at: vec![None; count as usize + 1],
+        tried: vec![false; count as usize + 1],
         got: vec![false; count as usize + 1],
         done: false,
     };
@@ -156,6 +171,7 @@ fn open_probe(target: Ipv4Addr, count: u32, ident: u16) -> Probe {
 fn send_echo(p: &mut Probe, seq: u16) {
     let Some(fd) = &p.fd else { return };
     let pkt = echo_request(p.ident, seq);
+    p.tried[seq as usize] = true;
     match send(std::os::fd::AsRawFd::as_raw_fd(fd), &pkt, MsgFlags::empty()) {
         Ok(_) => {
             p.stats.sent += 1;

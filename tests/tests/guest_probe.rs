@@ -238,6 +238,36 @@ fn gateways_reachable_unreachable_in_parallel() {
     // Pinged together: one timeout (plus the first-run sample), not one per
     // gateway. The precise figure is in the bench.
     assert!(took < Duration::from_millis(2800), "took {took:?}");
+
+    // With -v, the log names the echoes a gateway left unanswered (a loss
+    // after a restore is told from its log: the first echoes or the last).
+    let out = probe(&[
+        "-v",
+        "--root",
+        root.path().to_str().unwrap(),
+        "--state-file",
+        tmp.path().join("s").to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| {
+            l.contains("echoes without a reply") && l.contains(&format!("gateway={}", ns.unused_ip))
+        })
+        .unwrap_or_else(|| panic!("no line for {} in:\n{log}", ns.unused_ip));
+    assert!(
+        line.contains("sent=3 received=0 unanswered=[1, 2, 3]") && line.contains("resumed=false"),
+        "{line}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("echoes without a reply") && l.contains("gateway=127.0.0.1")),
+        "{log}"
+    );
 }
 
 #[test]

@@ -116,6 +116,17 @@ pub fn checks(sys: &Sys, cfg: &NetConfig, resumed: bool) -> Vec<CheckResult> {
         wait_for_replies(&gws, timeout);
     }
     let stats = ping_all(&gws, cfg.count, timeout);
+    for s in stats.iter().filter(|s| s.received < s.sent) {
+        tracing::info!(
+            gateway = %s.target,
+            sent = s.sent,
+            received = s.received,
+            unanswered = ?s.unanswered,
+            error = ?s.error,
+            resumed,
+            "echoes without a reply"
+        );
+    }
     stats
         .iter()
         .enumerate()
@@ -127,7 +138,7 @@ pub fn checks(sys: &Sys, cfg: &NetConfig, resumed: bool) -> Vec<CheckResult> {
 /// not answered yet, until each has.
 fn wait_for_replies(gws: &[Ipv4Addr], timeout: Duration) {
     let mut waiting = gws.to_vec();
-    for _ in 0..SETTLE_ROUNDS {
+    for round in 1..=SETTLE_ROUNDS {
         let answered: Vec<Ipv4Addr> = ping_all(&waiting, 1, timeout)
             .into_iter()
             .filter(|s| s.received > 0)
@@ -135,10 +146,11 @@ fn wait_for_replies(gws: &[Ipv4Addr], timeout: Duration) {
             .collect();
         waiting.retain(|g| !answered.contains(g));
         if waiting.is_empty() {
+            tracing::info!(round, "after the resume, every gateway answered");
             return;
         }
     }
-    tracing::debug!(
+    tracing::info!(
         ?waiting,
         "after the resume, no reply yet from these gateways"
     );

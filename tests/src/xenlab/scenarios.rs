@@ -229,11 +229,25 @@ pub fn same_vm_fresh_and_quiet(
     before: &serde_json::Value,
     j: &serde_json::Value,
 ) -> Result<()> {
+    // What the probe logged of its runs around the restore (the settle
+    // after the resume, echoes without a reply) goes with a failure.
+    let probe_log = || {
+        site.lab
+            .guest_ok(g, "tail -n 12 /run/probe.log")
+            .unwrap_or_else(|e| format!("(its log not read: {e:#})"))
+    };
     ensure!(
         j["uuid"] == before["uuid"] && j["probe"] == "fresh" && j["status"] == "ok",
-        "after the restore: {j}"
+        "after the restore: {j}\nthe probe's log in {}:\n{}",
+        g.name,
+        probe_log()
     );
     let mine = site.raw_for(&g.name)?;
-    ensure!(mine.is_empty(), "findings after a restore: {mine:?}");
+    ensure!(
+        mine.is_empty(),
+        "findings after a restore: {mine:?}\nthe probe's log in {}:\n{}",
+        g.name,
+        probe_log()
+    );
     Ok(())
 }
