@@ -36,7 +36,7 @@ const SUBNET_LOCKS: &str = "/run/lock/xsmon-tests-netns";
 fn claim_subnet(start: u32) -> Result<(u32, Flock<std::fs::File>)> {
     std::fs::create_dir_all(SUBNET_LOCKS).with_context(|| format!("creating {SUBNET_LOCKS}"))?;
     for i in 0..250 {
-        let subnet = (start + i) % 250 + 1;
+        let subnet = start.wrapping_add(i) % 250 + 1;
         let path = format!("{SUBNET_LOCKS}/10.231.{subnet}.lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
