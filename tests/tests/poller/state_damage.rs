@@ -64,8 +64,10 @@ fn a_damaged_state_is_set_aside_and_the_service_goes_on() {
     ];
     for (what, sqlite_says, damage) in damages {
         let mut service = PollerService::start(&config).unwrap();
+        // The service's own log: a reader finds xen09 in a live poll as
+        // well, before the service has kept anything.
         wait_for("a kept cycle", Duration::from_secs(30), || {
-            Ok(has(&raw(), "error", "xen09", "snmp").then_some(()))
+            Ok(service.log().contains("site polled").then_some(()))
         })
         .unwrap_or_else(|e| panic!("{what}: {e}\n{}", service.log()));
         service.stop().unwrap();
